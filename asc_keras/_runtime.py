@@ -1,0 +1,83 @@
+"""Single place where TensorFlow, Keras 3 and tf_keras are imported.
+
+TensorFlow prints several lines of C++ start-up noise (oneDNN, CUDA stubs)
+*before* its logging is initialised, so environment variables alone cannot hide
+them.  Users do not need them; developers who do set ``ASC_KERAS_VERBOSE=1``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+
+VERBOSE = os.environ.get("ASC_KERAS_VERBOSE", "0") not in ("", "0", "false", "False")
+
+if not VERBOSE:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+@contextlib.contextmanager
+def _silenced_stderr():
+    """Redirect file descriptor 2 (C++ writes) to /dev/null while active."""
+    if VERBOSE:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (some notebook front ends)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with _silenced_stderr():
+    import tensorflow as tf  # noqa: E402
+    import keras  # noqa: E402
+
+if not VERBOSE:
+    tf.get_logger().setLevel("ERROR")
+
+
+def import_tf_keras():
+    """Import tf_keras (Keras 2), needed only for tensorflow-model-optimization."""
+    with _silenced_stderr():
+        import tf_keras
+
+    return tf_keras
+
+
+def import_tfmot():
+    """Import tensorflow-model-optimization (works on tf_keras models only)."""
+    with _silenced_stderr():
+        import tensorflow_model_optimization as tfmot
+
+    return tfmot
+
+
+def import_tfio():
+    """Import tensorflow-io.
+
+    tensorflow-io 0.37.1 is built for TF 2.16: on TF 2.21 its compiled kernels
+    (resample, AudioIOTensor, decoders) fail to load and it prints the linker
+    errors.  We use only its pure-TensorFlow ops (``freq_mask``, ``time_mask``,
+    ``spectrogram``, ``melscale``), which work; ``tests/test_tfio_ops.py`` pins that.
+    """
+    with _silenced_stderr():
+        import tensorflow_io as tfio
+
+    return tfio
+
+
+__all__ = ["tf", "keras", "import_tf_keras", "import_tfmot", "import_tfio", "VERBOSE"]

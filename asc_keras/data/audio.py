@@ -1,0 +1,113 @@
+"""Audio loading: decode, downmix, resample, crop/pad, with counted fix-ups.
+
+Decoding is soundfile (libsndfile: WAV, FLAC, OGG); resampling is soxr, the
+backend of librosa's 'soxr_hq'.  Problems a long job can repair (another sample rate, more
+channels, another length) are fixed and *counted* in an :class:`AudioFixes`
+so the caller prints one summary instead of crashing or flooding the log.
+"""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from asc_keras.data.errors import AudioError
+
+TAU_SAMPLE_RATE = 44100  # TAU Urban Acoustic Scenes 2022 Mobile: 44.1 kHz mono
+
+
+@dataclass
+class AudioFixes:
+    """Counts of repaired files by kind ('resampled', 'downmixed', 'padded', 'cropped')."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, kind: str, path: str | Path) -> None:
+        with self._lock:
+            self.counts[kind] += 1
+            self.examples.setdefault(kind, str(path))
+
+    def merge(self, other: "AudioFixes | dict") -> None:
+        counts, examples = (other.counts, other.examples) if isinstance(other, AudioFixes) else (
+            Counter(other.get("counts", {})), other.get("examples", {}))
+        with self._lock:
+            self.counts.update(counts)
+            for k, v in examples.items():
+                self.examples.setdefault(k, v)
+
+    def to_dict(self) -> dict:
+        return {"counts": dict(self.counts), "examples": dict(self.examples)}
+
+    def summary(self) -> str:
+        """One line, e.g. '3 files resampled (e.g. audio/x.wav), 1 file downmixed ...'; '' if none."""
+        parts = [f"{n} file{'s' if n != 1 else ''} {kind} (e.g. {self.examples[kind]})"
+                 for kind, n in sorted(self.counts.items())]
+        return ", ".join(parts)
+
+
+def load_audio(path: str | Path, sample_rate: int, *, duration: float | None = None,
+               expected_rate: int | None = None, fixes: AudioFixes | None = None) -> np.ndarray:
+    """Read an audio file as mono float32 at ``sample_rate`` Hz.
+
+    Args:
+        path: WAV/FLAC/OGG file.
+        sample_rate: rate of the returned signal (Hz); other rates are resampled (soxr).
+        duration: if given, the signal is cropped or zero-padded to ``duration`` seconds.
+        expected_rate: the dataset's native rate; a file at another rate is counted as
+            'resampled' in ``fixes`` (resampling to ``sample_rate`` itself is not a fix-up).
+        fixes: optional counter of repairs.
+
+    Returns:
+        float32 array of shape (samples,).
+
+    Raises:
+        AudioError: the file does not exist, cannot be decoded, or holds no samples.
+    """
+    path = Path(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: audio file not found. Check the dataset path or remove the file "
+                         "from the CSV files that list it.") from None
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
+        if not path.exists():
+            raise AudioError(f"{path}: audio file not found. Check the dataset path or remove the "
+                             "file from the CSV files that list it.") from None
+        raise AudioError(f"{path}: cannot decode audio ({e}). The file is corrupt or not WAV/FLAC/OGG: "
+                         "replace it with a good copy or remove it from the CSV files.") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: audio file holds no samples. Replace it or remove it from the CSV files.")
+    if data.shape[1] > 1:
+        data = data.mean(axis=1, keepdims=True)
+        if fixes is not None:
+            fixes.add("downmixed", path)
+    y = data[:, 0]
+    if expected_rate is not None and rate != expected_rate and fixes is not None:
+        fixes.add("resampled", path)
+    if duration is not None:
+        # Judge length at the file's own rate so resampling rounding is not counted.
+        want = int(round(duration * rate))
+        if abs(y.shape[0] - want) > 1 and fixes is not None:
+            fixes.add("padded" if y.shape[0] < want else "cropped", path)
+    if rate != sample_rate:
+        # soxr is librosa's resampling backend; called directly it is ~15x faster per
+        # 1 s clip than librosa.resample(res_type="soxr_hq"), with the same quality.
+        y = soxr.resample(y, rate, sample_rate, quality="HQ")
+    if duration is not None:
+        y = fit_length(y, int(round(duration * sample_rate)))
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def fit_length(y: np.ndarray, n: int) -> np.ndarray:
+    """Crop or zero-pad the last axis to ``n`` samples."""
+    if y.shape[-1] >= n:
+        return y[..., :n]
+    pad = [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])]
+    return np.pad(y, pad)

@@ -1,0 +1,211 @@
+"""Offline feature extraction into an atomic, resumable, memory-mapped cache.
+
+A cache is a folder ``<cache_root>/<name>-<key>/`` holding
+
+* ``features.npy`` -- (items, frames, n_mels) array, float16 by default, opened memory-mapped;
+* ``items.csv``    -- one row per item: ``item`` (its files joined by '|');
+* ``meta.json``    -- feature settings, shape, dtype, audio fix-up counts.
+
+``key`` hashes the feature settings, the dataset folder and the item list, so a
+change of any of them makes a new cache.  Work happens in ``<...>.partial/``
+with a ``done.npy`` mask flushed after each chunk's rows; the folder is renamed
+to its final name only when every row is written, so a killed run never leaves
+a half cache that is later read as valid, and running again resumes the
+missing rows.  Items are 1 s clips (one file) or rebuilt 10 s recordings (ten
+files concatenated in order).  Extraction runs over processes; each worker
+writes its rows straight into the memory map, so neither audio nor features
+are held in memory beyond one chunk.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from asc_keras.config import FeatureConfig
+from asc_keras.data.audio import TAU_SAMPLE_RATE, AudioFixes, load_audio
+from asc_keras.data.errors import AudioError, DataError
+from asc_keras.features.logmel import logmel
+
+CHUNK = 128
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """A complete feature cache opened read-only (memory-mapped)."""
+
+    path: Path
+    features: np.ndarray  # memmap (items, frames, n_mels)
+    items: pd.Series  # item name -> row
+    config: FeatureConfig
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def rows(self, names: Sequence[str]) -> np.ndarray:
+        """Row numbers of the given items (file name, or files joined by '|')."""
+        try:
+            return self.items.loc[list(names)].to_numpy()
+        except KeyError as e:
+            raise KeyError(f"{self.path}: item(s) not in this cache, e.g. {e}") from None
+
+    @classmethod
+    def open(cls, path: str | Path) -> "FeatureCache":
+        path = Path(path)
+        meta_file = path / "meta.json"
+        if not meta_file.is_file():
+            raise DataError(f"{path}: not a complete feature cache (no meta.json); extract it again.")
+        meta = json.loads(meta_file.read_text())
+        feats = np.load(path / "features.npy", mmap_mode="r")
+        if list(feats.shape) != meta["shape"]:
+            raise DataError(f"{path}: features.npy has shape {feats.shape}, meta.json says {meta['shape']}; "
+                            "delete the folder and extract again.")
+        names = pd.read_csv(path / "items.csv", dtype=str, keep_default_na=False)["item"]
+        return cls(path, feats, pd.Series(np.arange(len(names)), index=names.values),
+                   FeatureConfig(**meta["config"]))
+
+
+def item_name(files: Sequence[str] | str) -> str:
+    return files if isinstance(files, str) else "|".join(files)
+
+
+def cache_path(cache_root: str | Path, name: str, dataset_root: str | Path, items: Sequence[str],
+               cfg: FeatureConfig) -> Path:
+    h = hashlib.sha1()
+    h.update(cfg.key().encode())
+    h.update(str(Path(dataset_root).resolve()).encode())
+    for it in items:
+        h.update(it.encode())
+        h.update(b"\n")
+    return Path(cache_root) / f"{name}-{h.hexdigest()[:12]}"
+
+
+def _extract_chunk(args) -> tuple[int, int, list[tuple[str, str]], dict]:
+    """Worker: compute rows [start, stop) and write them into the partial memmap."""
+    partial, dataset_root, items, start, cfg = args
+    fixes = AudioFixes()
+    errors: list[tuple[str, str]] = []
+    out = np.load(Path(partial) / "features.npy", mmap_mode="r+")
+    audio = []
+    for it in items:
+        try:
+            parts = [load_audio(Path(dataset_root) / f, cfg.sample_rate, duration=cfg.clip_seconds,
+                                expected_rate=TAU_SAMPLE_RATE, fixes=fixes) for f in it.split("|")]
+            audio.append(np.concatenate(parts))
+        except AudioError as e:
+            errors.append((it, str(e)))
+            audio.append(None)
+    good = [i for i, a in enumerate(audio) if a is not None]
+    if good:
+        feats = logmel(np.stack([audio[i] for i in good]), cfg)
+        for j, i in enumerate(good):
+            out[start + i] = feats[j]
+    out.flush()
+    del out
+    return start, len(items), errors, fixes.to_dict()
+
+
+def extract_features(dataset_root: str | Path, items: Sequence[Sequence[str] | str], cfg: FeatureConfig,
+                     cache_root: str | Path, name: str = "clips", workers: int | None = None,
+                     progress: bool = True) -> FeatureCache:
+    """Compute (or reuse) the log-mel cache of ``items`` under ``cache_root``.
+
+    Args:
+        dataset_root: folder the item file names are relative to.
+        items: one entry per output row: a file name (a 1 s clip) or a sequence of
+            file names concatenated in order (a rebuilt recording).
+        cfg: feature settings; every item must have the same number of files.
+        cache_root: where caches live.
+        name: readable prefix of the cache folder ('clips', 'recordings').
+        workers: processes (default: CPU count).
+        progress: show a progress bar.
+
+    Returns:
+        The opened :class:`FeatureCache`.
+
+    Raises:
+        DataError: some audio files could not be read.  Everything else is kept in
+            the partial cache, so fixing (or removing) those files and running again
+            computes only what is missing.
+    """
+    names = [item_name(it) for it in items]
+    n_files = {n.count("|") + 1 for n in names}
+    if len(n_files) > 1:
+        raise ValueError(f"items must all have the same number of files, got {sorted(n_files)}")
+    if len(set(names)) != len(names):
+        raise ValueError("items contain duplicates")
+    final = cache_path(cache_root, name, dataset_root, names, cfg)
+    if (final / "meta.json").is_file():
+        return FeatureCache.open(final)
+    partial = final.with_name(final.name + ".partial")
+    seconds = n_files.pop() * cfg.clip_seconds if names else cfg.clip_seconds
+    shape = (len(names), cfg.n_frames(seconds), cfg.n_mels)
+    partial.mkdir(parents=True, exist_ok=True)
+    feat_file, done_file = partial / "features.npy", partial / "done.npy"
+    resumable = feat_file.is_file() and done_file.is_file()
+    if resumable:
+        try:
+            resumable = tuple(np.load(feat_file, mmap_mode="r").shape) == shape
+        except (ValueError, OSError):
+            resumable = False
+    if not resumable:
+        np.lib.format.open_memmap(feat_file, mode="w+", dtype=cfg.cache_dtype, shape=shape).flush()
+        np.save(done_file, np.zeros(len(names), dtype=bool))
+        pd.DataFrame({"item": names}).to_csv(partial / "items.csv", index=False)
+    done = np.load(done_file, mmap_mode="r+")
+    todo = [s for s in range(0, len(names), CHUNK) if not done[s:s + CHUNK].all()]
+    fixes, errors = AudioFixes(), []
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    jobs = [(str(partial), str(dataset_root), names[s:s + CHUNK], s, cfg) for s in todo]
+    bar = tqdm(total=len(names), initial=len(names) - sum(len(j[2]) for j in jobs), unit="item",
+               desc=f"log-mel {name}", disable=not progress, file=sys.stderr)
+
+    def _finish(result):
+        start, n, errs, fx = result
+        bad = {it for it, _ in errs}
+        ok = np.array([names[start + i] not in bad for i in range(n)])
+        done[start:start + n] = ok
+        done.flush()  # rows were flushed by the worker before it returned
+        errors.extend(errs)
+        fixes.merge(fx)
+        bar.update(n)
+
+    if workers == 1:
+        for j in jobs:
+            _finish(_extract_chunk(j))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            for fut in as_completed([ex.submit(_extract_chunk, j) for j in jobs]):
+                _finish(fut.result())
+    bar.close()
+    all_done = bool(np.asarray(done).all())
+    del done
+    if fixes.counts:
+        warnings.warn(f"audio repaired while extracting {name}: {fixes.summary()}", stacklevel=2)
+    if errors or not all_done:
+        listing = "\n  ".join(msg for _, msg in errors[:10])
+        raise DataError(f"{len(errors)} item(s) could not be read; the other rows are kept in {partial} and "
+                        f"a new run computes only what is missing once these are fixed or removed from "
+                        f"the CSV files:\n  {listing}")
+    meta = {"config": dataclasses.asdict(cfg), "shape": list(shape), "dtype": cfg.cache_dtype,
+            "dataset_root": str(Path(dataset_root).resolve()), "fixes": fixes.to_dict()}
+    (partial / "meta.json").write_text(json.dumps(meta, indent=1))
+    done_file.unlink()
+    if final.exists():  # a concurrent run finished first
+        shutil.rmtree(partial)
+    else:
+        os.replace(partial, final)
+    return FeatureCache.open(final)

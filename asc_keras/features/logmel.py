@@ -1,0 +1,52 @@
+"""NumPy reference log-mel (report sec. 2.1) for offline extraction.
+
+STFT with a periodic Hann window of ``n_fft`` samples, hop ``hop_length``, no
+centring and no padding, so 1 s at 16 kHz gives exactly 28 frames; power
+spectrum; mel filter bank; natural log with an offset.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy import fft as sfft
+
+from asc_keras.config import FeatureConfig
+from asc_keras.features.mel import mel_filterbank
+
+
+@lru_cache(maxsize=8)
+def _filterbank_T(cfg: FeatureConfig) -> np.ndarray:
+    return np.ascontiguousarray(
+        mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax, cfg.mel_scale, cfg.mel_norm).T)
+
+
+@lru_cache(maxsize=8)
+def _window(n_fft: int) -> np.ndarray:
+    n = np.arange(n_fft)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)).astype(np.float32)  # periodic Hann
+
+
+def filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """The (n_mels, 1 + n_fft // 2) filter bank both implementations use."""
+    return _filterbank_T(cfg).T
+
+
+def logmel(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Log-mel spectrogram.
+
+    Args:
+        audio: float waveform at ``cfg.sample_rate``, shape (samples,) or (batch, samples).
+            Must hold at least ``n_fft`` samples.
+    Returns:
+        float32 array (frames, n_mels) or (batch, frames, n_mels); frames =
+        1 + (samples - n_fft) // hop (28 for 1 s with the report's settings).
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.shape[-1] < cfg.n_fft:
+        raise ValueError(f"need at least n_fft={cfg.n_fft} samples, got {audio.shape[-1]}")
+    frames = np.lib.stride_tricks.sliding_window_view(audio, cfg.n_fft, axis=-1)[..., :: cfg.hop_length, :]
+    spec = sfft.rfft(frames * _window(cfg.n_fft), axis=-1)
+    power = spec.real ** 2 + spec.imag ** 2
+    mel = power @ _filterbank_T(cfg)
+    return np.log(mel + np.float32(cfg.log_offset)).astype(np.float32)

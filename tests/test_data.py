@@ -1,0 +1,156 @@
+"""Data layer: reader counts, 10 s rebuild, and every bad-input case."""
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from asc_keras.config import SCENE_CLASSES, TRAIN_DEVICES, UNSEEN_DEVICES
+from asc_keras.data import AudioError, AudioFixes, DataError, load_audio, parse_clip_name, read_tau, rebuild_recordings
+from asc_keras.data.synthetic import device, make_synthetic_tau
+
+
+def test_reader_counts_and_split(tiny_dataset):
+    ds = tiny_dataset
+    assert len(ds.clips) == len(ds.train) + len(ds.evaluate)  # generated test = evaluate list
+    assert len(ds.test) == len(ds.evaluate)
+    assert len(ds.clips) % 10 == 0
+    assert set(ds.train["device"]) <= set(TRAIN_DEVICES)
+    assert set(UNSEEN_DEVICES) & set(ds.evaluate["device"])  # unseen devices only in evaluate
+    assert not set(UNSEEN_DEVICES) & set(ds.train["device"])
+    assert sorted(ds.train["scene"].unique()) == sorted(SCENE_CLASSES)
+    assert (ds.train["scene"].value_counts() == len(ds.train) // 10).all()  # balanced classes
+    assert (ds.train["label"].map(lambda i: SCENE_CLASSES[i]) == ds.train["scene"]).all()
+    tr = set(zip(ds.train["city"], ds.train["location"]))
+    ev = set(zip(ds.evaluate["city"], ds.evaluate["location"]))
+    assert tr.isdisjoint(ev)  # locations never cross the split
+    assert ds.clips["device"].value_counts().idxmax() == "a"  # device a dominates
+    assert list(ds.split("all")["filename"]) == list(ds.train["filename"]) + list(ds.evaluate["filename"])
+
+
+def test_generated_audio_format(tiny_dataset):
+    info = sf.info(str(tiny_dataset.audio_path(tiny_dataset.clips["filename"][0])))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (44100, 1, 44100, "PCM_24")
+
+
+def test_generation_is_deterministic(tmp_path):
+    a = make_synthetic_tau(tmp_path / "a", recordings_per_class=1, cities=2, seed=7, extra_devices=1)
+    b = make_synthetic_tau(tmp_path / "b", recordings_per_class=1, cities=2, seed=7, extra_devices=1)
+    ma, mb = (pd.read_csv(p / "meta.csv", sep="\t") for p in (a, b))
+    assert ma.equals(mb)
+    f = ma["filename"][5]
+    assert np.array_equal(sf.read(a / f)[0], sf.read(b / f)[0])
+    assert device("s4") != device("s5") and device("s4") == device("s4")
+
+
+def test_parse_clip_name():
+    d = parse_clip_name("audio/street_pedestrian-lyon-1162-44650-3-s2.wav")
+    assert d["segment"] == 3 and d["device"] == "s2" and d["city"] == "lyon" and d["location"] == "1162"
+    assert d["recording_id"] == "street_pedestrian-lyon-1162-44650-s2"
+    with pytest.raises(DataError, match="bad-name.wav"):
+        parse_clip_name("audio/bad-name.wav")
+
+
+def test_rebuild_recordings_orders_segments(tiny_dataset):
+    clips = tiny_dataset.train.sample(frac=1.0, random_state=0)  # shuffled
+    recs, problems = rebuild_recordings(clips)
+    assert len(problems) == 0 and len(recs) == len(clips) // 10
+    for _, r in recs.head(5).iterrows():
+        assert [parse_clip_name(f)["segment"] for f in r.files] == list(range(10))
+        assert {parse_clip_name(f)["recording_id"] for f in r.files} == {r.recording_id}
+        assert list(clips["filename"].iloc[list(r.clip_rows)]) == list(r.files)
+
+
+def test_rebuild_reports_missing_and_duplicate_segments(tiny_dataset):
+    clips = tiny_dataset.train.reset_index(drop=True)
+    rid0, rid1 = clips["recording_id"].unique()[:2]
+    broken = clips.drop(clips.index[(clips["recording_id"] == rid0) & (clips["segment"] == 4)])
+    broken = pd.concat([broken, clips[(clips["recording_id"] == rid1) & (clips["segment"] == 2)]])
+    with pytest.warns(UserWarning, match="incomplete"):
+        recs, problems = rebuild_recordings(broken)
+    assert set(problems["recording_id"]) == {rid0, rid1}
+    assert "missing segments [4]" in problems.set_index("recording_id").loc[rid0, "problem"]
+    assert "duplicate segments [2]" in problems.set_index("recording_id").loc[rid1, "problem"]
+    assert len(recs) == len(clips) // 10 - 2
+    with pytest.raises(DataError, match="incomplete"):
+        rebuild_recordings(broken, strict=True)
+
+
+@pytest.fixture()
+def dataset_copy(tiny_tau, tmp_path):
+    """A copy of the CSVs with audio/ symlinked, to break without touching the shared set."""
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_tau / "evaluation_setup", root / "evaluation_setup")
+    shutil.copy(tiny_tau / "meta.csv", root / "meta.csv")
+    (root / "audio").symlink_to(tiny_tau / "audio")
+    return root
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(DataError, match="nope.*dataset directory not found"):
+        read_tau(tmp_path / "nope")
+
+
+def test_missing_csv(dataset_copy):
+    (dataset_copy / "evaluation_setup" / "fold1_evaluate.csv").unlink()
+    with pytest.raises(DataError, match="fold1_evaluate.csv: file not found"):
+        read_tau(dataset_copy)
+
+
+def test_missing_columns_and_wrong_separator(dataset_copy):
+    meta = pd.read_csv(dataset_copy / "meta.csv", sep="\t")
+    meta.to_csv(dataset_copy / "meta.csv", index=False)  # comma-separated by mistake
+    with pytest.raises(DataError, match=r"meta.csv: missing column.*tab-separated"):
+        read_tau(dataset_copy)
+    meta.drop(columns="scene_label").to_csv(dataset_copy / "meta.csv", sep="\t", index=False)
+    with pytest.raises(DataError, match=r"missing column\(s\) \['scene_label'\]"):
+        read_tau(dataset_copy)
+
+
+def test_unknown_label(dataset_copy):
+    path = dataset_copy / "evaluation_setup" / "fold1_train.csv"
+    df = pd.read_csv(path, sep="\t")
+    df.loc[3, "scene_label"] = "beach"
+    df.to_csv(path, sep="\t", index=False)
+    with pytest.raises(DataError, match=r"fold1_train.csv: unknown scene label 'beach' in row 5"):
+        read_tau(dataset_copy)
+
+
+def test_listed_audio_missing(dataset_copy, tiny_tau):
+    (dataset_copy / "audio").unlink()
+    (dataset_copy / "audio").mkdir()
+    first = pd.read_csv(dataset_copy / "meta.csv", sep="\t")["filename"][0]
+    shutil.copy(tiny_tau / first, dataset_copy / first)
+    with pytest.raises(DataError, match=r"listed audio file does not exist"):
+        read_tau(dataset_copy)
+
+
+def test_corrupt_wav_names_file(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    with pytest.raises(AudioError, match=r"bad.wav: cannot decode audio"):
+        load_audio(bad, 16000)
+    with pytest.raises(AudioError, match=r"missing.wav: audio file not found"):
+        load_audio(tmp_path / "missing.wav", 16000)
+
+
+def test_fixups_are_counted_not_fatal(tmp_path):
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "stereo.wav", rng.normal(0, 0.1, (44100, 2)), 44100)
+    sf.write(tmp_path / "rate.wav", rng.normal(0, 0.1, 48000), 48000)
+    sf.write(tmp_path / "short.wav", rng.normal(0, 0.1, 30000), 44100)
+    sf.write(tmp_path / "long.flac", rng.normal(0, 0.1, 50000), 44100)
+    fixes = AudioFixes()
+    for name in ("stereo.wav", "rate.wav", "short.wav", "long.flac"):
+        y = load_audio(tmp_path / name, 16000, duration=1.0, expected_rate=44100, fixes=fixes)
+        assert y.shape == (16000,) and y.dtype == np.float32
+    assert dict(fixes.counts) == {"downmixed": 1, "resampled": 1, "padded": 1, "cropped": 1}
+    assert "short.wav" in fixes.summary() and "1 file padded" in fixes.summary()
+    # stereo downmix is the channel mean
+    st = sf.read(tmp_path / "stereo.wav", dtype="float32")[0].mean(axis=1)
+    y = load_audio(tmp_path / "stereo.wav", 44100)
+    np.testing.assert_allclose(y, st, atol=1e-6)
