@@ -1,0 +1,112 @@
+"""SERFR-CNN student (report sec. 3.2, Table 1): RFR-CNN + squeeze-and-excitation.
+
+Table 1, with the choices it leaves open (each a parameter):
+
+=====================  =====================================================  ===========================
+Table 1                here                                                   why
+=====================  =====================================================  ===========================
+5x5 conv-32-BN-ReLU    5x5 conv, ``width`` ch, stride (1, 2) (time, freq)       the report's 28 frames are
+                                                                              too few to halve; halving
+                                                                              256 mels buys the MACs
+2x3 average pool       pool (2, 3) over (time, freq)                            as written, time first
+RFR block 1            3 x [1x1 conv-BN-ReLU, 3x3 conv-BN] + identity, ReLU     CP-ResNet residual unit
+                                                                              (facts.md), ``width`` ch
+SE block               GAP -> 1x1 conv C/r -> ReLU -> 1x1 conv C -> sigmoid     r = 8: r = 4 pushes -32 over
+                       -> Multiply                                              128 K params (facts.md)
+Transition layer       x + ReLU(BN(1x1 conv(x))), then 2x2 max pool (same)      "1x1 conv + RES": channel-
+                                                                              preserving so the residual
+                                                                              needs no projection
+RFR block 2, 3         3 x [1x1, 1x1] units; the first unit of block 2         channel growth x2 once
+                       grows channels to ``2*width`` (1x1 conv+BN shortcut)    (``growth``); 1x1 kernels
+                                                                              keep the receptive field
+                                                                              bounded (RFR rule)
+1x1 conv-256           1x1 conv-256-BN-ReLU                                     Table 1
+GAP, Dense(10)         GAP -> Dense 'logits' -> softmax 'probabilities'        logits exposed for KD
+=====================  =====================================================  ===========================
+
+Counts (``tools/complexity_report.py serfr_cnn_32``): width 32 -> ~121 K params,
+~27 M MACs per 1 s; width 24 -> ~70 K params, ~16 M MACs.  Both inside the DCASE
+limits (128 K int8 params, 30 M MACs) with width 32 near both.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+
+from asc_keras._runtime import keras
+from asc_keras.config import REPORT_HEAD_CHANNELS
+from asc_keras.models.common import INPUT_1S, N_CLASSES, classifier_head, conv_bn_relu
+
+
+def se_block(x, channels: int, ratio: int, name: str, k: ModuleType = keras):
+    """Squeeze-and-excitation: rescale channels by sigmoid(FC(ReLU(FC(GAP(x))))).
+
+    (B, H, W, C) -> (B, H, W, C).  The FCs are 1x1 convs on the (1, 1, C) squeeze so
+    the whole block quantises with standard tfmot configs except the Multiply.
+    """
+    s = k.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_squeeze")(x)
+    s = k.layers.Conv2D(max(1, channels // ratio), 1, activation="relu", name=f"{name}_reduce")(s)
+    s = k.layers.Conv2D(channels, 1, activation="sigmoid", name=f"{name}_expand")(s)
+    return k.layers.Multiply(name=f"{name}_scale")([x, s])
+
+
+def rfr_unit(x, channels: int, kernels: tuple, name: str, k: ModuleType = keras):
+    """Residual unit: conv k0-BN-ReLU -> conv k1-BN, + shortcut (1x1 conv-BN if channels change), ReLU."""
+    in_ch = x.shape[-1]
+    y = conv_bn_relu(x, channels, kernels[0], f"{name}_a", k)
+    y = conv_bn_relu(y, channels, kernels[1], f"{name}_b", k, activation=None)
+    if in_ch != channels:
+        x = conv_bn_relu(x, channels, 1, f"{name}_shortcut", k, activation=None)
+    y = k.layers.Add(name=f"{name}_add")([x, y])
+    return k.layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def rfr_block(x, channels: int, kernels: tuple, units: int, name: str, k: ModuleType = keras):
+    """``units`` residual units with kernel pair ``kernels``; the first may change the channel count."""
+    for u in range(units):
+        x = rfr_unit(x, channels, kernels, f"{name}_unit{u + 1}", k)
+    return x
+
+
+def transition_layer(x, name: str, k: ModuleType = keras, pool=(2, 2)):
+    """x + ReLU(BN(1x1 conv(x))) followed by max pooling (Table 1 '1x1 conv + RES 2x2 max pool')."""
+    y = conv_bn_relu(x, x.shape[-1], 1, f"{name}", k)
+    x = k.layers.Add(name=f"{name}_res")([x, y])
+    return k.layers.MaxPooling2D(pool, padding="same", name=f"{name}_pool")(x)
+
+
+def build_serfr_cnn(width: int = 32, *, input_shape: tuple = INPUT_1S, n_classes: int = N_CLASSES,
+                    units: int = 3, growth: float = 2.0, se_ratio: int = 8, stem_strides=(1, 2),
+                    stem_pool=(2, 3), head_channels: int = REPORT_HEAD_CHANNELS, dropout: float = 0.0,
+                    keras_module: ModuleType = keras, name: str | None = None):
+    """Build SERFR-CNN-``width`` (Table 1 of the report; choices in the module docstring).
+
+    Args:
+        width: base channel count (report: 32 for systems 1/3, 24 for systems 2/4).
+        input_shape: (frames, mels, 1); (28, 256, 1) for a 1 s clip.
+        units: residual units per RFR block (Table 1: x3).
+        growth: channel multiplier of blocks 2-3 relative to block 1.
+        se_ratio: SE reduction ratio r.
+        keras_module: ``keras`` (Keras 3) or ``tf_keras`` for the tensorflow-model-optimization twin;
+            the same code builds both, layer names identical.
+
+    Returns:
+        Model mapping (batch, frames, mels, 1) -> (batch, n_classes) probabilities.
+    """
+    k = keras_module
+    c1, c2 = width, int(round(width * growth))
+    inp = k.Input(shape=input_shape, name="logmel")
+    x = conv_bn_relu(inp, c1, 5, "stem", k, strides=stem_strides)
+    x = k.layers.AveragePooling2D(stem_pool, padding="same", name="stem_pool")(x)
+    x = rfr_block(x, c1, (1, 3), units, "block1", k)
+    x = se_block(x, c1, se_ratio, "block1_se", k)
+    x = transition_layer(x, "transition1", k)
+    for b in (2, 3):
+        x = rfr_block(x, c2, (1, 1), units, f"block{b}", k)
+        x = se_block(x, c2, se_ratio, f"block{b}_se", k)
+        x = transition_layer(x, f"transition{b}", k)
+    x = conv_bn_relu(x, head_channels, 1, "head", k)
+    x = k.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    if dropout:
+        x = k.layers.Dropout(dropout, name="head_dropout")(x)
+    out = classifier_head(x, n_classes, k)
+    return k.Model(inp, out, name=name or f"serfr_cnn_{width}")

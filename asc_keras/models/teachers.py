@@ -1,0 +1,152 @@
+"""Teacher models (report sec. 3.1): MobileNetV2, a VGG-style CNN and BC-ResNet.
+
+All are fully convolutional up to global pooling, so one model takes 1 s
+(28 frames) and 10 s (309 frames) log-mels: input shape (None, mels, 1).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+from asc_keras._runtime import keras
+from asc_keras.models.common import N_CLASSES, classifier_head, conv_bn_relu
+
+TEACHER_INPUT = (None, 256, 1)
+
+
+def build_mobilenetv2_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES,
+                              alpha: float = 1.0, dropout: float = 0.2, pretrained: str | Path | None = None,
+                              name: str = "mobilenetv2_teacher"):
+    """MobileNetV2 (keras.applications, weights=None) on 1-channel log-mels.
+
+    The backbone is the sub-model named 'backbone'.  ``pretrained``: a weights file
+    supplied by the user (e.g. AudioSet-trained, converted to Keras), loaded into the
+    backbone -- either a full backbone file (``.weights.h5``/``.keras`` of a
+    MobileNetV2 with the same alpha and 1 input channel) or a whole-teacher file.
+    Nothing is downloaded.
+    """
+    inp = keras.Input(shape=input_shape, name="logmel")
+    backbone_shape = (None if input_shape[0] is None else 2 * input_shape[0],) + tuple(input_shape[1:])
+    backbone = keras.applications.MobileNetV2(input_shape=backbone_shape, alpha=alpha, include_top=False,
+                                              weights=None, name="backbone")
+    # Five stride-2 stages with keras.applications' asymmetric padding collapse 28 frames
+    # to zero rows in graph mode; nearest x2 upsampling of time keeps 1 s inputs valid.
+    x = keras.layers.UpSampling2D(size=(2, 1), name="time_upsample")(inp)
+    x = backbone(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    model = keras.Model(inp, classifier_head(x, n_classes), name=name)
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+    return model
+
+
+def load_pretrained(model, path: str | Path) -> None:
+    """Load user-supplied weights into a teacher: whole model first, else its 'backbone'.
+
+    Raises ValueError naming the file when neither fits (wrong architecture/alpha/channels).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pretrained weights file not found (nothing is downloaded; "
+                                "pass a local .weights.h5 or .keras file)")
+    targets = [model] + ([model.get_layer("backbone")] if "backbone" in [l.name for l in model.layers] else [])
+    errors = []
+    for target in targets:
+        try:
+            if path.suffix == ".keras":
+                src = keras.saving.load_model(path, compile=False, safe_mode=True)
+                target.set_weights(src.get_weights())
+            else:
+                target.load_weights(path)
+            return
+        except Exception as e:  # noqa: BLE001 - report all attempts together
+            errors.append(f"{target.name}: {str(e).splitlines()[0][:200]}")
+    raise ValueError(f"{path}: weights fit neither the whole model nor its backbone "
+                     f"({'; '.join(errors)}). Use a file saved from the same architecture "
+                     "(MobileNetV2, same alpha, 1 input channel).")
+
+
+def build_cnn_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES, width: int = 64,
+                      stages: int = 4, dropout: float = 0.3, name: str = "cnn_teacher"):
+    """VGG-style CNN: ``stages`` x [3x3 conv-BN-ReLU x2, 2x2 max pool, dropout], channels width*2^i.
+
+    Pools halve time only while it exceeds 4 frames, so 1 s inputs are not over-pooled.
+    """
+    inp = keras.Input(shape=input_shape, name="logmel")
+    x = inp
+    for s in range(stages):
+        ch = width * 2 ** s
+        x = conv_bn_relu(x, ch, 3, f"stage{s + 1}_1")
+        x = conv_bn_relu(x, ch, 3, f"stage{s + 1}_2")
+        x = keras.layers.MaxPooling2D((2 if s < 2 else 1, 2), padding="same", name=f"stage{s + 1}_pool")(x)
+        x = keras.layers.Dropout(dropout / 2 if s < stages - 1 else dropout, name=f"stage{s + 1}_dropout")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inp, classifier_head(x, n_classes), name=name)
+
+
+def sub_spectral_norm(x, groups: int, name: str):
+    """SubSpectralNorm (Chang et al.): BatchNorm with separate statistics per frequency sub-band.
+
+    (B, T, F, C) -> same.  Built from Reshape/Permute + BatchNormalization only (no custom
+    layer), so the model saves and loads in safe mode.  F must be divisible by ``groups``.
+    """
+    f, c = x.shape[2], x.shape[3]
+    if f % groups:
+        raise ValueError(f"{name}: {f} frequency bins not divisible into {groups} sub-bands")
+    y = keras.layers.Reshape((-1, groups, f // groups, c), name=f"{name}_split")(x)
+    y = keras.layers.Permute((1, 3, 2, 4), name=f"{name}_bands_last")(y)
+    y = keras.layers.Reshape((-1, f // groups, groups * c), name=f"{name}_merge")(y)
+    y = keras.layers.BatchNormalization(name=f"{name}_bn")(y)
+    y = keras.layers.Reshape((-1, f // groups, groups, c), name=f"{name}_unmerge")(y)
+    y = keras.layers.Permute((1, 3, 2, 4), name=f"{name}_bands_back")(y)
+    return keras.layers.Reshape((-1, f, c), name=f"{name}_join")(y)
+
+
+def bc_block(x, channels: int, name: str, freq_stride: int = 1, dilation: int = 1, dropout: float = 0.1,
+             ssn_groups: int = 4):
+    """Broadcasted residual block (Kim et al. 2021), layout (B, T, F, C).
+
+    f2: frequency-depthwise (1x3 over F) conv -> SubSpectralNorm;  f1: mean over F ->
+    temporal depthwise (3x1, dilated) conv -> BN -> SiLU -> 1x1 conv -> dropout, broadcast
+    back over F.  A transition block (channel change or stride) starts with a 1x1
+    conv-BN-ReLU and has no identity shortcut.
+    """
+    transition = x.shape[-1] != channels or freq_stride != 1
+    if transition:
+        x = conv_bn_relu(x, channels, 1, f"{name}_expand")
+    identity = x
+    y = keras.layers.DepthwiseConv2D((1, 3), strides=(1, freq_stride), padding="same", use_bias=False,
+                                     name=f"{name}_freq_dw")(x)
+    y = sub_spectral_norm(y, ssn_groups, f"{name}_ssn")
+    aux = y
+    # Mean over frequency as an average pool over the whole F axis: no Lambda, safe to load.
+    t = keras.layers.AveragePooling2D((1, y.shape[2]), name=f"{name}_freq_mean")(y)
+    t = keras.layers.DepthwiseConv2D((3, 1), dilation_rate=(dilation, 1), padding="same", use_bias=False,
+                                     name=f"{name}_time_dw")(t)
+    t = keras.layers.BatchNormalization(name=f"{name}_time_bn")(t)
+    t = keras.layers.Activation("silu", name=f"{name}_silu")(t)
+    t = keras.layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_pw")(t)
+    t = keras.layers.SpatialDropout2D(dropout, name=f"{name}_dropout")(t)
+    parts = [aux, t] if transition else [identity, aux, t]
+    y = keras.layers.Add(name=f"{name}_broadcast_add")(parts)  # t is (B, T, 1, C): broadcast over F
+    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def build_bcresnet_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES, width: int = 40,
+                           blocks: tuple = (2, 2, 4, 4), dropout: float = 0.1, name: str = "bcresnet_teacher"):
+    """BC-ResNet (Kim et al.): stem 5x5 conv (freq stride 2) -> 4 stages of BC blocks with widths
+    ``width * [1, 1.5, 2, 2.5]`` (c = 8 tau), frequency stride 2 entering stages 2-3, time dilation
+    growing in stages 3-4 -> frequency-depthwise 5x5 conv -> 1x1 conv -> GAP -> logits.
+    """
+    inp = keras.Input(shape=input_shape, name="logmel")
+    x = conv_bn_relu(inp, 2 * width, 5, "stem", strides=(1, 2))
+    for s, (n, mult) in enumerate(zip(blocks, (1.0, 1.5, 2.0, 2.5))):
+        ch = int(round(width * mult))
+        for b in range(n):
+            x = bc_block(x, ch, f"stage{s + 1}_block{b + 1}", freq_stride=2 if (b == 0 and s in (1, 2)) else 1,
+                         dilation=2 ** max(0, s - 1) if s >= 2 else 1, dropout=dropout)
+    x = keras.layers.DepthwiseConv2D((1, 5), padding="same", use_bias=False, name="head_dw")(x)
+    x = conv_bn_relu(x, 2 * width, 1, "head")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inp, classifier_head(x, n_classes), name=name)

@@ -1,0 +1,104 @@
+"""Models: shapes for 1 s and 10 s, softmax outputs, logits by name, complexity counts, twins, training."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asc_keras._runtime import keras
+from asc_keras.compress.complexity import keras_complexity
+from asc_keras.config import DCASE_MAX_MACS, DCASE_MAX_PARAMS_INT8
+from asc_keras.models import (build_bcresnet_teacher, build_cnn_teacher, build_dcase_baseline,
+                              build_mobilenetv2_teacher, build_serfr_cnn, logits_model)
+
+SMALL_TEACHERS = {
+    "mobilenetv2": lambda: build_mobilenetv2_teacher(alpha=0.35),
+    "cnn": lambda: build_cnn_teacher(width=8),
+    "bcresnet": lambda: build_bcresnet_teacher(width=8),
+}
+
+
+@pytest.mark.parametrize("width", [24, 32])
+def test_student_shapes_and_softmax(width):
+    m = build_serfr_cnn(width)
+    x = np.random.default_rng(0).normal(size=(3, 28, 256, 1)).astype(np.float32)
+    p = np.asarray(m(x))
+    assert p.shape == (3, 10)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    z = np.asarray(logits_model(m)(x))
+    np.testing.assert_allclose(np.exp(z) / np.exp(z).sum(1, keepdims=True), p, atol=1e-5)
+    assert m.get_layer("block1_se_squeeze") and m.get_layer("block3_se_scale")
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_TEACHERS))
+def test_teachers_take_1s_and_10s(name):
+    m = SMALL_TEACHERS[name]()
+    for frames in (28, 309):
+        p = np.asarray(m(np.random.default_rng(1).normal(size=(2, frames, 256, 1)).astype(np.float32)))
+        assert p.shape == (2, 10)
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert logits_model(m).output.shape[-1] == 10
+
+
+@pytest.mark.parametrize("width,max_params,min_params", [(32, 128 * 1024, 100_000), (24, 100_000, 50_000)])
+def test_students_fit_dcase_limits(width, max_params, min_params):
+    c = keras_complexity(build_serfr_cnn(width))
+    assert c.memory_bytes(8) <= DCASE_MAX_PARAMS_INT8 and c.macs <= DCASE_MAX_MACS
+    assert min_params <= c.params <= max_params  # uses the budget without exceeding it
+    if width == 32:
+        assert c.macs > 0.8 * DCASE_MAX_MACS
+
+
+def test_complexity_of_hand_checkable_model():
+    inp = keras.Input((10, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="c1")(inp)  # 36 w, 10*8*36 MACs
+    x = keras.layers.BatchNormalization(name="bn")(x)  # 8 params (gamma, beta), 8 stats not counted
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", name="dw")(x)  # 36 + 4 bias, 5*4*36
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(3, name="d")(x)  # 12 + 3, 12 MACs
+    c = keras_complexity(keras.Model(inp, x, name="tiny"))
+    assert c.params == 36 + 8 + 40 + 15
+    assert c.macs == 10 * 8 * 36 + 5 * 4 * 36 + 12
+    assert c.deployed_params == (36 + 4) + 40 + 15  # BN folds into c1 as a bias
+    assert c.memory_bytes(8) == 99 and c.memory_bytes(32) == 396
+    by = {l.name: l for l in c.layers}
+    assert by["dw"].output_shape == (5, 4, 4) and by["dw"].macs == 720
+
+
+def test_dcase_baseline_counts_match_reference():
+    c = keras_complexity(build_dcase_baseline())
+    # facts.md: 46,512 params and 29.23 M MACs for the reference Keras baseline (conv biases, other
+    # padding); ours is the same architecture counted by the DCASE rules.
+    assert abs(c.params - 46_512) / 46_512 < 0.02 and abs(c.macs - 29.23e6) / 29.23e6 < 0.02
+
+
+def test_tf_keras_twin_gives_identical_outputs():
+    from asc_keras.compress.twin import tf_keras_twin
+
+    m = build_serfr_cnn(24)
+    # Non-trivial BN statistics so the twin check covers them too.
+    for layer in m.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, mu, var = layer.get_weights()
+            rng = np.random.default_rng(len(layer.name))
+            layer.set_weights([g * rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
+                               rng.normal(0, 0.1, mu.shape), rng.uniform(0.5, 2, var.shape)])
+    twin = tf_keras_twin(m)
+    assert twin.__class__.__module__.startswith("tf_keras")
+    assert [l.name for l in twin.layers] == [l.name for l in m.layers]
+    x = np.random.default_rng(3).normal(size=(4, 28, 256, 1)).astype(np.float32)
+    diff = np.abs(np.asarray(m(x, training=False)) - twin(x, training=False).numpy()).max()
+    assert diff < 1e-5
+    assert keras_complexity(twin).params == keras_complexity(m).params
+
+
+@pytest.mark.parametrize("name", ["serfr_cnn_24"] + sorted(SMALL_TEACHERS))
+def test_each_model_trains_and_loss_falls(name):
+    keras.utils.set_random_seed(0)
+    m = build_serfr_cnn(8) if name == "serfr_cnn_24" else SMALL_TEACHERS[name]()
+    rng = np.random.default_rng(0)
+    y = np.arange(32) % 4
+    x = rng.normal(size=(32, 28, 256, 1)).astype(np.float32) + y[:, None, None, None] * 0.5
+    m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    first = m.evaluate(x, y, verbose=0)
+    m.fit(x, y, epochs=6, batch_size=16, verbose=0)
+    assert m.evaluate(x, y, verbose=0) < first
