@@ -1,0 +1,112 @@
+"""The Distiller: a keras.Model that trains a student from hard labels and teacher soft targets.
+
+    loss = alpha * CE(hard, softmax(z_s)) + (1 - alpha) * T^2 * KL(p_t,T || softmax(z_s / T))
+
+The KD term is ``keras.distillation.LogitsDistillation`` (T^2-scaled KL between
+tempered softmaxes, mean over the batch).  Targets come either from the data --
+``y = (hard, soft)`` where ``soft`` is the teacher ensemble's distribution at
+temperature T (see :func:`asc_keras.distill.targets.temper`; with mixup, the
+mixed distribution) -- or from live ``teacher`` models run on each batch
+(``y = hard``).  ``y = hard`` with no teacher trains with CE only.
+"""
+from __future__ import annotations
+
+from asc_keras._runtime import keras
+from asc_keras.models.common import logits_model
+
+_EPS = 1e-7
+
+
+@keras.saving.register_keras_serializable(package="asc_keras")
+class Distiller(keras.Model):
+    """Wraps ``student`` (a model ending in 'logits' -> softmax) for distillation training.
+
+    ``call`` returns the student's *logits* (as in the keras.io example), so compile
+    metrics see logits: use 'accuracy' and ``CategoricalCrossentropy(from_logits=True)``.
+    Metrics reported: loss, student_loss (CE part), distillation_loss (KD part) and
+    the compiled ones.  Export ``distiller.student`` (probabilities out).
+
+    Args:
+        student: the model to train.
+        teachers: optional live teacher model or list of them (ensemble by averaging
+            probabilities); used when the data carries no soft targets.
+        alpha: weight of the hard-label CE term; 1.0 is plain CE training.
+        temperature: T of the distillation term.
+    """
+
+    def __init__(self, student, teachers=None, alpha: float = 0.1, temperature: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.student = student
+        if teachers is not None and not isinstance(teachers, (list, tuple)):
+            teachers = [teachers]
+        self.teachers = list(teachers) if teachers else []
+        for t in self.teachers:
+            t.trainable = False
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+        self._student_logits = logits_model(student)
+        self._teacher_logits = [logits_model(t) for t in self.teachers]
+        # Pass a KLDivergence *instance*: in Keras 3.15 the default string 'kl_divergence' becomes a
+        # plain function, LogitsDistillation's isinstance(KLDivergence) branch is skipped and it
+        # returns KL of raw logits without softmax or T^2 (tests/test_training.py pins the maths).
+        self._kd = keras.distillation.LogitsDistillation(temperature=self.temperature,
+                                                         loss=keras.losses.KLDivergence())
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+
+    def call(self, x, training=False):
+        return self._student_logits(x, training=training)
+
+    def _targets(self, x, y):
+        if isinstance(y, (tuple, list)):
+            hard, soft = y
+        else:
+            hard, soft = y, None
+        if soft is None and self._teacher_logits:
+            probs = [keras.ops.softmax(t(x, training=False) / self.temperature) for t in self._teacher_logits]
+            soft = keras.ops.stop_gradient(keras.ops.mean(keras.ops.stack(probs), axis=0))
+        return hard, soft
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        hard, soft = self._targets(x, y)
+        ce = keras.ops.mean(keras.losses.categorical_crossentropy(hard, y_pred, from_logits=True))
+        if soft is None or self.alpha == 1.0:
+            kd = keras.ops.zeros_like(ce)
+        else:
+            # LogitsDistillation tempers its teacher input by 1/T: feeding T*log(p_T) makes the
+            # tempered teacher distribution exactly p_T (the stored/mixed soft targets).
+            teacher_logits = self.temperature * keras.ops.log(keras.ops.clip(soft, _EPS, 1.0))
+            kd = self._kd.compute_loss(teacher_logits, y_pred)
+        loss = self.alpha * ce + (1.0 - self.alpha) * kd
+        self.student_loss_tracker.update_state(ce)
+        self.distillation_loss_tracker.update_state(kd)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        hard, _ = (y if isinstance(y, (tuple, list)) else (y, None))
+        return super().compute_metrics(x, hard, y_pred, sample_weight=sample_weight)
+
+    @property
+    def metrics(self):
+        base = super().metrics
+        extra = [m for m in (self.student_loss_tracker, self.distillation_loss_tracker) if m not in base]
+        return base + extra
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "student": keras.saving.serialize_keras_object(self.student),
+            "teachers": [keras.saving.serialize_keras_object(t) for t in self.teachers] or None,
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        student = keras.saving.deserialize_keras_object(config.pop("student"))
+        teachers = config.pop("teachers", None)
+        teachers = [keras.saving.deserialize_keras_object(t) for t in teachers] if teachers else None
+        return cls(student, teachers, **config)

@@ -1,0 +1,81 @@
+"""tf.data input pipelines over the memory-mapped feature cache.
+
+Only row *indices* live in the dataset; each batch gathers its rows from the
+memmap (sorted, for locality) in a ``numpy_function``, so the whole dataset is
+never held in Python memory (the OS page cache does the caching).  Augmentations
+run in-graph on whole batches, then the pipeline prefetches.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from asc_keras._runtime import tf
+from asc_keras.augment import freq_mask, mixup, time_mask, time_stretch
+from asc_keras.config import AugmentConfig
+from asc_keras.distill.targets import temper
+
+N_CLASSES = 10
+
+
+def make_dataset(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, soft_logits: np.ndarray | None = None,
+                 *, batch_size: int = 256, shuffle: bool = False, augment: AugmentConfig | None = None,
+                 temperature: float = 1.0, seed: int | None = None, n_classes: int = N_CLASSES,
+                 drop_remainder: bool = False):
+    """Batches of (x, y) for Keras.
+
+    Args:
+        features: (items, frames, mels) array or memmap (float16/32).
+        rows: row numbers of ``features`` to use, one per example.
+        labels: integer class per example (same order as ``rows``).
+        soft_logits: optional (examples, classes) teacher-ensemble logits; tempered with
+            ``temperature`` here, before mixup, so mixup mixes distributions.
+        augment: which augmentations to apply (None: none).  Mixup needs ``shuffle``-style
+            training data; masks and stretching are per example.
+    Returns:
+        tf.data.Dataset of x (B, frames, mels, 1) float32 and y = one-hot (B, classes), or
+        (one-hot, soft) when ``soft_logits`` is given.
+    """
+    rows = np.asarray(rows, np.int64)
+    labels = np.asarray(labels, np.int64)
+    if len(rows) != len(labels):
+        raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
+    soft = None if soft_logits is None else temper(soft_logits, temperature)
+    if soft is not None and len(soft) != len(rows):
+        raise ValueError(f"{len(rows)} rows but {len(soft)} soft targets")
+    frames, mels = features.shape[1], features.shape[2]
+
+    def gather(idx):
+        idx = np.sort(idx)
+        x = np.asarray(features[rows[idx]], dtype=np.float32)
+        y = np.eye(n_classes, dtype=np.float32)[labels[idx]]
+        s = soft[idx] if soft is not None else np.zeros((len(idx), 0), np.float32)
+        return x, y, s
+
+    def load(idx):
+        x, y, s = tf.numpy_function(gather, [idx], [tf.float32, tf.float32, tf.float32], stateful=False)
+        x = tf.ensure_shape(x, [None, frames, mels])[..., None]
+        y = tf.ensure_shape(y, [None, n_classes])
+        s = tf.ensure_shape(s, [None, n_classes if soft is not None else 0])
+        return x, y, s
+
+    ds = tf.data.Dataset.range(len(rows))
+    if shuffle:
+        ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    aug = augment or AugmentConfig(mixup=False, freq_mask=False, time_mask=False, time_stretch=False)
+
+    def augment_batch(x, y, s):
+        if aug.time_stretch:
+            x = time_stretch(x, aug.stretch_min, aug.stretch_max)
+        if aug.freq_mask:
+            x = freq_mask(x, aug.freq_mask_param)
+        if aug.time_mask:
+            x = time_mask(x, aug.time_mask_param)
+        if aug.mixup:
+            x, (y, s) = mixup(x, (y, s), aug.mixup_alpha)
+        return x, y, s
+
+    if any((aug.mixup, aug.freq_mask, aug.time_mask, aug.time_stretch)):
+        ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y, s: (x, (y, s)) if soft is not None else (x, y))
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,72 @@
+"""Augmentation statistics: mixup keeps distributions, masks cover the right extent, stretch is sane."""
+from __future__ import annotations
+
+import numpy as np
+
+from asc_keras._runtime import tf
+from asc_keras.augment import freq_mask, mixup, sample_beta, time_mask, time_stretch
+
+
+def test_beta_samples_match_distribution():
+    tf.random.set_seed(0)
+    lam = sample_beta(20000, 0.3).numpy()
+    assert ((lam >= 0) & (lam <= 1)).all()
+    assert abs(lam.mean() - 0.5) < 0.02
+    assert abs(lam.var() - 0.25 / (2 * 0.3 + 1)) < 0.01  # Var Beta(a,a) = 1/(4(2a+1))
+
+
+def test_mixup_mixes_features_and_all_targets_with_same_lambda():
+    tf.random.set_seed(1)
+    n = 64
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 28, 8, 1)).astype(np.float32)
+    hard = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
+    soft = rng.dirichlet(np.ones(10), n).astype(np.float32)
+    xm, (hm, sm) = mixup(tf.constant(x), (tf.constant(hard), tf.constant(soft)), alpha=0.4)
+    hm, sm, xm = hm.numpy(), sm.numpy(), xm.numpy()
+    np.testing.assert_allclose(hm.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(sm.sum(1), 1.0, atol=1e-5)
+    # Recover each example's lambda from the features (partner found by least squares) and check targets.
+    for i in range(8):
+        best = None
+        for j in range(n):
+            d = x[i] - x[j]
+            lam = 1.0 if not d.any() else float(((xm[i] - x[j]) * d).sum() / (d * d).sum())
+            err = np.abs(lam * x[i] + (1 - lam) * x[j] - xm[i]).max()
+            if best is None or err < best[0]:
+                best = (err, j, lam)
+        err, j, lam = best
+        assert err < 1e-4
+        np.testing.assert_allclose(hm[i], lam * hard[i] + (1 - lam) * hard[j], atol=1e-4)
+        np.testing.assert_allclose(sm[i], lam * soft[i] + (1 - lam) * soft[j], atol=1e-4)
+
+
+def test_masks_cover_at_most_param_consecutive_bins_with_mean_fill():
+    tf.random.set_seed(2)
+    x = tf.random.normal((32, 28, 256, 1)) * 0.1 + 3.0
+    fm = freq_mask(x, param=48).numpy()[..., 0]
+    tm = time_mask(x, param=4).numpy()[..., 0]
+    means = x.numpy()[..., 0].mean(axis=(1, 2))
+    widths_f, widths_t = [], []
+    for b in range(32):
+        cols = np.where(np.isclose(fm[b], means[b], atol=1e-5).all(axis=0))[0]
+        rows = np.where(np.isclose(tm[b], means[b], atol=1e-5).all(axis=1))[0]
+        for idx, widths in ((cols, widths_f), (rows, widths_t)):
+            assert len(idx) == 0 or (np.diff(idx) == 1).all()  # one contiguous band
+            widths.append(len(idx))
+        changed = ~np.isclose(fm[b], x.numpy()[b, ..., 0])
+        assert changed.any(axis=0).sum() == len(cols)  # nothing outside the band changed
+    assert max(widths_f) < 48 and max(widths_f) > 10 and max(widths_t) < 4 and max(widths_t) >= 1
+    zero = freq_mask(x, param=48, fill="zero").numpy()
+    assert (zero == 0).any()
+
+
+def test_time_stretch_rate_one_is_identity_and_rates_change_content():
+    x = tf.random.normal((4, 28, 16, 1))
+    np.testing.assert_allclose(time_stretch(x, 1.0, 1.0).numpy(), x.numpy(), atol=1e-6)
+    ramp = tf.tile(tf.range(28, dtype=tf.float32)[None, :, None, None], [2, 1, 3, 1])
+    fast = time_stretch(ramp, 1.1, 1.1).numpy()[0, :, 0, 0]
+    slow = time_stretch(ramp, 0.9, 0.9).numpy()[0, :, 0, 0]
+    c = 13.5
+    assert abs(fast[20] - min(27, (20 - c) * 1.1 + c)) < 1e-4 and abs(slow[20] - ((20 - c) * 0.9 + c)) < 1e-4
+    assert fast.shape == (28,) and fast[0] == 0.0 and fast[-1] == 27.0  # edges repeat
