@@ -1,0 +1,140 @@
+"""Full-integer int8 TFLite conversion and a LiteRT runner.
+
+``convert_int8`` takes any Keras 3 or tf_keras model (float: post-training
+quantisation; QAT-wrapped: uses its learnt ranges) and a representative
+dataset of training features, and writes a model whose weights, activations,
+input and output are int8.  ``TFLiteModel`` runs it with LiteRT
+(``ai_edge_litert``), quantising inputs and dequantising outputs.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from asc_keras._runtime import _silenced_stderr, tf
+
+
+def convert_int8(model, representative: np.ndarray, path: str | Path, input_shape: tuple | None = None) -> dict:
+    """Convert ``model`` to a full-int8 ``.tflite`` at ``path`` (written atomically).
+
+    Args:
+        model: Keras 3 or tf_keras model (float or QAT).
+        representative: (N, frames, mels[, 1]) training features used to calibrate ranges.
+        path: output file.
+    Returns:
+        dict with the input/output quantisation parameters (scale, zero point) and size,
+        also written beside the model as ``<path>.json``.
+    """
+    path = Path(path)
+    shape = tuple(input_shape or model.input_shape[1:])
+    rep = np.asarray(representative, np.float32)
+    if rep.ndim == len(shape):
+        rep = rep[..., None]
+
+    from asc_keras._runtime import keras
+
+    if isinstance(model, keras.Model):  # Keras 3: the converter's own path freezes its variables
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    else:  # tf_keras (QAT twins): trace a serving function with a free batch axis
+        @tf.function(input_signature=[tf.TensorSpec((None,) + shape, tf.float32)])
+        def serve(x):
+            return model(x, training=False)
+
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    with _silenced_stderr():
+        flat = converter.convert()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(flat)
+    os.replace(tmp, path)
+    m = TFLiteModel(path)
+    info = {"input_scale": m.in_scale, "input_zero_point": m.in_zero, "output_scale": m.out_scale,
+            "output_zero_point": m.out_zero, "input_dtype": str(np.dtype(m.in_dtype)),
+            "output_dtype": str(np.dtype(m.out_dtype)), "bytes": len(flat)}
+    path.with_name(path.name + ".json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+class TFLiteModel:
+    """A ``.tflite`` classifier run with LiteRT: ``predict(x)`` takes float features, returns
+    float probabilities, quantising/dequantising at the int8 boundary."""
+
+    def __init__(self, path: str | Path, num_threads: int = 1, use_xnnpack: bool = True):
+        self.path = Path(path)
+        self.num_threads = num_threads
+        data = self.path.read_bytes() if self.path.is_file() else None
+        if data is None:
+            raise FileNotFoundError(f"{self.path}: model file not found")
+        if len(data) < 8 or data[4:8] != b"TFL3":
+            raise ValueError(f"{self.path}: not a TFLite model (no 'TFL3' flatbuffer identifier); "
+                             "pass a .tflite file written by the TFLite converter or a .keras model.")
+        self._data = data
+        self.delegate = "xnnpack" if use_xnnpack else "builtin"
+        self.interpreter = self._make_interpreter(self.delegate)
+        inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        self._in, self._out = inp["index"], out["index"]
+        self.in_dtype, self.out_dtype = inp["dtype"], out["dtype"]
+        self.in_scale, self.in_zero = (float(v) for v in inp["quantization"])
+        self.out_scale, self.out_zero = (float(v) for v in out["quantization"])
+        self.input_shape = tuple(int(d) for d in inp["shape"][1:])
+        self._batch = None
+
+    def _make_interpreter(self, delegate: str):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = (OpResolverType.AUTO if delegate == "xnnpack"
+                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        with _silenced_stderr():
+            return Interpreter(model_content=self._data, num_threads=self.num_threads,
+                               experimental_op_resolver_type=resolver)
+
+    def _resize(self, n: int) -> None:
+        if self._batch != n:
+            self.interpreter.resize_tensor_input(self._in, (n,) + self.input_shape)
+            try:
+                with _silenced_stderr():
+                    self.interpreter.allocate_tensors()
+            except RuntimeError:
+                if self.delegate != "xnnpack":
+                    raise
+                # XNNPACK refuses some int8 graphs (seen: post-training-quantised SE blocks);
+                # LiteRT's built-in int8 kernels run them.
+                self.delegate = "builtin"
+                self.interpreter = self._make_interpreter("builtin")
+                self.interpreter.resize_tensor_input(self._in, (n,) + self.input_shape)
+                self.interpreter.allocate_tensors()
+            self._batch = n
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        if self.in_dtype == np.float32:
+            return x.astype(np.float32)
+        info = np.iinfo(self.in_dtype)
+        q = np.round(x / self.in_scale + self.in_zero)
+        return np.clip(q, info.min, info.max).astype(self.in_dtype)
+
+    def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, frames, mels[, 1]) float features -> (N, classes) float probabilities."""
+        x = np.asarray(x, np.float32)
+        if x.ndim == len(self.input_shape):
+            x = x[..., None]
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"{self.path}: expects inputs of shape {self.input_shape}, got {tuple(x.shape[1:])}")
+        outs = []
+        for s in range(0, len(x), batch_size):
+            xb = self.quantize_input(x[s:s + batch_size])
+            self._resize(len(xb))
+            self.interpreter.set_tensor(self._in, xb)
+            self.interpreter.invoke()
+            y = self.interpreter.get_tensor(self._out)
+            if self.out_dtype != np.float32:
+                y = (y.astype(np.float32) - self.out_zero) * self.out_scale
+            outs.append(y)
+        return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)

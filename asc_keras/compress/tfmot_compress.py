@@ -1,0 +1,146 @@
+"""Pruning and quantisation-aware training with tensorflow-model-optimization (tf_keras twins).
+
+Flow (``prune_and_quantize``): Keras 3 student -> tf_keras twin (same builder, weights
+copied) -> ``prune_low_magnitude`` with polynomial decay to the target sparsity while
+fine-tuning on the distillation targets -> ``strip_pruning`` -> annotate every layer for
+8-bit QAT, the SE block's ``Multiply`` with :class:`MultiplyQuantizeConfig` (tfmot's
+default registry refuses it) -> ``quantize_apply`` with the pruning-preserving scheme when
+pruned -> QAT fine-tuning at a low learning rate.  The result converts to full-int8
+TFLite with :func:`asc_keras.compress.tflite.convert_int8`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from asc_keras._runtime import import_tf_keras, import_tfmot, tf
+from asc_keras.compress.losses import kd_loss_on_probs
+from asc_keras.compress.twin import tf_keras_twin
+from asc_keras.config import CompressConfig
+
+_tfmot = import_tfmot()
+_Q = _tfmot.quantization.keras
+
+
+class MultiplyQuantizeConfig(_Q.QuantizeConfig):
+    """8-bit QAT config for element-wise ``Multiply`` (the SE block's channel rescale).
+
+    No weights; the output is fake-quantised with an asymmetric per-tensor moving-average
+    quantiser, as tfmot's default config does for ``Add``, so the converter gets the
+    range it needs to emit an int8 MUL.
+    """
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [_Q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                      narrow_range=False)]
+
+    def get_config(self):
+        return {}
+
+
+# Layers tfmot's default 8-bit registry refuses, with the config we give them instead.
+SPECIAL_CONFIGS = {"Multiply": MultiplyQuantizeConfig}
+
+
+def annotate_for_qat(model):
+    """Annotate every layer of a tf_keras model for QAT; refused layers get an explicit config."""
+    tfk = import_tf_keras()
+
+    def annotate(layer):
+        if isinstance(layer, tfk.layers.InputLayer):
+            return layer
+        cfg = SPECIAL_CONFIGS.get(layer.__class__.__name__)
+        return _Q.quantize_annotate_layer(layer, quantize_config=cfg() if cfg else None)
+
+    annotated = tfk.models.clone_model(model, clone_function=annotate)
+    return annotated
+
+
+def apply_qat(model, pruned: bool):
+    """``quantize_apply`` on the annotated model; pruning-preserving (PQAT) when ``pruned``."""
+    annotated = annotate_for_qat(model)
+    scheme = (_tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if pruned
+              else _Q.default_8bit.Default8BitQuantizeScheme())
+    with _Q.quantize_scope({cls.__name__: cls for cls in SPECIAL_CONFIGS.values()}):
+        return _Q.quantize_apply(annotated, scheme)
+
+
+def sparsity(model, min_size: int = 256) -> float:
+    """Fraction of zero weights over conv/dense kernels with at least ``min_size`` entries."""
+    zeros = total = 0
+    for w in model.weights:
+        name = w.name if hasattr(w, "name") else w.path
+        if "kernel" in name and int(np.prod(w.shape)) >= min_size:
+            v = w.numpy()
+            zeros += int((v == 0).sum())
+            total += v.size
+    return zeros / max(1, total)
+
+
+def _tf_dataset(features, rows, labels, soft, batch_size, shuffle, seed, n_classes=10):
+    """(x, [hard | soft]) batches for tf_keras, gathered from the cache like the main pipeline."""
+    from asc_keras.training.pipeline import make_dataset
+
+    ds = make_dataset(features, rows, labels, soft, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                      temperature=1.0, n_classes=n_classes)
+    if soft is None:
+        return ds.map(lambda x, y: (x, tf.concat([y, y], axis=-1)))
+    return ds.map(lambda x, y: (x, tf.concat([y[0], y[1]], axis=-1)))
+
+
+def prune_and_quantize(student, features, rows, labels, soft_probs=None, *, cfg: CompressConfig,
+                       alpha: float = 0.1, temperature: float = 2.0, batch_size: int = 64,
+                       prune_lr: float = 1e-4, seed: int = 0, verbose: int | str = "auto",
+                       log=print):
+    """Prune (optional) and QAT-fine-tune a trained Keras 3 student; return the tf_keras QAT model.
+
+    Args:
+        student: trained Keras 3 SERFR-CNN.
+        features, rows, labels: training data from the feature cache (as for ``make_dataset``).
+        soft_probs: teacher distributions at ``temperature`` per example (None: CE only).
+        cfg: target sparsity, epochs, QAT learning rate.
+    Returns:
+        (model, info): the tf_keras model ready for int8 conversion (QAT-wrapped when
+        ``cfg.qat``) and a dict with the measured sparsity.
+    """
+    tfk = import_tf_keras()
+    tf.random.set_seed(seed)
+    twin = tf_keras_twin(student)
+    loss = kd_loss_on_probs(alpha if soft_probs is not None else 1.0, temperature)
+    ds = _tf_dataset(features, rows, labels, soft_probs, batch_size, True, seed)
+    steps = math.ceil(len(rows) / batch_size)
+    info = {"target_sparsity": cfg.target_sparsity if cfg.prune else 0.0}
+    model = twin
+    if cfg.prune and cfg.prune_epochs > 0 and cfg.target_sparsity > 0:
+        end = max(1, int(steps * cfg.prune_epochs * 0.8))  # reach the target, then fine-tune at it
+        sched = _tfmot.sparsity.keras.PolynomialDecay(0.0, cfg.target_sparsity, begin_step=0, end_step=end,
+                                                      frequency=max(1, end // 20))
+        pruned = _tfmot.sparsity.keras.prune_low_magnitude(twin, pruning_schedule=sched)
+        pruned.compile(tfk.optimizers.Adam(prune_lr), loss, metrics=["accuracy"])
+        log(f"pruning to {cfg.target_sparsity:.0%} sparsity over {cfg.prune_epochs} epochs")
+        pruned.fit(ds, epochs=cfg.prune_epochs, callbacks=[_tfmot.sparsity.keras.UpdatePruningStep()],
+                   verbose=verbose)
+        model = _tfmot.sparsity.keras.strip_pruning(pruned)
+        info["sparsity_after_pruning"] = sparsity(model)
+    if cfg.qat:
+        qat = apply_qat(model, pruned=cfg.prune and cfg.target_sparsity > 0)
+        if cfg.qat_epochs > 0:
+            qat.compile(tfk.optimizers.Adam(cfg.qat_lr), loss, metrics=["accuracy"])
+            log(f"quantisation-aware training for {cfg.qat_epochs} epochs")
+            qat.fit(ds, epochs=cfg.qat_epochs, verbose=verbose)
+        model = qat
+    info["sparsity"] = sparsity(model)
+    return model, info

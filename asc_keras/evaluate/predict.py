@@ -1,0 +1,103 @@
+"""Classify audio files of any length, rate and channel count with a .tflite or .keras model.
+
+Each file is decoded (soundfile), downmixed, resampled to the model's rate, cut into 1 s
+windows with a configurable hop (the last partial window is zero-padded; a file shorter
+than 1 s is one padded window), turned into log-mels and classified.  The whole-file
+scene probabilities are the mean over windows.  Bad files are reported and skipped.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from asc_keras.config import SCENE_CLASSES, FeatureConfig
+from asc_keras.data.audio import load_audio
+from asc_keras.data.errors import AudioError
+from asc_keras.features.logmel import logmel
+
+
+@dataclass
+class FilePrediction:
+    path: str
+    scene: str | None = None
+    probabilities: list[float] = field(default_factory=list)
+    windows: list[dict] = field(default_factory=list)  # start_s, scene, probabilities
+    error: str | None = None
+
+
+def load_model(path: str | Path):
+    """Return a callable (N, frames, mels) float -> (N, classes) probabilities, and the input shape.
+
+    ``.keras`` files load in safe mode (no arbitrary code); ``.tflite`` files run on LiteRT.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    if path.suffix == ".tflite":
+        from asc_keras.compress.tflite import TFLiteModel
+
+        m = TFLiteModel(path)
+        return m.predict, m.input_shape
+    if path.suffix == ".keras":
+        from asc_keras._runtime import keras
+        import asc_keras.distill.distiller  # noqa: F401  (registers custom classes)
+        import asc_keras.features.layer  # noqa: F401
+
+        try:
+            km = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"{path}: cannot load as a Keras model ({str(e).splitlines()[0][:200]}); "
+                             "pass a .keras file saved by asc_keras or a .tflite file.") from None
+        model = getattr(km, "student", km)
+
+        def run(x, batch_size=64):
+            x = np.asarray(x, np.float32)
+            return np.asarray(model.predict(x[..., None] if x.ndim == 3 else x, batch_size=batch_size, verbose=0))
+
+        return run, tuple(model.input_shape[1:])
+    raise ValueError(f"{path}: unknown model type {path.suffix!r}; use a .tflite or .keras file")
+
+
+def feature_config_for(model_path: str | Path, input_shape: tuple) -> FeatureConfig:
+    """Feature settings saved beside the model (``features.json``) or the report's defaults,
+    checked against the model's input shape."""
+    side = Path(model_path).with_name("features.json")
+    cfg = FeatureConfig(**json.loads(side.read_text())) if side.is_file() else FeatureConfig()
+    want = (cfg.n_frames(), cfg.n_mels)
+    if tuple(input_shape[:2]) != want:
+        raise ValueError(f"{model_path}: model expects {tuple(input_shape[:2])} (frames, mels) but the feature "
+                         f"settings give {want}; put the matching features.json beside the model.")
+    return cfg
+
+
+def predict_files(model_path: str | Path, files: Sequence[str | Path], hop_seconds: float = 1.0,
+                  classes: Sequence[str] = SCENE_CLASSES) -> list[FilePrediction]:
+    """Classify each file; failures are returned with ``error`` set, never raised."""
+    if hop_seconds <= 0:
+        raise ValueError("hop must be positive")
+    run, input_shape = load_model(model_path)
+    cfg = feature_config_for(model_path, input_shape)
+    win = int(round(cfg.clip_seconds * cfg.sample_rate))
+    hop = int(round(hop_seconds * cfg.sample_rate))
+    results = []
+    for f in files:
+        try:
+            y = load_audio(f, cfg.sample_rate)
+        except AudioError as e:
+            results.append(FilePrediction(str(f), error=str(e)))
+            continue
+        starts = list(range(0, max(1, len(y) - win + 1), hop))
+        if len(y) > win and starts[-1] + win < len(y):
+            starts.append(starts[-1] + hop)  # cover the tail with a padded window
+        segs = np.stack([np.pad(y[s:s + win], (0, max(0, s + win - len(y)))) for s in starts])
+        probs = run(logmel(segs, cfg))
+        mean = probs.mean(axis=0)
+        results.append(FilePrediction(
+            str(f), classes[int(mean.argmax())], [float(v) for v in mean],
+            [{"start_s": s / cfg.sample_rate, "scene": classes[int(p.argmax())], "probabilities": [float(v) for v in p]}
+             for s, p in zip(starts, probs)]))
+    return results

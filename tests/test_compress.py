@@ -1,0 +1,139 @@
+"""Compression: prune + QAT on a tiny trained student, int8 TFLite, float-vs-int8 agreement,
+complexity from the flatbuffer, prediction on odd audio and bad files."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asc_keras._runtime import keras
+from asc_keras.compress.complexity import keras_complexity, tflite_complexity
+from asc_keras.config import CompressConfig
+from asc_keras.distill.targets import temper
+
+
+@pytest.fixture(scope="module")
+def trained_student(clip_cache, tiny_dataset):
+    """A small SERFR-CNN trained briefly on the generated clips, plus its data."""
+    from asc_keras.models import build_serfr_cnn
+    from asc_keras.training import make_dataset
+
+    keras.utils.set_random_seed(0)
+    rows = clip_cache.rows(tiny_dataset.train["filename"])
+    labels = tiny_dataset.train["label"].to_numpy()
+    m = build_serfr_cnn(8)
+    m.compile(keras.optimizers.Adam(3e-3), "categorical_crossentropy", metrics=["accuracy"])
+    m.fit(make_dataset(clip_cache.features, rows, labels, batch_size=32, shuffle=True, seed=0), epochs=4, verbose=0)
+    return m, rows, labels
+
+
+def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, tmp_path):
+    from asc_keras.compress.tflite import TFLiteModel, convert_int8
+    from asc_keras.compress.tfmot_compress import prune_and_quantize
+
+    m, rows, labels = trained_student
+    soft = temper(np.log(np.eye(10)[labels] * 0.9 + 0.01), 2.0)
+    cfg = CompressConfig(prune=True, target_sparsity=0.5, prune_epochs=2, qat=True, qat_epochs=1, qat_lr=1e-4)
+    qat, info = prune_and_quantize(m, clip_cache.features, rows, labels, soft, cfg=cfg, batch_size=32, verbose=0)
+    assert info["sparsity_after_pruning"] > 0.4  # polynomial decay reached (about) the target
+    assert info["sparsity"] > 0.4  # pruning preserved through QAT
+    assert any("quant" in l.__class__.__name__.lower() for l in qat.layers)
+    ev_rows = clip_cache.rows(tiny_dataset.evaluate["filename"])
+    ev_x = clip_cache.features[ev_rows].astype(np.float32)
+    rep = clip_cache.features[rows[:64]]
+    path = tmp_path / "student_int8.tflite"
+    qinfo = convert_int8(qat, rep, path)
+    assert qinfo["input_dtype"] == "int8" and qinfo["output_dtype"] == "int8"
+    assert json.loads(path.with_name(path.name + ".json").read_text())["input_scale"] > 0
+    tfl = TFLiteModel(path)
+    p_int8 = tfl.predict(ev_x)
+    p_float = qat.predict(ev_x[..., None], verbose=0)
+    assert p_int8.shape == (len(ev_x), 10)
+    agree = (p_int8.argmax(1) == p_float.argmax(1)).mean()
+    assert agree > 0.9, agree
+    assert np.abs(p_int8 - p_float).mean() < 0.05
+    # Every weight tensor in the file is int8 (biases int32), nothing float left in the graph.
+    c = tflite_complexity(path)
+    assert "FLOAT32" not in c.tensor_types or c.tensor_types >= {"INT8"}
+    assert c.macs == keras_complexity(m).macs
+    assert c.params == keras_complexity(m).deployed_params
+
+
+def test_post_training_quantization_quick_path(trained_student, clip_cache, tiny_dataset, tmp_path):
+    from asc_keras.compress.tflite import TFLiteModel, convert_int8
+    from asc_keras.evaluate.metrics import classification_metrics
+
+    m, rows, _ = trained_student
+    path = tmp_path / "ptq.tflite"
+    convert_int8(m, clip_cache.features[rows[:128]], path)
+    ev = tiny_dataset.evaluate
+    x = clip_cache.features[clip_cache.rows(ev["filename"])].astype(np.float32)
+    f = classification_metrics(ev["label"], m.predict(x[..., None], verbose=0), ev["device"])
+    q = classification_metrics(ev["label"], TFLiteModel(path).predict(x), ev["device"])
+    assert abs(f["accuracy"] - q["accuracy"]) <= 0.015 + 1e-9, (f["accuracy"], q["accuracy"])
+    assert set(q["per_device"]) == set(ev["device"])
+    tc, kc = tflite_complexity(path), keras_complexity(m)
+    assert (tc.params, tc.macs) == (kc.deployed_params, kc.macs)
+
+
+def test_tflite_complexity_rejects_non_tflite(tmp_path):
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"definitely not a flatbuffer")
+    with pytest.raises(ValueError, match="x.tflite: not a TFLite flatbuffer"):
+        tflite_complexity(bad)
+
+
+@pytest.fixture(scope="module")
+def exported(trained_student, tmp_path_factory, clip_cache):
+    from asc_keras.compress.tflite import convert_int8
+
+    m, rows, _ = trained_student
+    d = tmp_path_factory.mktemp("export")
+    m.save(d / "student.keras")
+    convert_int8(m, clip_cache.features[rows[:64]], d / "student_int8.tflite")
+    return d
+
+
+def test_predict_odd_files_and_corrupt(exported, tmp_path):
+    from asc_keras.evaluate.predict import predict_files
+
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "long_stereo_48k.wav", rng.normal(0, 0.1, (48000 * 3 + 7000, 2)), 48000)
+    sf.write(tmp_path / "short_8k.flac", rng.normal(0, 0.1, 5000), 8000)
+    sf.write(tmp_path / "mono_22k.ogg", rng.normal(0, 0.1, 22050 * 2), 22050)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    files = [tmp_path / n for n in ("long_stereo_48k.wav", "short_8k.flac", "corrupt.wav", "mono_22k.ogg")]
+    for model in ("student_int8.tflite", "student.keras"):
+        res = predict_files(exported / model, files, hop_seconds=0.5)
+        by = {r.path.split("/")[-1]: r for r in res}
+        assert by["corrupt.wav"].error and "corrupt.wav" in by["corrupt.wav"].error
+        # 3.15 s, hop 0.5: full windows start at 0..2.0, one zero-padded tail window at 2.5
+        assert [w["start_s"] for w in by["long_stereo_48k.wav"].windows] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+        assert len(by["short_8k.flac"].windows) == 1
+        for r in (by["long_stereo_48k.wav"], by["short_8k.flac"], by["mono_22k.ogg"]):
+            assert r.error is None and abs(sum(r.probabilities) - 1) < 0.02 and r.scene
+
+
+def test_predict_cli_formats_and_exit_codes(exported, tmp_path):
+    rng = np.random.default_rng(1)
+    sf.write(tmp_path / "a.wav", rng.normal(0, 0.1, 44100 * 2), 44100)
+    (tmp_path / "bad.wav").write_bytes(b"nope")
+    cmd = [sys.executable, "-m", "asc_keras.cli", "predict", str(exported / "student_int8.tflite")]
+    r = subprocess.run(cmd + [str(tmp_path / "a.wav"), "--format", "json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out[0]["file"].endswith("a.wav") and len(out[0]["probabilities"]) == 10
+    r = subprocess.run(cmd + [str(tmp_path / "a.wav"), str(tmp_path / "bad.wav"), "--format", "csv",
+                              "--output", str(tmp_path / "o.csv"), "--windows"], capture_output=True, text=True)
+    assert r.returncode == 1 and "bad.wav" in r.stderr
+    lines = (tmp_path / "o.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("file,window_start_s,scene,airport") and len(lines) == 1 + 1 + 2
+    wrong = tmp_path / "model.tflite"
+    wrong.write_bytes(b"not a model")
+    r = subprocess.run([sys.executable, "-m", "asc_keras.cli", "predict", str(wrong), str(tmp_path / "a.wav")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "model.tflite: not a TFLite model" in r.stderr
