@@ -103,6 +103,10 @@ class OptimConfig:
     # Adam(weight_decay=1e-3), which the report's wording ("Adam [24] with a
     # weight decay of 0.001") most plausibly describes.  'decoupled': AdamW.
     weight_decay_mode: str = "l2"
+    # Batches of clean training data over which BatchNorm statistics are re-estimated after
+    # training (asc_keras.training.bn); 0 disables.  Not in the report: it removes the lag of
+    # BN moving averages that otherwise breaks inference after short runs.
+    bn_recalibration_batches: int = 50
 
 
 @dataclass(frozen=True)

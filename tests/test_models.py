@@ -102,3 +102,36 @@ def test_each_model_trains_and_loss_falls(name):
     first = m.evaluate(x, y, verbose=0)
     m.fit(x, y, epochs=6, batch_size=16, verbose=0)
     assert m.evaluate(x, y, verbose=0) < first
+
+
+def test_mobilenetv2_loads_user_weights_and_rejects_wrong_file(tmp_path):
+    src = build_mobilenetv2_teacher(alpha=0.35)
+    src.get_layer("backbone").save_weights(tmp_path / "backbone.weights.h5")
+    dst = build_mobilenetv2_teacher(alpha=0.35, pretrained=tmp_path / "backbone.weights.h5")
+    a, b = src.get_layer("backbone").get_weights(), dst.get_layer("backbone").get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    build_serfr_cnn(8).save_weights(tmp_path / "other.weights.h5")
+    with pytest.raises(ValueError, match="other.weights.h5: weights fit neither"):
+        build_mobilenetv2_teacher(alpha=0.35, pretrained=tmp_path / "other.weights.h5")
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        build_mobilenetv2_teacher(alpha=0.35, pretrained=tmp_path / "absent.h5")
+
+
+def test_transfer_learning_phases(tmp_path):
+    from asc_keras.config import AugmentConfig, OptimConfig, TeacherConfig
+    from asc_keras.training.teachers import train_teacher
+
+    build_mobilenetv2_teacher(alpha=0.35).get_layer("backbone").save_weights(tmp_path / "bb.weights.h5")
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(12, 309, 256)).astype(np.float16)
+    labels = np.arange(12) % 10
+    cfg = TeacherConfig(names=("mobilenetv2",), epochs=1, batch_size=4, mobilenet_alpha=0.35,
+                        pretrained_mobilenetv2=str(tmp_path / "bb.weights.h5"), frozen_epochs=1)
+    model, metrics = train_teacher("mobilenetv2", feats, np.arange(8), labels[:8], np.arange(8, 12), labels[8:],
+                                   cfg=cfg, optim=OptimConfig(), augment=AugmentConfig(), run_dir=tmp_path / "t",
+                                   verbose=0)
+    assert (tmp_path / "t" / "frozen.weights.h5").is_file() and (tmp_path / "t" / "finetune.weights.h5").is_file()
+    assert model.get_layer("backbone").trainable and 0 <= metrics["accuracy"] <= 1
+    again, m2 = train_teacher("mobilenetv2", feats, np.arange(8), labels[:8], np.arange(8, 12), labels[8:],
+                              cfg=cfg, optim=OptimConfig(), augment=AugmentConfig(), run_dir=tmp_path / "t", verbose=0)
+    assert m2 == metrics  # finished teacher is loaded, not retrained

@@ -228,3 +228,18 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "REPLICAS 2" in r.stdout
+
+
+def test_batchnorm_recalibration_matches_data_statistics():
+    from asc_keras.training.bn import recalibrate_batchnorm
+
+    inp = keras.Input((4,))
+    out = keras.layers.BatchNormalization(name="bn")(inp)
+    m = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(256, 4)) * [1, 2, 3, 4] + [5, -1, 0, 2]).astype(np.float32)
+    n = recalibrate_batchnorm(m, tf.data.Dataset.from_tensor_slices(x).batch(32), max_batches=8)
+    bn = m.get_layer("bn")
+    assert n == 8 and bn.momentum == 0.99  # momentum restored
+    np.testing.assert_allclose(bn.moving_mean.numpy(), x.mean(0), atol=1e-4)  # equal batches: exact mean
+    np.testing.assert_allclose(bn.moving_variance.numpy(), x.reshape(8, 32, 4).var(1).mean(0), rtol=1e-4)

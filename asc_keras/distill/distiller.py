@@ -55,6 +55,11 @@ class Distiller(keras.Model):
                                                          loss=keras.losses.KLDivergence())
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        # The wrapped models are built, so this one is: BackupAndRestore and strategies need that.
+        self.build(tuple(student.input_shape))
+
+    def build(self, input_shape=None):
+        self.built = True
 
     def call(self, x, training=False):
         return self._student_logits(x, training=training)

@@ -16,6 +16,7 @@ TEACHER_INPUT = (None, 256, 1)
 
 def build_mobilenetv2_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES,
                               alpha: float = 1.0, dropout: float = 0.2, pretrained: str | Path | None = None,
+                              bn_momentum: float = 0.9,
                               name: str = "mobilenetv2_teacher"):
     """MobileNetV2 (keras.applications, weights=None) on 1-channel log-mels.
 
@@ -26,12 +27,19 @@ def build_mobilenetv2_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: 
     Nothing is downloaded.
     """
     inp = keras.Input(shape=input_shape, name="logmel")
-    backbone_shape = (None if input_shape[0] is None else 2 * input_shape[0],) + tuple(input_shape[1:])
+    backbone_shape = (None if input_shape[0] is None else 2 * input_shape[0], input_shape[1] // 2, input_shape[2])
     backbone = keras.applications.MobileNetV2(input_shape=backbone_shape, alpha=alpha, include_top=False,
                                               weights=None, name="backbone")
+    for layer in backbone.layers:
+        # keras.applications uses momentum 0.999 (ImageNet-length runs): in short runs the moving
+        # statistics stay near their initial values and evaluation sits at chance.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
     # Five stride-2 stages with keras.applications' asymmetric padding collapse 28 frames
-    # to zero rows in graph mode; nearest x2 upsampling of time keeps 1 s inputs valid.
+    # to zero rows in graph mode; nearest x2 upsampling of time keeps 1 s inputs valid, and
+    # halving the mel axis (256 -> 128, PANNs use 64) keeps the cost of the original input.
     x = keras.layers.UpSampling2D(size=(2, 1), name="time_upsample")(inp)
+    x = keras.layers.AveragePooling2D(pool_size=(1, 2), name="freq_pool")(x)
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)

@@ -91,4 +91,4 @@ def fit_resumable(model, train_ds, val_ds=None, *, epochs: int, run_dir: str | P
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
     callbacks += list(extra_callbacks)
     return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
-                     steps_per_epoch=steps_per_epoch)
+                     steps_per_epoch=steps_per_epoch, shuffle=False)  # datasets shuffle themselves

@@ -1,0 +1,133 @@
+"""End to end: run_submission on a small generated set, outputs parse, stages resume, errors are early;
+the keras-tuner width search, locally and in chief/worker mode."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["data.recordings_per_class=3", "data.cities=3", "optim.epochs=2", "optim.batch_size=32",
+        "teachers.epochs=1", "teachers.batch_size=16", "teachers.cnn_width=4", "teachers.bcresnet_width=4",
+        "teachers.mobilenet_alpha=0.35", "compress.prune_epochs=1", "compress.qat_epochs=1",
+        "compress.representative_samples=64"]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="module")
+def quick_run(work, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "system2"
+    rc = _script("run_submission").main(["--system", "2", "--profile", "quick", "--work", str(work), "--out", str(out),
+                                         "--quiet", "--set", *TINY])
+    assert rc == 0
+    return out
+
+
+def test_full_pipeline_outputs_exist_and_parse(quick_run):
+    out = quick_run
+    r = json.loads((out / "results.json").read_text())
+    assert r["system"] == 2 and r["profile"] == "quick"
+    for key in ("float", "int8"):
+        m = r["student"][key]
+        assert 0 <= m["accuracy"] <= 1 and np.isfinite(m["log_loss"])
+        assert set(m["per_device"]) >= {"a", "s4"} and len(m["per_class"]) == 10
+    assert set(r["teachers"]) == {"mobilenetv2", "cnn", "bcresnet", "ensemble"}
+    c = r["complexity"]
+    assert c["tflite_matches_keras"] and c["keras"]["within_dcase_limits"]
+    assert c["tflite"]["macs"] == c["keras"]["macs"] and 0.2 < c["sparsity"] < 0.4
+    md = (out / "results.md").read_text()
+    assert "Teachers on 10 s" in md and "int8 TFLite" in md and "Per device" in md
+    for png in ("confusion_int8.png", "confusion_float.png", "per_device_accuracy.png", "learning_curves.png"):
+        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["student_width"] == 24 and cfg["run"]["system"] == 2 and cfg["optim"]["epochs"] == 2
+    sub = pd.read_csv(out / "submission" / "asc_keras_task1_2.development.output.csv", sep="\t")
+    assert list(sub.columns[:3]) == ["filename", "scene_label", "airport"] and sub.shape[1] == 12
+    assert np.allclose(sub.iloc[:, 2:].sum(axis=1), 1, atol=0.05)
+    meta = yaml.safe_load((out / "submission" / "asc_keras_task1_2.meta.yaml").read_text())
+    assert meta["system"]["complexity"]["macs"] == c["tflite"]["macs"]
+    assert meta["system"]["complexity"]["total_parameters_non_zero"] < meta["system"]["complexity"]["total_parameters"]
+    assert (out / "student.keras").is_file() and (out / "student_int8.tflite").is_file()
+    assert json.loads((out / "features.json").read_text())["n_mels"] == 256
+
+
+def test_second_run_skips_done_stages_and_predict_uses_outputs(quick_run, work):
+    before = {p: p.stat().st_mtime for p in (quick_run / "student.keras", quick_run / "student_int8.tflite")}
+    t0 = time.perf_counter()
+    rc = _script("run_submission").main(["--system", "2", "--profile", "quick", "--work", str(work), "--out",
+                                         str(quick_run), "--quiet", "--set", *TINY])
+    assert rc == 0 and time.perf_counter() - t0 < 60
+    assert {p: p.stat().st_mtime for p in before} == before  # nothing retrained or re-converted
+    from asc_keras.evaluate.predict import predict_files
+
+    data = next(work.glob("generated-*"))
+    wav = sorted((data / "audio").glob("*.wav"))[0]
+    res = predict_files(quick_run / "student_int8.tflite", [wav])
+    assert res[0].error is None and len(res[0].probabilities) == 10
+
+
+def test_clear_errors_before_work(quick_run, work, tmp_path, capsys):
+    main = _script("run_submission").main
+    assert main(["--system", "1", "--profile", "quick", "--work", str(work), "--out", str(quick_run)]) == 2
+    assert "holds another run" in capsys.readouterr().err
+    assert main(["--system", "1", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "folder not found" in capsys.readouterr().err
+    assert main(["--system", "1", "--out", str(tmp_path / "o2"), "--force", "studnet"]) == 2
+    assert "unknown stage" in capsys.readouterr().err
+    assert main(["--system", "1", "--out", str(tmp_path / "o3"), "--set", "optim.epoch=3"]) == 2
+    assert "unknown OptimConfig setting" in capsys.readouterr().err
+
+
+def test_width_search_runs_and_summarises(quick_run, work, tmp_path):
+    rc = _script("tune_width").main(["--system", "2", "--work", str(work), "--out", str(tmp_path / "tune"),
+                                     "--epochs", "1", "--quiet", "--set", *TINY])
+    assert rc == 0
+    s = json.loads((tmp_path / "tune" / "width_search" / "summary.json").read_text())
+    assert sorted(t["hyperparameters"]["width"] for t in s["trials"]) == [24, 32]
+    assert s["best"]["width"] in (24, 32) and all(t["val_accuracy"] is not None for t in s["trials"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_width_search_chief_worker_mode(quick_run, work, tmp_path):
+    port = str(_free_port())
+    cmd = [sys.executable, str(ROOT / "experiments" / "tune_width.py"), "--system", "2", "--work", str(work),
+           "--out", str(tmp_path / "dist"), "--epochs", "1", "--quiet", "--set", *TINY]
+    base = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port,
+            "TF_CPP_MIN_LOG_LEVEL": "3"}
+    chief = subprocess.Popen(cmd, env={**base, "KERASTUNER_TUNER_ID": "chief"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    worker = subprocess.run(cmd, env={**base, "KERASTUNER_TUNER_ID": "tuner0"}, capture_output=True, text=True,
+                            timeout=600)
+    out, err = chief.communicate(timeout=300)
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    assert chief.returncode == 0, err[-2000:]
+    trials = list((tmp_path / "dist" / "width_search").glob("trial_*"))
+    assert len(trials) == 2  # both trials trained by the worker, recorded by the chief's oracle
+    assert "best:" in out
