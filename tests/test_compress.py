@@ -53,12 +53,17 @@ def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, 
     p_int8 = tfl.predict(ev_x)
     p_float = qat.predict(ev_x[..., None], verbose=0)
     assert p_int8.shape == (len(ev_x), 10)
-    agree = (p_int8.argmax(1) == p_float.argmax(1)).mean()
+    # The tiny student is barely trained, so near-ties are common; where the float model's top-1
+    # margin exceeds ~10 int8 output steps (1/256 each) the int8 model must agree.
+    top2 = np.sort(p_float, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.04
+    assert clear.sum() >= 20
+    agree = (p_int8.argmax(1) == p_float.argmax(1))[clear].mean()
     assert agree > 0.9, agree
-    assert np.abs(p_int8 - p_float).mean() < 0.05
-    # Every weight tensor in the file is int8 (biases int32), nothing float left in the graph.
+    assert np.abs(p_int8 - p_float).mean() < 0.03
+    # Full integer: every tensor in the graph is int8 (biases int32), none float.
     c = tflite_complexity(path)
-    assert "FLOAT32" not in c.tensor_types or c.tensor_types >= {"INT8"}
+    assert c.tensor_types == {"INT8", "INT32"}, c.tensor_types
     assert c.macs == keras_complexity(m).macs
     assert c.params == keras_complexity(m).deployed_params
 

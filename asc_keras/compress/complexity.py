@@ -42,6 +42,7 @@ class Complexity:
     layers: list[LayerCount] = field(default_factory=list)
     deployed_params: int = 0
     input_shape: tuple = ()
+    tensor_types: set = field(default_factory=set)  # .tflite only: element types of all tensors
 
     @property
     def params(self) -> int:
@@ -212,5 +213,5 @@ def tflite_complexity(path: str | Path) -> Complexity:
         tname = tname.decode() if isinstance(tname, bytes) else tname
         result.layers.append(LayerCount(f"{i}:{tname[:60]}", name, out_shape[1:], params, macs))
     result.deployed_params = sum(l.params for l in result.layers)
-    result.tensor_types = {type_names.get(t.type, t.type) for t in g.tensors}  # type: ignore[attr-defined]
+    result.tensor_types = {type_names.get(t.type, str(t.type)) for t in g.tensors}
     return result

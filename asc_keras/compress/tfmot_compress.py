@@ -17,6 +17,7 @@ import numpy as np
 from asc_keras._runtime import import_tf_keras, import_tfmot, tf
 from asc_keras.compress.losses import kd_loss_on_probs
 from asc_keras.compress.twin import tf_keras_twin
+from asc_keras.training.bn import recalibrate_batchnorm
 from asc_keras.config import CompressConfig
 
 _tfmot = import_tfmot()
@@ -104,7 +105,7 @@ def _tf_dataset(features, rows, labels, soft, batch_size, shuffle, seed, n_class
 def prune_and_quantize(student, features, rows, labels, soft_probs=None, *, cfg: CompressConfig,
                        alpha: float = 0.1, temperature: float = 2.0, batch_size: int = 64,
                        prune_lr: float = 1e-4, seed: int = 0, verbose: int | str = "auto",
-                       log=print):
+                       bn_batches: int = 50, log=print):
     """Prune (optional) and QAT-fine-tune a trained Keras 3 student; return the tf_keras QAT model.
 
     Args:
@@ -112,6 +113,8 @@ def prune_and_quantize(student, features, rows, labels, soft_probs=None, *, cfg:
         features, rows, labels: training data from the feature cache (as for ``make_dataset``).
         soft_probs: teacher distributions at ``temperature`` per example (None: CE only).
         cfg: target sparsity, epochs, QAT learning rate.
+        bn_batches: batches for BatchNorm re-estimation after pruning and after QAT
+            (:mod:`asc_keras.training.bn`; short fine-tuning leaves stale statistics).
     Returns:
         (model, info): the tf_keras model ready for int8 conversion (QAT-wrapped when
         ``cfg.qat``) and a dict with the measured sparsity.
@@ -121,6 +124,7 @@ def prune_and_quantize(student, features, rows, labels, soft_probs=None, *, cfg:
     twin = tf_keras_twin(student)
     loss = kd_loss_on_probs(alpha if soft_probs is not None else 1.0, temperature)
     ds = _tf_dataset(features, rows, labels, soft_probs, batch_size, True, seed)
+    clean = _tf_dataset(features, rows, labels, soft_probs, batch_size, True, seed + 1)
     steps = math.ceil(len(rows) / batch_size)
     info = {"target_sparsity": cfg.target_sparsity if cfg.prune else 0.0}
     model = twin
@@ -134,6 +138,7 @@ def prune_and_quantize(student, features, rows, labels, soft_probs=None, *, cfg:
         pruned.fit(ds, epochs=cfg.prune_epochs, callbacks=[_tfmot.sparsity.keras.UpdatePruningStep()],
                    verbose=verbose)
         model = _tfmot.sparsity.keras.strip_pruning(pruned)
+        recalibrate_batchnorm(model, clean, bn_batches)
         info["sparsity_after_pruning"] = sparsity(model)
     if cfg.qat:
         qat = apply_qat(model, pruned=cfg.prune and cfg.target_sparsity > 0)
@@ -141,6 +146,8 @@ def prune_and_quantize(student, features, rows, labels, soft_probs=None, *, cfg:
             qat.compile(tfk.optimizers.Adam(cfg.qat_lr), loss, metrics=["accuracy"])
             log(f"quantisation-aware training for {cfg.qat_epochs} epochs")
             qat.fit(ds, epochs=cfg.qat_epochs, verbose=verbose)
+        # Also refreshes the activation quantisers' moving ranges to the recalibrated statistics.
+        recalibrate_batchnorm(qat, clean, bn_batches)
         model = qat
     info["sparsity"] = sparsity(model)
     return model, info

@@ -9,8 +9,6 @@ little.
 """
 from __future__ import annotations
 
-from asc_keras._runtime import keras
-
 
 def recalibrate_batchnorm(model, dataset, max_batches: int = 50) -> int:
     """Set every BatchNormalization layer's moving mean/variance to the average of its batch
@@ -19,7 +17,7 @@ def recalibrate_batchnorm(model, dataset, max_batches: int = 50) -> int:
     Only BN statistics change (forward passes in training mode; dropout's randomness does not
     matter for them).  Returns the number of batches used.
     """
-    bns = [l for l in _all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [l for l in _all_layers(model) if l.__class__.__name__ == "BatchNormalization"]
     if not bns or max_batches <= 0:
         return 0
     saved = [bn.momentum for bn in bns]
@@ -39,8 +37,11 @@ def recalibrate_batchnorm(model, dataset, max_batches: int = 50) -> int:
 
 
 def _all_layers(model):
+    """Every leaf layer, through nested models and tfmot wrappers (Keras 3 or tf_keras)."""
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
+        if hasattr(layer, "layers") and layer.layers:  # a nested model
             yield from _all_layers(layer)
+        elif hasattr(layer, "layer"):  # tfmot QuantizeWrapper / PruneLowMagnitude
+            yield layer.layer
         else:
             yield layer
