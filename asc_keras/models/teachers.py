@@ -124,8 +124,11 @@ def bc_block(x, channels: int, name: str, freq_stride: int = 1, dilation: int = 
     if transition:
         x = conv_bn_relu(x, channels, 1, f"{name}_expand")
     identity = x
-    y = keras.layers.DepthwiseConv2D((1, 3), strides=(1, freq_stride), padding="same", use_bias=False,
-                                     name=f"{name}_freq_dw")(x)
+    y = keras.layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False, name=f"{name}_freq_dw")(x)
+    if freq_stride != 1:
+        # TensorFlow's CPU depthwise kernel refuses unequal strides; a stride-1 conv sampled
+        # every ``freq_stride`` bins computes the same outputs.
+        y = keras.layers.MaxPooling2D((1, 1), strides=(1, freq_stride), name=f"{name}_freq_stride")(y)
     y = sub_spectral_norm(y, ssn_groups, f"{name}_ssn")
     aux = y
     # Mean over frequency as an average pool over the whole F axis: no Lambda, safe to load.
