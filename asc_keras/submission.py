@@ -15,7 +15,9 @@ report      ``out/results.md``, ``out/plots/*.png``, ``out/submission/*``
 ==========  =====================================================================
 
 Teachers and targets live in the shared ``work`` folder keyed by everything they depend on,
-so systems 1-4 share one set of teachers.
+so systems 1-4 share one set of teachers.  The output stages (student, compress, tflite) record
+what they were made from in ``out/stamps/<stage>.json``; when that changes (``--set
+optim.epochs=...``, new teachers or targets) the stage and those after it are redone.
 """
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ class SystemRun:
     verbose: int | str = 2
     log: Callable[[str], None] = print
     submission_label: str | None = None
+    _targets_name: str | None = dataclasses.field(default=None, init=False, repr=False)
 
     # ------------------------------------------------------------------ checks
     def check(self) -> None:
@@ -100,8 +103,26 @@ class SystemRun:
                 "data": str(Path(self.data).resolve()) if self.data else "generated",
                 "train_split": self.train_split}
 
-    def _due(self, stage: str, done: bool) -> bool:
-        return not done or stage in self.force or "all" in self.force
+    def _forced(self, stage: str) -> bool:
+        return stage in self.force or "all" in self.force
+
+    def _fresh(self, stage: str, inputs: dict, *outputs: Path) -> bool:
+        """True when ``outputs`` exist, were made from ``inputs`` and ``stage`` is not forced.
+
+        Each output stage records what it was made from in ``out/stamps/<stage>.json`` when it
+        starts (so an interrupted stage with unchanged inputs resumes).  Inputs include the
+        upstream stage's stamp, so a retrained student also redoes compression and conversion.
+        """
+        stamp = self.out / "stamps" / f"{stage}.json"
+        return (not self._forced(stage) and all(p.is_file() for p in outputs) and stamp.is_file()
+                and json.loads(stamp.read_text()) == _jsonable(inputs))
+
+    def _stamp(self, stage: str, inputs: dict) -> bool:
+        """Record ``inputs`` for ``stage``; return True when they differ from the previous record."""
+        stamp = self.out / "stamps" / f"{stage}.json"
+        changed = not stamp.is_file() or json.loads(stamp.read_text()) != _jsonable(inputs)
+        _write_json(stamp, _jsonable(inputs))
+        return changed
 
     # ------------------------------------------------------------------ stages
     def _start(self) -> None:
@@ -158,7 +179,8 @@ class SystemRun:
         timings["compress"] = time.perf_counter() - t
 
         t = stage("tflite")
-        tflite_path = self._tflite(qat if qat is not None else student, clip_cache, train_clips)
+        tflite_path = self._tflite(qat if qat is not None else student, clip_cache, train_clips,
+                                   redo=qat is not None)
         timings["tflite"] = time.perf_counter() - t
 
         t = stage("evaluate")
@@ -247,6 +269,7 @@ class SystemRun:
         key = _hash([self._teacher_dir(n).name for n in self.cfg.teachers.names], d.ensemble, d.target_source,
                     clip_cache.path.name, self.train_split)
         path = self.work / "targets" / f"{d.target_source}-{d.ensemble}-{key}.npy"
+        self._targets_name = path.name
         items = tuple(train_clips["filename"])
         if path.is_file() and "targets" not in self.force:
             return SoftTargets.load(path).for_items(items)
@@ -269,14 +292,31 @@ class SystemRun:
                                     "teachers": list(self.cfg.teachers.names)}).save(path)
         return logits
 
+    def _student_inputs(self, clip_cache) -> dict:
+        c = self.cfg
+        return {"width": c.student_width, "seed": c.seed, "augment": dataclasses.asdict(c.augment),
+                "optim": dataclasses.asdict(c.optim), "distill": dataclasses.asdict(c.distill),
+                "features": clip_cache.path.name, "targets": self._targets_name, "train_split": self.train_split}
+
+    def _compress_inputs(self) -> dict:
+        return {"student": _hash(json.loads((self.out / "stamps" / "student.json").read_text())),
+                "compress": dataclasses.asdict(self.cfg.compress)}
+
+    def _tflite_inputs(self) -> dict:
+        return {"compress": _hash(self._compress_inputs()),
+                "representative_samples": self.cfg.compress.representative_samples}
+
     def _student(self, clip_cache, train_clips, eval_clips, soft):
         from asc_keras._runtime import keras
         from asc_keras.training.student import train_student
 
         final = self.out / "student.keras"
-        if final.is_file() and not self._due("student", False):
+        inputs = self._student_inputs(clip_cache)
+        if self._fresh("student", inputs, final):
             return keras.saving.load_model(final, compile=False, safe_mode=True)
-        if "student" in self.force and (self.out / "student").exists():
+        # Same inputs and no student.keras: an interrupted run, resumed from its backup.
+        # Other inputs (or --force student): the old training folder is stale.
+        if (self._stamp("student", inputs) or self._forced("student")) and (self.out / "student").exists():
             shutil.rmtree(self.out / "student")
         student = train_student(clip_cache.features, clip_cache.rows(train_clips["filename"]),
                                 train_clips["label"].to_numpy(), soft, clip_cache.rows(eval_clips["filename"]),
@@ -294,27 +334,32 @@ class SystemRun:
         if not (c.prune or c.qat):
             return None, {}
         weights = self.out / "compress" / "qat.weights.h5"
-        if weights.is_file() and info_path.is_file() and not self._due("compress", False) \
-                and (self.out / "student_int8.tflite").is_file() and "tflite" not in self.force:
-            return None, json.loads(info_path.read_text())  # the converted model already exists
+        # The QAT model lives only in memory: compression is skipped only when its int8
+        # conversion is fresh too (else the converter would get the float student).
+        if self._fresh("compress", self._compress_inputs(), weights, info_path) and \
+                self._fresh("tflite", self._tflite_inputs(), self.out / "student_int8.tflite"):
+            return None, json.loads(info_path.read_text())
+        self._stamp("compress", self._compress_inputs())
         soft_probs = temper(soft, self.cfg.distill.temperature) if soft is not None else None
         qat, info = prune_and_quantize(student, clip_cache.features, clip_cache.rows(train_clips["filename"]),
                                        train_clips["label"].to_numpy(), soft_probs, cfg=c,
                                        alpha=self.cfg.distill.alpha, temperature=self.cfg.distill.temperature,
                                        batch_size=min(self.cfg.optim.batch_size, 128), seed=self.cfg.seed,
-                                       verbose=self.verbose, log=self.log)
+                                       verbose=self.verbose, bn_batches=self.cfg.optim.bn_recalibration_batches,
+                                       log=self.log)
         weights.parent.mkdir(parents=True, exist_ok=True)
         qat.save_weights(weights)
         _write_json(info_path, info)
         (self.out / "student_int8.tflite").unlink(missing_ok=True)  # must be re-converted from this model
         return qat, info
 
-    def _tflite(self, model, clip_cache, train_clips) -> Path:
+    def _tflite(self, model, clip_cache, train_clips, redo: bool) -> Path:
         from asc_keras.compress.tflite import convert_int8
 
         path = self.out / "student_int8.tflite"
-        if path.is_file() and not self._due("tflite", False):
+        if not redo and self._fresh("tflite", self._tflite_inputs(), path):
             return path
+        self._stamp("tflite", self._tflite_inputs())
         rng = np.random.default_rng(self.cfg.seed)
         rows = clip_cache.rows(train_clips["filename"])
         rep = clip_cache.features[np.sort(rng.choice(rows, min(len(rows), self.cfg.compress.representative_samples),
@@ -399,6 +444,11 @@ class SystemRun:
 
 def _brief(m: dict) -> dict:
     return {k: m[k] for k in ("accuracy", "macro_accuracy", "log_loss", "per_device", "n") if k in m}
+
+
+def _jsonable(obj):
+    """``obj`` as it reads back from JSON (tuples become lists), for comparisons with stored stamps."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
 def _write_json(path: Path, obj) -> None:

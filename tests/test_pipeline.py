@@ -131,3 +131,20 @@ def test_width_search_chief_worker_mode(quick_run, work, tmp_path):
     trials = list((tmp_path / "dist" / "width_search").glob("trial_*"))
     assert len(trials) == 2  # both trials trained by the worker, recorded by the chief's oracle
     assert "best:" in out
+
+
+def test_output_stages_redo_when_their_inputs_change(tmp_path):
+    from asc_keras.config import SystemConfig
+    from asc_keras.submission import SystemRun
+
+    run = SystemRun(SystemConfig(), out=tmp_path / "out", work=tmp_path / "work")
+    made = tmp_path / "out" / "student.keras"
+    inputs = {"width": 32, "optim": {"epochs": 3}, "shape": (28, 256)}
+    assert run._stamp("student", inputs)  # first record: changed
+    assert not run._fresh("student", inputs, made)  # no output yet: an interrupted stage resumes
+    made.write_bytes(b"x")
+    assert run._fresh("student", inputs, made)
+    assert not run._stamp("student", inputs)  # tuples compare equal to their JSON lists
+    assert not run._fresh("student", {**inputs, "optim": {"epochs": 4}}, made)
+    forced = SystemRun(SystemConfig(), out=tmp_path / "out", work=tmp_path / "work", force=frozenset({"student"}))
+    assert not forced._fresh("student", inputs, made)
