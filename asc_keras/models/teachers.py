@@ -5,6 +5,7 @@ All are fully convolutional up to global pooling, so one model takes 1 s
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -62,11 +63,19 @@ def load_pretrained(model, path: str | Path) -> None:
     errors = []
     for target in targets:
         try:
-            if path.suffix == ".keras":
-                src = keras.saving.load_model(path, compile=False, safe_mode=True)
-                target.set_weights(src.get_weights())
-            else:
-                target.load_weights(path)
+            # Keras loads a partly matching file with only a warning, leaving the unmatched
+            # layers at their random initial values: that is a failure here, not a load.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if path.suffix == ".keras":
+                    src = keras.saving.load_model(path, compile=False, safe_mode=True)
+                    target.set_weights(src.get_weights())
+                else:
+                    target.load_weights(path)
+            partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)
+                       or "Skipping" in str(w.message)]
+            if partial:
+                raise ValueError(f"only part of the file matched ({partial[0][:120]})")
             return
         except Exception as e:  # noqa: BLE001 - report all attempts together
             errors.append(f"{target.name}: {str(e).splitlines()[0][:200]}")
