@@ -24,8 +24,8 @@ RFR block 2, 3         3 x [1x1, 1x1] units; the first unit of block 2         c
 GAP, Dense(10)         GAP -> Dense 'logits' -> softmax 'probabilities'        logits exposed for KD
 =====================  =====================================================  ===========================
 
-Counts (``tools/complexity_report.py serfr_cnn_32``): width 32 -> ~121 K params,
-~27 M MACs per 1 s; width 24 -> ~70 K params, ~16 M MACs.  Both inside the DCASE
+Counts (``tools/complexity_report.py serfr_cnn_32``): width 32 -> 114,270 params,
+27.9 M MACs per 1 s; width 24 -> 69,337 params, 16.2 M MACs.  Both inside the DCASE
 limits (128 K int8 params, 30 M MACs) with width 32 near both.
 """
 from __future__ import annotations
