@@ -48,5 +48,6 @@ def logmel(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarra
     frames = np.lib.stride_tricks.sliding_window_view(audio, cfg.n_fft, axis=-1)[..., :: cfg.hop_length, :]
     spec = sfft.rfft(frames * _window(cfg.n_fft), axis=-1)
     power = spec.real ** 2 + spec.imag ** 2
-    mel = power @ _filterbank_T(cfg)
+    # One 2-D GEMM: NumPy's stacked (batch, frames, bins) @ (bins, mels) is ~3x slower.
+    mel = (power.reshape(-1, power.shape[-1]) @ _filterbank_T(cfg)).reshape(power.shape[:-1] + (-1,))
     return np.log(mel + np.float32(cfg.log_offset)).astype(np.float32)
