@@ -68,6 +68,8 @@ def test_distiller_loss_equals_hand_computation():
     assert got == pytest.approx(expected, rel=1e-4)
     d1 = Distiller(m, alpha=1.0, temperature=2.5)
     assert float(d1.compute_loss(x, (hard, soft), d1(x))) == pytest.approx(ce, rel=1e-5)
+    # Hard labels only (validation data, no teacher): plain CE, not alpha * CE.
+    assert float(d.compute_loss(x, hard, d(x))) == pytest.approx(ce, rel=1e-5)
 
 
 def test_alpha_one_trains_like_plain_ce():

@@ -78,13 +78,16 @@ class Distiller(keras.Model):
         hard, soft = self._targets(x, y)
         ce = keras.ops.mean(keras.losses.categorical_crossentropy(hard, y_pred, from_logits=True))
         if soft is None or self.alpha == 1.0:
+            # No soft targets (validation data, or CE-only training): the loss is the plain CE,
+            # not alpha * CE, so val_loss reads as the log loss it is.
             kd = keras.ops.zeros_like(ce)
+            loss = ce
         else:
             # LogitsDistillation tempers its teacher input by 1/T: feeding T*log(p_T) makes the
             # tempered teacher distribution exactly p_T (the stored/mixed soft targets).
             teacher_logits = self.temperature * keras.ops.log(keras.ops.clip(soft, _EPS, 1.0))
             kd = self._kd.compute_loss(teacher_logits, y_pred)
-        loss = self.alpha * ce + (1.0 - self.alpha) * kd
+            loss = self.alpha * ce + (1.0 - self.alpha) * kd
         self.student_loss_tracker.update_state(ce)
         self.distillation_loss_tracker.update_state(kd)
         return loss
