@@ -14,8 +14,9 @@ evaluate    ``out/results.json``
 report      ``out/results.md``, ``out/plots/*.png``, ``out/submission/*``
 ==========  =====================================================================
 
-Teachers and targets live in the shared ``work`` folder keyed by everything they depend on,
-so systems 1-4 share one set of teachers.  The output stages (student, compress, tflite) record
+Teachers and targets live in the shared ``work`` folder keyed by everything they depend on.
+Teachers train with the system's augmentation (time mask scaled to 10 s), so systems 1-2 share
+one set and systems 3-4, which add time stretching, another.  The output stages (student, compress, tflite) record
 what they were made from in ``out/stamps/<stage>.json``; when that changes (``--set
 optim.epochs=...``, new teachers or targets) the stage and those after it are redone.
 """
