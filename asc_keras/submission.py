@@ -16,9 +16,10 @@ report      ``out/results.md``, ``out/plots/*.png``, ``out/submission/*``
 
 Teachers and targets live in the shared ``work`` folder keyed by everything they depend on.
 Teachers train with the system's augmentation (time mask scaled to 10 s), so systems 1-2 share
-one set and systems 3-4, which add time stretching, another.  The output stages (student, compress, tflite) record
-what they were made from in ``out/stamps/<stage>.json``; when that changes (``--set
-optim.epochs=...``, new teachers or targets) the stage and those after it are redone.
+one set and systems 3-4, which add time stretching, another.  The output stages (student,
+compress, tflite) record what they were made from in ``out/stamps/<stage>.json``; when that
+changes (``--set optim.epochs=...``, new teachers or targets) the stage and those after it are
+redone.
 """
 from __future__ import annotations
 
@@ -114,15 +115,18 @@ class SystemRun:
         starts (so an interrupted stage with unchanged inputs resumes).  Inputs include the
         upstream stage's stamp, so a retrained student also redoes compression and conversion.
         """
+        return (not self._forced(stage) and all(p.is_file() for p in outputs)
+                and self._recorded(stage) == _jsonable(inputs))
+
+    def _recorded(self, stage: str) -> dict | None:
+        """The inputs last recorded for ``stage`` (None if never)."""
         stamp = self.out / "stamps" / f"{stage}.json"
-        return (not self._forced(stage) and all(p.is_file() for p in outputs) and stamp.is_file()
-                and json.loads(stamp.read_text()) == _jsonable(inputs))
+        return json.loads(stamp.read_text()) if stamp.is_file() else None
 
     def _stamp(self, stage: str, inputs: dict) -> bool:
         """Record ``inputs`` for ``stage``; return True when they differ from the previous record."""
-        stamp = self.out / "stamps" / f"{stage}.json"
-        changed = not stamp.is_file() or json.loads(stamp.read_text()) != _jsonable(inputs)
-        _write_json(stamp, _jsonable(inputs))
+        changed = self._recorded(stage) != _jsonable(inputs)
+        _write_json(self.out / "stamps" / f"{stage}.json", _jsonable(inputs))
         return changed
 
     # ------------------------------------------------------------------ stages
@@ -300,7 +304,7 @@ class SystemRun:
                 "features": clip_cache.path.name, "targets": self._targets_name, "train_split": self.train_split}
 
     def _compress_inputs(self) -> dict:
-        return {"student": _hash(json.loads((self.out / "stamps" / "student.json").read_text())),
+        return {"student": _hash(self._recorded("student")),
                 "compress": dataclasses.asdict(self.cfg.compress)}
 
     def _tflite_inputs(self) -> dict:
@@ -355,16 +359,15 @@ class SystemRun:
         return qat, info
 
     def _tflite(self, model, clip_cache, train_clips, redo: bool) -> Path:
-        from asc_keras.compress.tflite import convert_int8
+        from asc_keras.compress.tflite import calibration_rows, convert_int8
 
         path = self.out / "student_int8.tflite"
         if not redo and self._fresh("tflite", self._tflite_inputs(), path):
             return path
         self._stamp("tflite", self._tflite_inputs())
-        rng = np.random.default_rng(self.cfg.seed)
-        rows = clip_cache.rows(train_clips["filename"])
-        rep = clip_cache.features[np.sort(rng.choice(rows, min(len(rows), self.cfg.compress.representative_samples),
-                                                     replace=False))]
+        rows = calibration_rows(clip_cache.rows(train_clips["filename"]), self.cfg.compress.representative_samples,
+                                self.cfg.seed)
+        rep = clip_cache.features[rows]
         info = convert_int8(model, rep, path)
         self.log(f"int8 TFLite: {path} ({info['bytes'] / 1024:.1f} KiB)")
         return path

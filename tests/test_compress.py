@@ -12,14 +12,9 @@ import soundfile as sf
 
 from asc_keras._runtime import keras
 from asc_keras.compress.complexity import keras_complexity, tflite_complexity
+from asc_keras.compress.tflite import calibration_rows
 from asc_keras.config import CompressConfig
 from asc_keras.distill.targets import temper
-
-
-def _calibration_rows(rows, n):
-    """A random sample of training rows (every class), sorted for memmap reads: the first rows of the
-    name-sorted split would hold one or two scenes only and calibrate int8 ranges badly."""
-    return np.sort(np.random.default_rng(0).choice(rows, n, replace=False))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +60,7 @@ def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, 
     assert any("quant" in l.__class__.__name__.lower() for l in qat.layers)
     ev_rows = clip_cache.rows(tiny_dataset.evaluate["filename"])
     ev_x = clip_cache.features[ev_rows].astype(np.float32)
-    rep = clip_cache.features[_calibration_rows(rows, 128)]
+    rep = clip_cache.features[calibration_rows(rows, 128)]
     path = tmp_path / "student_int8.tflite"
     qinfo = convert_int8(qat, rep, path)
     assert qinfo["input_dtype"] == "int8" and qinfo["output_dtype"] == "int8"
@@ -95,7 +90,7 @@ def test_post_training_quantization_quick_path(trained_student, clip_cache, tiny
 
     m, rows, _ = trained_student
     path = tmp_path / "ptq.tflite"
-    convert_int8(m, clip_cache.features[_calibration_rows(rows, 256)], path)
+    convert_int8(m, clip_cache.features[calibration_rows(rows, 256)], path)
     ev = tiny_dataset.evaluate
     x = clip_cache.features[clip_cache.rows(ev["filename"])].astype(np.float32)
     f = classification_metrics(ev["label"], m.predict(x[..., None], verbose=0), ev["device"])
@@ -120,7 +115,7 @@ def exported(trained_student, tmp_path_factory, clip_cache):
     m, rows, _ = trained_student
     d = tmp_path_factory.mktemp("export")
     m.save(d / "student.keras")
-    convert_int8(m, clip_cache.features[_calibration_rows(rows, 64)], d / "student_int8.tflite")
+    convert_int8(m, clip_cache.features[calibration_rows(rows, 64)], d / "student_int8.tflite")
     return d
 
 

@@ -17,6 +17,13 @@ import numpy as np
 from asc_keras._runtime import _silenced_stderr, tf
 
 
+def calibration_rows(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` of ``rows`` drawn at random (so every scene is represented), sorted for memmap
+    reads: the first rows of a name-sorted split hold one or two scenes and calibrate badly."""
+    rows = np.asarray(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, min(len(rows), n), replace=False))
+
+
 def convert_int8(model, representative: np.ndarray, path: str | Path, input_shape: tuple | None = None) -> dict:
     """Convert ``model`` to a full-int8 ``.tflite`` at ``path`` (written atomically).
 
