@@ -22,8 +22,6 @@ def trained_student(clip_cache, tiny_dataset):
     """A small SERFR-CNN trained briefly on the generated clips, plus its data."""
     from asc_keras.models import build_serfr_cnn
     from asc_keras.training import make_dataset
-    from asc_keras.training.bn import recalibrate_batchnorm
-
     keras.utils.set_random_seed(0)
     rows = clip_cache.rows(tiny_dataset.train["filename"])
     labels = tiny_dataset.train["label"].to_numpy()
@@ -31,8 +29,8 @@ def trained_student(clip_cache, tiny_dataset):
     m.compile(keras.optimizers.Adam(3e-3), "categorical_crossentropy", metrics=["accuracy"])
     m.fit(make_dataset(clip_cache.features, rows, labels, batch_size=32, shuffle=True, seed=0), epochs=4, verbose=0,
           shuffle=False)  # the dataset shuffles itself
-    # Four epochs are far shorter than BatchNorm's moving averages: re-estimate them, as training does.
-    recalibrate_batchnorm(m, make_dataset(clip_cache.features, rows, labels, batch_size=32, shuffle=True, seed=1))
+    # No BatchNorm re-estimation: with momentum 0.9 (the builders' default) the moving statistics
+    # follow the weights within ~10 steps, so inference works after four short epochs.
     return m, rows, labels
 
 

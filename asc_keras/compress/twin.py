@@ -28,6 +28,7 @@ def serfr_cnn_kwargs(model) -> dict:
             "stem_pool": tuple(model.get_layer("stem_pool").pool_size),
             "head_channels": model.get_layer("head_conv").filters,
             "dropout": model.get_layer("head_dropout").rate if "head_dropout" in names else 0.0,
+            "bn_momentum": float(model.get_layer("stem_bn").momentum),
             "name": model.name,
         }
     except ValueError as e:

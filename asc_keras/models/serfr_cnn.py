@@ -34,7 +34,7 @@ from types import ModuleType
 
 from asc_keras._runtime import keras
 from asc_keras.config import REPORT_HEAD_CHANNELS
-from asc_keras.models.common import INPUT_1S, N_CLASSES, classifier_head, conv_bn_relu
+from asc_keras.models.common import BN_MOMENTUM, INPUT_1S, N_CLASSES, classifier_head, conv_bn_relu
 
 
 def se_block(x, channels: int, ratio: int, name: str, k: ModuleType = keras):
@@ -49,27 +49,28 @@ def se_block(x, channels: int, ratio: int, name: str, k: ModuleType = keras):
     return k.layers.Multiply(name=f"{name}_scale")([x, s])
 
 
-def rfr_unit(x, channels: int, kernels: tuple, name: str, k: ModuleType = keras):
+def rfr_unit(x, channels: int, kernels: tuple, name: str, k: ModuleType = keras, bn_momentum: float = BN_MOMENTUM):
     """Residual unit: conv k0-BN-ReLU -> conv k1-BN, + shortcut (1x1 conv-BN if channels change), ReLU."""
     in_ch = x.shape[-1]
-    y = conv_bn_relu(x, channels, kernels[0], f"{name}_a", k)
-    y = conv_bn_relu(y, channels, kernels[1], f"{name}_b", k, activation=None)
+    y = conv_bn_relu(x, channels, kernels[0], f"{name}_a", k, bn_momentum=bn_momentum)
+    y = conv_bn_relu(y, channels, kernels[1], f"{name}_b", k, activation=None, bn_momentum=bn_momentum)
     if in_ch != channels:
-        x = conv_bn_relu(x, channels, 1, f"{name}_shortcut", k, activation=None)
+        x = conv_bn_relu(x, channels, 1, f"{name}_shortcut", k, activation=None, bn_momentum=bn_momentum)
     y = k.layers.Add(name=f"{name}_add")([x, y])
     return k.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def rfr_block(x, channels: int, kernels: tuple, units: int, name: str, k: ModuleType = keras):
+def rfr_block(x, channels: int, kernels: tuple, units: int, name: str, k: ModuleType = keras,
+              bn_momentum: float = BN_MOMENTUM):
     """``units`` residual units with kernel pair ``kernels``; the first may change the channel count."""
     for u in range(units):
-        x = rfr_unit(x, channels, kernels, f"{name}_unit{u + 1}", k)
+        x = rfr_unit(x, channels, kernels, f"{name}_unit{u + 1}", k, bn_momentum)
     return x
 
 
-def transition_layer(x, name: str, k: ModuleType = keras, pool=(2, 2)):
+def transition_layer(x, name: str, k: ModuleType = keras, pool=(2, 2), bn_momentum: float = BN_MOMENTUM):
     """x + ReLU(BN(1x1 conv(x))) followed by max pooling (Table 1 '1x1 conv + RES 2x2 max pool')."""
-    y = conv_bn_relu(x, x.shape[-1], 1, f"{name}", k)
+    y = conv_bn_relu(x, x.shape[-1], 1, f"{name}", k, bn_momentum=bn_momentum)
     x = k.layers.Add(name=f"{name}_res")([x, y])
     return k.layers.MaxPooling2D(pool, padding="same", name=f"{name}_pool")(x)
 
@@ -77,6 +78,7 @@ def transition_layer(x, name: str, k: ModuleType = keras, pool=(2, 2)):
 def build_serfr_cnn(width: int = 32, *, input_shape: tuple = INPUT_1S, n_classes: int = N_CLASSES,
                     units: int = 3, growth: float = 2.0, se_ratio: int = 8, stem_strides=(1, 2),
                     stem_pool=(2, 3), head_channels: int = REPORT_HEAD_CHANNELS, dropout: float = 0.0,
+                    bn_momentum: float = BN_MOMENTUM,
                     keras_module: ModuleType = keras, name: str | None = None):
     """Build SERFR-CNN-``width`` (Table 1 of the report; choices in the module docstring).
 
@@ -86,6 +88,7 @@ def build_serfr_cnn(width: int = 32, *, input_shape: tuple = INPUT_1S, n_classes
         units: residual units per RFR block (Table 1: x3).
         growth: channel multiplier of blocks 2-3 relative to block 1.
         se_ratio: SE reduction ratio r.
+        bn_momentum: BatchNorm moving-average momentum (Keras convention; 0.9 = PyTorch's 0.1).
         keras_module: ``keras`` (Keras 3) or ``tf_keras`` for the tensorflow-model-optimization twin;
             the same code builds both, layer names identical.
 
@@ -95,16 +98,17 @@ def build_serfr_cnn(width: int = 32, *, input_shape: tuple = INPUT_1S, n_classes
     k = keras_module
     c1, c2 = width, int(round(width * growth))
     inp = k.Input(shape=input_shape, name="logmel")
-    x = conv_bn_relu(inp, c1, 5, "stem", k, strides=stem_strides)
+    m = bn_momentum
+    x = conv_bn_relu(inp, c1, 5, "stem", k, strides=stem_strides, bn_momentum=m)
     x = k.layers.AveragePooling2D(stem_pool, padding="same", name="stem_pool")(x)
-    x = rfr_block(x, c1, (1, 3), units, "block1", k)
+    x = rfr_block(x, c1, (1, 3), units, "block1", k, m)
     x = se_block(x, c1, se_ratio, "block1_se", k)
-    x = transition_layer(x, "transition1", k)
+    x = transition_layer(x, "transition1", k, bn_momentum=m)
     for b in (2, 3):
-        x = rfr_block(x, c2, (1, 1), units, f"block{b}", k)
+        x = rfr_block(x, c2, (1, 1), units, f"block{b}", k, m)
         x = se_block(x, c2, se_ratio, f"block{b}_se", k)
-        x = transition_layer(x, f"transition{b}", k)
-    x = conv_bn_relu(x, head_channels, 1, "head", k)
+        x = transition_layer(x, f"transition{b}", k, bn_momentum=m)
+    x = conv_bn_relu(x, head_channels, 1, "head", k, bn_momentum=m)
     x = k.layers.GlobalAveragePooling2D(name="head_pool")(x)
     if dropout:
         x = k.layers.Dropout(dropout, name="head_dropout")(x)
