@@ -12,7 +12,7 @@ import pytest
 
 from asc_keras._runtime import keras, tf
 from asc_keras.config import AugmentConfig, OptimConfig
-from asc_keras.distill import Distiller, SoftTargets, ensemble_logits, temper
+from asc_keras.distill import Distiller, SoftTargets, ensemble_distribution, teacher_logits, temper
 from asc_keras.training import AdamL2, ReportSchedule, make_dataset, make_optimizer
 
 
@@ -134,32 +134,69 @@ def test_ensemble_modes_and_soft_target_roundtrip(tmp_path):
     from asc_keras.models import build_serfr_cnn
 
     ts = [build_serfr_cnn(4), build_serfr_cnn(6)]
-    zp = ensemble_logits(ts, feats, mode="probabilities", batch_size=4)
-    zl = ensemble_logits(ts, feats, np.array([8, 0, 4]), mode="logits")
+    z = teacher_logits(ts, feats, batch_size=4)
+    assert z.shape == (9, 2, 10)
     singles = [np.asarray(keras.Model(t.input, t.get_layer("logits").output)(feats.astype(np.float32)[..., None]))
                for t in ts]
-    np.testing.assert_allclose(temper(zp), (temper(singles[0]) + temper(singles[1])) / 2, atol=1e-5)
-    np.testing.assert_allclose(zl, (singles[0] + singles[1])[[8, 0, 4]] / 2, atol=1e-4)
-    st = SoftTargets(zp, tuple(f"f{i}" for i in range(9)), {"mode": "probabilities"})
+    np.testing.assert_allclose(teacher_logits(ts, feats, np.array([8, 0, 4])), z[[8, 0, 4]], atol=1e-5)
+    np.testing.assert_allclose(z[:, 1], singles[1], atol=1e-4)
+    # 'probabilities': each teacher tempered, then averaged; 'logits': averaged, then tempered.
+    np.testing.assert_allclose(ensemble_distribution(z, 2.0, "probabilities"),
+                               (temper(singles[0], 2.0) + temper(singles[1], 2.0)) / 2, atol=1e-5)
+    np.testing.assert_allclose(ensemble_distribution(z, 2.0, "logits"),
+                               temper((singles[0] + singles[1]) / 2, 2.0), atol=1e-5)
+    st = SoftTargets(z, tuple(f"f{i}" for i in range(9)), {"ensemble": "probabilities", "teachers": ["a", "b"]})
     st.save(tmp_path / "targets")
     back = SoftTargets.load(tmp_path / "targets")
-    np.testing.assert_array_equal(back.for_items(["f3", "f1"]), zp[[3, 1]])
+    np.testing.assert_array_equal(back.select(["f3", "f1"]).logits, z[[3, 1]])
+    np.testing.assert_allclose(back.select(teachers=["b"]).distribution(2.0), temper(singles[1], 2.0), atol=1e-5)
+    with pytest.raises(KeyError, match="teacher"):
+        back.select(teachers=["c"])
+
+
+@pytest.mark.parametrize("mode", ["probabilities", "logits"])
+def test_stored_and_live_soft_targets_are_equal(mode):
+    """The stored path (teacher_logits -> SoftTargets.distribution) and the Distiller's live
+    teachers give the same soft targets, for either ensemble mode."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(12, 20)).astype(np.float32)
+    teachers = [_mlp_student(seed=11), _mlp_student(seed=12), _mlp_student(seed=13)]
+    z = np.stack([np.asarray(keras.Model(t.input, t.get_layer("logits").output)(x)) for t in teachers], axis=1)
+    stored = SoftTargets(z, tuple(map(str, range(12))), {"ensemble": mode}).distribution(3.0)
+    d = Distiller(_mlp_student(seed=1), teachers=teachers, alpha=0.5, temperature=3.0, ensemble=mode)
+    _, live = d._targets(x, np.eye(10, dtype=np.float32)[rng.integers(0, 10, 12)])
+    np.testing.assert_allclose(np.asarray(live), stored, atol=1e-5)
+    # And the other mode is a different distribution (the definition matters).
+    other = SoftTargets(z, tuple(map(str, range(12))),
+                        {"ensemble": "logits" if mode == "probabilities" else "probabilities"}).distribution(3.0)
+    assert np.abs(other - stored).max() > 1e-3
 
 
 def test_pipeline_batches_from_memmap(clip_cache, tiny_dataset):
     rows = clip_cache.rows(tiny_dataset.train["filename"])
     labels = tiny_dataset.train["label"].to_numpy()
-    soft = np.random.default_rng(0).normal(size=(len(rows), 10)).astype(np.float32)
+    soft = temper(np.random.default_rng(0).normal(size=(len(rows), 10)), 2.0)
     ds = make_dataset(clip_cache.features, rows, labels, soft, batch_size=32, shuffle=True, seed=0,
-                      augment=AugmentConfig(time_stretch=True), temperature=2.0)
+                      augment=AugmentConfig(time_stretch=True))
     x, (y, s) = next(iter(ds))
     assert x.shape == (32, 28, 256, 1) and x.dtype == tf.float32
     np.testing.assert_allclose(y.numpy().sum(1), 1, atol=1e-5)
     np.testing.assert_allclose(s.numpy().sum(1), 1, atol=1e-5)
-    plain = make_dataset(clip_cache.features, rows[:5], labels[:5], batch_size=5)
-    xp, yp = next(iter(plain))
+    plain = make_dataset(clip_cache.features, rows[:5], labels[:5], soft[:5], batch_size=5)
+    xp, (yp, sp) = next(iter(plain))
     np.testing.assert_array_equal(xp.numpy()[..., 0], clip_cache.features[rows[:5]].astype(np.float32))
     assert (yp.numpy().argmax(1) == labels[:5]).all()
+    np.testing.assert_array_equal(sp.numpy(), soft[:5])  # soft targets pass as given (already at T)
+    # Random crops: one window per example, taken from that example's frames.
+    xc, _ = next(iter(make_dataset(clip_cache.features, rows[:8], labels[:8], batch_size=8, crop_frames=10,
+                                   seed=3)))
+    assert xc.shape == (8, 10, 256, 1)
+    full = clip_cache.features[rows[:8]].astype(np.float32)
+    for i in range(8):
+        starts = [t for t in range(28 - 10 + 1) if np.array_equal(full[i, t:t + 10], xc.numpy()[i, ..., 0])]
+        assert starts, f"example {i}: crop is not a window of its own frames"
+    with pytest.raises(ValueError, match="crop_frames"):
+        make_dataset(clip_cache.features, rows, labels, crop_frames=29)
     n = sum(int(b[0].shape[0]) for b in make_dataset(clip_cache.features, rows, labels, batch_size=64))
     assert n == len(rows)
 
@@ -245,3 +282,26 @@ def test_batchnorm_recalibration_matches_data_statistics():
     assert n == 8 and bn.momentum == 0.99  # momentum restored
     np.testing.assert_allclose(bn.moving_mean.numpy(), x.mean(0), atol=1e-4)  # equal batches: exact mean
     np.testing.assert_allclose(bn.moving_variance.numpy(), x.reshape(8, 32, 4).var(1).mean(0), rtol=1e-4)
+
+
+def test_last_epoch_validation_is_the_returned_students_score(clip_cache, tiny_dataset, tmp_path):
+    """Validation during training uses the weights' own BatchNorm statistics: the learning curve's
+    last point is exactly the returned model's accuracy on the same clips."""
+    import dataclasses
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.training.student import train_student
+
+    cfg = SystemConfig(student_width=8)
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, epochs=3, batch_size=32,
+                                                             warmup_fraction=0.1))
+    tr, ev = tiny_dataset.train, tiny_dataset.evaluate
+    rows, ev_rows = clip_cache.rows(tr["filename"]), clip_cache.rows(ev["filename"])
+    m = train_student(clip_cache.features, rows, tr["label"].to_numpy(), None, ev_rows, ev["label"].to_numpy(),
+                      cfg=cfg, run_dir=tmp_path / "student", verbose=0)
+    assert m.get_layer("stem_bn").momentum == pytest.approx(0.9)
+    hist = pd.read_csv(tmp_path / "student" / "history.csv")
+    assert len(hist) == 3
+    probs = m.predict(clip_cache.features[ev_rows].astype(np.float32)[..., None], verbose=0)
+    acc = float((probs.argmax(1) == ev["label"].to_numpy()).mean())
+    assert abs(hist["val_accuracy"].iloc[-1] - acc) < 1e-6, (hist["val_accuracy"].tolist(), acc)

@@ -96,7 +96,7 @@ def _tf_dataset(features, rows, labels, soft, batch_size, shuffle, seed, n_class
     from asc_keras.training.pipeline import make_dataset
 
     ds = make_dataset(features, rows, labels, soft, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                      temperature=1.0, n_classes=n_classes)
+                      n_classes=n_classes)
     if soft is None:
         return ds.map(lambda x, y: (x, tf.concat([y, y], axis=-1)))
     return ds.map(lambda x, y: (x, tf.concat([y[0], y[1]], axis=-1)))

@@ -5,9 +5,10 @@
 The KD term is ``keras.distillation.LogitsDistillation`` (T^2-scaled KL between
 tempered softmaxes, mean over the batch).  Targets come either from the data --
 ``y = (hard, soft)`` where ``soft`` is the teacher ensemble's distribution at
-temperature T (see :func:`asc_keras.distill.targets.temper`; with mixup, the
-mixed distribution) -- or from live ``teacher`` models run on each batch
-(``y = hard``).  ``y = hard`` with no teacher trains with CE only.
+temperature T (:func:`asc_keras.distill.targets.ensemble_distribution`; with mixup,
+the mixed distribution) -- or from live ``teacher`` models run on each batch
+(``y = hard``), combined by the same definition, so stored and live targets are equal.
+``y = hard`` with no teacher trains with CE only.
 """
 from __future__ import annotations
 
@@ -28,16 +29,22 @@ class Distiller(keras.Model):
 
     Args:
         student: the model to train.
-        teachers: optional live teacher model or list of them (ensemble by averaging
-            probabilities); used when the data carries no soft targets.
+        teachers: optional live teacher model or list of them; used when the data carries no
+            soft targets.
         alpha: weight of the hard-label CE term; 1.0 is plain CE training.
         temperature: T of the distillation term.
+        ensemble: how live teachers combine, 'probabilities' (mean of each teacher's softmax at T)
+            or 'logits' (softmax of the mean logits at T) -- the stored targets' definition.
     """
 
-    def __init__(self, student, teachers=None, alpha: float = 0.1, temperature: float = 2.0, **kwargs):
+    def __init__(self, student, teachers=None, alpha: float = 0.1, temperature: float = 2.0,
+                 ensemble: str = "probabilities", **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if ensemble not in ("probabilities", "logits"):
+            raise ValueError(f"unknown ensemble mode {ensemble!r}; use 'probabilities' or 'logits'")
+        self.ensemble = ensemble
         self.student = student
         if teachers is not None and not isinstance(teachers, (list, tuple)):
             teachers = [teachers]
@@ -70,8 +77,13 @@ class Distiller(keras.Model):
         else:
             hard, soft = y, None
         if soft is None and self._teacher_logits:
-            probs = [keras.ops.softmax(t(x, training=False) / self.temperature) for t in self._teacher_logits]
-            soft = keras.ops.stop_gradient(keras.ops.mean(keras.ops.stack(probs), axis=0))
+            # distill.targets.ensemble_distribution, in Keras ops.
+            z = keras.ops.stack([t(x, training=False) for t in self._teacher_logits])  # (K, B, C)
+            if self.ensemble == "logits":
+                soft = keras.ops.softmax(keras.ops.mean(z, axis=0) / self.temperature)
+            else:
+                soft = keras.ops.mean(keras.ops.softmax(z / self.temperature), axis=0)
+            soft = keras.ops.stop_gradient(soft)
         return hard, soft
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -109,6 +121,7 @@ class Distiller(keras.Model):
             "teachers": [keras.saving.serialize_keras_object(t) for t in self.teachers] or None,
             "alpha": self.alpha,
             "temperature": self.temperature,
+            "ensemble": self.ensemble,
         }
 
     @classmethod

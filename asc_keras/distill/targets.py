@@ -1,14 +1,21 @@
-"""Teacher-ensemble soft targets, computed once and stored beside the feature cache.
+"""Teacher-ensemble soft targets: one definition, computed once and stored beside the feature cache.
 
-Students never run the teachers per step: ``ensemble_logits`` runs every teacher
-over the cached features once, and :class:`SoftTargets` stores the ensemble's
-logits (one row per clip, aligned with the clip cache) atomically as ``.npy`` +
-``.json``.  The temperature is applied at training time with :func:`temper`, so
-one stored file serves any T.
+The ensemble's soft target at temperature T (one definition, used by the stored targets, the
+live-teacher path of the Distiller and the teachers' ensemble evaluation):
 
-Ensemble modes: 'logits' averages the teachers' logits; 'probabilities' averages
-their softmax outputs and stores log(mean probability) as the logits (softmax of
-it gives back the mean; tempering it gives p^(1/T) renormalised).
+    mode 'probabilities':  p_T = 1/K * sum_k softmax(z_k / T)      (each teacher tempered, then averaged)
+    mode 'logits':         p_T = softmax((1/K * sum_k z_k) / T)    (logits averaged, then tempered)
+
+with z_k the pre-softmax logits of teacher k.  Why each teacher is tempered before averaging:
+Hinton et al.'s soft target is a teacher's softmax at T, and the KD term's T^2 factor
+compensates the 1/T^2 scale of *that* distribution's gradients.  The alternative -- average the
+T = 1 probabilities, then temper the mean (p_mean^(1/T), renormalised) -- is a distribution no
+teacher produces: a geometric tempering of an arithmetic mixture, which for T > 1 lets one
+confident teacher dominate less than it should and differs from what live teachers give.
+
+Students never run the teachers per step: :func:`teacher_logits` runs every teacher over the
+cached features once and :class:`SoftTargets` stores the *per-teacher* logits (items, teachers,
+classes) atomically as ``.npy`` + ``.json``, so one stored file serves any T and either mode.
 """
 from __future__ import annotations
 
@@ -31,34 +38,52 @@ def temper(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def ensemble_logits(teachers: Sequence, features: np.ndarray, rows: np.ndarray | None = None,
-                    mode: str = "probabilities", batch_size: int = 64) -> np.ndarray:
-    """Run teachers over ``features[rows]`` ((N, frames, mels), memmap ok) in batches.
+def ensemble_distribution(logits: np.ndarray, temperature: float = 1.0, mode: str = "probabilities") -> np.ndarray:
+    """The ensemble's soft target at ``temperature`` (module docstring).
 
-    Returns (N, classes) float32 ensemble logits (see module docstring for ``mode``).
+    Args:
+        logits: (N, K, C) per-teacher logits (K teachers), or (N, C) for one teacher.
+    Returns:
+        (N, C) float32 distributions.
+    """
+    if mode not in ENSEMBLE_MODES:
+        raise ValueError(f"unknown ensemble mode {mode!r}; use one of {ENSEMBLE_MODES}")
+    z = np.asarray(logits, np.float64)
+    if z.ndim == 2:
+        z = z[:, None, :]
+    if mode == "logits":
+        return temper(z.mean(axis=1), temperature)
+    return temper(z, temperature).mean(axis=1).astype(np.float32)
+
+
+def teacher_logits(teachers: Sequence, features: np.ndarray, rows: np.ndarray | None = None,
+                   batch_size: int = 64) -> np.ndarray:
+    """Run every teacher over ``features[rows]`` ((N, frames, mels), memmap ok) in batches.
+
+    Returns (N, K, classes) float32 logits, in the order of ``rows``.
     """
     from asc_keras.models.common import logits_model
 
-    if mode not in ENSEMBLE_MODES:
-        raise ValueError(f"unknown ensemble mode {mode!r}; use one of {ENSEMBLE_MODES}")
     rows = np.arange(len(features)) if rows is None else np.asarray(rows)
     heads = [logits_model(t) for t in teachers]
     out = []
     for s in range(0, len(rows), batch_size):
-        x = np.asarray(features[np.sort(rows[s:s + batch_size])], np.float32)[..., None]
-        order = np.argsort(np.argsort(rows[s:s + batch_size]))
-        zs = np.stack([np.asarray(h(x, training=False)) for h in heads])[:, order]
-        if mode == "logits":
-            out.append(zs.mean(axis=0))
-        else:
-            p = np.mean([temper(z) for z in zs], axis=0)
-            out.append(np.log(np.clip(p, 1e-12, None)))
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 10), np.float32)
+        chunk = rows[s:s + batch_size]
+        order = np.argsort(np.argsort(chunk))  # gather sorted (memmap locality), return in given order
+        x = np.asarray(features[np.sort(chunk)], np.float32)[..., None]
+        out.append(np.stack([np.asarray(h(x, training=False)) for h in heads], axis=1)[order])
+    if not out:
+        return np.zeros((0, len(heads), 10), np.float32)
+    return np.concatenate(out).astype(np.float32)
 
 
 @dataclass(frozen=True)
 class SoftTargets:
-    """Stored ensemble logits: ``logits[i]`` belongs to ``items[i]`` (clip file names)."""
+    """Stored per-teacher logits: ``logits[i]`` (teachers, classes) belongs to ``items[i]`` (clip names).
+
+    ``meta['teachers']`` names the teachers in axis 1, so a single teacher's targets (the
+    ablation's "KD from one teacher") come from the same file.
+    """
 
     logits: np.ndarray
     items: tuple[str, ...]
@@ -85,13 +110,29 @@ class SoftTargets:
             raise FileNotFoundError(f"{path}: soft targets not found (or incomplete); compute them again")
         d = json.loads(side.read_text())
         logits = np.load(path)
-        if len(logits) != len(d["items"]):
-            raise ValueError(f"{path}: {len(logits)} rows but {len(d['items'])} items; compute them again")
+        if len(logits) != len(d["items"]) or logits.ndim != 3:
+            raise ValueError(f"{path}: {logits.shape} logits for {len(d['items'])} items (expected items x "
+                             "teachers x classes); delete it to compute the targets again")
         return cls(logits, tuple(d["items"]), d["meta"])
 
-    def for_items(self, items: Sequence[str]) -> np.ndarray:
-        index = {it: i for i, it in enumerate(self.items)}
-        missing = [it for it in items if it not in index]
-        if missing:
-            raise KeyError(f"no soft target for {len(missing)} item(s), e.g. {missing[0]}")
-        return self.logits[[index[it] for it in items]]
+    def select(self, items: Sequence[str] | None = None, teachers: Sequence[str] | None = None) -> "SoftTargets":
+        """The targets of ``items`` (in that order) from the teachers named in ``teachers``."""
+        z, names = self.logits, list(self.meta.get("teachers", []))
+        if teachers is not None:
+            unknown = [t for t in teachers if t not in names]
+            if unknown:
+                raise KeyError(f"no stored logits of teacher(s) {unknown}; stored: {names}")
+            z = z[:, [names.index(t) for t in teachers]]
+            names = list(teachers)
+        kept = self.items
+        if items is not None:
+            index = {it: i for i, it in enumerate(self.items)}
+            missing = [it for it in items if it not in index]
+            if missing:
+                raise KeyError(f"no soft target for {len(missing)} item(s), e.g. {missing[0]}")
+            z, kept = z[[index[it] for it in items]], tuple(items)
+        return SoftTargets(z, kept, {**self.meta, "teachers": names})
+
+    def distribution(self, temperature: float = 1.0) -> np.ndarray:
+        """(items, classes) ensemble soft targets at ``temperature`` (:func:`ensemble_distribution`)."""
+        return ensemble_distribution(self.logits, temperature, self.meta.get("ensemble", "probabilities"))

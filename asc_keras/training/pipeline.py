@@ -12,37 +12,41 @@ import numpy as np
 from asc_keras._runtime import tf
 from asc_keras.augment import freq_mask, mixup, time_mask, time_stretch
 from asc_keras.config import AugmentConfig
-from asc_keras.distill.targets import temper
 
 N_CLASSES = 10
 
 
-def make_dataset(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, soft_logits: np.ndarray | None = None,
+def make_dataset(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, soft: np.ndarray | None = None,
                  *, batch_size: int = 256, shuffle: bool = False, augment: AugmentConfig | None = None,
-                 temperature: float = 1.0, seed: int | None = None, n_classes: int = N_CLASSES,
-                 drop_remainder: bool = False):
+                 seed: int | None = None, n_classes: int = N_CLASSES, drop_remainder: bool = False,
+                 crop_frames: int | None = None):
     """Batches of (x, y) for Keras.
 
     Args:
         features: (items, frames, mels) array or memmap (float16/32).
         rows: row numbers of ``features`` to use, one per example.
         labels: integer class per example (same order as ``rows``).
-        soft_logits: optional (examples, classes) teacher-ensemble logits; tempered with
-            ``temperature`` here, before mixup, so mixup mixes distributions.
+        soft: optional (examples, classes) teacher-ensemble distributions at the distillation
+            temperature (:meth:`asc_keras.distill.SoftTargets.distribution`); mixup mixes them
+            with the same lambda as the hard labels.
         augment: which augmentations to apply (None: none).  Mixup needs ``shuffle``-style
             training data; masks and stretching are per example.
+        crop_frames: train on a random window of this many frames of each example (one
+            offset per example), e.g. teachers on crops of 10 s recordings; None: whole examples.
     Returns:
         tf.data.Dataset of x (B, frames, mels, 1) float32 and y = one-hot (B, classes), or
-        (one-hot, soft) when ``soft_logits`` is given.
+        (one-hot, soft) when ``soft`` is given.
     """
     rows = np.asarray(rows, np.int64)
     labels = np.asarray(labels, np.int64)
     if len(rows) != len(labels):
         raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
-    soft = None if soft_logits is None else temper(soft_logits, temperature)
+    soft = None if soft is None else np.asarray(soft, np.float32)
     if soft is not None and len(soft) != len(rows):
         raise ValueError(f"{len(rows)} rows but {len(soft)} soft targets")
     frames, mels = features.shape[1], features.shape[2]
+    if crop_frames is not None and not 0 < crop_frames <= frames:
+        raise ValueError(f"crop_frames={crop_frames} must be in 1..{frames} (the examples' frames)")
 
     def gather(idx):
         idx = np.sort(idx)
@@ -63,6 +67,16 @@ def make_dataset(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, sof
         ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(load, num_parallel_calls=tf.data.AUTOTUNE)
     aug = augment or AugmentConfig(mixup=False, freq_mask=False, time_mask=False, time_stretch=False)
+
+    def crop(x, y, s):
+        # One random window per example: offsets (B,), frame indices (B, crop) gathered per row.
+        n = tf.shape(x)[0]
+        start = tf.random.uniform([n], 0, frames - crop_frames + 1, dtype=tf.int32, seed=seed)
+        idx = start[:, None] + tf.range(crop_frames)[None, :]
+        return tf.gather(x, idx, batch_dims=1), y, s
+
+    if crop_frames is not None and crop_frames < frames:
+        ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
 
     def augment_batch(x, y, s):
         if aug.time_stretch:
