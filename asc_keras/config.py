@@ -103,10 +103,10 @@ class OptimConfig:
     # Adam(weight_decay=1e-3), which the report's wording ("Adam [24] with a
     # weight decay of 0.001") most plausibly describes.  'decoupled': AdamW.
     weight_decay_mode: str = "l2"
-    # Batches of clean training data over which BatchNorm statistics are re-estimated after
-    # training (asc_keras.training.bn); 0 disables.  Not in the report: it removes the lag of
-    # BN moving averages that otherwise breaks inference after short runs.
-    bn_recalibration_batches: int = 50
+    # BatchNorm moving-average momentum (Keras convention) for the student, the teachers and the
+    # baseline.  Not in the report; its lineage (RFR-CNN / CP-JKU, PyTorch momentum 0.1) is
+    # Keras 0.9.  Keras' default 0.99 lags ~100 steps and leaves short runs at chance.
+    bn_momentum: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,19 @@ class TeacherConfig:
     bcresnet_width: int = 40  # c = 8*tau with tau = 5
     pretrained_mobilenetv2: str | None = None  # user file; nothing is downloaded
     frozen_epochs: int = 0  # transfer learning: first phase with the backbone frozen
+    # Training window: None trains on whole 10 s recordings (the report); a number of seconds
+    # trains on one random window of that length per recording and step (evaluation and soft
+    # targets always use the whole recording: the models are fully convolutional + GAP).
+    # Shorter windows cost proportionally less per step, so more steps fit a small budget.
+    crop_seconds: float | None = None
+    # Mixup for the teachers.  The report lists mixup among the *student* systems' settings
+    # (sec. 4.3) and says nothing of the teachers' augmentation; they get the system's masks
+    # and time stretching, and mixup only when this is set.  Measured (CNN teacher, quick
+    # sizes, generated data): 47 % with mixup, 56 % without, in the same steps.
+    mixup: bool = False
+    # Average-pool the mel axis by this factor at the teachers' input (1: the report's 256 mels;
+    # 4: 64 mel bands as in PANNs' AudioSet models) -- a cost knob for CPU-sized runs.
+    mel_pool: int = 1
 
 
 @dataclass(frozen=True)
@@ -150,8 +163,28 @@ class CompressConfig:
     prune_epochs: int = 20
     qat: bool = True
     qat_epochs: int = 20
-    qat_lr: float = 5e-5  # CP-Mobile QAT setting (facts.md)
+    qat_lr: float = 5e-5  # CP-Mobile QAT setting (CP-Mobile, DCASE 2023)
     representative_samples: int = 512
+    # Batches of clean training data over which BatchNorm statistics are re-estimated after
+    # pruning and after QAT (asc_keras.training.bn); 0 disables.  Short tfmot fine-tuning moves
+    # the weights under statistics that were estimated for the unpruned float model.
+    bn_recalibration_batches: int = 50
+
+
+@dataclass(frozen=True)
+class ControlsConfig:
+    """Rows trained beside the KD student in every run, so a run shows what distillation bought.
+
+    Not in the report's method; its Table 3 has the baseline row.  Both are on by default;
+    switch them off for long paper runs with ``--set controls.ce_control=false controls.baseline=false``.
+    """
+
+    # The same student, augmentation, schedule and epochs, trained with CE only (no teachers).
+    ce_control: bool = True
+    # The DCASE 2022/2023 Task 1 baseline (Table 3 "Baseline") trained on the same clips with
+    # its own log-mel settings (asc_keras.models.baseline.BASELINE_FEATURES), CE, no
+    # augmentation, the run's optimiser, schedule and epochs.
+    baseline: bool = True
 
 
 @dataclass(frozen=True)
@@ -178,6 +211,7 @@ class SystemConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     teachers: TeacherConfig = field(default_factory=TeacherConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,7 +244,7 @@ def _from_dict(cls, d: Mapping[str, Any]):
 _NESTED = {
     "features": FeatureConfig, "augment": AugmentConfig, "optim": OptimConfig,
     "distill": DistillConfig, "teachers": TeacherConfig, "compress": CompressConfig,
-    "data": DataConfig,
+    "controls": ControlsConfig, "data": DataConfig,
 }
 
 

@@ -7,17 +7,27 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from types import ModuleType
 
 from asc_keras._runtime import keras
-from asc_keras.models.common import N_CLASSES, classifier_head, conv_bn_relu
+from asc_keras.models.common import BN_MOMENTUM, N_CLASSES, classifier_head, conv_bn_relu
 
 TEACHER_INPUT = (None, 256, 1)
 
 
+def mel_pooling(x, factor: int):
+    """Average ``factor`` adjacent mel bands ((B, T, F, C) -> (B, T, F / factor, C)); 1: unchanged.
+
+    A cost knob for the teachers (``TeacherConfig.mel_pool``): 256 -> 64 bands is PANNs' mel
+    resolution and a quarter of the convolution cost.
+    """
+    if factor == 1:
+        return x
+    return keras.layers.AveragePooling2D((1, factor), name="mel_pool")(x)
+
+
 def build_mobilenetv2_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES,
                               alpha: float = 1.0, dropout: float = 0.2, pretrained: str | Path | None = None,
-                              bn_momentum: float = 0.9,
+                              bn_momentum: float = BN_MOMENTUM, mel_pool: int = 1,
                               name: str = "mobilenetv2_teacher"):
     """MobileNetV2 (keras.applications, weights=None) on 1-channel log-mels.
 
@@ -28,7 +38,11 @@ def build_mobilenetv2_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: 
     Nothing is downloaded.
     """
     inp = keras.Input(shape=input_shape, name="logmel")
-    backbone_shape = (None if input_shape[0] is None else 2 * input_shape[0], input_shape[1] // 2, input_shape[2])
+    # The backbone sees 256 / max(2, mel_pool) mel bands: its own halving (below) and a coarser
+    # mel_pool are one pooling, not two.
+    freq_pool = max(2, mel_pool)
+    backbone_shape = (None if input_shape[0] is None else 2 * input_shape[0], input_shape[1] // freq_pool,
+                      input_shape[2])
     backbone = keras.applications.MobileNetV2(input_shape=backbone_shape, alpha=alpha, include_top=False,
                                               weights=None, name="backbone")
     for layer in backbone.layers:
@@ -40,7 +54,7 @@ def build_mobilenetv2_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: 
     # to zero rows in graph mode; nearest x2 upsampling of time keeps 1 s inputs valid, and
     # halving the mel axis (256 -> 128, PANNs use 64) keeps the cost of the original input.
     x = keras.layers.UpSampling2D(size=(2, 1), name="time_upsample")(inp)
-    x = keras.layers.AveragePooling2D(pool_size=(1, 2), name="freq_pool")(x)
+    x = keras.layers.AveragePooling2D(pool_size=(1, freq_pool), name="freq_pool")(x)
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
@@ -85,24 +99,25 @@ def load_pretrained(model, path: str | Path) -> None:
 
 
 def build_cnn_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES, width: int = 64,
-                      stages: int = 4, dropout: float = 0.3, name: str = "cnn_teacher"):
+                      stages: int = 4, dropout: float = 0.3, bn_momentum: float = BN_MOMENTUM,
+                      mel_pool: int = 1, name: str = "cnn_teacher"):
     """VGG-style CNN: ``stages`` x [3x3 conv-BN-ReLU x2, 2x2 max pool, dropout], channels width*2^i.
 
     Pools halve time only while it exceeds 4 frames, so 1 s inputs are not over-pooled.
     """
     inp = keras.Input(shape=input_shape, name="logmel")
-    x = inp
+    x = mel_pooling(inp, mel_pool)
     for s in range(stages):
         ch = width * 2 ** s
-        x = conv_bn_relu(x, ch, 3, f"stage{s + 1}_1")
-        x = conv_bn_relu(x, ch, 3, f"stage{s + 1}_2")
+        x = conv_bn_relu(x, ch, 3, f"stage{s + 1}_1", bn_momentum=bn_momentum)
+        x = conv_bn_relu(x, ch, 3, f"stage{s + 1}_2", bn_momentum=bn_momentum)
         x = keras.layers.MaxPooling2D((2 if s < 2 else 1, 2), padding="same", name=f"stage{s + 1}_pool")(x)
         x = keras.layers.Dropout(dropout / 2 if s < stages - 1 else dropout, name=f"stage{s + 1}_dropout")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inp, classifier_head(x, n_classes), name=name)
 
 
-def sub_spectral_norm(x, groups: int, name: str):
+def sub_spectral_norm(x, groups: int, name: str, bn_momentum: float = BN_MOMENTUM):
     """SubSpectralNorm (Chang et al.): BatchNorm with separate statistics per frequency sub-band.
 
     (B, T, F, C) -> same.  Built from Reshape/Permute + BatchNormalization only (no custom
@@ -114,14 +129,14 @@ def sub_spectral_norm(x, groups: int, name: str):
     y = keras.layers.Reshape((-1, groups, f // groups, c), name=f"{name}_split")(x)
     y = keras.layers.Permute((1, 3, 2, 4), name=f"{name}_bands_last")(y)
     y = keras.layers.Reshape((-1, f // groups, groups * c), name=f"{name}_merge")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn")(y)
+    y = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(y)
     y = keras.layers.Reshape((-1, f // groups, groups, c), name=f"{name}_unmerge")(y)
     y = keras.layers.Permute((1, 3, 2, 4), name=f"{name}_bands_back")(y)
     return keras.layers.Reshape((-1, f, c), name=f"{name}_join")(y)
 
 
 def bc_block(x, channels: int, name: str, freq_stride: int = 1, dilation: int = 1, dropout: float = 0.1,
-             ssn_groups: int = 4):
+             ssn_groups: int = 4, bn_momentum: float = BN_MOMENTUM):
     """Broadcasted residual block (Kim et al. 2021), layout (B, T, F, C).
 
     f2: frequency-depthwise (1x3 over F) conv -> SubSpectralNorm;  f1: mean over F ->
@@ -131,20 +146,20 @@ def bc_block(x, channels: int, name: str, freq_stride: int = 1, dilation: int = 
     """
     transition = x.shape[-1] != channels or freq_stride != 1
     if transition:
-        x = conv_bn_relu(x, channels, 1, f"{name}_expand")
+        x = conv_bn_relu(x, channels, 1, f"{name}_expand", bn_momentum=bn_momentum)
     identity = x
     y = keras.layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False, name=f"{name}_freq_dw")(x)
     if freq_stride != 1:
         # TensorFlow's CPU depthwise kernel refuses unequal strides; a stride-1 conv sampled
         # every ``freq_stride`` bins computes the same outputs.
         y = keras.layers.MaxPooling2D((1, 1), strides=(1, freq_stride), name=f"{name}_freq_stride")(y)
-    y = sub_spectral_norm(y, ssn_groups, f"{name}_ssn")
+    y = sub_spectral_norm(y, ssn_groups, f"{name}_ssn", bn_momentum)
     aux = y
     # Mean over frequency as an average pool over the whole F axis: no Lambda, safe to load.
     t = keras.layers.AveragePooling2D((1, y.shape[2]), name=f"{name}_freq_mean")(y)
     t = keras.layers.DepthwiseConv2D((3, 1), dilation_rate=(dilation, 1), padding="same", use_bias=False,
                                      name=f"{name}_time_dw")(t)
-    t = keras.layers.BatchNormalization(name=f"{name}_time_bn")(t)
+    t = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_time_bn")(t)
     t = keras.layers.Activation("silu", name=f"{name}_silu")(t)
     t = keras.layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_pw")(t)
     t = keras.layers.SpatialDropout2D(dropout, name=f"{name}_dropout")(t)
@@ -154,19 +169,20 @@ def bc_block(x, channels: int, name: str, freq_stride: int = 1, dilation: int = 
 
 
 def build_bcresnet_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES, width: int = 40,
-                           blocks: tuple = (2, 2, 4, 4), dropout: float = 0.1, name: str = "bcresnet_teacher"):
+                           blocks: tuple = (2, 2, 4, 4), dropout: float = 0.1, bn_momentum: float = BN_MOMENTUM,
+                           mel_pool: int = 1, name: str = "bcresnet_teacher"):
     """BC-ResNet (Kim et al.): stem 5x5 conv (freq stride 2) -> 4 stages of BC blocks with widths
     ``width * [1, 1.5, 2, 2.5]`` (c = 8 tau), frequency stride 2 entering stages 2-3, time dilation
     growing in stages 3-4 -> frequency-depthwise 5x5 conv -> 1x1 conv -> GAP -> logits.
     """
     inp = keras.Input(shape=input_shape, name="logmel")
-    x = conv_bn_relu(inp, 2 * width, 5, "stem", strides=(1, 2))
+    x = conv_bn_relu(mel_pooling(inp, mel_pool), 2 * width, 5, "stem", strides=(1, 2), bn_momentum=bn_momentum)
     for s, (n, mult) in enumerate(zip(blocks, (1.0, 1.5, 2.0, 2.5))):
         ch = int(round(width * mult))
         for b in range(n):
             x = bc_block(x, ch, f"stage{s + 1}_block{b + 1}", freq_stride=2 if (b == 0 and s in (1, 2)) else 1,
-                         dilation=2 ** max(0, s - 1) if s >= 2 else 1, dropout=dropout)
+                         dilation=2 ** max(0, s - 1) if s >= 2 else 1, dropout=dropout, bn_momentum=bn_momentum)
     x = keras.layers.DepthwiseConv2D((1, 5), padding="same", use_bias=False, name="head_dw")(x)
-    x = conv_bn_relu(x, 2 * width, 1, "head")
+    x = conv_bn_relu(x, 2 * width, 1, "head", bn_momentum=bn_momentum)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inp, classifier_head(x, n_classes), name=name)

@@ -12,20 +12,20 @@ from asc_keras.config import AugmentConfig, OptimConfig, TeacherConfig
 from asc_keras.evaluate.metrics import classification_metrics
 from asc_keras.models import build_bcresnet_teacher, build_cnn_teacher, build_mobilenetv2_teacher
 from asc_keras.models.teachers import load_pretrained
-from asc_keras.training.bn import recalibrate_batchnorm
 from asc_keras.training.loop import fit_resumable, get_strategy
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
 
 
-def build_teacher(name: str, cfg: TeacherConfig):
-    """Teacher ``name`` ('mobilenetv2', 'cnn', 'bcresnet') with the widths of ``cfg``."""
+def build_teacher(name: str, cfg: TeacherConfig, bn_momentum: float = 0.9):
+    """Teacher ``name`` ('mobilenetv2', 'cnn', 'bcresnet') with the widths and mel pooling of ``cfg``."""
+    kw = {"bn_momentum": bn_momentum, "mel_pool": cfg.mel_pool}
     if name == "mobilenetv2":
-        return build_mobilenetv2_teacher(alpha=cfg.mobilenet_alpha)
+        return build_mobilenetv2_teacher(alpha=cfg.mobilenet_alpha, **kw)
     if name == "cnn":
-        return build_cnn_teacher(width=cfg.cnn_width)
+        return build_cnn_teacher(width=cfg.cnn_width, **kw)
     if name == "bcresnet":
-        return build_bcresnet_teacher(width=cfg.bcresnet_width)
+        return build_bcresnet_teacher(width=cfg.bcresnet_width, **kw)
     raise ValueError(f"unknown teacher {name!r}; use mobilenetv2, cnn or bcresnet")
 
 
@@ -36,11 +36,16 @@ def teacher_augment(augment: AugmentConfig, frames: int, clip_frames: int = 28) 
 
 def train_teacher(name: str, features: np.ndarray, train_rows, train_labels, eval_rows, eval_labels, *,
                   cfg: TeacherConfig, optim: OptimConfig, augment: AugmentConfig, run_dir: str | Path,
-                  eval_devices=None, strategy: str = "default", seed: int = 0, verbose="auto"):
+                  eval_devices=None, strategy: str = "default", seed: int = 0, verbose="auto",
+                  crop_frames: int | None = None):
     """Train one teacher on recording features; return (model, metrics on the evaluation recordings).
 
     Resumable: an interrupted call continues from its backup; a finished one (``final.keras`` and
-    ``eval.json`` present) is loaded, not retrained.  Transfer learning: with
+    ``eval.json`` present) is loaded, not retrained.  With ``crop_frames`` (from
+    ``cfg.crop_seconds``) each step sees one random window of every recording; validation and the returned metrics use whole recordings,
+    and they are the same numbers: the metrics are those of the last epoch's weights and
+    BatchNorm statistics (no re-estimation afterwards), so the learning curve ends where the
+    final evaluation is.  Transfer learning: with
     ``cfg.pretrained_mobilenetv2`` the MobileNetV2 backbone starts from that file and, when
     ``cfg.frozen_epochs > 0``, first trains with the backbone frozen, then unfrozen.
     """
@@ -49,14 +54,19 @@ def train_teacher(name: str, features: np.ndarray, train_rows, train_labels, eva
     if final.is_file() and result.is_file():
         return keras.saving.load_model(final, compile=False, safe_mode=True), json.loads(result.read_text())
     keras.utils.set_random_seed(seed)
-    aug = teacher_augment(augment, features.shape[1])
+    crop = None if crop_frames is None else min(int(crop_frames), features.shape[1])
+    aug = dataclasses.replace(teacher_augment(augment, crop or features.shape[1]), mixup=cfg.mixup)
+    # With crops, an epoch draws frames // crop windows from every recording, so it sees as much
+    # audio as an epoch of whole recordings and "epochs" means the same in both modes.
+    repeats = 1 if crop is None else max(1, features.shape[1] // crop)
+    train_rows, train_labels = np.tile(np.asarray(train_rows), repeats), np.tile(np.asarray(train_labels), repeats)
     train_ds = make_dataset(features, train_rows, train_labels, batch_size=cfg.batch_size, shuffle=True,
-                            augment=aug, seed=seed)
+                            augment=aug, seed=seed, crop_frames=crop)
     val_ds = make_dataset(features, eval_rows, eval_labels, batch_size=cfg.batch_size)
     steps = int(np.ceil(len(train_rows) / cfg.batch_size))
     pretrained = cfg.pretrained_mobilenetv2 if name == "mobilenetv2" else None
     with get_strategy(strategy).scope():
-        model = build_teacher(name, cfg)
+        model = build_teacher(name, cfg, optim.bn_momentum)
         if pretrained:
             load_pretrained(model, pretrained)
         phases = [("train", cfg.epochs, True)]
@@ -73,8 +83,6 @@ def train_teacher(name: str, features: np.ndarray, train_rows, train_labels, eva
                           metrics=["accuracy"])
             fit_resumable(model, train_ds, val_ds, epochs=epochs, run_dir=run_dir / phase, verbose=verbose)
             model.save_weights(phase_done)
-    clean = make_dataset(features, train_rows, train_labels, batch_size=cfg.batch_size, shuffle=True, seed=seed)
-    recalibrate_batchnorm(model, clean, optim.bn_recalibration_batches)
     probs = model.predict(val_ds, verbose=0)
     metrics = classification_metrics(eval_labels, probs, eval_devices)
     _save_uncompiled(model, final)
