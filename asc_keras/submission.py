@@ -6,8 +6,10 @@ Stages and what marks them done (a done stage is not redone unless ``force`` nam
 data        the dataset folder (generated into ``work/`` when none is given)
 features    clip and 10 s recording log-mel caches in ``work/features/``
 teachers    ``work/teachers/<name>-<hash>/final.keras`` + ``eval.json`` per teacher
-targets     ``work/targets/<hash>.npy`` ensemble logits per training clip
+targets     ``work/targets/<hash>.npy`` per-teacher logits per training clip
 student     ``out/student.keras`` (KD training in ``out/student/``, resumable)
+control     ``out/control.keras``: the same student trained with CE only (``controls.ce_control``)
+baseline    ``out/baseline.keras``: the DCASE baseline on its own log-mels (``controls.baseline``)
 compress    ``out/compress/qat.weights.h5`` marker + sparsity (pruning + QAT on the tf_keras twin)
 tflite      ``out/student_int8.tflite``
 evaluate    ``out/results.json``
@@ -15,7 +17,12 @@ report      ``out/results.md``, ``out/plots/*.png``, ``out/submission/*``
 ==========  =====================================================================
 
 Teachers and targets live in the shared ``work`` folder keyed by everything they depend on.
-Teachers train with the system's augmentation (time mask scaled to 10 s), so systems 1-2 share
+The control and baseline rows show what distillation bought: ``results.json`` has
+``student.ce_control``, ``student.kd_gain_points`` and ``baseline``, and a warning (log,
+``results.md``, ``results.json['warnings']``) says when the teacher ensemble does not beat the
+CE control, i.e. when distilling from it will likely hurt.
+Teachers train with the system's masks and time stretching (time mask scaled to their window;
+mixup only with ``teachers.mixup``), so systems 1-2 share
 one set and systems 3-4, which add time stretching, another.  The output stages (student,
 compress, tflite) record what they were made from in ``out/stamps/<stage>.json``; when that
 changes (``--set optim.epochs=...``, new teachers or targets) the stage and those after it are
@@ -38,7 +45,8 @@ from asc_keras.config import SCENE_CLASSES, SystemConfig
 from asc_keras.data import DataError, read_tau, rebuild_recordings
 from asc_keras.data.synthetic import is_complete, make_synthetic_tau
 
-STAGES = ("data", "features", "teachers", "targets", "student", "compress", "tflite", "evaluate", "report")
+STAGES = ("data", "features", "teachers", "targets", "student", "control", "baseline", "compress", "tflite",
+          "evaluate", "report")
 
 
 class RunError(RuntimeError):
@@ -59,7 +67,11 @@ class Prepared:
     train_clips: object
     eval_clips: object
     teacher_metrics: dict
-    soft_logits: np.ndarray | None
+    targets: object | None  # SoftTargets of the training clips (per-teacher logits), or None
+
+    def soft(self, temperature: float) -> np.ndarray | None:
+        """The ensemble's soft targets at ``temperature`` per training clip (None without teachers)."""
+        return None if self.targets is None else self.targets.distribution(temperature)
 
 
 @dataclasses.dataclass
@@ -155,15 +167,15 @@ class SystemRun:
         eval_clips = ds.evaluate.reset_index(drop=True)
         train_recs = recs[recs["recording_id"].isin(set(train_clips["recording_id"]))].reset_index(drop=True)
         eval_recs = recs[recs["recording_id"].isin(set(eval_clips["recording_id"]))].reset_index(drop=True)
-        teachers, teacher_metrics, soft = [], {}, None
+        teachers, teacher_metrics, targets = [], {}, None
         if self.cfg.distill.enabled:
             t = self._stage("teachers")
             teachers, teacher_metrics = self._teachers(rec_cache, train_recs, eval_recs)
             timings["teachers"] = time.perf_counter() - t
             t = self._stage("targets")
-            soft = self._targets(teachers, clip_cache, rec_cache, train_clips, train_recs)
+            targets = self._targets(teachers, clip_cache, rec_cache, train_clips, train_recs)
             timings["targets"] = time.perf_counter() - t
-        return Prepared(ds, clip_cache, rec_cache, train_clips, eval_clips, teacher_metrics, soft)
+        return Prepared(ds, clip_cache, rec_cache, train_clips, eval_clips, teacher_metrics, targets)
 
     def run(self) -> dict:
         """All stages; returns the results dict also written to ``out/results.json``."""
@@ -172,12 +184,22 @@ class SystemRun:
         timings: dict[str, float] = {}
         prep = self.prepare(timings)
         ds, clip_cache, train_clips, eval_clips = prep.dataset, prep.clip_cache, prep.train_clips, prep.eval_clips
-        soft, teacher_metrics = prep.soft_logits, prep.teacher_metrics
+        soft, teacher_metrics = prep.soft(self.cfg.distill.temperature), prep.teacher_metrics
         stage = self._stage
 
         t = stage("student")
         student = self._student(clip_cache, train_clips, eval_clips, soft)
         timings["student"] = time.perf_counter() - t
+
+        controls = {}
+        if self.cfg.controls.ce_control and soft is not None:
+            t = stage("control")
+            controls["ce_control"] = self._control(clip_cache, train_clips, eval_clips)
+            timings["control"] = time.perf_counter() - t
+        if self.cfg.controls.baseline:
+            t = stage("baseline")
+            controls["baseline"] = self._baseline(ds, train_clips, eval_clips)
+            timings["baseline"] = time.perf_counter() - t
 
         t = stage("compress")
         qat, compress_info = self._compress(student, clip_cache, train_clips, soft)
@@ -190,6 +212,7 @@ class SystemRun:
 
         t = stage("evaluate")
         results = self._evaluate(student, tflite_path, clip_cache, eval_clips, teacher_metrics, compress_info)
+        results.update(self._controls_results(controls, clip_cache, eval_clips, results))
         timings["evaluate"] = time.perf_counter() - t
 
         t = stage("report")
@@ -236,7 +259,7 @@ class SystemRun:
         c = self.cfg
         key = _hash(name, dataclasses.asdict(c.teachers), dataclasses.asdict(c.features), dataclasses.asdict(c.augment),
                     c.optim.weight_decay, c.optim.weight_decay_mode, c.optim.warmup_fraction, c.optim.final_lr,
-                    str(self.data_root.resolve()), self.train_split, c.seed)
+                    c.optim.bn_momentum, str(self.data_root.resolve()), self.train_split, c.seed)
         return self.work / "teachers" / f"{name}-{key}"
 
     def _teachers(self, rec_cache, train_recs, eval_recs):
@@ -244,6 +267,8 @@ class SystemRun:
         from asc_keras.training.teachers import train_teacher
 
         models, metrics = [], {}
+        crop = self.cfg.teachers.crop_seconds
+        crop_frames = None if crop is None else self.cfg.features.n_frames(crop)
         tr_rows = rec_cache.rows(["|".join(f) for f in train_recs["files"]])
         ev_rows = rec_cache.rows(["|".join(f) for f in eval_recs["files"]])
         for name in self.cfg.teachers.names:
@@ -254,48 +279,53 @@ class SystemRun:
             m, met = train_teacher(name, rec_cache.features, tr_rows, train_recs["label"].to_numpy(), ev_rows,
                                    eval_recs["label"].to_numpy(), cfg=self.cfg.teachers, optim=self.cfg.optim,
                                    augment=self.cfg.augment, run_dir=d, eval_devices=eval_recs["device"].to_numpy(),
-                                   strategy=self.strategy, seed=self.cfg.seed, verbose=self.verbose)
+                                   strategy=self.strategy, seed=self.cfg.seed, verbose=self.verbose,
+                                   crop_frames=crop_frames)
             self.log(f"   {name}: {100 * met['accuracy']:.1f} % on {len(ev_rows)} evaluation recordings (10 s)")
             models.append(m)
-            metrics[name] = _brief(met)
+            metrics[name] = {**_brief(met), "last_epoch_val_accuracy": _last_val(d / "train" / "history.csv")}
         if len(models) > 1 and len(ev_rows):
-            from asc_keras.distill.targets import ensemble_logits, temper
+            from asc_keras.distill.targets import ensemble_distribution, teacher_logits
 
-            z = ensemble_logits(models, rec_cache.features, ev_rows, mode=self.cfg.distill.ensemble, batch_size=16)
-            metrics["ensemble"] = _brief(classification_metrics(eval_recs["label"], temper(z),
-                                                                eval_recs["device"]))
+            # The ensemble at T = 1 by the one definition the soft targets use (distill.targets).
+            z = teacher_logits(models, rec_cache.features, ev_rows, batch_size=16)
+            p = ensemble_distribution(z, 1.0, self.cfg.distill.ensemble)
+            metrics["ensemble"] = _brief(classification_metrics(eval_recs["label"], p, eval_recs["device"]))
             self.log(f"   ensemble: {100 * metrics['ensemble']['accuracy']:.1f} %")
         return models, metrics
 
     def _targets(self, teachers, clip_cache, rec_cache, train_clips, train_recs):
-        from asc_keras.distill.targets import SoftTargets, ensemble_logits
+        from asc_keras.distill.targets import SoftTargets, teacher_logits
 
         d = self.cfg.distill
-        key = _hash([self._teacher_dir(n).name for n in self.cfg.teachers.names], d.ensemble, d.target_source,
-                    clip_cache.path.name, self.train_split)
-        path = self.work / "targets" / f"{d.target_source}-{d.ensemble}-{key}.npy"
+        names = list(self.cfg.teachers.names)
+        key = _hash([self._teacher_dir(n).name for n in names], d.target_source, clip_cache.path.name,
+                    self.train_split)
+        # Per-teacher logits: the ensemble mode and T are applied when read (SoftTargets.distribution).
+        path = self.work / "targets" / f"{d.target_source}-per-teacher-{key}.npy"
         self._targets_name = path.name
         items = tuple(train_clips["filename"])
+        meta = {"ensemble": d.ensemble, "target_source": d.target_source, "teachers": names}
         if path.is_file() and "targets" not in self.force:
-            return SoftTargets.load(path).for_items(items)
-        logits = np.full((len(items), 10), np.nan, np.float32)
+            stored = SoftTargets.load(path)
+            return SoftTargets(stored.logits, stored.items, {**stored.meta, "ensemble": d.ensemble}).select(items)
+        logits = np.full((len(items), len(names), 10), np.nan, np.float32)
         if d.target_source == "recording" and rec_cache is not None and len(train_recs):
             # The teachers see each clip's whole 10 s recording; its ten clips share the target.
-            rec_logits = ensemble_logits(teachers, rec_cache.features,
-                                         rec_cache.rows(["|".join(f) for f in train_recs["files"]]),
-                                         mode=d.ensemble, batch_size=16)
+            rec_logits = teacher_logits(teachers, rec_cache.features,
+                                        rec_cache.rows(["|".join(f) for f in train_recs["files"]]), batch_size=16)
             pos = {f: i for i, f in enumerate(items)}
             for r, files in enumerate(train_recs["files"]):
                 for f in files:
                     if f in pos:
                         logits[pos[f]] = rec_logits[r]
-        todo = np.where(np.isnan(logits[:, 0]))[0]  # 'clip' source, or clips of incomplete recordings
+        todo = np.where(np.isnan(logits[:, 0, 0]))[0]  # 'clip' source, or clips of incomplete recordings
         if len(todo):
-            logits[todo] = ensemble_logits(teachers, clip_cache.features, clip_cache.rows([items[i] for i in todo]),
-                                           mode=d.ensemble, batch_size=64)
-        SoftTargets(logits, items, {"ensemble": d.ensemble, "target_source": d.target_source,
-                                    "teachers": list(self.cfg.teachers.names)}).save(path)
-        return logits
+            logits[todo] = teacher_logits(teachers, clip_cache.features, clip_cache.rows([items[i] for i in todo]),
+                                          batch_size=64)
+        targets = SoftTargets(logits, items, meta)
+        targets.save(path)
+        return targets
 
     def _student_inputs(self, clip_cache) -> dict:
         c = self.cfg
@@ -330,10 +360,84 @@ class SystemRun:
         student.save(final)
         return student
 
+    def _control(self, clip_cache, train_clips, eval_clips):
+        """The CE control: the same student, augmentation, schedule and epochs without teachers."""
+        from asc_keras._runtime import keras
+        from asc_keras.training.student import train_student
+
+        final = self.out / "control.keras"
+        inputs = {k: v for k, v in self._student_inputs(clip_cache).items() if k not in ("distill", "targets")}
+        if self._fresh("control", inputs, final):
+            return keras.saving.load_model(final, compile=False, safe_mode=True)
+        if (self._stamp("control", inputs) or self._forced("control")) and (self.out / "control").exists():
+            shutil.rmtree(self.out / "control")
+        model = train_student(clip_cache.features, clip_cache.rows(train_clips["filename"]),
+                              train_clips["label"].to_numpy(), None, clip_cache.rows(eval_clips["filename"]),
+                              eval_clips["label"].to_numpy(), cfg=self.cfg, run_dir=self.out / "control",
+                              strategy=self.strategy, verbose=self.verbose)
+        model.save(final)
+        return model
+
+    def _baseline(self, ds, train_clips, eval_clips):
+        """The DCASE baseline on its own log-mels of the same clips: (model, its feature cache)."""
+        from asc_keras._runtime import keras
+        from asc_keras.features.cache import extract_features
+        from asc_keras.models.baseline import BASELINE_FEATURES
+        from asc_keras.training.baseline import train_baseline
+
+        clips = list(dict.fromkeys(list(train_clips["filename"]) + list(eval_clips["filename"])))
+        cache = extract_features(ds.root, clips, BASELINE_FEATURES, self.work / "features", name="baseline-clips",
+                                 progress=self.verbose not in (0, "0"))
+        final = self.out / "baseline.keras"
+        inputs = {"seed": self.cfg.seed, "optim": dataclasses.asdict(self.cfg.optim), "features": cache.path.name,
+                  "train_split": self.train_split}
+        if self._fresh("baseline", inputs, final):
+            return keras.saving.load_model(final, compile=False, safe_mode=True), cache
+        if (self._stamp("baseline", inputs) or self._forced("baseline")) and (self.out / "baseline").exists():
+            shutil.rmtree(self.out / "baseline")
+        model = train_baseline(cache.features, cache.rows(train_clips["filename"]), train_clips["label"].to_numpy(),
+                               cache.rows(eval_clips["filename"]), eval_clips["label"].to_numpy(), cfg=self.cfg,
+                               run_dir=self.out / "baseline", strategy=self.strategy, verbose=self.verbose)
+        model.save(final)
+        return model, cache
+
+    def _controls_results(self, controls: dict, clip_cache, eval_clips, results: dict) -> dict:
+        """results.json entries of the control rows, and the warning when the teachers cannot help."""
+        from asc_keras.compress.complexity import keras_complexity
+        from asc_keras.evaluate.metrics import classification_metrics
+
+        y, dev = eval_clips["label"].to_numpy(), eval_clips["device"].to_numpy()
+        out: dict = {"warnings": []}
+        results["student"]["float"]["last_epoch_val_accuracy"] = _last_val(self.out / "student" / "history.csv")
+        if "ce_control" in controls:
+            x = clip_cache.features[clip_cache.rows(eval_clips["filename"])].astype(np.float32)[..., None]
+            m = classification_metrics(y, controls["ce_control"].predict(x, batch_size=256, verbose=0), dev)
+            m["last_epoch_val_accuracy"] = _last_val(self.out / "control" / "history.csv")
+            results["student"]["ce_control"] = m
+            results["student"]["kd_gain_points"] = 100 * (results["student"]["float"]["accuracy"] - m["accuracy"])
+            self.log(f"CE control {100 * m['accuracy']:.1f} %, KD student "
+                     f"{100 * results['student']['float']['accuracy']:.1f} %")
+            ens = (results.get("teachers") or {}).get("ensemble")
+            if ens is not None and ens["accuracy"] <= m["accuracy"]:
+                msg = (f"the teacher ensemble ({100 * ens['accuracy']:.1f} % on 10 s recordings) does not beat the "
+                       f"CE-only student ({100 * m['accuracy']:.1f} % on 1 s clips): distilling from it will likely "
+                       "hurt. Train the teachers longer or larger (teachers.epochs, teachers.*_width), or use "
+                       "pretrained weights (teachers.pretrained_mobilenetv2).")
+                self.log(f"WARNING: {msg}")
+                out["warnings"].append(msg)
+        if "baseline" in controls:
+            model, cache = controls["baseline"]
+            x = cache.features[cache.rows(eval_clips["filename"])].astype(np.float32)[..., None]
+            m = classification_metrics(y, model.predict(x, batch_size=256, verbose=0), dev)
+            m["last_epoch_val_accuracy"] = _last_val(self.out / "baseline" / "history.csv")
+            kc = keras_complexity(model)
+            out["baseline"] = {"float": m, "features": dataclasses.asdict(_baseline_features()),
+                               "complexity": {k: v for k, v in kc.to_dict().items() if k != "layers"}}
+            self.log(f"DCASE baseline {100 * m['accuracy']:.1f} %")
+        return out
+
     def _compress(self, student, clip_cache, train_clips, soft):
         from asc_keras.compress.tfmot_compress import prune_and_quantize
-        from asc_keras.distill.targets import temper
-
         c = self.cfg.compress
         info_path = self.out / "compress" / "info.json"
         if not (c.prune or c.qat):
@@ -345,12 +449,11 @@ class SystemRun:
                 self._fresh("tflite", self._tflite_inputs(), self.out / "student_int8.tflite"):
             return None, json.loads(info_path.read_text())
         self._stamp("compress", self._compress_inputs())
-        soft_probs = temper(soft, self.cfg.distill.temperature) if soft is not None else None
         qat, info = prune_and_quantize(student, clip_cache.features, clip_cache.rows(train_clips["filename"]),
-                                       train_clips["label"].to_numpy(), soft_probs, cfg=c,
+                                       train_clips["label"].to_numpy(), soft, cfg=c,
                                        alpha=self.cfg.distill.alpha, temperature=self.cfg.distill.temperature,
                                        batch_size=min(self.cfg.optim.batch_size, 128), seed=self.cfg.seed,
-                                       verbose=self.verbose, bn_batches=self.cfg.optim.bn_recalibration_batches,
+                                       verbose=self.verbose, bn_batches=c.bn_recalibration_batches,
                                        log=self.log)
         weights.parent.mkdir(parents=True, exist_ok=True)
         qat.save_weights(weights)
@@ -418,6 +521,9 @@ class SystemRun:
                         plots / "per_device_accuracy.png", f"{self.cfg.name}: accuracy per device")
         plot_learning_curves(self.out / "student" / "history.csv", plots / "learning_curves.png",
                              f"{self.cfg.name}: student training")
+        for row, title in (("control", "CE control"), ("baseline", "DCASE baseline")):
+            plot_learning_curves(self.out / row / "history.csv", plots / f"learning_curves_{row}.png",
+                                 f"{title}: training")  # no plot when the row is switched off
         label = self.submission_label or f"asc_keras_task1_{self.cfg.system}"
         sub = self.out / "submission"
         probs = np.load(self.out / "eval_probs_int8.npy")
@@ -444,6 +550,22 @@ class SystemRun:
         probs = TFLiteModel(self.out / "student_int8.tflite").predict(cache.features[cache.rows(files)].astype(np.float32))
         write_system_output(files, probs, path)
         self.log(f"evaluation-set predictions: {path} ({len(files)} files)")
+
+
+def _baseline_features():
+    from asc_keras.models.baseline import BASELINE_FEATURES
+
+    return BASELINE_FEATURES
+
+
+def _last_val(history_csv: Path) -> float | None:
+    """The last epoch's ``val_accuracy`` of a training run's CSV log (None without one)."""
+    import pandas as pd
+
+    if not Path(history_csv).is_file():
+        return None
+    h = pd.read_csv(history_csv)
+    return float(h["val_accuracy"].iloc[-1]) if "val_accuracy" in h and len(h) else None
 
 
 def _brief(m: dict) -> dict:

@@ -53,11 +53,26 @@ def test_full_pipeline_outputs_exist_and_parse(quick_run):
         assert 0 <= m["accuracy"] <= 1 and np.isfinite(m["log_loss"])
         assert set(m["per_device"]) >= {"a", "s4"} and len(m["per_class"]) == 10
     assert set(r["teachers"]) == {"mobilenetv2", "cnn", "bcresnet", "ensemble"}
+    # The control and yardstick rows, beside the KD student.
+    ce, base = r["student"]["ce_control"], r["baseline"]["float"]
+    assert 0 <= ce["accuracy"] <= 1 and 0 <= base["accuracy"] <= 1 and ce["n"] == base["n"] == r["student"]["float"]["n"]
+    assert r["student"]["kd_gain_points"] == pytest.approx(100 * (r["student"]["float"]["accuracy"] - ce["accuracy"]))
+    assert r["baseline"]["features"]["n_mels"] == 40 and r["baseline"]["complexity"]["params"] == 46_054
+    # Validation during training reads what the final evaluation reads, for every trained model.
+    for name in ("mobilenetv2", "cnn", "bcresnet"):
+        t = r["teachers"][name]
+        assert abs(t["last_epoch_val_accuracy"] - t["accuracy"]) < 1e-6, (name, t)
+    for m in (r["student"]["float"], ce, base):
+        assert abs(m["last_epoch_val_accuracy"] - m["accuracy"]) < 1e-6, m
     c = r["complexity"]
     assert c["tflite_matches_keras"] and c["keras"]["within_dcase_limits"]
     assert c["tflite"]["macs"] == c["keras"]["macs"] and 0.2 < c["sparsity"] < 0.4
     md = (out / "results.md").read_text()
     assert "Teachers on 10 s" in md and "int8 TFLite" in md and "Per device" in md
+    assert "| CE control" in md and "| DCASE baseline" in md and "Distillation gain over the CE control" in md
+    ens = r["teachers"]["ensemble"]["accuracy"]
+    # The warning is there exactly when the ensemble does not beat the CE control.
+    assert ("WARNING" in md) == (ens <= ce["accuracy"]) and bool(r["warnings"]) == (ens <= ce["accuracy"])
     for png in ("confusion_int8.png", "confusion_float.png", "per_device_accuracy.png", "learning_curves.png"):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cfg = yaml.safe_load((out / "config.yaml").read_text())
@@ -106,6 +121,30 @@ def test_width_search_runs_and_summarises(quick_run, work, tmp_path):
     s = json.loads((tmp_path / "tune" / "width_search" / "summary.json").read_text())
     assert sorted(t["hyperparameters"]["width"] for t in s["trials"]) == [24, 32]
     assert s["best"]["width"] in (24, 32) and all(t["val_accuracy"] is not None for t in s["trials"])
+    for t in s["trials"]:  # two seeds per width; the score is their mean
+        assert len(t["executions"]) == 2 and t["val_accuracy"] == pytest.approx(np.mean(t["executions"]))
+    best = max(s["trials"], key=lambda t: t["val_accuracy"])
+    assert s["best"]["width"] == best["hyperparameters"]["width"]
+
+
+def test_tiny_ablation_writes_its_table(quick_run, work, tmp_path):
+    rc = _script("ablation").main(["--system", "2", "--work", str(work), "--out", str(tmp_path / "abl"),
+                                   "--seeds", "0", "1", "--rows", "ce_only", "kd_cnn", "kd_ensemble",
+                                   "--set", *TINY])
+    assert rc == 0
+    r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert set(r["teachers"]) == {"mobilenetv2", "cnn", "bcresnet", "ensemble"}
+    assert list(r["students"]) == ["ce_only", "kd_cnn", "kd_ensemble"]
+    assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in r["students"].values())
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| student, CE only (no teachers) |" in md and "± " in md and "| ensemble |" in md
+    assert (tmp_path / "abl" / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Resumable: a second call reads every row back instead of training it again.
+    stamp = (tmp_path / "abl" / "seed1" / "kd_cnn.json").stat().st_mtime
+    assert _script("ablation").main(["--system", "2", "--work", str(work), "--out", str(tmp_path / "abl"),
+                                     "--seeds", "0", "1", "--rows", "ce_only", "kd_cnn", "kd_ensemble",
+                                     "--set", *TINY]) == 0
+    assert (tmp_path / "abl" / "seed1" / "kd_cnn.json").stat().st_mtime == stamp
 
 
 def _free_port() -> int:
@@ -118,7 +157,8 @@ def test_width_search_chief_worker_mode(quick_run, work, tmp_path):
     port = str(_free_port())
     # One trial is enough to show the worker trains what the chief's oracle hands out.
     cmd = [sys.executable, str(ROOT / "experiments" / "tune_width.py"), "--system", "2", "--work", str(work),
-           "--out", str(tmp_path / "dist"), "--epochs", "1", "--widths", "24", "--quiet", "--set", *TINY]
+           "--out", str(tmp_path / "dist"), "--epochs", "1", "--widths", "24", "--seeds", "1", "--quiet",
+           "--set", *TINY]
     base = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port,
             "TF_CPP_MIN_LOG_LEVEL": "3"}
     chief = subprocess.Popen(cmd, env={**base, "KERASTUNER_TUNER_ID": "chief"}, stdout=subprocess.PIPE,
