@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, help="epochs per trial (default: the profile's student epochs)")
     ap.add_argument("--widths", type=int, nargs="+", default=[24, 32])
     ap.add_argument("--tune-kd", action="store_true", help="also search KD temperature {1,2,4} and alpha {0.1,0.5}")
+    ap.add_argument("--seeds", type=int, default=2, help="trainings per width; the score is their mean (default 2)")
     ap.add_argument("--max-trials", type=int)
     ap.add_argument("--set", nargs="*", metavar="KEY=VALUE")
     ap.add_argument("--quiet", action="store_true")
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     from asc_keras.config import load_system_config
     from asc_keras.data import DataError
     from asc_keras.submission import RunError, SystemRun
-    from asc_keras.training.tuning import width_search
+    from asc_keras.training.tuning import SearchData, width_search
 
     try:
         cfg = load_system_config(HERE / "systems" / f"system{args.system}.yaml",
@@ -51,24 +52,25 @@ def main(argv=None) -> int:
         run = SystemRun(cfg, out=args.out, work=args.work, data=args.data, verbose=0 if args.quiet else 2)
         worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
         prep = run.prepare()
-        data = {"features": prep.clip_cache.features,
-                "train_rows": prep.clip_cache.rows(prep.train_clips["filename"]),
-                "train_labels": prep.train_clips["label"].to_numpy(), "soft": prep.soft_logits,
-                "val_rows": prep.clip_cache.rows(prep.eval_clips["filename"]),
-                "val_labels": prep.eval_clips["label"].to_numpy()}
+        data = SearchData(prep.clip_cache.features, prep.clip_cache.rows(prep.train_clips["filename"]),
+                          prep.train_clips["label"].to_numpy(), prep.targets,
+                          prep.clip_cache.rows(prep.eval_clips["filename"]), prep.eval_clips["label"].to_numpy())
         summary = width_search(cfg, data, args.out, widths=args.widths, tune_kd=args.tune_kd,
-                               epochs=args.epochs or cfg.optim.epochs, max_trials=args.max_trials,
-                               verbose=0 if args.quiet else 2)
+                               epochs=args.epochs or cfg.optim.epochs, seeds=args.seeds,
+                               max_trials=args.max_trials, verbose=0 if args.quiet else 2)
     except (RunError, DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if worker:
         print(f"worker {summary['worker']} finished its trials")
     else:
-        print("\nwidth search (objective: val_accuracy on fold1_evaluate)")
+        print(f"\nwidth search (objective: last-epoch val_accuracy on fold1_evaluate, mean of {summary['seeds']} "
+              "seed(s))")
         for t in summary["trials"]:
-            acc = t["val_accuracy"]
-            print(f"  {t['hyperparameters']}  {'-' if acc is None else f'{100 * acc:.1f} %'}  [{t['status']}]")
+            acc, sd = t["val_accuracy"], t["val_accuracy_std"]
+            score = "-" if acc is None else f"{100 * acc:.1f} %" + ("" if sd is None else f" +- {100 * sd:.1f}")
+            runs = ", ".join(f"{100 * v:.1f}" for v in t["executions"])
+            print(f"  {t['hyperparameters']}  {score}  (runs: {runs})  [{t['status']}]")
         print(f"best: {summary['best']}")
     return 0
 

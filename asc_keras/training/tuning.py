@@ -1,7 +1,8 @@
 """keras-tuner search over the student width (and optionally KD temperature/alpha).
 
 Every trial trains a :class:`~asc_keras.distill.Distiller` on the same cached features and
-stored ensemble soft targets; the objective is validation accuracy.  Distributed search uses
+stored ensemble soft targets; the objective is the last epoch's validation accuracy, averaged
+over seeds.  Distributed search uses
 keras-tuner's own chief/worker mode, configured by environment variables (set them before
 starting each process; all processes run the same command):
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras_tuner as kt
@@ -30,12 +32,36 @@ from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
 
 
-class StudentHyperModel(kt.HyperModel):
-    """Distiller(SERFR-CNN-width) with width in ``widths``; with ``tune_kd`` also T and alpha."""
+@dataclass(frozen=True)
+class SearchData:
+    """What every trial trains and validates on (one object, not loose pieces).
 
-    def __init__(self, cfg: SystemConfig, data: dict, widths=(24, 32), tune_kd: bool = False, epochs: int = 10):
+    ``targets``: the teachers' stored :class:`~asc_keras.distill.SoftTargets` of the training
+    clips (None: CE only); trials read the ensemble's distribution at their own temperature.
+    """
+
+    features: np.ndarray  # (clips, frames, mels) memmap
+    train_rows: np.ndarray
+    train_labels: np.ndarray
+    targets: object | None
+    val_rows: np.ndarray
+    val_labels: np.ndarray
+
+
+class StudentHyperModel(kt.HyperModel):
+    """Distiller(SERFR-CNN-width) with width in ``widths``; with ``tune_kd`` also T and alpha.
+
+    The trial's score is the validation accuracy *after the last epoch* -- the model a run
+    keeps (keras-tuner's default, the best epoch, would pick epochs on the evaluation data).
+    With ``executions_per_trial = seeds`` keras-tuner averages the executions; each one's
+    score is also appended to ``scores_file`` so the summary can show mean and spread.
+    """
+
+    def __init__(self, cfg: SystemConfig, data: SearchData, widths=(24, 32), tune_kd: bool = False,
+                 epochs: int = 10, scores_file: Path | None = None):
         super().__init__(name="serfr_cnn_width")
         self.cfg, self.data, self.widths, self.tune_kd, self.epochs = cfg, data, tuple(widths), tune_kd, epochs
+        self.scores_file = scores_file
 
     def _kd(self, hp):
         if self.tune_kd:
@@ -45,50 +71,68 @@ class StudentHyperModel(kt.HyperModel):
     def build(self, hp):
         width = hp.Choice("width", list(self.widths))
         temperature, alpha = self._kd(hp)
-        kd = self.data["soft"] is not None
-        model = Distiller(build_serfr_cnn(width), alpha=alpha if kd else 1.0, temperature=temperature)
-        steps = int(np.ceil(len(self.data["train_rows"]) / self.cfg.optim.batch_size))
+        kd = self.data.targets is not None
+        model = Distiller(build_serfr_cnn(width, bn_momentum=self.cfg.optim.bn_momentum),
+                          alpha=alpha if kd else 1.0, temperature=temperature)
+        steps = int(np.ceil(len(self.data.train_rows) / self.cfg.optim.batch_size))
         model.compile(make_optimizer(self.cfg.optim, steps, self.epochs), metrics=["accuracy"])
         return model
 
     def fit(self, hp, model, *args, **kwargs):
         temperature, _ = self._kd(hp)
         d, c = self.data, self.cfg
-        train = make_dataset(d["features"], d["train_rows"], d["train_labels"], d["soft"], batch_size=c.optim.batch_size,
-                             shuffle=True, augment=c.augment, temperature=temperature, seed=c.seed)
-        val = make_dataset(d["features"], d["val_rows"], d["val_labels"], batch_size=c.optim.batch_size)
+        soft = None if d.targets is None else d.targets.distribution(temperature)
+        train = make_dataset(d.features, d.train_rows, d.train_labels, soft, batch_size=c.optim.batch_size,
+                             shuffle=True, augment=c.augment, seed=c.seed)
+        val = make_dataset(d.features, d.val_rows, d.val_labels, batch_size=c.optim.batch_size)
         kwargs.pop("validation_data", None)
-        return model.fit(train, validation_data=val, shuffle=False, **kwargs)
+        history = model.fit(train, validation_data=val, shuffle=False, **kwargs)
+        last = float(history.history["val_accuracy"][-1])
+        if self.scores_file is not None:
+            self.scores_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.scores_file, "a") as f:
+                f.write(json.dumps({"hyperparameters": hp.values, "val_accuracy": last}) + "\n")
+        return {"val_accuracy": last}
 
 
-def width_search(cfg: SystemConfig, data: dict, directory: str | Path, *, widths=(24, 32), tune_kd: bool = False,
-                 epochs: int = 10, max_trials: int | None = None, verbose: int | str = "auto",
-                 project_name: str = "width_search") -> dict:
+def width_search(cfg: SystemConfig, data: SearchData, directory: str | Path, *, widths=(24, 32),
+                 tune_kd: bool = False, epochs: int = 10, seeds: int = 2, max_trials: int | None = None,
+                 verbose: int | str = "auto", project_name: str = "width_search") -> dict:
     """Run (or resume) a grid search; return a summary (best hyper-parameters, every trial's score).
 
-    ``data`` holds ``features`` (clip memmap), ``train_rows``/``train_labels``/``soft`` (ensemble
-    logits or None) and ``val_rows``/``val_labels``.  The summary is also written to
-    ``directory/<project_name>/summary.json``.
+    Each trial trains ``seeds`` times (keras-tuner's executions per trial, different random
+    initialisation and data order) and scores the mean last-epoch validation accuracy.  The
+    summary -- also written to ``directory/<project_name>/summary.json`` -- lists every trial's
+    mean, standard deviation and single scores.
     """
     worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
-    hm = StudentHyperModel(cfg, data, widths, tune_kd, epochs)
-    tuner = kt.GridSearch(hm, objective="val_accuracy", max_trials=max_trials, directory=str(directory),
-                          project_name=project_name, overwrite=False, seed=cfg.seed)
+    scores_file = Path(directory) / project_name / "execution_scores.jsonl"
+    hm = StudentHyperModel(cfg, data, widths, tune_kd, epochs, scores_file)
+    tuner = kt.GridSearch(hm, objective=kt.Objective("val_accuracy", "max"), max_trials=max_trials,
+                          executions_per_trial=seeds, directory=str(directory), project_name=project_name,
+                          overwrite=False, seed=cfg.seed)
     tuner.search(epochs=epochs, verbose=verbose)
     if worker:  # workers only train; the chief's oracle holds the results
         return {"worker": os.environ["KERASTUNER_TUNER_ID"]}
+    singles: dict[str, list[float]] = {}
+    if scores_file.is_file():
+        for line in scores_file.read_text().splitlines():
+            r = json.loads(line)
+            singles.setdefault(json.dumps(r["hyperparameters"], sort_keys=True), []).append(r["val_accuracy"])
     trials = []
     for t in tuner.oracle.trials.values():
+        runs = singles.get(json.dumps(t.hyperparameters.values, sort_keys=True), [])
         trials.append({"trial": t.trial_id, "status": str(t.status), "hyperparameters": t.hyperparameters.values,
-                       "val_accuracy": t.score})
+                       "val_accuracy": t.score, "val_accuracy_std": float(np.std(runs)) if runs else None,
+                       "executions": runs})
     trials.sort(key=lambda r: -(r["val_accuracy"] or -1))
     best = tuner.get_best_hyperparameters(1)
-    summary = {"objective": "val_accuracy", "best": best[0].values if best else None, "trials": trials,
-               "epochs": epochs}
+    summary = {"objective": "mean last-epoch val_accuracy over seeds", "best": best[0].values if best else None,
+               "trials": trials, "epochs": epochs, "seeds": seeds}
     out = Path(directory) / project_name / "summary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
 
-__all__ = ["StudentHyperModel", "width_search", "keras"]
+__all__ = ["SearchData", "StudentHyperModel", "width_search", "keras"]
