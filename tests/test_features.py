@@ -13,7 +13,7 @@ import soundfile as sf
 from asc_keras.config import FeatureConfig
 from asc_keras.data import DataError
 from asc_keras.features.cache import FeatureCache, extract_features
-from asc_keras.features.logmel import filterbank, logmel
+from asc_keras.features.logmel import logmel
 from asc_keras.features.mel import hz_to_mel, mel_filterbank, mel_to_hz
 
 
