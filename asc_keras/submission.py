@@ -283,7 +283,8 @@ class SystemRun:
                                    crop_frames=crop_frames)
             self.log(f"   {name}: {100 * met['accuracy']:.1f} % on {len(ev_rows)} evaluation recordings (10 s)")
             models.append(m)
-            metrics[name] = {**_brief(met), "last_epoch_val_accuracy": _last_val(d / "train" / "history.csv")}
+            last_phase = d / ("finetune" if (d / "finetune").is_dir() else "train")  # transfer learning: 2 phases
+            metrics[name] = {**_brief(met), "last_epoch_val_accuracy": _last_val(last_phase / "history.csv")}
         if len(models) > 1 and len(ev_rows):
             from asc_keras.distill.targets import ensemble_distribution, teacher_logits
 
