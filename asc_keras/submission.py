@@ -194,7 +194,7 @@ class SystemRun:
         controls = {}
         if self.cfg.controls.ce_control and soft is not None:
             t = stage("control")
-            controls["ce_control"] = self._control(clip_cache, train_clips, eval_clips)
+            controls["ce_control"] = self._student(clip_cache, train_clips, eval_clips, None, stage="control")
             timings["control"] = time.perf_counter() - t
         if self.cfg.controls.baseline:
             t = stage("baseline")
@@ -342,39 +342,25 @@ class SystemRun:
         return {"compress": _hash(self._compress_inputs()),
                 "representative_samples": self.cfg.compress.representative_samples}
 
-    def _student(self, clip_cache, train_clips, eval_clips, soft):
+    def _student(self, clip_cache, train_clips, eval_clips, soft, stage: str = "student"):
+        """Train (or load) the student of ``stage``: 'student' learns from ``soft`` (KD), 'control' is
+        the CE control -- the same student, augmentation, schedule and epochs, no teachers."""
         from asc_keras._runtime import keras
         from asc_keras.training.student import train_student
 
-        final = self.out / "student.keras"
+        final, run_dir = self.out / f"{stage}.keras", self.out / stage
         inputs = self._student_inputs(clip_cache)
-        if self._fresh("student", inputs, final):
+        if stage == "control":  # what the teachers are does not change the control
+            inputs = {k: v for k, v in inputs.items() if k not in ("distill", "targets")}
+        if self._fresh(stage, inputs, final):
             return keras.saving.load_model(final, compile=False, safe_mode=True)
-        # Same inputs and no student.keras: an interrupted run, resumed from its backup.
-        # Other inputs (or --force student): the old training folder is stale.
-        if (self._stamp("student", inputs) or self._forced("student")) and (self.out / "student").exists():
-            shutil.rmtree(self.out / "student")
-        student = train_student(clip_cache.features, clip_cache.rows(train_clips["filename"]),
-                                train_clips["label"].to_numpy(), soft, clip_cache.rows(eval_clips["filename"]),
-                                eval_clips["label"].to_numpy(), cfg=self.cfg, run_dir=self.out / "student",
-                                strategy=self.strategy, verbose=self.verbose)
-        student.save(final)
-        return student
-
-    def _control(self, clip_cache, train_clips, eval_clips):
-        """The CE control: the same student, augmentation, schedule and epochs without teachers."""
-        from asc_keras._runtime import keras
-        from asc_keras.training.student import train_student
-
-        final = self.out / "control.keras"
-        inputs = {k: v for k, v in self._student_inputs(clip_cache).items() if k not in ("distill", "targets")}
-        if self._fresh("control", inputs, final):
-            return keras.saving.load_model(final, compile=False, safe_mode=True)
-        if (self._stamp("control", inputs) or self._forced("control")) and (self.out / "control").exists():
-            shutil.rmtree(self.out / "control")
+        # Same inputs and no <stage>.keras: an interrupted run, resumed from its backup.
+        # Other inputs (or --force): the old training folder is stale.
+        if (self._stamp(stage, inputs) or self._forced(stage)) and run_dir.exists():
+            shutil.rmtree(run_dir)
         model = train_student(clip_cache.features, clip_cache.rows(train_clips["filename"]),
-                              train_clips["label"].to_numpy(), None, clip_cache.rows(eval_clips["filename"]),
-                              eval_clips["label"].to_numpy(), cfg=self.cfg, run_dir=self.out / "control",
+                              train_clips["label"].to_numpy(), soft, clip_cache.rows(eval_clips["filename"]),
+                              eval_clips["label"].to_numpy(), cfg=self.cfg, run_dir=run_dir,
                               strategy=self.strategy, verbose=self.verbose)
         model.save(final)
         return model

@@ -102,7 +102,7 @@ def test_each_model_trains_and_loss_falls(name):
     first = m.evaluate(x, y, verbose=0)
     # 24 steps: BatchNorm's moving statistics (momentum 0.9) have followed the weights by then
     # (0.9^24 < 0.1 of the initial value left), so inference-mode loss reflects the training.
-    m.fit(x, y, epochs=12, batch_size=16, verbose=0)
+    m.fit(x, y, epochs=6, batch_size=8, verbose=0)
     assert m.evaluate(x, y, verbose=0) < first
 
 
