@@ -100,10 +100,11 @@ def test_each_model_trains_and_loss_falls(name):
     x = rng.normal(size=(32, 28, 256, 1)).astype(np.float32) + y[:, None, None, None] * 0.5
     m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     first = m.evaluate(x, y, verbose=0)
-    # 24 steps: BatchNorm's moving statistics (momentum 0.9) have followed the weights by then
-    # (0.9^24 < 0.1 of the initial value left), so inference-mode loss reflects the training.
-    m.fit(x, y, epochs=6, batch_size=8, verbose=0)
-    assert m.evaluate(x, y, verbose=0) < first
+    # The training loss of the last epoch against the untrained model's loss: the model learns.
+    # (Inference-mode agreement with training is pinned by the validation == evaluation tests;
+    # on 32 toy examples in batches of 8, batch statistics carry the class offset itself.)
+    h = m.fit(x, y, epochs=6, batch_size=8, verbose=0)
+    assert h.history["loss"][-1] < 0.8 * first
 
 
 def test_mobilenetv2_loads_user_weights_and_rejects_wrong_file(tmp_path):
