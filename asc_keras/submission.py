@@ -392,6 +392,7 @@ class SystemRun:
         """results.json entries of the control rows, and the warning when the teachers cannot help."""
         from asc_keras.compress.complexity import keras_complexity
         from asc_keras.evaluate.metrics import classification_metrics
+        from asc_keras.models.baseline import BASELINE_FEATURES
 
         y, dev = eval_clips["label"].to_numpy(), eval_clips["device"].to_numpy()
         out: dict = {"warnings": []}
@@ -418,7 +419,7 @@ class SystemRun:
             m = classification_metrics(y, model.predict(x, batch_size=256, verbose=0), dev)
             m["last_epoch_val_accuracy"] = _last_val(self.out / "baseline" / "history.csv")
             kc = keras_complexity(model)
-            out["baseline"] = {"float": m, "features": dataclasses.asdict(_baseline_features()),
+            out["baseline"] = {"float": m, "features": dataclasses.asdict(BASELINE_FEATURES),
                                "complexity": {k: v for k, v in kc.to_dict().items() if k != "layers"}}
             self.log(f"DCASE baseline {100 * m['accuracy']:.1f} %")
         return out
@@ -537,12 +538,6 @@ class SystemRun:
         probs = TFLiteModel(self.out / "student_int8.tflite").predict(cache.features[cache.rows(files)].astype(np.float32))
         write_system_output(files, probs, path)
         self.log(f"evaluation-set predictions: {path} ({len(files)} files)")
-
-
-def _baseline_features():
-    from asc_keras.models.baseline import BASELINE_FEATURES
-
-    return BASELINE_FEATURES
 
 
 def _last_val(history_csv: Path) -> float | None:

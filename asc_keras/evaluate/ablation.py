@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from asc_keras.config import SystemConfig
+from asc_keras.submission import _write_json  # atomic: temp file + rename
 
 
 @dataclass(frozen=True)
@@ -160,10 +160,3 @@ def plot_ablation(result: dict, path: Path) -> Path:
     ax.set_title(f"Ablation, system {result['system']} ({len(result.get('seeds_done', result['seeds']))} seeds)")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
