@@ -1,21 +1,23 @@
 """System configuration: every number of the report lives here, with its source.
 
 One frozen dataclass per concern, nested in :class:`SystemConfig`.  YAML files
-(``experiments/systems/*.yaml`` and ``experiments/profiles/*.yaml``) hold the
-per-system and per-profile values; :func:`load_system_config` merges them into a
+(``asc_keras/configs/systems/*.yaml`` and ``asc_keras/configs/profiles/*.yaml``) hold the
+per-system and per-profile values; :func:`system_config` merges them into a
 ``SystemConfig``.  Defaults below are the report's values (section cited) or,
 where the report is silent, the choice documented beside the field.
 """
+
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
+
+from asc_keras.files import content_hash
 
 # --- Numbers of the report (Fei, Li & Jia, DCASE 2023 Task 1a technical report) ---
 REPORT_SAMPLE_RATE = 16000  # sec. 2.1 "sampling rate ... 16000Hz"
@@ -24,20 +26,31 @@ REPORT_HOP = 512  # sec. 2.1 "frame-shift ... 512-samples"
 REPORT_N_FRAMES_1S = 28  # sec. 2.1 "divided into 28 frames" (no centring: 1 + (16000-2048)//512)
 REPORT_N_MELS = 256  # sec. 2.1 "256-bit Mel filter bank", features (N, 28, 256)
 REPORT_EPOCHS = 800  # sec. 4.2 "maximum 800 epochs"
-REPORT_WARMUP_EPOCHS = 300  # sec. 4.2 "for the first 300 epochs the learning rate is exponentially increased"
+REPORT_WARMUP_EPOCHS = (
+    300  # sec. 4.2 "for the first 300 epochs the learning rate is exponentially increased"
+)
 REPORT_PEAK_LR = 1e-3  # sec. 4.2 "... increased to 0.001"
 REPORT_FINAL_LR = 1e-5  # sec. 4.2 "linear decrease to 1e-5 until epoch 800"
 REPORT_WEIGHT_DECAY = 1e-3  # sec. 4.2 "Adam with a weight decay of 0.001"
 REPORT_STUDENT_WIDTHS = (32, 24)  # sec. 4.3 submissions 1/3 (SERFR-CNN-32) and 2/4 (SERFR-CNN-24)
 REPORT_HEAD_CHANNELS = 256  # Table 1 "1x1 conv-256"
-# DCASE 2023 Task 1 complexity limits (facts.md): per 1 s input.
+# DCASE 2023 Task 1 complexity limits (docs/sources.md): per 1 s input.
 DCASE_MAX_PARAMS_INT8 = 128 * 1024  # 128 KB of parameter memory at 8 bit
 DCASE_MAX_MACS = 30_000_000
 
 SCENE_CLASSES = (
-    "airport", "bus", "metro", "metro_station", "park",
-    "public_square", "shopping_mall", "street_pedestrian", "street_traffic", "tram",
+    "airport",
+    "bus",
+    "metro",
+    "metro_station",
+    "park",
+    "public_square",
+    "shopping_mall",
+    "street_pedestrian",
+    "street_traffic",
+    "tram",
 )  # official order (DCASE task 1)
+N_CLASSES = len(SCENE_CLASSES)
 TRAIN_DEVICES = ("a", "b", "c", "s1", "s2", "s3")
 UNSEEN_DEVICES = ("s4", "s5", "s6")  # fold 1: only in fold1_evaluate
 ALL_DEVICES = TRAIN_DEVICES + UNSEEN_DEVICES
@@ -68,7 +81,7 @@ class FeatureConfig:
 
     def key(self) -> str:
         """Short stable hash of every setting that changes the feature values."""
-        return _digest(dataclasses.asdict(self))
+        return content_hash(dataclasses.asdict(self), length=12)
 
 
 @dataclass(frozen=True)
@@ -78,14 +91,14 @@ class AugmentConfig:
     mixup: bool = True
     # Report: "lambda is acquired from the beta distribution and beta in (0.1, 0.9)".
     # We read "beta" as the Beta(a, a) concentration a, chosen inside (0.1, 0.9);
-    # 0.3 is the value used by mixup on log-mels in DCASE practice (facts.md).
+    # 0.3 is the value used by mixup on log-mels in DCASE practice (docs/sources.md).
     mixup_alpha: float = 0.3
     freq_mask: bool = True
-    freq_mask_param: int = 48  # up to 48 of 256 mel bins (SpecAugment practice, facts.md)
+    freq_mask_param: int = 48  # up to 48 of 256 mel bins (SpecAugment practice, docs/sources.md)
     time_mask: bool = True
     time_mask_param: int = 4  # up to 4 of 28 frames (~140 ms)
     time_stretch: bool = False  # systems 3-4
-    stretch_min: float = 0.9  # rate ~ U(0.9, 1.1): "around 1 +- 0.1" (facts.md)
+    stretch_min: float = 0.9  # rate ~ U(0.9, 1.1): "around 1 +- 0.1" (docs/sources.md)
     stretch_max: float = 1.1
 
 
@@ -116,7 +129,7 @@ class DistillConfig:
     enabled: bool = True
     # loss = alpha*CE(hard) + (1-alpha)*T^2*KL(teacher_T || student_T).  CP-JKU's
     # 0.02*CE + 0.98*T^2*KL_mean-over-classes equals alpha ~0.17 with a summed KL;
-    # we take 0.1 and T = 2 (facts.md, KD practice).
+    # we take 0.1 and T = 2 (docs/sources.md, KD practice).
     alpha: float = 0.1
     temperature: float = 2.0
     ensemble: str = "probabilities"  # average teachers' 'probabilities' or 'logits'
@@ -152,6 +165,8 @@ class TeacherConfig:
     # Average-pool the mel axis by this factor at the teachers' input (1: the report's 256 mels;
     # 4: 64 mel bands as in PANNs' AudioSet models) -- a cost knob for CPU-sized runs.
     mel_pool: int = 1
+    # Recordings per forward pass when the teachers evaluate and give their soft targets.
+    inference_batch_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,12 @@ class CompressConfig:
     qat: bool = True
     qat_epochs: int = 20
     qat_lr: float = 5e-5  # CP-Mobile QAT setting (CP-Mobile, DCASE 2023)
+    prune_lr: float = 1e-4  # Adam during pruning: 1/10 of the report's peak LR, a fine-tuning rate
+    # Polynomial-decay pruning reaches the target sparsity after this fraction of its steps,
+    # then fine-tunes at it; the mask is updated prune_updates times on the way.
+    prune_end_fraction: float = 0.8
+    prune_updates: int = 20
+    batch_size: int = 128  # pruning and QAT fine-tuning batches
     representative_samples: int = 512
     # Batches of clean training data over which BatchNorm statistics are re-estimated after
     # pruning and after QAT (asc_keras.training.bn); 0 disables.  Short tfmot fine-tuning moves
@@ -194,6 +215,7 @@ class DataConfig:
     recordings_per_class: int = 60
     cities: int = 6
     seed: int = 0
+    workers: int = 2  # processes writing the generated audio
 
 
 @dataclass(frozen=True)
@@ -218,7 +240,7 @@ class SystemConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SystemConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> SystemConfig:
         return _from_dict(cls, d)
 
 
@@ -228,7 +250,9 @@ def _from_dict(cls, d: Mapping[str, Any]):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(d) - set(fields)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} setting(s): {sorted(unknown)}; known: {sorted(fields)}")
+        raise ValueError(
+            f"unknown {cls.__name__} setting(s): {sorted(unknown)}; known: {sorted(fields)}"
+        )
     kwargs = {}
     for name, value in d.items():
         sub = _NESTED.get(fields[name].name) if cls is SystemConfig else None
@@ -242,21 +266,31 @@ def _from_dict(cls, d: Mapping[str, Any]):
 
 
 _NESTED = {
-    "features": FeatureConfig, "augment": AugmentConfig, "optim": OptimConfig,
-    "distill": DistillConfig, "teachers": TeacherConfig, "compress": CompressConfig,
-    "controls": ControlsConfig, "data": DataConfig,
+    "features": FeatureConfig,
+    "augment": AugmentConfig,
+    "optim": OptimConfig,
+    "distill": DistillConfig,
+    "teachers": TeacherConfig,
+    "compress": CompressConfig,
+    "controls": ControlsConfig,
+    "data": DataConfig,
 }
 
 
 def _deep_merge(base: dict, over: Mapping) -> dict:
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
-def load_system_config(system_file: str | Path, profile_file: str | Path | None = None,
-                       overrides: Mapping[str, Any] | None = None) -> SystemConfig:
+def load_system_config(
+    system_file: str | Path,
+    profile_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> SystemConfig:
     """Merge defaults <- system YAML <- profile YAML <- overrides into a SystemConfig."""
     merged = SystemConfig().to_dict()
     for path in (system_file, profile_file):
@@ -277,5 +311,36 @@ def load_system_config(system_file: str | Path, profile_file: str | Path | None 
         raise ValueError(f"{system_file}: {e}") from None
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+SYSTEMS = (1, 2, 3, 4)  # report sec. 4.3
+PROFILES = ("paper", "quick")
+
+
+def system_config(
+    system: int, profile: str = "paper", overrides: Mapping[str, Any] | None = None
+) -> SystemConfig:
+    """System ``system`` (1-4) under ``profile`` ('paper' or 'quick') with ``overrides`` applied."""
+    if system not in SYSTEMS or profile not in PROFILES:
+        raise ValueError(
+            f"system must be one of {SYSTEMS} and profile one of {PROFILES}; got {system}, {profile!r}"
+        )
+    return load_system_config(
+        CONFIG_DIR / "systems" / f"system{system}.yaml",
+        CONFIG_DIR / "profiles" / f"{profile}.yaml",
+        overrides,
+    )
+
+
+def parse_overrides(pairs) -> dict:
+    """``["optim.epochs=3", "teachers.names=[cnn]"]`` -> nested dict (values parsed as YAML)."""
+    out: dict = {}
+    for pair in pairs or []:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out

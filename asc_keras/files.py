@@ -1,0 +1,57 @@
+"""Small file helpers every stage shares: atomic writes, JSON stamps, content hashes.
+
+Atomic: a file is written beside its destination under a hidden temporary name and renamed
+over it (``os.replace`` is atomic on one file system), so a killed run never leaves a
+half-written file that a later run would read as complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def content_hash(obj: Any, length: int = 10) -> str:
+    """Short stable SHA-1 hex digest of ``obj`` (JSON with sorted keys; other objects by str)."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it goes.
+
+    The temporary name keeps the whole file name as its suffix (``.weights.h5``, ``.keras``,
+    ``.npy``), since Keras and NumPy choose the format, or append one, by the name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (NumPy scalars become floats)."""
+    return write_text(path, json.dumps(obj, indent=1, default=float))
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples become lists), to compare with stored stamps."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
