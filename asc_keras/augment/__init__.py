@@ -2,6 +2,7 @@
 
 Input batches are (batch, frames, mels, 1) float32; targets are (batch, classes).
 """
+
 from asc_keras.augment.masking import freq_mask, time_mask
 from asc_keras.augment.mixup import mixup, sample_beta
 from asc_keras.augment.stretch import time_stretch

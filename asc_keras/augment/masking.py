@@ -5,6 +5,7 @@ so with ``fill='mean'`` (default) each example is centred on its own mean before
 masking and shifted back: masked cells hold the example's mean level instead of
 an arbitrary loud value.  ``fill='zero'`` keeps tfio's zeros.
 """
+
 from __future__ import annotations
 
 from asc_keras._runtime import import_tfio, tf
@@ -23,7 +24,11 @@ def _per_example(x, op, param: int, fill: str):
     """Apply a tfio mask op to each (frames, mels) example of a (B, frames, mels, 1) batch."""
     squeeze = len(x.shape) == 4
     x2 = x[..., 0] if squeeze else x
-    mean = tf.reduce_mean(x2, axis=[1, 2], keepdims=True) if fill == "mean" else tf.zeros_like(x2[:, :1, :1])
+    mean = (
+        tf.reduce_mean(x2, axis=[1, 2], keepdims=True)
+        if fill == "mean"
+        else tf.zeros_like(x2[:, :1, :1])
+    )
     out = tf.map_fn(lambda e: op(e, param=param), x2 - mean, fn_output_signature=x2.dtype) + mean
     return out[..., None] if squeeze else out
 

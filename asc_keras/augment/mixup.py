@@ -1,4 +1,5 @@
 """Mixup (Zhang et al.; report eqs. 4-5)."""
+
 from __future__ import annotations
 
 from asc_keras._runtime import tf

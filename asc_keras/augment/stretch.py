@@ -7,6 +7,7 @@ audio would need the audio and a new feature extraction every epoch.  For a
 stationary scene, reading frames at rate r is what stretching the audio by r
 does to its spectrogram, up to the window's time resolution (32 ms hop).
 """
+
 from __future__ import annotations
 
 from asc_keras._runtime import tf

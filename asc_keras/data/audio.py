@@ -5,6 +5,7 @@ backend of librosa's 'soxr_hq'.  Problems a long job can repair (another sample 
 channels, another length) are fixed and *counted* in an :class:`AudioFixes`
 so the caller prints one summary instead of crashing or flooding the log.
 """
+
 from __future__ import annotations
 
 import threading
@@ -34,9 +35,12 @@ class AudioFixes:
             self.counts[kind] += 1
             self.examples.setdefault(kind, str(path))
 
-    def merge(self, other: "AudioFixes | dict") -> None:
-        counts, examples = (other.counts, other.examples) if isinstance(other, AudioFixes) else (
-            Counter(other.get("counts", {})), other.get("examples", {}))
+    def merge(self, other: AudioFixes | dict) -> None:
+        counts, examples = (
+            (other.counts, other.examples)
+            if isinstance(other, AudioFixes)
+            else (Counter(other.get("counts", {})), other.get("examples", {}))
+        )
         with self._lock:
             self.counts.update(counts)
             for k, v in examples.items():
@@ -47,13 +51,21 @@ class AudioFixes:
 
     def summary(self) -> str:
         """One line, e.g. '3 files resampled (e.g. audio/x.wav), 1 file downmixed ...'; '' if none."""
-        parts = [f"{n} file{'s' if n != 1 else ''} {kind} (e.g. {self.examples[kind]})"
-                 for kind, n in sorted(self.counts.items())]
+        parts = [
+            f"{n} file{'s' if n != 1 else ''} {kind} (e.g. {self.examples[kind]})"
+            for kind, n in sorted(self.counts.items())
+        ]
         return ", ".join(parts)
 
 
-def load_audio(path: str | Path, sample_rate: int, *, duration: float | None = None,
-               expected_rate: int | None = None, fixes: AudioFixes | None = None) -> np.ndarray:
+def load_audio(
+    path: str | Path,
+    sample_rate: int,
+    *,
+    duration: float | None = None,
+    expected_rate: int | None = None,
+    fixes: AudioFixes | None = None,
+) -> np.ndarray:
     """Read an audio file as mono float32 at ``sample_rate`` Hz.
 
     Args:
@@ -74,16 +86,24 @@ def load_audio(path: str | Path, sample_rate: int, *, duration: float | None = N
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except FileNotFoundError:
-        raise AudioError(f"{path}: audio file not found. Check the dataset path or remove the file "
-                         "from the CSV files that list it.") from None
+        raise AudioError(
+            f"{path}: audio file not found. Check the dataset path or remove the file "
+            "from the CSV files that list it."
+        ) from None
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
         if not path.exists():
-            raise AudioError(f"{path}: audio file not found. Check the dataset path or remove the "
-                             "file from the CSV files that list it.") from None
-        raise AudioError(f"{path}: cannot decode audio ({e}). The file is corrupt or not WAV/FLAC/OGG: "
-                         "replace it with a good copy or remove it from the CSV files.") from None
+            raise AudioError(
+                f"{path}: audio file not found. Check the dataset path or remove the "
+                "file from the CSV files that list it."
+            ) from None
+        raise AudioError(
+            f"{path}: cannot decode audio ({e}). The file is corrupt or not WAV/FLAC/OGG: "
+            "replace it with a good copy or remove it from the CSV files."
+        ) from None
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: audio file holds no samples. Replace it or remove it from the CSV files.")
+        raise AudioError(
+            f"{path}: audio file holds no samples. Replace it or remove it from the CSV files."
+        )
     if data.shape[1] > 1:
         data = data.mean(axis=1, keepdims=True)
         if fixes is not None:

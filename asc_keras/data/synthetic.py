@@ -27,6 +27,7 @@ from scipy import fft as sfft
 from scipy.signal import lfilter
 
 from asc_keras.config import ALL_DEVICES, SCENE_CLASSES, TRAIN_DEVICES, UNSEEN_DEVICES
+from asc_keras.files import atomic_path
 
 SR = 44100
 REC_SECONDS = 10
@@ -135,7 +136,8 @@ def _ingredient(name: str, rng: np.random.Generator, n: int, f: np.ndarray, city
         return _shape(carrier, 0.2 * _bandpass(f, 150, 4000) + formants)
     if name == "hum":
         f0 = city_hum * rng.choice([1, 2, 3])
-        return sum(np.sin(2 * np.pi * f0 * h * (1 + rng.normal(0, 1e-3)) * t) / h for h in range(1, 6)).astype(np.float32)
+        return sum(np.sin(2 * np.pi * f0 * h * (1 + rng.normal(0, 1e-3)) * t) / h
+                   for h in range(1, 6)).astype(np.float32)
     if name == "chime":
         out = np.zeros(n, np.float32)
         for start in rng.uniform(0, REC_SECONDS - 2, rng.integers(1, 3)):
@@ -315,9 +317,8 @@ def make_synthetic_tau(root: str | Path, recordings_per_class: int = 20, cities:
 
 
 def _write_tsv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False)
 
 
 def is_complete(root: str | Path) -> bool:

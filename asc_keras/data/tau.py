@@ -10,6 +10,7 @@ Layout (tab-separated CSVs with a header line)::
 
 Clip tables are pandas DataFrames with the columns of :data:`CLIP_COLUMNS`.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -22,7 +23,16 @@ import pandas as pd
 from asc_keras.config import SCENE_CLASSES
 from asc_keras.data.errors import DataError
 
-CLIP_COLUMNS = ("filename", "scene", "label", "city", "location", "device", "recording_id", "segment")
+CLIP_COLUMNS = (
+    "filename",
+    "scene",
+    "label",
+    "city",
+    "location",
+    "device",
+    "recording_id",
+    "segment",
+)
 LABEL_OF = {name: i for i, name in enumerate(SCENE_CLASSES)}
 SEGMENTS_PER_RECORDING = 10  # TAU 2022: 1 s clips cut from 10 s recordings
 
@@ -66,12 +76,16 @@ def parse_clip_name(filename: str) -> dict:
     if len(parts) < 6 or not parts[-2].isdigit():
         raise DataError(
             f"{filename}: file name is not '<scene>-<city>-<location>-<segment>-<index>-<device>.wav' "
-            "as in TAU Urban Acoustic Scenes 2022 Mobile; rename the file or fix the CSV row.")
+            "as in TAU Urban Acoustic Scenes 2022 Mobile; rename the file or fix the CSV row."
+        )
     scene, city, location = parts[0], parts[1], parts[2]
     segment_id = "-".join(parts[3:-2])
     device = parts[-1]
     return {
-        "scene_from_name": scene, "city": city, "location": location, "device": device,
+        "scene_from_name": scene,
+        "city": city,
+        "location": location,
+        "device": device,
         "segment": int(parts[-2]),
         "recording_id": f"{scene}-{city}-{location}-{segment_id}-{device}",
     }
@@ -79,17 +93,23 @@ def parse_clip_name(filename: str) -> dict:
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
-        raise DataError(f"{path}: file not found. A TAU 2022 Mobile development folder holds meta.csv, "
-                        "audio/ and evaluation_setup/fold1_{train,evaluate,test}.csv; pass that folder.")
+        raise DataError(
+            f"{path}: file not found. A TAU 2022 Mobile development folder holds meta.csv, "
+            "audio/ and evaluation_setup/fold1_{train,evaluate,test}.csv; pass that folder."
+        )
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path}: cannot parse as a tab-separated CSV with a header line ({e}).") from None
+        raise DataError(
+            f"{path}: cannot parse as a tab-separated CSV with a header line ({e})."
+        ) from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         hint = " (is it tab-separated?)" if len(df.columns) == 1 else ""
-        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}{hint}. "
-                        f"Expected a tab-separated header with {list(required)}.")
+        raise DataError(
+            f"{path}: missing column(s) {missing}; found {list(df.columns)}{hint}. "
+            f"Expected a tab-separated header with {list(required)}."
+        )
     empty = df["filename"].str.strip() == ""
     if empty.any():
         raise DataError(f"{path}: row {int(np.argmax(empty.values)) + 2} has an empty filename.")
@@ -103,7 +123,8 @@ def _check_labels(df: pd.DataFrame, path: Path) -> None:
         raise DataError(
             f"{path}: unknown scene label {df['scene_label'].iloc[row]!r} in row {row + 2} "
             f"({df['filename'].iloc[row]}); the 10 official labels are {list(SCENE_CLASSES)}. "
-            f"{int(bad.sum())} row(s) affected: fix or remove them.")
+            f"{int(bad.sum())} row(s) affected: fix or remove them."
+        )
 
 
 def _index_clips(df: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -117,18 +138,22 @@ def _index_clips(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     mismatch = fields["scene_from_name"] != df["scene_label"]
     if mismatch.any():
         r = int(np.argmax(mismatch.values))
-        raise DataError(f"{path}: row {r + 2}: label {df['scene_label'].iloc[r]!r} does not match the "
-                        f"scene in the file name {df['filename'].iloc[r]}; fix the CSV row.")
-    out = pd.DataFrame({
-        "filename": df["filename"].values,
-        "scene": df["scene_label"].values,
-        "label": df["scene_label"].map(LABEL_OF).astype(np.int8).values,
-        "city": fields["city"].values,
-        "location": fields["location"].values,
-        "device": fields["device"].values,
-        "recording_id": fields["recording_id"].values,
-        "segment": fields["segment"].astype(np.int16).values,
-    })
+        raise DataError(
+            f"{path}: row {r + 2}: label {df['scene_label'].iloc[r]!r} does not match the "
+            f"scene in the file name {df['filename'].iloc[r]}; fix the CSV row."
+        )
+    out = pd.DataFrame(
+        {
+            "filename": df["filename"].values,
+            "scene": df["scene_label"].values,
+            "label": df["scene_label"].map(LABEL_OF).astype(np.int8).values,
+            "city": fields["city"].values,
+            "location": fields["location"].values,
+            "device": fields["device"].values,
+            "recording_id": fields["recording_id"].values,
+            "segment": fields["segment"].astype(np.int16).values,
+        }
+    )
     return out
 
 
@@ -148,56 +173,95 @@ def read_tau(root: str | Path, fold: int = 1, check_audio: bool = True) -> TauDa
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataError(f"{root}: dataset directory not found. Pass the TAU 2022 Mobile development "
-                        "folder (holding meta.csv, audio/, evaluation_setup/), or leave --data out to "
-                        "use the built-in generated dataset.")
-    meta_path = root / "meta.csv"
+        raise DataError(
+            f"{root}: dataset directory not found. Pass the TAU 2022 Mobile development "
+            "folder (holding meta.csv, audio/, evaluation_setup/), or leave --data out to "
+            "use the built-in generated dataset."
+        )
+    clips = _read_meta(root / "meta.csv")
+    splits = _read_fold(root / "evaluation_setup", fold, clips)
+    if check_audio:
+        _check_audio_files(root, splits)
+    return TauDataset(
+        root=root,
+        clips=clips,
+        train=splits["train"],
+        evaluate=splits["evaluate"],
+        test=splits["test"],
+        fold=fold,
+    )
+
+
+def _read_meta(meta_path: Path) -> pd.DataFrame:
+    """meta.csv, checked (labels, duplicates, devices), as the clip index."""
     meta = _read_csv(meta_path, ("filename", "scene_label"))
     _check_labels(meta, meta_path)
     dup = meta["filename"].duplicated()
     if dup.any():
-        raise DataError(f"{meta_path}: {int(dup.sum())} duplicated filename row(s), e.g. "
-                        f"{meta['filename'][dup].iloc[0]}; remove the duplicates.")
+        raise DataError(
+            f"{meta_path}: {int(dup.sum())} duplicated filename row(s), e.g. "
+            f"{meta['filename'][dup].iloc[0]}; remove the duplicates."
+        )
     clips = _index_clips(meta, meta_path)
     if "source_label" in meta.columns:
-        disagree = (meta["source_label"].values != clips["device"].values) & (meta["source_label"].values != "")
+        disagree = (meta["source_label"].values != clips["device"].values) & (
+            meta["source_label"].values != ""
+        )
         if disagree.any():
             r = int(np.argmax(disagree))
-            raise DataError(f"{meta_path}: row {r + 2}: source_label {meta['source_label'].iloc[r]!r} "
-                            f"does not match the device in {meta['filename'].iloc[r]}.")
+            raise DataError(
+                f"{meta_path}: row {r + 2}: source_label {meta['source_label'].iloc[r]!r} "
+                f"does not match the device in {meta['filename'].iloc[r]}."
+            )
 
-    setup = root / "evaluation_setup"
+    return clips
+
+
+def _read_fold(setup: Path, fold: int, clips: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The fold's train / evaluate / test lists, checked against meta.csv: {split: clip rows}."""
     by_name = clips.set_index("filename")
     splits = {}
-    for split, required in (("train", ("filename", "scene_label")),
-                            ("evaluate", ("filename", "scene_label")), ("test", ("filename",))):
+    for split, required in (
+        ("train", ("filename", "scene_label")),
+        ("evaluate", ("filename", "scene_label")),
+        ("test", ("filename",)),
+    ):
         path = setup / f"fold{fold}_{split}.csv"
         df = _read_csv(path, required)
         if "scene_label" in df.columns:
             _check_labels(df, path)
         unknown = ~df["filename"].isin(by_name.index)
         if unknown.any():
-            raise DataError(f"{path}: {int(unknown.sum())} file(s) not listed in meta.csv, e.g. "
-                            f"{df['filename'][unknown].iloc[0]}; the fold files and meta.csv disagree.")
+            raise DataError(
+                f"{path}: {int(unknown.sum())} file(s) not listed in meta.csv, e.g. "
+                f"{df['filename'][unknown].iloc[0]}; the fold files and meta.csv disagree."
+            )
         part = by_name.loc[df["filename"].values].reset_index()
         if "scene_label" in df.columns and (part["scene"].values != df["scene_label"].values).any():
             r = int(np.argmax(part["scene"].values != df["scene_label"].values))
-            raise DataError(f"{path}: row {r + 2}: label of {df['filename'].iloc[r]} differs from meta.csv.")
+            raise DataError(
+                f"{path}: row {r + 2}: label of {df['filename'].iloc[r]} differs from meta.csv."
+            )
         splits[split] = part[list(CLIP_COLUMNS)]
 
-    if check_audio:
-        files = pd.concat([splits["train"], splits["evaluate"], splits["test"]])["filename"].unique()
-        missing = [f for f in files if not (root / f).is_file()]
-        if missing:
-            raise DataError(f"{root / missing[0]}: listed audio file does not exist ({len(missing)} of "
-                            f"{len(files)} listed files missing). Complete the download/unzip of the "
-                            "audio archives into audio/, or remove the rows.")
-    return TauDataset(root=root, clips=clips, train=splits["train"], evaluate=splits["evaluate"],
-                      test=splits["test"], fold=fold)
+    return splits
 
 
-def rebuild_recordings(clips: pd.DataFrame, segments: int = SEGMENTS_PER_RECORDING,
-                       strict: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _check_audio_files(root: Path, splits: dict[str, pd.DataFrame]) -> None:
+    """Every listed audio file exists, or a DataError naming the first missing one."""
+    files = pd.concat([splits["train"], splits["evaluate"], splits["test"]])["filename"].unique()
+    missing = [f for f in files if not (root / f).is_file()]
+    if missing:
+        raise DataError(
+            f"{root / missing[0]}: listed audio file does not exist ({len(missing)} of "
+            f"{len(files)} listed files missing). Complete the download/unzip of the "
+            "audio archives into audio/, or remove the rows."
+        )
+
+
+def rebuild_recordings(
+    clips: pd.DataFrame, segments: int = SEGMENTS_PER_RECORDING, strict: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Group 1 s clips into their original recordings, ordered by the 1 s index.
 
     Args:
@@ -222,20 +286,36 @@ def rebuild_recordings(clips: pd.DataFrame, segments: int = SEGMENTS_PER_RECORDI
         missing = sorted(set(range(segments)) - set(seg.tolist()))
         extra = sorted(s for s in set(seg.tolist()) if s >= segments)
         if dups or missing or extra:
-            why = "; ".join(x for x in (
-                f"missing segments {missing}" if missing else "",
-                f"duplicate segments {dups}" if dups else "",
-                f"segment index out of range {extra}" if extra else "") if x)
+            why = "; ".join(
+                x
+                for x in (
+                    f"missing segments {missing}" if missing else "",
+                    f"duplicate segments {dups}" if dups else "",
+                    f"segment index out of range {extra}" if extra else "",
+                )
+                if x
+            )
             problems.append({"recording_id": rid, "problem": why, "files": tuple(g["filename"])})
             continue
         first = g.iloc[0]
-        recs.append({"recording_id": rid, "scene": first["scene"], "label": first["label"],
-                     "city": first["city"], "location": first["location"], "device": first["device"],
-                     "files": tuple(g["filename"]), "clip_rows": tuple(g["_row"])})
+        recs.append(
+            {
+                "recording_id": rid,
+                "scene": first["scene"],
+                "label": first["label"],
+                "city": first["city"],
+                "location": first["location"],
+                "device": first["device"],
+                "files": tuple(g["filename"]),
+                "clip_rows": tuple(g["_row"]),
+            }
+        )
     problems_df = pd.DataFrame(problems, columns=["recording_id", "problem", "files"])
     if len(problems_df):
-        msg = (f"{len(problems_df)} of {len(problems_df) + len(recs)} recordings are incomplete and left "
-               f"out of the 10 s set, e.g. {problems_df['recording_id'].iloc[0]}: {problems_df['problem'].iloc[0]}")
+        msg = (
+            f"{len(problems_df)} of {len(problems_df) + len(recs)} recordings are incomplete and left "
+            f"out of the 10 s set, e.g. {problems_df['recording_id'].iloc[0]}: {problems_df['problem'].iloc[0]}"
+        )
         if strict:
             raise DataError(msg)
         warnings.warn(msg, stacklevel=2)

@@ -16,6 +16,7 @@ files concatenated in order).  Extraction runs over processes; each worker
 writes its rows straight into the memory map, so neither audio nor features
 are held in memory beyond one chunk.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,10 +27,10 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,27 +64,40 @@ class FeatureCache:
             raise KeyError(f"{self.path}: item(s) not in this cache, e.g. {e}") from None
 
     @classmethod
-    def open(cls, path: str | Path) -> "FeatureCache":
+    def open(cls, path: str | Path) -> FeatureCache:
         path = Path(path)
         meta_file = path / "meta.json"
         if not meta_file.is_file():
-            raise DataError(f"{path}: not a complete feature cache (no meta.json); extract it again.")
+            raise DataError(
+                f"{path}: not a complete feature cache (no meta.json); extract it again."
+            )
         meta = json.loads(meta_file.read_text())
         feats = np.load(path / "features.npy", mmap_mode="r")
         if list(feats.shape) != meta["shape"]:
-            raise DataError(f"{path}: features.npy has shape {feats.shape}, meta.json says {meta['shape']}; "
-                            "delete the folder and extract again.")
+            raise DataError(
+                f"{path}: features.npy has shape {feats.shape}, meta.json says {meta['shape']}; "
+                "delete the folder and extract again."
+            )
         names = pd.read_csv(path / "items.csv", dtype=str, keep_default_na=False)["item"]
-        return cls(path, feats, pd.Series(np.arange(len(names)), index=names.values),
-                   FeatureConfig(**meta["config"]))
+        return cls(
+            path,
+            feats,
+            pd.Series(np.arange(len(names)), index=names.values),
+            FeatureConfig(**meta["config"]),
+        )
 
 
 def item_name(files: Sequence[str] | str) -> str:
     return files if isinstance(files, str) else "|".join(files)
 
 
-def cache_path(cache_root: str | Path, name: str, dataset_root: str | Path, items: Sequence[str],
-               cfg: FeatureConfig) -> Path:
+def cache_path(
+    cache_root: str | Path,
+    name: str,
+    dataset_root: str | Path,
+    items: Sequence[str],
+    cfg: FeatureConfig,
+) -> Path:
     h = hashlib.sha1()
     h.update(cfg.key().encode())
     h.update(str(Path(dataset_root).resolve()).encode())
@@ -102,8 +116,16 @@ def _extract_chunk(args) -> tuple[int, int, list[tuple[str, str]], dict]:
     audio = []
     for it in items:
         try:
-            parts = [load_audio(Path(dataset_root) / f, cfg.sample_rate, duration=cfg.clip_seconds,
-                                expected_rate=TAU_SAMPLE_RATE, fixes=fixes) for f in it.split("|")]
+            parts = [
+                load_audio(
+                    Path(dataset_root) / f,
+                    cfg.sample_rate,
+                    duration=cfg.clip_seconds,
+                    expected_rate=TAU_SAMPLE_RATE,
+                    fixes=fixes,
+                )
+                for f in it.split("|")
+            ]
             audio.append(np.concatenate(parts))
         except AudioError as e:
             errors.append((it, str(e)))
@@ -118,9 +140,15 @@ def _extract_chunk(args) -> tuple[int, int, list[tuple[str, str]], dict]:
     return start, len(items), errors, fixes.to_dict()
 
 
-def extract_features(dataset_root: str | Path, items: Sequence[Sequence[str] | str], cfg: FeatureConfig,
-                     cache_root: str | Path, name: str = "clips", workers: int | None = None,
-                     progress: bool = True) -> FeatureCache:
+def extract_features(
+    dataset_root: str | Path,
+    items: Sequence[Sequence[str] | str],
+    cfg: FeatureConfig,
+    cache_root: str | Path,
+    name: str = "clips",
+    workers: int | None = None,
+    progress: bool = True,
+) -> FeatureCache:
     """Compute (or reuse) the log-mel cache of ``items`` under ``cache_root``.
 
     Args:
@@ -153,31 +181,26 @@ def extract_features(dataset_root: str | Path, items: Sequence[Sequence[str] | s
     partial = final.with_name(final.name + ".partial")
     seconds = n_files.pop() * cfg.clip_seconds if names else cfg.clip_seconds
     shape = (len(names), cfg.n_frames(seconds), cfg.n_mels)
-    partial.mkdir(parents=True, exist_ok=True)
-    feat_file, done_file = partial / "features.npy", partial / "done.npy"
-    resumable = feat_file.is_file() and done_file.is_file()
-    if resumable:
-        try:
-            resumable = tuple(np.load(feat_file, mmap_mode="r").shape) == shape
-        except (ValueError, OSError):
-            resumable = False
-    if not resumable:
-        np.lib.format.open_memmap(feat_file, mode="w+", dtype=cfg.cache_dtype, shape=shape).flush()
-        np.save(done_file, np.zeros(len(names), dtype=bool))
-        pd.DataFrame({"item": names}).to_csv(partial / "items.csv", index=False)
+    done_file = _open_partial(partial, shape, names, cfg)
     done = np.load(done_file, mmap_mode="r+")
-    todo = [s for s in range(0, len(names), CHUNK) if not done[s:s + CHUNK].all()]
+    todo = [s for s in range(0, len(names), CHUNK) if not done[s : s + CHUNK].all()]
     fixes, errors = AudioFixes(), []
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    jobs = [(str(partial), str(dataset_root), names[s:s + CHUNK], s, cfg) for s in todo]
-    bar = tqdm(total=len(names), initial=len(names) - sum(len(j[2]) for j in jobs), unit="item",
-               desc=f"log-mel {name}", disable=not progress, file=sys.stderr)
+    jobs = [(str(partial), str(dataset_root), names[s : s + CHUNK], s, cfg) for s in todo]
+    bar = tqdm(
+        total=len(names),
+        initial=len(names) - sum(len(j[2]) for j in jobs),
+        unit="item",
+        desc=f"log-mel {name}",
+        disable=not progress,
+        file=sys.stderr,
+    )
 
     def _finish(result):
         start, n, errs, fx = result
         bad = {it for it, _ in errs}
         ok = np.array([names[start + i] not in bad for i in range(n)])
-        done[start:start + n] = ok
+        done[start : start + n] = ok
         done.flush()  # rows were flushed by the worker before it returned
         errors.extend(errs)
         fixes.merge(fx)
@@ -192,18 +215,50 @@ def extract_features(dataset_root: str | Path, items: Sequence[Sequence[str] | s
                 _finish(fut.result())
     bar.close()
     all_done = bool(np.asarray(done).all())
-    del done
+    done = None  # release the memmap before the folder is renamed
     if fixes.counts:
         warnings.warn(f"audio repaired while extracting {name}: {fixes.summary()}", stacklevel=2)
     if errors or not all_done:
         listing = "\n  ".join(msg for _, msg in errors[:10])
-        raise DataError(f"{len(errors)} item(s) could not be read; the other rows are kept in {partial} and "
-                        f"a new run computes only what is missing once these are fixed or removed from "
-                        f"the CSV files:\n  {listing}")
-    meta = {"config": dataclasses.asdict(cfg), "shape": list(shape), "dtype": cfg.cache_dtype,
-            "dataset_root": str(Path(dataset_root).resolve()), "fixes": fixes.to_dict()}
+        raise DataError(
+            f"{len(errors)} item(s) could not be read; the other rows are kept in {partial} and "
+            f"a new run computes only what is missing once these are fixed or removed from "
+            f"the CSV files:\n  {listing}"
+        )
+    meta = {
+        "config": dataclasses.asdict(cfg),
+        "shape": list(shape),
+        "dtype": cfg.cache_dtype,
+        "dataset_root": str(Path(dataset_root).resolve()),
+        "fixes": fixes.to_dict(),
+    }
+    return _complete(partial, final, meta)
+
+
+def _open_partial(partial: Path, shape: tuple, names: list[str], cfg: FeatureConfig) -> Path:
+    """Create ``partial`` (features memmap, done mask, items) unless a matching one exists.
+
+    Returns the done mask's file: one bool per row, True once the row is written.
+    """
+    partial.mkdir(parents=True, exist_ok=True)
+    feat_file, done_file = partial / "features.npy", partial / "done.npy"
+    resumable = feat_file.is_file() and done_file.is_file()
+    if resumable:
+        try:
+            resumable = tuple(np.load(feat_file, mmap_mode="r").shape) == shape
+        except (ValueError, OSError):
+            resumable = False
+    if not resumable:
+        np.lib.format.open_memmap(feat_file, mode="w+", dtype=cfg.cache_dtype, shape=shape).flush()
+        np.save(done_file, np.zeros(len(names), dtype=bool))
+        pd.DataFrame({"item": names}).to_csv(partial / "items.csv", index=False)
+    return done_file
+
+
+def _complete(partial: Path, final: Path, meta: dict) -> FeatureCache:
+    """Write ``meta.json`` and rename the finished ``partial`` folder to ``final`` (atomic)."""
     (partial / "meta.json").write_text(json.dumps(meta, indent=1))
-    done_file.unlink()
+    (partial / "done.npy").unlink()
     if final.exists():  # a concurrent run finished first
         shutil.rmtree(partial)
     else:

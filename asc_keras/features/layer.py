@@ -1,4 +1,5 @@
 """Keras layer computing the report's log-mel in-graph with TensorFlow ops."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,14 @@ class LogMelSpectrogram(keras.layers.Layer):
 
     def call(self, waveform):
         cfg = self.feature_config
-        stft = tf.signal.stft(tf.cast(waveform, "float32"), frame_length=cfg.n_fft, frame_step=cfg.hop_length,
-                              fft_length=cfg.n_fft, window_fn=tf.signal.hann_window, pad_end=False)
+        stft = tf.signal.stft(
+            tf.cast(waveform, "float32"),
+            frame_length=cfg.n_fft,
+            frame_step=cfg.hop_length,
+            fft_length=cfg.n_fft,
+            window_fn=tf.signal.hann_window,
+            pad_end=False,
+        )
         power = tf.math.square(tf.math.real(stft)) + tf.math.square(tf.math.imag(stft))
         mel = tf.tensordot(power, tf.constant(self._fb), axes=1)
         return tf.math.log(mel + cfg.log_offset)

@@ -4,6 +4,7 @@ STFT with a periodic Hann window of ``n_fft`` samples, hop ``hop_length``, no
 centring and no padding, so 1 s at 16 kHz gives exactly 28 frames; power
 spectrum; mel filter bank; natural log with an offset.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -18,7 +19,10 @@ from asc_keras.features.mel import mel_filterbank
 @lru_cache(maxsize=8)
 def _filterbank_T(cfg: FeatureConfig) -> np.ndarray:
     return np.ascontiguousarray(
-        mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax, cfg.mel_scale, cfg.mel_norm).T)
+        mel_filterbank(
+            cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax, cfg.mel_scale, cfg.mel_norm
+        ).T
+    )
 
 
 @lru_cache(maxsize=8)
@@ -32,7 +36,10 @@ def filterbank(cfg: FeatureConfig) -> np.ndarray:
     return _filterbank_T(cfg).T
 
 
-def logmel(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+DEFAULT_FEATURES = FeatureConfig()  # the report's settings (frozen, so one shared instance)
+
+
+def logmel(audio: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
     """Log-mel spectrogram.
 
     Args:
@@ -45,9 +52,13 @@ def logmel(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarra
     audio = np.asarray(audio, dtype=np.float32)
     if audio.shape[-1] < cfg.n_fft:
         raise ValueError(f"need at least n_fft={cfg.n_fft} samples, got {audio.shape[-1]}")
-    frames = np.lib.stride_tricks.sliding_window_view(audio, cfg.n_fft, axis=-1)[..., :: cfg.hop_length, :]
+    frames = np.lib.stride_tricks.sliding_window_view(audio, cfg.n_fft, axis=-1)[
+        ..., :: cfg.hop_length, :
+    ]
     spec = sfft.rfft(frames * _window(cfg.n_fft), axis=-1)
-    power = spec.real ** 2 + spec.imag ** 2
+    power = spec.real**2 + spec.imag**2
     # One 2-D GEMM: NumPy's stacked (batch, frames, bins) @ (bins, mels) is ~3x slower.
-    mel = (power.reshape(-1, power.shape[-1]) @ _filterbank_T(cfg)).reshape(power.shape[:-1] + (-1,))
+    mel = (power.reshape(-1, power.shape[-1]) @ _filterbank_T(cfg)).reshape(
+        power.shape[:-1] + (-1,)
+    )
     return np.log(mel + np.float32(cfg.log_offset)).astype(np.float32)

@@ -6,6 +6,7 @@ Scales, f in Hz:
   * 'htk'    -- 2595 log10(1 + f / 700)
   * 'slaney' -- linear below 1 kHz (f / (200/3)), logarithmic above (Auditory Toolbox; librosa default)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,10 @@ def hz_to_mel(f, scale: str = "report"):
         return 2595.0 * np.log10(1.0 + f / 700.0)
     if scale == "slaney":
         lin = f / _SLANEY_F_SP
-        log = _SLANEY_MIN_LOG_MEL + np.log(np.maximum(f, _SLANEY_MIN_LOG_HZ) / _SLANEY_MIN_LOG_HZ) / _SLANEY_LOGSTEP
+        log = (
+            _SLANEY_MIN_LOG_MEL
+            + np.log(np.maximum(f, _SLANEY_MIN_LOG_HZ) / _SLANEY_MIN_LOG_HZ) / _SLANEY_LOGSTEP
+        )
         return np.where(f >= _SLANEY_MIN_LOG_HZ, log, lin)
     raise ValueError(f"unknown mel scale {scale!r}; use one of {MEL_SCALES}")
 
@@ -45,8 +49,15 @@ def mel_to_hz(m, scale: str = "report"):
     raise ValueError(f"unknown mel scale {scale!r}; use one of {MEL_SCALES}")
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
-                   fmax: float | None = None, scale: str = "report", norm: str | None = "slaney") -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    scale: str = "report",
+    norm: str | None = "slaney",
+) -> np.ndarray:
     """Triangular filters, shape (n_mels, 1 + n_fft // 2), float32.
 
     Band edges are equally spaced on the chosen mel scale between fmin and fmax
@@ -60,7 +71,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     if not 0 <= fmin < fmax <= sample_rate / 2.0:
         raise ValueError(f"need 0 <= fmin < fmax <= Nyquist, got fmin={fmin}, fmax={fmax}")
     fft_freqs = np.linspace(0.0, sample_rate / 2.0, 1 + n_fft // 2)
-    edges = mel_to_hz(np.linspace(hz_to_mel(fmin, scale), hz_to_mel(fmax, scale), n_mels + 2), scale)
+    edges = mel_to_hz(
+        np.linspace(hz_to_mel(fmin, scale), hz_to_mel(fmax, scale), n_mels + 2), scale
+    )
     widths = np.diff(edges)
     ramps = edges[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / widths[:-1, None]

@@ -4,22 +4,35 @@ All models take log-mel input (frames, mels, 1), end in a Dense layer named
 ``logits`` followed by a softmax ``Activation`` named ``probabilities``; use
 :func:`logits_model` for the pre-softmax output (distillation needs it).
 """
+
 from asc_keras.models.baseline import build_dcase_baseline
 from asc_keras.models.common import logits_model
-from asc_keras.models.serfr_cnn import build_serfr_cnn, se_block, rfr_block, transition_layer
-from asc_keras.models.teachers import build_bcresnet_teacher, build_cnn_teacher, build_mobilenetv2_teacher
+from asc_keras.models.serfr_cnn import build_serfr_cnn, rfr_block, se_block, transition_layer
+from asc_keras.models.teachers import (
+    TEACHERS,
+    build_bcresnet_teacher,
+    build_cnn_teacher,
+    build_mobilenetv2_teacher,
+)
 
 BUILDERS = {
     "serfr_cnn": build_serfr_cnn,
     "serfr_cnn_32": lambda **kw: build_serfr_cnn(width=32, **kw),
     "serfr_cnn_24": lambda **kw: build_serfr_cnn(width=24, **kw),
-    "mobilenetv2": build_mobilenetv2_teacher,
-    "cnn": build_cnn_teacher,
-    "bcresnet": build_bcresnet_teacher,
+    **TEACHERS,
     "dcase_baseline": build_dcase_baseline,
 }
 
 __all__ = [
-    "BUILDERS", "build_bcresnet_teacher", "build_cnn_teacher", "build_dcase_baseline", "build_mobilenetv2_teacher",
-    "build_serfr_cnn", "logits_model", "rfr_block", "se_block", "transition_layer",
+    "BUILDERS",
+    "TEACHERS",
+    "build_bcresnet_teacher",
+    "build_cnn_teacher",
+    "build_dcase_baseline",
+    "build_mobilenetv2_teacher",
+    "build_serfr_cnn",
+    "logits_model",
+    "rfr_block",
+    "se_block",
+    "transition_layer",
 ]

@@ -1,9 +1,9 @@
 """Pieces shared by the builders."""
+
 from __future__ import annotations
 
 from asc_keras._runtime import keras
 
-N_CLASSES = 10
 INPUT_1S = (28, 256, 1)  # (frames, mels, channels) of a 1 s clip, report sec. 2.1
 # BatchNorm moving-average momentum, Keras convention (new = m * old + (1 - m) * batch).
 # The report's lineage (RFR-CNN / CP-JKU, PyTorch) uses PyTorch's momentum 0.1, i.e. Keras 0.9.
@@ -30,9 +30,19 @@ def logits_model(model):
     return cls(inputs, model.get_layer("logits").output, name=f"{model.name}_logits")
 
 
-def conv_bn_relu(x, filters: int, kernel, name: str, k=keras, strides=1, activation: str = "relu",
-                 bn_momentum: float = BN_MOMENTUM):
+def conv_bn_relu(
+    x,
+    filters: int,
+    kernel,
+    name: str,
+    k=keras,
+    strides=1,
+    activation: str = "relu",
+    bn_momentum: float = BN_MOMENTUM,
+):
     """Conv2D (no bias: BN follows) -> BatchNorm -> activation, layers named ``name_conv`` etc."""
-    x = k.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = k.layers.Conv2D(
+        filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
     x = k.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     return k.layers.Activation(activation, name=f"{name}_{activation}")(x) if activation else x

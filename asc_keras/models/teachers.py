@@ -3,13 +3,15 @@
 All are fully convolutional up to global pooling, so one model takes 1 s
 (28 frames) and 10 s (309 frames) log-mels: input shape (None, mels, 1).
 """
+
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
 from asc_keras._runtime import keras
-from asc_keras.models.common import BN_MOMENTUM, N_CLASSES, classifier_head, conv_bn_relu
+from asc_keras.config import N_CLASSES
+from asc_keras.models.common import BN_MOMENTUM, classifier_head, conv_bn_relu
 
 TEACHER_INPUT = (None, 256, 1)
 
@@ -25,26 +27,46 @@ def mel_pooling(x, factor: int):
     return keras.layers.AveragePooling2D((1, factor), name="mel_pool")(x)
 
 
-def build_mobilenetv2_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES,
-                              alpha: float = 1.0, dropout: float = 0.2, pretrained: str | Path | None = None,
-                              bn_momentum: float = BN_MOMENTUM, mel_pool: int = 1,
-                              name: str = "mobilenetv2_teacher"):
+def build_mobilenetv2_teacher(
+    *,
+    input_shape: tuple = TEACHER_INPUT,
+    n_classes: int = N_CLASSES,
+    alpha: float = 1.0,
+    dropout: float = 0.2,
+    pretrained: str | Path | None = None,
+    bn_momentum: float = BN_MOMENTUM,
+    mel_pool: int = 1,
+    name: str = "mobilenetv2_teacher",
+):
     """MobileNetV2 (keras.applications, weights=None) on 1-channel log-mels.
 
-    The backbone is the sub-model named 'backbone'.  ``pretrained``: a weights file
-    supplied by the user (e.g. AudioSet-trained, converted to Keras), loaded into the
-    backbone -- either a full backbone file (``.weights.h5``/``.keras`` of a
-    MobileNetV2 with the same alpha and 1 input channel) or a whole-teacher file.
-    Nothing is downloaded.
+    The backbone is the sub-model named 'backbone'.  Nothing is downloaded.
+
+    Args:
+        input_shape: (frames, mels, 1); frames may be None (any length: 1 s clips or 10 s
+            recordings, the model ends in global pooling).
+        n_classes: output classes (10 scenes).
+        alpha: MobileNetV2 width multiplier.
+        dropout: dropout rate before the classifier.
+        pretrained: a weights file supplied by the user (e.g. AudioSet-trained, converted to
+            Keras), loaded into the backbone -- a full backbone file (``.weights.h5``/``.keras``
+            of a MobileNetV2 with the same alpha and 1 input channel) or a whole-teacher file.
+        bn_momentum: BatchNorm moving-average momentum (Keras convention; 0.9 = PyTorch's 0.1).
+        mel_pool: average-pool the mel axis by this factor at the input (1: all 256 mels).
+        name: model name.
     """
     inp = keras.Input(shape=input_shape, name="logmel")
     # The backbone sees 256 / max(2, mel_pool) mel bands: its own halving (below) and a coarser
     # mel_pool are one pooling, not two.
     freq_pool = max(2, mel_pool)
-    backbone_shape = (None if input_shape[0] is None else 2 * input_shape[0], input_shape[1] // freq_pool,
-                      input_shape[2])
-    backbone = keras.applications.MobileNetV2(input_shape=backbone_shape, alpha=alpha, include_top=False,
-                                              weights=None, name="backbone")
+    backbone_shape = (
+        None if input_shape[0] is None else 2 * input_shape[0],
+        input_shape[1] // freq_pool,
+        input_shape[2],
+    )
+    backbone = keras.applications.MobileNetV2(
+        input_shape=backbone_shape, alpha=alpha, include_top=False, weights=None, name="backbone"
+    )
     for layer in backbone.layers:
         # keras.applications uses momentum 0.999 (ImageNet-length runs): in short runs the moving
         # statistics stay near their initial values and evaluation sits at chance.
@@ -71,9 +93,13 @@ def load_pretrained(model, path: str | Path) -> None:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: pretrained weights file not found (nothing is downloaded; "
-                                "pass a local .weights.h5 or .keras file)")
-    targets = [model] + ([model.get_layer("backbone")] if "backbone" in [l.name for l in model.layers] else [])
+        raise FileNotFoundError(
+            f"{path}: pretrained weights file not found (nothing is downloaded; "
+            "pass a local .weights.h5 or .keras file)"
+        )
+    targets = [model] + (
+        [model.get_layer("backbone")] if "backbone" in [l.name for l in model.layers] else []
+    )
     errors = []
     for target in targets:
         try:
@@ -86,33 +112,61 @@ def load_pretrained(model, path: str | Path) -> None:
                     target.set_weights(src.get_weights())
                 else:
                     target.load_weights(path)
-            partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)
-                       or "Skipping" in str(w.message)]
+            partial = [
+                str(w.message)
+                for w in caught
+                if "freshly-initialized" in str(w.message) or "Skipping" in str(w.message)
+            ]
             if partial:
                 raise ValueError(f"only part of the file matched ({partial[0][:120]})")
             return
         except Exception as e:  # noqa: BLE001 - report all attempts together
             errors.append(f"{target.name}: {str(e).splitlines()[0][:200]}")
-    raise ValueError(f"{path}: weights fit neither the whole model nor its backbone "
-                     f"({'; '.join(errors)}). Use a file saved from the same architecture "
-                     "(MobileNetV2, same alpha, 1 input channel).")
+    raise ValueError(
+        f"{path}: weights fit neither the whole model nor its backbone "
+        f"({'; '.join(errors)}). Use a file saved from the same architecture "
+        "(MobileNetV2, same alpha, 1 input channel)."
+    )
 
 
-def build_cnn_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES, width: int = 64,
-                      stages: int = 4, dropout: float = 0.3, bn_momentum: float = BN_MOMENTUM,
-                      mel_pool: int = 1, name: str = "cnn_teacher"):
+def build_cnn_teacher(
+    *,
+    input_shape: tuple = TEACHER_INPUT,
+    n_classes: int = N_CLASSES,
+    width: int = 64,
+    stages: int = 4,
+    dropout: float = 0.3,
+    bn_momentum: float = BN_MOMENTUM,
+    mel_pool: int = 1,
+    name: str = "cnn_teacher",
+):
     """VGG-style CNN: ``stages`` x [3x3 conv-BN-ReLU x2, 2x2 max pool, dropout], channels width*2^i.
 
     Pools halve time only while it exceeds 4 frames, so 1 s inputs are not over-pooled.
+
+    Args:
+        input_shape: (frames, mels, 1); frames may be None (any length: 1 s clips or 10 s
+            recordings, the model ends in global pooling).
+        n_classes: output classes (10 scenes).
+        width: channels of the first stage.
+        stages: number of conv stages.
+        dropout: dropout rate after each stage.
+        bn_momentum: BatchNorm moving-average momentum (Keras convention; 0.9 = PyTorch's 0.1).
+        mel_pool: average-pool the mel axis by this factor at the input (1: all 256 mels).
+        name: model name.
     """
     inp = keras.Input(shape=input_shape, name="logmel")
     x = mel_pooling(inp, mel_pool)
     for s in range(stages):
-        ch = width * 2 ** s
+        ch = width * 2**s
         x = conv_bn_relu(x, ch, 3, f"stage{s + 1}_1", bn_momentum=bn_momentum)
         x = conv_bn_relu(x, ch, 3, f"stage{s + 1}_2", bn_momentum=bn_momentum)
-        x = keras.layers.MaxPooling2D((2 if s < 2 else 1, 2), padding="same", name=f"stage{s + 1}_pool")(x)
-        x = keras.layers.Dropout(dropout / 2 if s < stages - 1 else dropout, name=f"stage{s + 1}_dropout")(x)
+        x = keras.layers.MaxPooling2D(
+            (2 if s < 2 else 1, 2), padding="same", name=f"stage{s + 1}_pool"
+        )(x)
+        x = keras.layers.Dropout(
+            dropout / 2 if s < stages - 1 else dropout, name=f"stage{s + 1}_dropout"
+        )(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inp, classifier_head(x, n_classes), name=name)
 
@@ -135,8 +189,16 @@ def sub_spectral_norm(x, groups: int, name: str, bn_momentum: float = BN_MOMENTU
     return keras.layers.Reshape((-1, f, c), name=f"{name}_join")(y)
 
 
-def bc_block(x, channels: int, name: str, freq_stride: int = 1, dilation: int = 1, dropout: float = 0.1,
-             ssn_groups: int = 4, bn_momentum: float = BN_MOMENTUM):
+def bc_block(
+    x,
+    channels: int,
+    name: str,
+    freq_stride: int = 1,
+    dilation: int = 1,
+    dropout: float = 0.1,
+    ssn_groups: int = 4,
+    bn_momentum: float = BN_MOMENTUM,
+):
     """Broadcasted residual block (Kim et al. 2021), layout (B, T, F, C).
 
     f2: frequency-depthwise (1x3 over F) conv -> SubSpectralNorm;  f1: mean over F ->
@@ -148,17 +210,22 @@ def bc_block(x, channels: int, name: str, freq_stride: int = 1, dilation: int = 
     if transition:
         x = conv_bn_relu(x, channels, 1, f"{name}_expand", bn_momentum=bn_momentum)
     identity = x
-    y = keras.layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False, name=f"{name}_freq_dw")(x)
+    y = keras.layers.DepthwiseConv2D(
+        (1, 3), padding="same", use_bias=False, name=f"{name}_freq_dw"
+    )(x)
     if freq_stride != 1:
         # TensorFlow's CPU depthwise kernel refuses unequal strides; a stride-1 conv sampled
         # every ``freq_stride`` bins computes the same outputs.
-        y = keras.layers.MaxPooling2D((1, 1), strides=(1, freq_stride), name=f"{name}_freq_stride")(y)
+        y = keras.layers.MaxPooling2D((1, 1), strides=(1, freq_stride), name=f"{name}_freq_stride")(
+            y
+        )
     y = sub_spectral_norm(y, ssn_groups, f"{name}_ssn", bn_momentum)
     aux = y
     # Mean over frequency as an average pool over the whole F axis: no Lambda, safe to load.
     t = keras.layers.AveragePooling2D((1, y.shape[2]), name=f"{name}_freq_mean")(y)
-    t = keras.layers.DepthwiseConv2D((3, 1), dilation_rate=(dilation, 1), padding="same", use_bias=False,
-                                     name=f"{name}_time_dw")(t)
+    t = keras.layers.DepthwiseConv2D(
+        (3, 1), dilation_rate=(dilation, 1), padding="same", use_bias=False, name=f"{name}_time_dw"
+    )(t)
     t = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_time_bn")(t)
     t = keras.layers.Activation("silu", name=f"{name}_silu")(t)
     t = keras.layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_pw")(t)
@@ -168,21 +235,57 @@ def bc_block(x, channels: int, name: str, freq_stride: int = 1, dilation: int = 
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def build_bcresnet_teacher(*, input_shape: tuple = TEACHER_INPUT, n_classes: int = N_CLASSES, width: int = 40,
-                           blocks: tuple = (2, 2, 4, 4), dropout: float = 0.1, bn_momentum: float = BN_MOMENTUM,
-                           mel_pool: int = 1, name: str = "bcresnet_teacher"):
+def build_bcresnet_teacher(
+    *,
+    input_shape: tuple = TEACHER_INPUT,
+    n_classes: int = N_CLASSES,
+    width: int = 40,
+    blocks: tuple = (2, 2, 4, 4),
+    dropout: float = 0.1,
+    bn_momentum: float = BN_MOMENTUM,
+    mel_pool: int = 1,
+    name: str = "bcresnet_teacher",
+):
     """BC-ResNet (Kim et al.): stem 5x5 conv (freq stride 2) -> 4 stages of BC blocks with widths
     ``width * [1, 1.5, 2, 2.5]`` (c = 8 tau), frequency stride 2 entering stages 2-3, time dilation
     growing in stages 3-4 -> frequency-depthwise 5x5 conv -> 1x1 conv -> GAP -> logits.
+
+    Args:
+        input_shape: (frames, mels, 1); frames may be None (any length: 1 s clips or 10 s
+            recordings, the model ends in global pooling).
+        n_classes: output classes (10 scenes).
+        width: base channel count c = 8 tau (40: BC-ResNet-5).
+        blocks: BC blocks per stage.
+        dropout: dropout rate inside the blocks.
+        bn_momentum: BatchNorm moving-average momentum (Keras convention; 0.9 = PyTorch's 0.1).
+        mel_pool: average-pool the mel axis by this factor at the input (1: all 256 mels).
+        name: model name.
     """
     inp = keras.Input(shape=input_shape, name="logmel")
-    x = conv_bn_relu(mel_pooling(inp, mel_pool), 2 * width, 5, "stem", strides=(1, 2), bn_momentum=bn_momentum)
+    x = conv_bn_relu(
+        mel_pooling(inp, mel_pool), 2 * width, 5, "stem", strides=(1, 2), bn_momentum=bn_momentum
+    )
     for s, (n, mult) in enumerate(zip(blocks, (1.0, 1.5, 2.0, 2.5))):
         ch = int(round(width * mult))
         for b in range(n):
-            x = bc_block(x, ch, f"stage{s + 1}_block{b + 1}", freq_stride=2 if (b == 0 and s in (1, 2)) else 1,
-                         dilation=2 ** max(0, s - 1) if s >= 2 else 1, dropout=dropout, bn_momentum=bn_momentum)
+            x = bc_block(
+                x,
+                ch,
+                f"stage{s + 1}_block{b + 1}",
+                freq_stride=2 if (b == 0 and s in (1, 2)) else 1,
+                dilation=2 ** max(0, s - 1) if s >= 2 else 1,
+                dropout=dropout,
+                bn_momentum=bn_momentum,
+            )
     x = keras.layers.DepthwiseConv2D((1, 5), padding="same", use_bias=False, name="head_dw")(x)
     x = conv_bn_relu(x, 2 * width, 1, "head", bn_momentum=bn_momentum)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inp, classifier_head(x, n_classes), name=name)
+
+
+# The one registry of teacher builders (name as in ``TeacherConfig.names``).
+TEACHERS = {
+    "mobilenetv2": build_mobilenetv2_teacher,
+    "cnn": build_cnn_teacher,
+    "bcresnet": build_bcresnet_teacher,
+}
