@@ -15,6 +15,7 @@ kernels plus one bias per output channel where the layer has a bias or a
 following BatchNorm); a ``.tflite`` file's count is that number, which is how the
 two are compared.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -60,25 +61,37 @@ class Complexity:
         return self.memory_bytes(8) <= DCASE_MAX_PARAMS_INT8 and self.macs <= DCASE_MAX_MACS
 
     def summary(self) -> str:
-        return (f"{self.model}: {self.params:,} params ({self.memory_bytes(8) / 1024:.1f} KB int8, "
-                f"{self.memory_bytes(16) / 1024:.1f} KB float16, {self.memory_bytes(32) / 1024:.1f} KB float32), "
-                f"{self.macs / 1e6:.2f} M MACs per 1 s input, {self.deployed_params:,} deployed (BN-folded) params; "
-                f"DCASE limits (128 KB int8, 30 M MACs): {'OK' if self.within_limits else 'EXCEEDED'}")
+        return (
+            f"{self.model}: {self.params:,} params ({self.memory_bytes(8) / 1024:.1f} KB int8, "
+            f"{self.memory_bytes(16) / 1024:.1f} KB float16, {self.memory_bytes(32) / 1024:.1f} KB float32), "
+            f"{self.macs / 1e6:.2f} M MACs per 1 s input, {self.deployed_params:,} deployed (BN-folded) params; "
+            f"DCASE limits (128 KB int8, 30 M MACs): {'OK' if self.within_limits else 'EXCEEDED'}"
+        )
 
     def table(self, only_counted: bool = True) -> str:
         rows = [l for l in self.layers if (l.params or l.macs) or not only_counted]
         w = max([len(r.name) for r in rows] + [5])
         lines = [f"{'layer':<{w}}  {'type':<22} {'output':<20} {'params':>9} {'MACs':>12}"]
-        lines += [f"{r.name:<{w}}  {r.kind:<22} {str(r.output_shape):<20} {r.params:>9,} {r.macs:>12,}" for r in rows]
+        lines += [
+            f"{r.name:<{w}}  {r.kind:<22} {str(r.output_shape):<20} {r.params:>9,} {r.macs:>12,}"
+            for r in rows
+        ]
         lines.append(f"{'total':<{w}}  {'':<22} {'':<20} {self.params:>9,} {self.macs:>12,}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "params": self.params, "macs": self.macs,
-                "deployed_params": self.deployed_params, "int8_kb": self.memory_bytes(8) / 1024,
-                "float16_kb": self.memory_bytes(16) / 1024, "float32_kb": self.memory_bytes(32) / 1024,
-                "within_dcase_limits": self.within_limits, "input_shape": list(self.input_shape),
-                "layers": [asdict(l) for l in self.layers]}
+        return {
+            "model": self.model,
+            "params": self.params,
+            "macs": self.macs,
+            "deployed_params": self.deployed_params,
+            "int8_kb": self.memory_bytes(8) / 1024,
+            "float16_kb": self.memory_bytes(16) / 1024,
+            "float32_kb": self.memory_bytes(32) / 1024,
+            "within_dcase_limits": self.within_limits,
+            "input_shape": list(self.input_shape),
+            "layers": [asdict(l) for l in self.layers],
+        }
 
 
 _CONV_KINDS = {"Conv1D", "Conv2D", "DepthwiseConv2D", "DepthwiseConv1D", "Dense", "SeparableConv2D"}
@@ -93,8 +106,16 @@ def _weights_by_role(layer) -> dict[str, np.ndarray]:
 
 
 def _count_params(layer) -> int:
-    return int(sum(np.prod(w.shape) for w in layer.weights
-                   if not any(s in (w.path if hasattr(w, "path") else w.name) for s in ("moving_mean", "moving_variance"))))
+    return int(
+        sum(
+            np.prod(w.shape)
+            for w in layer.weights
+            if not any(
+                s in (w.path if hasattr(w, "path") else w.name)
+                for s in ("moving_mean", "moving_variance")
+            )
+        )
+    )
 
 
 def _keras_module(model):
@@ -150,7 +171,11 @@ def _count_into(model, x, k, result: Complexity, prefix: str) -> None:
                 if role in w:
                     macs += int(np.prod(w[role].shape)) * positions
             # Deployed graph: kernels + one bias per output channel if it has a bias or feeds a BN.
-            kernel_size = sum(int(np.prod(w[r].shape)) for r in ("kernel", "depthwise_kernel", "pointwise_kernel") if r in w)
+            kernel_size = sum(
+                int(np.prod(w[r].shape))
+                for r in ("kernel", "depthwise_kernel", "pointwise_kernel")
+                if r in w
+            )
             has_bias = "bias" in w or l.name in consumers
             result.deployed_params += kernel_size + (out_shape[-1] if has_bias else 0)
         elif kind == "BatchNormalization" and l.name not in consumers.values():
@@ -188,16 +213,22 @@ def tflite_complexity(path: str | Path) -> Complexity:
     path = Path(path)
     buf = path.read_bytes()
     if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ValueError(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier); pass a .tflite file "
-                         "written by the TFLite converter.")
+        raise ValueError(
+            f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier); pass a .tflite file "
+            "written by the TFLite converter."
+        )
     model = schema.ModelT.InitFromPackedBuf(buf, 0)
     op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     g = model.subgraphs[0]
-    result = Complexity(model=path.name, input_shape=tuple(int(d) for d in g.tensors[g.inputs[0]].shape[1:]))
+    result = Complexity(
+        model=path.name, input_shape=tuple(int(d) for d in g.tensors[g.inputs[0]].shape[1:])
+    )
     for i, op in enumerate(g.operators):
         code = model.operatorCodes[op.opcodeIndex]
-        name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), str(code.builtinCode))
+        name = op_names.get(
+            max(code.builtinCode, code.deprecatedBuiltinCode), str(code.builtinCode)
+        )
         if name not in _TFL_COUNTED:
             continue
         out = g.tensors[op.outputs[0]]

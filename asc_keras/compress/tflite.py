@@ -6,15 +6,17 @@ dataset of training features, and writes a model whose weights, activations,
 input and output are int8.  ``TFLiteModel`` runs it with LiteRT
 (``ai_edge_litert``), quantising inputs and dequantising outputs.
 """
+
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from asc_keras._runtime import _silenced_stderr, tf
+from asc_keras.config import N_CLASSES
+from asc_keras.files import atomic_path
 
 
 def calibration_rows(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -24,7 +26,9 @@ def calibration_rows(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, min(len(rows), n), replace=False))
 
 
-def convert_int8(model, representative: np.ndarray, path: str | Path, input_shape: tuple | None = None) -> dict:
+def convert_int8(
+    model, representative: np.ndarray, path: str | Path, input_shape: tuple | None = None
+) -> dict:
     """Convert ``model`` to a full-int8 ``.tflite`` at ``path`` (written atomically).
 
     Args:
@@ -46,26 +50,33 @@ def convert_int8(model, representative: np.ndarray, path: str | Path, input_shap
     if isinstance(model, keras.Model):  # Keras 3: the converter's own path freezes its variables
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
     else:  # tf_keras (QAT twins): trace a serving function with a free batch axis
+
         @tf.function(input_signature=[tf.TensorSpec((None,) + shape, tf.float32)])
         def serve(x):
             return model(x, training=False)
 
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [serve.get_concrete_function()], model
+        )
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
+    converter.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     with _silenced_stderr():
         flat = converter.convert()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(flat)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(flat)
     m = TFLiteModel(path)
-    info = {"input_scale": m.in_scale, "input_zero_point": m.in_zero, "output_scale": m.out_scale,
-            "output_zero_point": m.out_zero, "input_dtype": str(np.dtype(m.in_dtype)),
-            "output_dtype": str(np.dtype(m.out_dtype)), "bytes": len(flat)}
+    info = {
+        "input_scale": m.in_scale,
+        "input_zero_point": m.in_zero,
+        "output_scale": m.out_scale,
+        "output_zero_point": m.out_zero,
+        "input_dtype": str(np.dtype(m.in_dtype)),
+        "output_dtype": str(np.dtype(m.out_dtype)),
+        "bytes": len(flat),
+    }
     path.with_name(path.name + ".json").write_text(json.dumps(info, indent=1))
     return info
 
@@ -81,8 +92,10 @@ class TFLiteModel:
         if data is None:
             raise FileNotFoundError(f"{self.path}: model file not found")
         if len(data) < 8 or data[4:8] != b"TFL3":
-            raise ValueError(f"{self.path}: not a TFLite model (no 'TFL3' flatbuffer identifier); "
-                             "pass a .tflite file written by the TFLite converter or a .keras model.")
+            raise ValueError(
+                f"{self.path}: not a TFLite model (no 'TFL3' flatbuffer identifier); "
+                "pass a .tflite file written by the TFLite converter or a .keras model."
+            )
         self._data = data
         self.delegate = "xnnpack" if use_xnnpack else "builtin"
         self.interpreter = self._make_interpreter(self.delegate)
@@ -97,11 +110,17 @@ class TFLiteModel:
     def _make_interpreter(self, delegate: str):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        resolver = (OpResolverType.AUTO if delegate == "xnnpack"
-                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        resolver = (
+            OpResolverType.AUTO
+            if delegate == "xnnpack"
+            else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
         with _silenced_stderr():
-            return Interpreter(model_content=self._data, num_threads=self.num_threads,
-                               experimental_op_resolver_type=resolver)
+            return Interpreter(
+                model_content=self._data,
+                num_threads=self.num_threads,
+                experimental_op_resolver_type=resolver,
+            )
 
     def _resize(self, n: int) -> None:
         if self._batch != n:
@@ -133,10 +152,12 @@ class TFLiteModel:
         if x.ndim == len(self.input_shape):
             x = x[..., None]
         if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"{self.path}: expects inputs of shape {self.input_shape}, got {tuple(x.shape[1:])}")
+            raise ValueError(
+                f"{self.path}: expects inputs of shape {self.input_shape}, got {tuple(x.shape[1:])}"
+            )
         outs = []
         for s in range(0, len(x), batch_size):
-            xb = self.quantize_input(x[s:s + batch_size])
+            xb = self.quantize_input(x[s : s + batch_size])
             self._resize(len(xb))
             self.interpreter.set_tensor(self._in, xb)
             self.interpreter.invoke()
@@ -144,4 +165,4 @@ class TFLiteModel:
             if self.out_dtype != np.float32:
                 y = (y.astype(np.float32) - self.out_zero) * self.out_scale
             outs.append(y)
-        return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
+        return np.concatenate(outs) if outs else np.zeros((0, N_CLASSES), np.float32)

@@ -8,6 +8,7 @@ default registry refuses it) -> ``quantize_apply`` with the pruning-preserving s
 pruned -> QAT fine-tuning at a low learning rate.  The result converts to full-int8
 TFLite with :func:`asc_keras.compress.tflite.convert_int8`.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,10 +16,11 @@ import math
 import numpy as np
 
 from asc_keras._runtime import import_tf_keras, import_tfmot, tf
-from asc_keras.compress.losses import kd_loss_on_probs
 from asc_keras.compress.twin import tf_keras_twin
+from asc_keras.config import N_CLASSES, SystemConfig
+from asc_keras.data.splits import ClipSplit
+from asc_keras.distill.losses import kd_loss_on_probs
 from asc_keras.training.bn import recalibrate_batchnorm
-from asc_keras.config import CompressConfig
 
 _tfmot = import_tfmot()
 _Q = _tfmot.quantization.keras
@@ -45,8 +47,11 @@ class MultiplyQuantizeConfig(_Q.QuantizeConfig):
         pass
 
     def get_output_quantizers(self, layer):
-        return [_Q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
-                                                      narrow_range=False)]
+        return [
+            _Q.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+            )
+        ]
 
     def get_config(self):
         return {}
@@ -73,8 +78,11 @@ def annotate_for_qat(model):
 def apply_qat(model, pruned: bool):
     """``quantize_apply`` on the annotated model; pruning-preserving (PQAT) when ``pruned``."""
     annotated = annotate_for_qat(model)
-    scheme = (_tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if pruned
-              else _Q.default_8bit.Default8BitQuantizeScheme())
+    scheme = (
+        _tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+        if pruned
+        else _Q.default_8bit.Default8BitQuantizeScheme()
+    )
     with _Q.quantize_scope({cls.__name__: cls for cls in SPECIAL_CONFIGS.values()}):
         return _Q.quantize_apply(annotated, scheme)
 
@@ -91,63 +99,88 @@ def sparsity(model, min_size: int = 256) -> float:
     return zeros / max(1, total)
 
 
-def _tf_dataset(features, rows, labels, soft, batch_size, shuffle, seed, n_classes=10):
-    """(x, [hard | soft]) batches for tf_keras, gathered from the cache like the main pipeline."""
+def _tf_dataset(train: ClipSplit, soft, batch_size: int, seed: int):
+    """Shuffled (x, [hard | soft]) batches for tf_keras, gathered from the cache like the main pipeline."""
     from asc_keras.training.pipeline import make_dataset
 
-    ds = make_dataset(features, rows, labels, soft, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                      n_classes=n_classes)
+    ds = make_dataset(
+        train.features,
+        train.rows,
+        train.labels,
+        soft,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+    )
     if soft is None:
         return ds.map(lambda x, y: (x, tf.concat([y, y], axis=-1)))
     return ds.map(lambda x, y: (x, tf.concat([y[0], y[1]], axis=-1)))
 
 
-def prune_and_quantize(student, features, rows, labels, soft_probs=None, *, cfg: CompressConfig,
-                       alpha: float = 0.1, temperature: float = 2.0, batch_size: int = 64,
-                       prune_lr: float = 1e-4, seed: int = 0, verbose: int | str = "auto",
-                       bn_batches: int = 50, log=print):
+def prune_and_quantize(
+    student,
+    cfg: SystemConfig,
+    train: ClipSplit,
+    soft: np.ndarray | None = None,
+    *,
+    verbose: int | str = "auto",
+    log=print,
+):
     """Prune (optional) and QAT-fine-tune a trained Keras 3 student; return the tf_keras QAT model.
 
     Args:
         student: trained Keras 3 SERFR-CNN.
-        features, rows, labels: training data from the feature cache (as for ``make_dataset``).
-        soft_probs: teacher distributions at ``temperature`` per example (None: CE only).
-        cfg: target sparsity, epochs, QAT learning rate.
-        bn_batches: batches for BatchNorm re-estimation after pruning and after QAT
-            (:mod:`asc_keras.training.bn`; short fine-tuning leaves stale statistics).
+        cfg: the system; reads ``compress`` (sparsity, epochs, learning rates, batch size,
+            BatchNorm re-estimation batches), ``distill`` (alpha, T) and ``seed``.
+        train: the training clips.
+        soft: (len(train), classes) teacher distribution at ``cfg.distill.temperature`` per
+            example (None: CE only).
     Returns:
         (model, info): the tf_keras model ready for int8 conversion (QAT-wrapped when
-        ``cfg.qat``) and a dict with the measured sparsity.
+        ``cfg.compress.qat``) and a dict with the measured sparsity.
     """
     tfk = import_tf_keras()
+    c, seed = cfg.compress, cfg.seed
     tf.random.set_seed(seed)
     twin = tf_keras_twin(student)
-    loss = kd_loss_on_probs(alpha if soft_probs is not None else 1.0, temperature)
-    ds = _tf_dataset(features, rows, labels, soft_probs, batch_size, True, seed)
-    clean = _tf_dataset(features, rows, labels, soft_probs, batch_size, True, seed + 1)
-    steps = math.ceil(len(rows) / batch_size)
-    info = {"target_sparsity": cfg.target_sparsity if cfg.prune else 0.0}
+    alpha = cfg.distill.alpha if soft is not None else 1.0
+    loss = kd_loss_on_probs(alpha, cfg.distill.temperature, N_CLASSES)
+    ds = _tf_dataset(train, soft, c.batch_size, seed)
+    # BatchNorm re-estimation after the short fine-tunings (asc_keras.training.bn): clean batches.
+    clean = _tf_dataset(train, soft, c.batch_size, seed + 1)
+    steps = math.ceil(len(train) / c.batch_size)
+    info = {"target_sparsity": c.target_sparsity if c.prune else 0.0}
     model = twin
-    if cfg.prune and cfg.prune_epochs > 0 and cfg.target_sparsity > 0:
-        end = max(1, int(steps * cfg.prune_epochs * 0.8))  # reach the target, then fine-tune at it
-        sched = _tfmot.sparsity.keras.PolynomialDecay(0.0, cfg.target_sparsity, begin_step=0, end_step=end,
-                                                      frequency=max(1, end // 20))
+    if c.prune and c.prune_epochs > 0 and c.target_sparsity > 0:
+        # Reach the target after prune_end_fraction of the steps, then fine-tune at it.
+        end = max(1, int(steps * c.prune_epochs * c.prune_end_fraction))
+        sched = _tfmot.sparsity.keras.PolynomialDecay(
+            0.0,
+            c.target_sparsity,
+            begin_step=0,
+            end_step=end,
+            frequency=max(1, end // c.prune_updates),
+        )
         pruned = _tfmot.sparsity.keras.prune_low_magnitude(twin, pruning_schedule=sched)
-        pruned.compile(tfk.optimizers.Adam(prune_lr), loss, metrics=["accuracy"])
-        log(f"pruning to {cfg.target_sparsity:.0%} sparsity over {cfg.prune_epochs} epochs")
-        pruned.fit(ds, epochs=cfg.prune_epochs, callbacks=[_tfmot.sparsity.keras.UpdatePruningStep()],
-                   verbose=verbose)
+        pruned.compile(tfk.optimizers.Adam(c.prune_lr), loss, metrics=["accuracy"])
+        log(f"pruning to {c.target_sparsity:.0%} sparsity over {c.prune_epochs} epochs")
+        pruned.fit(
+            ds,
+            epochs=c.prune_epochs,
+            callbacks=[_tfmot.sparsity.keras.UpdatePruningStep()],
+            verbose=verbose,
+        )
         model = _tfmot.sparsity.keras.strip_pruning(pruned)
-        recalibrate_batchnorm(model, clean, bn_batches)
+        recalibrate_batchnorm(model, clean, c.bn_recalibration_batches)
         info["sparsity_after_pruning"] = sparsity(model)
-    if cfg.qat:
-        qat = apply_qat(model, pruned=cfg.prune and cfg.target_sparsity > 0)
-        if cfg.qat_epochs > 0:
-            qat.compile(tfk.optimizers.Adam(cfg.qat_lr), loss, metrics=["accuracy"])
-            log(f"quantisation-aware training for {cfg.qat_epochs} epochs")
-            qat.fit(ds, epochs=cfg.qat_epochs, verbose=verbose)
+    if c.qat:
+        qat = apply_qat(model, pruned=c.prune and c.target_sparsity > 0)
+        if c.qat_epochs > 0:
+            qat.compile(tfk.optimizers.Adam(c.qat_lr), loss, metrics=["accuracy"])
+            log(f"quantisation-aware training for {c.qat_epochs} epochs")
+            qat.fit(ds, epochs=c.qat_epochs, verbose=verbose)
         # Also refreshes the activation quantisers' moving ranges to the recalibrated statistics.
-        recalibrate_batchnorm(qat, clean, bn_batches)
+        recalibrate_batchnorm(qat, clean, c.bn_recalibration_batches)
         model = qat
     info["sparsity"] = sparsity(model)
     return model, info

@@ -2,38 +2,17 @@
 
 tfmot 0.8.1 accepts tf_keras models only.  The student builders take a
 ``keras_module`` argument, so the *same code* builds a tf_keras copy with
-identical layer names; weights are then copied layer by layer.
+identical layer names; weights are then copied layer by layer.  A SERFR-CNN remembers
+its build arguments (:meth:`~asc_keras.models.serfr_cnn.SerfrCnn.build_args`, kept in a
+saved ``.keras`` file), so its twin needs nothing but the model.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from asc_keras._runtime import import_tf_keras
-from asc_keras.models.serfr_cnn import build_serfr_cnn
-
-
-def serfr_cnn_kwargs(model) -> dict:
-    """Recover ``build_serfr_cnn`` arguments from a built SERFR-CNN (so a saved .keras is enough)."""
-    try:
-        width = model.get_layer("stem_conv").filters
-        names = [l.name for l in model.layers]
-        return {
-            "width": width,
-            "input_shape": tuple(model.input_shape[1:]),
-            "n_classes": model.get_layer("logits").units,
-            "units": len({n.split("_unit")[1].split("_")[0] for n in names if n.startswith("block1_unit")}),
-            "growth": model.get_layer("block2_unit1_a_conv").filters / width,
-            "se_ratio": width // model.get_layer("block1_se_reduce").filters,
-            "stem_strides": tuple(model.get_layer("stem_conv").strides),
-            "stem_pool": tuple(model.get_layer("stem_pool").pool_size),
-            "head_channels": model.get_layer("head_conv").filters,
-            "dropout": model.get_layer("head_dropout").rate if "head_dropout" in names else 0.0,
-            "bn_momentum": float(model.get_layer("stem_bn").momentum),
-            "name": model.name,
-        }
-    except ValueError as e:
-        raise ValueError(f"model {model.name!r} is not a SERFR-CNN built by asc_keras ({e}); pass its builder "
-                         "and arguments to tf_keras_twin explicitly") from None
+from asc_keras.models.serfr_cnn import SerfrCnn, build_serfr_cnn
 
 
 def copy_weights(src, dst) -> None:
@@ -46,7 +25,9 @@ def copy_weights(src, dst) -> None:
             raise ValueError(f"layer {layer.name!r} of {dst.name} has no counterpart in {src.name}")
         w = src_layers[layer.name].get_weights()
         if [a.shape for a in w] != [tuple(v.shape) for v in layer.get_weights()]:
-            raise ValueError(f"layer {layer.name!r}: weight shapes differ between {src.name} and {dst.name}")
+            raise ValueError(
+                f"layer {layer.name!r}: weight shapes differ between {src.name} and {dst.name}"
+            )
         layer.set_weights(w)
 
 
@@ -55,14 +36,20 @@ def tf_keras_twin(model, builder: Callable | None = None, **builder_kwargs):
 
     Args:
         model: a Keras 3 model built by an asc_keras builder.
-        builder: the builder that made it (default: SERFR-CNN, arguments recovered
-            from the model); it must accept ``keras_module``.
+        builder: the builder that made it, accepting ``keras_module`` (default: SERFR-CNN,
+            with the arguments the model remembers).
     Returns:
         A tf_keras model with the same layer names, weights and outputs.
     """
     tf_keras = import_tf_keras()
     if builder is None:
-        builder, builder_kwargs = build_serfr_cnn, {**serfr_cnn_kwargs(model), **builder_kwargs}
+        if not isinstance(model, SerfrCnn):
+            raise ValueError(
+                f"model {model.name!r} is not a SERFR-CNN built by this version of asc_keras "
+                "(it does not remember its build arguments); pass its builder and arguments "
+                "to tf_keras_twin"
+            )
+        builder, builder_kwargs = build_serfr_cnn, {**model.build_args(), **builder_kwargs}
     twin = builder(keras_module=tf_keras, **builder_kwargs)
     copy_weights(model, twin)
     return twin

@@ -1,4 +1,5 @@
 """Knowledge distillation: the Distiller model and the teacher ensemble's stored soft targets."""
+
 from asc_keras.distill.distiller import Distiller
 from asc_keras.distill.targets import SoftTargets, ensemble_distribution, teacher_logits, temper
 

@@ -2,20 +2,19 @@
 
     loss = alpha * CE(hard, softmax(z_s)) + (1 - alpha) * T^2 * KL(p_t,T || softmax(z_s / T))
 
-The KD term is ``keras.distillation.LogitsDistillation`` (T^2-scaled KL between
-tempered softmaxes, mean over the batch).  Targets come either from the data --
-``y = (hard, soft)`` where ``soft`` is the teacher ensemble's distribution at
-temperature T (:func:`asc_keras.distill.targets.ensemble_distribution`; with mixup,
-the mixed distribution) -- or from live ``teacher`` models run on each batch
-(``y = hard``), combined by the same definition, so stored and live targets are equal.
-``y = hard`` with no teacher trains with CE only.
+averaged over the batch; the maths is :mod:`asc_keras.distill.losses`, shared with the
+tf_keras pruning/QAT loss.  Targets come either from the data -- ``y = (hard, soft)`` where
+``soft`` is the teacher ensemble's distribution at temperature T (with mixup, the mixed
+distribution) -- or from live ``teacher`` models run on each batch (``y = hard``), combined by
+the same definition (:func:`~asc_keras.distill.losses.ensemble_soft_targets`), so stored and
+live targets are equal.  ``y = hard`` with no teacher trains with CE only.
 """
+
 from __future__ import annotations
 
 from asc_keras._runtime import keras
+from asc_keras.distill.losses import ENSEMBLE_MODES, distillation_terms, ensemble_soft_targets
 from asc_keras.models.common import logits_model
-
-_EPS = 1e-7
 
 
 @keras.saving.register_keras_serializable(package="asc_keras")
@@ -37,13 +36,20 @@ class Distiller(keras.Model):
             or 'logits' (softmax of the mean logits at T) -- the stored targets' definition.
     """
 
-    def __init__(self, student, teachers=None, alpha: float = 0.1, temperature: float = 2.0,
-                 ensemble: str = "probabilities", **kwargs):
+    def __init__(
+        self,
+        student,
+        teachers=None,
+        alpha: float = 0.1,
+        temperature: float = 2.0,
+        ensemble: str = "probabilities",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if ensemble not in ("probabilities", "logits"):
-            raise ValueError(f"unknown ensemble mode {ensemble!r}; use 'probabilities' or 'logits'")
+        if ensemble not in ENSEMBLE_MODES:
+            raise ValueError(f"unknown ensemble mode {ensemble!r}; use one of {ENSEMBLE_MODES}")
         self.ensemble = ensemble
         self.student = student
         if teachers is not None and not isinstance(teachers, (list, tuple)):
@@ -55,11 +61,6 @@ class Distiller(keras.Model):
         self.temperature = float(temperature)
         self._student_logits = logits_model(student)
         self._teacher_logits = [logits_model(t) for t in self.teachers]
-        # Pass a KLDivergence *instance*: in Keras 3.15 the default string 'kl_divergence' becomes a
-        # plain function, LogitsDistillation's isinstance(KLDivergence) branch is skipped and it
-        # returns KL of raw logits without softmax or T^2 (tests/test_training.py pins the maths).
-        self._kd = keras.distillation.LogitsDistillation(temperature=self.temperature,
-                                                         loss=keras.losses.KLDivergence())
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         # The wrapped models are built, so this one is: BackupAndRestore and strategies need that.
@@ -77,41 +78,37 @@ class Distiller(keras.Model):
         else:
             hard, soft = y, None
         if soft is None and self._teacher_logits:
-            # distill.targets.ensemble_distribution, in Keras ops.
-            z = keras.ops.stack([t(x, training=False) for t in self._teacher_logits])  # (K, B, C)
-            if self.ensemble == "logits":
-                soft = keras.ops.softmax(keras.ops.mean(z, axis=0) / self.temperature)
-            else:
-                soft = keras.ops.mean(keras.ops.softmax(z / self.temperature), axis=0)
-            soft = keras.ops.stop_gradient(soft)
+            z = keras.ops.stack(
+                [t(x, training=False) for t in self._teacher_logits], axis=1
+            )  # (B, K, C)
+            soft = keras.ops.stop_gradient(
+                ensemble_soft_targets(z, self.temperature, self.ensemble)
+            )
         return hard, soft
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         hard, soft = self._targets(x, y)
-        ce = keras.ops.mean(keras.losses.categorical_crossentropy(hard, y_pred, from_logits=True))
-        if soft is None or self.alpha == 1.0:
-            # No soft targets (validation data, or CE-only training): the loss is the plain CE,
-            # not alpha * CE, so val_loss reads as the log loss it is.
-            kd = keras.ops.zeros_like(ce)
-            loss = ce
-        else:
-            # LogitsDistillation tempers its teacher input by 1/T: feeding T*log(p_T) makes the
-            # tempered teacher distribution exactly p_T (the stored/mixed soft targets).
-            teacher_logits = self.temperature * keras.ops.log(keras.ops.clip(soft, _EPS, 1.0))
-            kd = self._kd.compute_loss(teacher_logits, y_pred)
-            loss = self.alpha * ce + (1.0 - self.alpha) * kd
+        if self.alpha == 1.0:
+            soft = None  # CE-only training
+        ce, kd = distillation_terms(hard, soft, y_pred, self.temperature)
+        ce, kd = keras.ops.mean(ce), keras.ops.mean(kd)
+        # Without soft targets (validation data, CE-only training) the loss is the plain CE, not
+        # alpha * CE, so val_loss reads as the log loss it is.
+        loss = ce if soft is None else self.alpha * ce + (1.0 - self.alpha) * kd
         self.student_loss_tracker.update_state(ce)
         self.distillation_loss_tracker.update_state(kd)
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        hard, _ = (y if isinstance(y, (tuple, list)) else (y, None))
+        hard, _ = y if isinstance(y, (tuple, list)) else (y, None)
         return super().compute_metrics(x, hard, y_pred, sample_weight=sample_weight)
 
     @property
     def metrics(self):
         base = super().metrics
-        extra = [m for m in (self.student_loss_tracker, self.distillation_loss_tracker) if m not in base]
+        extra = [
+            m for m in (self.student_loss_tracker, self.distillation_loss_tracker) if m not in base
+        ]
         return base + extra
 
     def get_config(self):
@@ -129,5 +126,7 @@ class Distiller(keras.Model):
         config = dict(config)
         student = keras.saving.deserialize_keras_object(config.pop("student"))
         teachers = config.pop("teachers", None)
-        teachers = [keras.saving.deserialize_keras_object(t) for t in teachers] if teachers else None
+        teachers = (
+            [keras.saving.deserialize_keras_object(t) for t in teachers] if teachers else None
+        )
         return cls(student, teachers, **config)

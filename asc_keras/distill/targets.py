@@ -1,7 +1,8 @@
 """Teacher-ensemble soft targets: one definition, computed once and stored beside the feature cache.
 
-The ensemble's soft target at temperature T (one definition, used by the stored targets, the
-live-teacher path of the Distiller and the teachers' ensemble evaluation):
+The ensemble's soft target at temperature T has one definition,
+:func:`asc_keras.distill.losses.ensemble_soft_targets`, used by the stored targets, the
+live-teacher path of the Distiller and the teachers' ensemble evaluation:
 
     mode 'probabilities':  p_T = 1/K * sum_k softmax(z_k / T)      (each teacher tempered, then averaged)
     mode 'logits':         p_T = softmax((1/K * sum_k z_k) / T)    (logits averaged, then tempered)
@@ -17,47 +18,45 @@ Students never run the teachers per step: :func:`teacher_logits` runs every teac
 cached features once and :class:`SoftTargets` stores the *per-teacher* logits (items, teachers,
 classes) atomically as ``.npy`` + ``.json``, so one stored file serves any T and either mode.
 """
+
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-ENSEMBLE_MODES = ("probabilities", "logits")
+from asc_keras.config import N_CLASSES
+from asc_keras.distill.losses import ensemble_soft_targets
+from asc_keras.files import atomic_path, write_text
 
 
 def temper(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """softmax(logits / T) along the last axis, float32."""
-    z = np.asarray(logits, np.float64) / temperature
-    z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    """softmax(logits / T) along the last axis, float32 (computed in float64)."""
+    return ensemble_distribution(np.asarray(logits, np.float64)[..., None, :], temperature)
 
 
-def ensemble_distribution(logits: np.ndarray, temperature: float = 1.0, mode: str = "probabilities") -> np.ndarray:
-    """The ensemble's soft target at ``temperature`` (module docstring).
+def ensemble_distribution(
+    logits: np.ndarray, temperature: float = 1.0, mode: str = "probabilities"
+) -> np.ndarray:
+    """The ensemble's soft target at ``temperature`` (:func:`~asc_keras.distill.losses.ensemble_soft_targets`).
 
     Args:
         logits: (N, K, C) per-teacher logits (K teachers), or (N, C) for one teacher.
     Returns:
-        (N, C) float32 distributions.
+        (N, C) float32 distributions (computed in float64).
     """
-    if mode not in ENSEMBLE_MODES:
-        raise ValueError(f"unknown ensemble mode {mode!r}; use one of {ENSEMBLE_MODES}")
     z = np.asarray(logits, np.float64)
     if z.ndim == 2:
         z = z[:, None, :]
-    if mode == "logits":
-        return temper(z.mean(axis=1), temperature)
-    return temper(z, temperature).mean(axis=1).astype(np.float32)
+    return np.asarray(ensemble_soft_targets(z, temperature, mode), np.float32)
 
 
-def teacher_logits(teachers: Sequence, features: np.ndarray, rows: np.ndarray | None = None,
-                   batch_size: int = 64) -> np.ndarray:
+def teacher_logits(
+    teachers: Sequence, features: np.ndarray, rows: np.ndarray | None = None, batch_size: int = 64
+) -> np.ndarray:
     """Run every teacher over ``features[rows]`` ((N, frames, mels), memmap ok) in batches.
 
     Returns (N, K, classes) float32 logits, in the order of ``rows``.
@@ -68,12 +67,14 @@ def teacher_logits(teachers: Sequence, features: np.ndarray, rows: np.ndarray | 
     heads = [logits_model(t) for t in teachers]
     out = []
     for s in range(0, len(rows), batch_size):
-        chunk = rows[s:s + batch_size]
-        order = np.argsort(np.argsort(chunk))  # gather sorted (memmap locality), return in given order
+        chunk = rows[s : s + batch_size]
+        order = np.argsort(
+            np.argsort(chunk)
+        )  # gather sorted (memmap locality), return in given order
         x = np.asarray(features[np.sort(chunk)], np.float32)[..., None]
         out.append(np.stack([np.asarray(h(x, training=False)) for h in heads], axis=1)[order])
     if not out:
-        return np.zeros((0, len(heads), 10), np.float32)
+        return np.zeros((0, len(heads), N_CLASSES), np.float32)
     return np.concatenate(out).astype(np.float32)
 
 
@@ -92,30 +93,33 @@ class SoftTargets:
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.npy) and ``path``.json atomically (temp file + rename, json last)."""
         path = Path(path).with_suffix(".npy")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, self.logits.astype(np.float32))
-        os.replace(tmp, path)
-        side = path.with_suffix(".json")
-        tmpj = side.with_name(side.name + ".tmp")
-        tmpj.write_text(json.dumps({"items": list(self.items), "meta": self.meta}))
-        os.replace(tmpj, side)
+        with atomic_path(path) as tmp:
+            np.save(tmp, self.logits.astype(np.float32))
+        write_text(
+            path.with_suffix(".json"), json.dumps({"items": list(self.items), "meta": self.meta})
+        )
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "SoftTargets":
+    def load(cls, path: str | Path) -> SoftTargets:
         path = Path(path).with_suffix(".npy")
         side = path.with_suffix(".json")
         if not (path.is_file() and side.is_file()):
-            raise FileNotFoundError(f"{path}: soft targets not found (or incomplete); compute them again")
+            raise FileNotFoundError(
+                f"{path}: soft targets not found (or incomplete); compute them again"
+            )
         d = json.loads(side.read_text())
         logits = np.load(path)
         if len(logits) != len(d["items"]) or logits.ndim != 3:
-            raise ValueError(f"{path}: {logits.shape} logits for {len(d['items'])} items (expected items x "
-                             "teachers x classes); delete it to compute the targets again")
+            raise ValueError(
+                f"{path}: {logits.shape} logits for {len(d['items'])} items (expected items x "
+                "teachers x classes); delete it to compute the targets again"
+            )
         return cls(logits, tuple(d["items"]), d["meta"])
 
-    def select(self, items: Sequence[str] | None = None, teachers: Sequence[str] | None = None) -> "SoftTargets":
+    def select(
+        self, items: Sequence[str] | None = None, teachers: Sequence[str] | None = None
+    ) -> SoftTargets:
         """The targets of ``items`` (in that order) from the teachers named in ``teachers``."""
         z, names = self.logits, list(self.meta.get("teachers", []))
         if teachers is not None:
@@ -135,4 +139,6 @@ class SoftTargets:
 
     def distribution(self, temperature: float = 1.0) -> np.ndarray:
         """(items, classes) ensemble soft targets at ``temperature`` (:func:`ensemble_distribution`)."""
-        return ensemble_distribution(self.logits, temperature, self.meta.get("ensemble", "probabilities"))
+        return ensemble_distribution(
+            self.logits, temperature, self.meta.get("ensemble", "probabilities")
+        )

@@ -1,22 +1,36 @@
 """The DCASE 2022/2023 Task 1 baseline as a yardstick row (report Table 3 "Baseline")."""
+
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from asc_keras._runtime import keras
 from asc_keras.config import SystemConfig
+from asc_keras.data.splits import ClipSplit
+from asc_keras.files import atomic_path, write_json
 from asc_keras.models.baseline import build_dcase_baseline_for_cache
 from asc_keras.training.loop import fit_resumable, get_strategy
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
 
 
-def train_baseline(features: np.ndarray, train_rows, train_labels, val_rows, val_labels, *, cfg: SystemConfig,
-                   run_dir: str | Path, strategy: str = "default", verbose="auto"):
+def train_baseline(
+    cfg: SystemConfig,
+    train: ClipSplit,
+    val: ClipSplit | None,
+    *,
+    run_dir: str | Path,
+    strategy: str = "default",
+    verbose="auto",
+):
     """Train the official baseline architecture on its own cached log-mels (``BASELINE_FEATURES``).
+
+    Args:
+        cfg: the system; reads ``optim`` and ``seed``.
+        train, val: splits of the baseline's own feature cache (``val`` may be None or empty).
+        run_dir: backups, logs and ``final.keras``.
 
     As the official baseline: cross-entropy on hard labels, no augmentation, no teachers.  The
     optimiser, schedule, batch size and epochs are the run's (``cfg.optim``), so the row differs
@@ -29,15 +43,26 @@ def train_baseline(features: np.ndarray, train_rows, train_labels, val_rows, val
         return keras.saving.load_model(final, compile=False, safe_mode=True)
     keras.utils.set_random_seed(cfg.seed)
     o = cfg.optim
-    train_ds = make_dataset(features, train_rows, train_labels, batch_size=o.batch_size, shuffle=True, seed=cfg.seed)
-    val_ds = make_dataset(features, val_rows, val_labels, batch_size=o.batch_size) if len(val_rows) else None
-    steps = int(np.ceil(len(train_rows) / o.batch_size))
+    train_ds = make_dataset(
+        train.features,
+        train.rows,
+        train.labels,
+        batch_size=o.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+    )
+    val_ds = None
+    if val is not None and len(val):
+        val_ds = make_dataset(val.features, val.rows, val.labels, batch_size=o.batch_size)
+    steps = int(np.ceil(len(train) / o.batch_size))
+    frames, mels = train.features.shape[1:]
     with get_strategy(strategy).scope():
-        model = build_dcase_baseline_for_cache(features.shape[1], features.shape[2], bn_momentum=o.bn_momentum)
-        model.compile(make_optimizer(o, steps, o.epochs), "categorical_crossentropy", metrics=["accuracy"])
+        model = build_dcase_baseline_for_cache(frames, mels, bn_momentum=o.bn_momentum)
+        model.compile(
+            make_optimizer(o, steps, o.epochs), "categorical_crossentropy", metrics=["accuracy"]
+        )
     fit_resumable(model, train_ds, val_ds, epochs=o.epochs, run_dir=run_dir, verbose=verbose)
-    tmp = final.with_name("final.tmp.keras")
-    model.save(tmp)
-    tmp.replace(final)
-    (run_dir / "done.json").write_text(json.dumps({"epochs": o.epochs}))
+    with atomic_path(final) as tmp:
+        model.save(tmp)
+    write_json(run_dir / "done.json", {"epochs": o.epochs})
     return model

@@ -7,6 +7,7 @@ inference mode).  Re-estimating each layer's statistics as the *cumulative* aver
 clean training batches, with the final weights, removes the lag; for long runs it changes
 little.
 """
+
 from __future__ import annotations
 
 

@@ -8,13 +8,14 @@
 * ``CSVLogger`` (appending, so a resumed run keeps one history) and ``TensorBoard`` logs;
 * Keras progress bars (``verbose``); seeds fixed by the caller with ``keras.utils.set_random_seed``.
 """
+
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from asc_keras._runtime import keras, tf
+from asc_keras.files import atomic_path
 
 
 def get_strategy(name: str = "default"):
@@ -40,8 +41,11 @@ class SaveBest(keras.callbacks.Callback):
         super().__init__()
         self.path, self.monitor, self.mode = Path(path), monitor, mode
         self._score_file = self.path.with_suffix(".best.txt")
-        self.best = float(self._score_file.read_text()) if self._score_file.is_file() else (
-            -math.inf if mode == "max" else math.inf)
+        self.best = (
+            float(self._score_file.read_text())
+            if self._score_file.is_file()
+            else (-math.inf if mode == "max" else math.inf)
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -50,28 +54,25 @@ class SaveBest(keras.callbacks.Callback):
         if (value > self.best) if self.mode == "max" else (value < self.best):
             self.best = float(value)
             target = getattr(self.model, "student", self.model)
-            tmp = self.path.with_name(self.path.stem + ".tmp.keras")
-            target.save(tmp)
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                target.save(tmp)
             self._score_file.write_text(repr(self.best))
 
 
-class StopAfterEpochs(keras.callbacks.Callback):
-    """Raise KeyboardInterrupt after ``n`` epochs of *this* call (simulates Ctrl-C in tests)."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.n, self.seen = n, 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seen += 1
-        if self.seen >= self.n:
-            raise KeyboardInterrupt(f"stopped after {self.n} epochs")
-
-
-def fit_resumable(model, train_ds, val_ds=None, *, epochs: int, run_dir: str | Path,
-                  monitor: str = "val_accuracy", mode: str = "max", verbose: int | str = "auto",
-                  extra_callbacks=(), steps_per_epoch: int | None = None, tensorboard: bool = True):
+def fit_resumable(
+    model,
+    train_ds,
+    val_ds=None,
+    *,
+    epochs: int,
+    run_dir: str | Path,
+    monitor: str = "val_accuracy",
+    mode: str = "max",
+    verbose: int | str = "auto",
+    extra_callbacks=(),
+    steps_per_epoch: int | None = None,
+    tensorboard: bool = True,
+):
     """``model.fit`` with backup/resume, best-model saving and CSV/TensorBoard logs in ``run_dir``.
 
     Calling it again with the same ``run_dir`` after an interruption continues from the
@@ -82,13 +83,24 @@ def fit_resumable(model, train_ds, val_ds=None, *, epochs: int, run_dir: str | P
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq="epoch", delete_checkpoint=True),
+        keras.callbacks.BackupAndRestore(
+            str(run_dir / "backup"), save_freq="epoch", delete_checkpoint=True
+        ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
     if val_ds is not None:
         callbacks.append(SaveBest(run_dir / "best.keras", monitor, mode))
     if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+        callbacks.append(
+            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False)
+        )
     callbacks += list(extra_callbacks)
-    return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
-                     steps_per_epoch=steps_per_epoch, shuffle=False)  # datasets shuffle themselves
+    return model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        steps_per_epoch=steps_per_epoch,
+        shuffle=False,
+    )  # datasets shuffle themselves

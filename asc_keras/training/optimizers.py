@@ -1,4 +1,5 @@
 """Adam with weight decay, as the report states it (sec. 4.2)."""
+
 from __future__ import annotations
 
 from asc_keras._runtime import keras
@@ -29,13 +30,21 @@ class AdamL2(keras.optimizers.Adam):
         return {**super().get_config(), "l2": self.l2}
 
 
-def make_optimizer(cfg: OptimConfig, steps_per_epoch: int, epochs: int | None = None, peak_lr: float | None = None):
+def make_optimizer(
+    cfg: OptimConfig, steps_per_epoch: int, epochs: int | None = None, peak_lr: float | None = None
+):
     """Adam (coupled L2, default) or AdamW with the report's schedule over ``epochs``."""
     epochs = epochs or cfg.epochs
-    schedule = ReportSchedule(steps_per_epoch * epochs, peak=peak_lr or cfg.peak_lr, final=cfg.final_lr,
-                              warmup_fraction=cfg.warmup_fraction)
+    schedule = ReportSchedule(
+        steps_per_epoch * epochs,
+        peak=peak_lr or cfg.peak_lr,
+        final=cfg.final_lr,
+        warmup_fraction=cfg.warmup_fraction,
+    )
     if cfg.weight_decay_mode == "l2":
         return AdamL2(l2=cfg.weight_decay, learning_rate=schedule)
     if cfg.weight_decay_mode == "decoupled":
         return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown weight_decay_mode {cfg.weight_decay_mode!r}; use 'l2' or 'decoupled'")
+    raise ValueError(
+        f"unknown weight_decay_mode {cfg.weight_decay_mode!r}; use 'l2' or 'decoupled'"
+    )

@@ -1,4 +1,5 @@
 """The report's learning-rate schedule (sec. 4.2) as a Keras LearningRateSchedule."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,14 @@ class ReportSchedule(keras.optimizers.schedules.LearningRateSchedule):
     RFR-CNN/CP-JKU code the report builds on), starting at peak * e^-5 ~ 6.7e-6.
     """
 
-    def __init__(self, total_steps: int, peak: float = 1e-3, final: float = 1e-5,
-                 warmup_fraction: float = 300 / 800, ramp: float = 5.0):
+    def __init__(
+        self,
+        total_steps: int,
+        peak: float = 1e-3,
+        final: float = 1e-5,
+        warmup_fraction: float = 300 / 800,
+        ramp: float = 5.0,
+    ):
         self.total_steps = int(max(1, total_steps))
         self.peak, self.final = float(peak), float(final)
         self.warmup_fraction, self.ramp = float(warmup_fraction), float(ramp)
@@ -40,5 +47,10 @@ class ReportSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return self.peak + (self.final - self.peak) * frac
 
     def get_config(self):
-        return {"total_steps": self.total_steps, "peak": self.peak, "final": self.final,
-                "warmup_fraction": self.warmup_fraction, "ramp": self.ramp}
+        return {
+            "total_steps": self.total_steps,
+            "peak": self.peak,
+            "final": self.final,
+            "warmup_fraction": self.warmup_fraction,
+            "ramp": self.ramp,
+        }

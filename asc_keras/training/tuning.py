@@ -14,6 +14,7 @@ starting each process; all processes run the same command):
 The chief only hands out trials and collects results; workers train.  ``directory`` must be
 shared (or at least exist) on every machine.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,10 @@ import numpy as np
 
 from asc_keras._runtime import keras
 from asc_keras.config import SystemConfig
+from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.distiller import Distiller
+from asc_keras.distill.targets import SoftTargets
+from asc_keras.files import write_text
 from asc_keras.models import build_serfr_cnn
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
@@ -40,12 +44,9 @@ class SearchData:
     clips (None: CE only); trials read the ensemble's distribution at their own temperature.
     """
 
-    features: np.ndarray  # (clips, frames, mels) memmap
-    train_rows: np.ndarray
-    train_labels: np.ndarray
-    targets: object | None
-    val_rows: np.ndarray
-    val_labels: np.ndarray
+    train: ClipSplit
+    val: ClipSplit
+    targets: SoftTargets | None
 
 
 class StudentHyperModel(kt.HyperModel):
@@ -57,10 +58,23 @@ class StudentHyperModel(kt.HyperModel):
     score is also appended to ``scores_file`` so the summary can show mean and spread.
     """
 
-    def __init__(self, cfg: SystemConfig, data: SearchData, widths=(24, 32), tune_kd: bool = False,
-                 epochs: int = 10, scores_file: Path | None = None):
+    def __init__(
+        self,
+        cfg: SystemConfig,
+        data: SearchData,
+        widths=(24, 32),
+        tune_kd: bool = False,
+        epochs: int = 10,
+        scores_file: Path | None = None,
+    ):
         super().__init__(name="serfr_cnn_width")
-        self.cfg, self.data, self.widths, self.tune_kd, self.epochs = cfg, data, tuple(widths), tune_kd, epochs
+        self.cfg, self.data, self.widths, self.tune_kd, self.epochs = (
+            cfg,
+            data,
+            tuple(widths),
+            tune_kd,
+            epochs,
+        )
         self.scores_file = scores_file
 
     def _kd(self, hp):
@@ -72,9 +86,12 @@ class StudentHyperModel(kt.HyperModel):
         width = hp.Choice("width", list(self.widths))
         temperature, alpha = self._kd(hp)
         kd = self.data.targets is not None
-        model = Distiller(build_serfr_cnn(width, bn_momentum=self.cfg.optim.bn_momentum),
-                          alpha=alpha if kd else 1.0, temperature=temperature)
-        steps = int(np.ceil(len(self.data.train_rows) / self.cfg.optim.batch_size))
+        model = Distiller(
+            build_serfr_cnn(width, bn_momentum=self.cfg.optim.bn_momentum),
+            alpha=alpha if kd else 1.0,
+            temperature=temperature,
+        )
+        steps = int(np.ceil(len(self.data.train) / self.cfg.optim.batch_size))
         model.compile(make_optimizer(self.cfg.optim, steps, self.epochs), metrics=["accuracy"])
         return model
 
@@ -82,9 +99,17 @@ class StudentHyperModel(kt.HyperModel):
         temperature, _ = self._kd(hp)
         d, c = self.data, self.cfg
         soft = None if d.targets is None else d.targets.distribution(temperature)
-        train = make_dataset(d.features, d.train_rows, d.train_labels, soft, batch_size=c.optim.batch_size,
-                             shuffle=True, augment=c.augment, seed=c.seed)
-        val = make_dataset(d.features, d.val_rows, d.val_labels, batch_size=c.optim.batch_size)
+        train = make_dataset(
+            d.train.features,
+            d.train.rows,
+            d.train.labels,
+            soft,
+            batch_size=c.optim.batch_size,
+            shuffle=True,
+            augment=c.augment,
+            seed=c.seed,
+        )
+        val = make_dataset(d.val.features, d.val.rows, d.val.labels, batch_size=c.optim.batch_size)
         kwargs.pop("validation_data", None)
         history = model.fit(train, validation_data=val, shuffle=False, **kwargs)
         last = float(history.history["val_accuracy"][-1])
@@ -95,9 +120,19 @@ class StudentHyperModel(kt.HyperModel):
         return {"val_accuracy": last}
 
 
-def width_search(cfg: SystemConfig, data: SearchData, directory: str | Path, *, widths=(24, 32),
-                 tune_kd: bool = False, epochs: int = 10, seeds: int = 2, max_trials: int | None = None,
-                 verbose: int | str = "auto", project_name: str = "width_search") -> dict:
+def width_search(
+    cfg: SystemConfig,
+    data: SearchData,
+    directory: str | Path,
+    *,
+    widths=(24, 32),
+    tune_kd: bool = False,
+    epochs: int = 10,
+    seeds: int = 2,
+    max_trials: int | None = None,
+    verbose: int | str = "auto",
+    project_name: str = "width_search",
+) -> dict:
     """Run (or resume) a grid search; return a summary (best hyper-parameters, every trial's score).
 
     Each trial trains ``seeds`` times (keras-tuner's executions per trial, different random
@@ -108,9 +143,16 @@ def width_search(cfg: SystemConfig, data: SearchData, directory: str | Path, *, 
     worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
     scores_file = Path(directory) / project_name / "execution_scores.jsonl"
     hm = StudentHyperModel(cfg, data, widths, tune_kd, epochs, scores_file)
-    tuner = kt.GridSearch(hm, objective=kt.Objective("val_accuracy", "max"), max_trials=max_trials,
-                          executions_per_trial=seeds, directory=str(directory), project_name=project_name,
-                          overwrite=False, seed=cfg.seed)
+    tuner = kt.GridSearch(
+        hm,
+        objective=kt.Objective("val_accuracy", "max"),
+        max_trials=max_trials,
+        executions_per_trial=seeds,
+        directory=str(directory),
+        project_name=project_name,
+        overwrite=False,
+        seed=cfg.seed,
+    )
     tuner.search(epochs=epochs, verbose=verbose)
     if worker:  # workers only train; the chief's oracle holds the results
         return {"worker": os.environ["KERASTUNER_TUNER_ID"]}
@@ -118,20 +160,34 @@ def width_search(cfg: SystemConfig, data: SearchData, directory: str | Path, *, 
     if scores_file.is_file():
         for line in scores_file.read_text().splitlines():
             r = json.loads(line)
-            singles.setdefault(json.dumps(r["hyperparameters"], sort_keys=True), []).append(r["val_accuracy"])
+            singles.setdefault(json.dumps(r["hyperparameters"], sort_keys=True), []).append(
+                r["val_accuracy"]
+            )
     trials = []
     for t in tuner.oracle.trials.values():
         runs = singles.get(json.dumps(t.hyperparameters.values, sort_keys=True), [])
-        trials.append({"trial": t.trial_id, "status": str(t.status), "hyperparameters": t.hyperparameters.values,
-                       "val_accuracy": t.score, "val_accuracy_std": float(np.std(runs)) if runs else None,
-                       "executions": runs})
+        trials.append(
+            {
+                "trial": t.trial_id,
+                "status": str(t.status),
+                "hyperparameters": t.hyperparameters.values,
+                "val_accuracy": t.score,
+                "val_accuracy_std": float(np.std(runs)) if runs else None,
+                "executions": runs,
+            }
+        )
     trials.sort(key=lambda r: -(r["val_accuracy"] or -1))
     best = tuner.get_best_hyperparameters(1)
-    summary = {"objective": "mean last-epoch val_accuracy over seeds", "best": best[0].values if best else None,
-               "trials": trials, "epochs": epochs, "seeds": seeds}
-    out = Path(directory) / project_name / "summary.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1, default=str))
+    summary = {
+        "objective": "mean last-epoch val_accuracy over seeds",
+        "best": best[0].values if best else None,
+        "trials": trials,
+        "epochs": epochs,
+        "seeds": seeds,
+    }
+    write_text(
+        Path(directory) / project_name / "summary.json", json.dumps(summary, indent=1, default=str)
+    )
     return summary
 
 

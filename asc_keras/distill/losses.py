@@ -1,0 +1,76 @@
+"""The distillation maths, in one place, in TensorFlow ops.
+
+Keras 3 runs on its TensorFlow backend here and tensorflow-model-optimization on tf_keras, so
+TF ops serve the Keras 3 :class:`~asc_keras.distill.Distiller`, the tf_keras pruning/QAT loss
+(:func:`kd_loss_on_probs`) and the stored soft targets (:mod:`asc_keras.distill.targets`).
+
+Soft target of an ensemble of K teachers with logits z_k, at temperature T:
+
+    mode 'probabilities':  p_T = 1/K * sum_k softmax(z_k / T)      (each teacher tempered, then averaged)
+    mode 'logits':         p_T = softmax((1/K * sum_k z_k) / T)    (logits averaged, then tempered)
+
+Student loss with logits z, hard (one-hot or mixed) labels y and soft targets p_T:
+
+    loss = alpha * CE(y, softmax(z)) + (1 - alpha) * T^2 * KL(p_T || softmax(z / T))
+
+T^2 because the gradients of the soft term scale as 1/T^2 (Hinton et al., 2015); the factor
+keeps the balance of the two terms independent of T.
+"""
+
+from __future__ import annotations
+
+from asc_keras._runtime import tf
+
+ENSEMBLE_MODES = ("probabilities", "logits")
+_EPS = 1e-7  # KL's clip of the soft targets, as keras.losses.KLDivergence
+
+
+def ensemble_soft_targets(logits, temperature: float = 1.0, mode: str = "probabilities"):
+    """(N, K, C) per-teacher logits -> (N, C) ensemble distribution at ``temperature`` (module doc)."""
+    if mode not in ENSEMBLE_MODES:
+        raise ValueError(f"unknown ensemble mode {mode!r}; use one of {ENSEMBLE_MODES}")
+    z = tf.convert_to_tensor(logits)
+    if mode == "logits":
+        return tf.nn.softmax(tf.reduce_mean(z, axis=1) / temperature, axis=-1)
+    return tf.reduce_mean(tf.nn.softmax(z / temperature, axis=-1), axis=1)
+
+
+def distillation_terms(hard, soft, logits, temperature: float):
+    """Per-example (CE(hard, softmax(z)), T^2 * KL(soft || softmax(z / T))); KD is 0 without ``soft``.
+
+    Args:
+        hard: (B, C) one-hot or mixed labels.
+        soft: (B, C) teacher distribution at ``temperature``, or None.
+        logits: (B, C) student logits z.
+    """
+    logits = tf.convert_to_tensor(logits)
+    hard = tf.cast(hard, logits.dtype)
+    ce = tf.nn.softmax_cross_entropy_with_logits(hard, logits, axis=-1)
+    if soft is None:
+        return ce, tf.zeros_like(ce)
+    p = tf.clip_by_value(tf.cast(soft, logits.dtype), _EPS, 1.0)
+    log_q = tf.nn.log_softmax(logits / temperature, axis=-1)
+    kl = tf.reduce_sum(p * (tf.math.log(p) - log_q), axis=-1)
+    return ce, temperature**2 * kl
+
+
+def distillation_loss(hard, soft, logits, alpha: float, temperature: float):
+    """Per-example alpha * CE + (1 - alpha) * T^2 * KL (module doc); plain CE without ``soft``."""
+    ce, kd = distillation_terms(hard, soft, logits, temperature)
+    return ce if soft is None else alpha * ce + (1.0 - alpha) * kd
+
+
+def kd_loss_on_probs(alpha: float, temperature: float, n_classes: int):
+    """The distillation loss as a Keras loss on *probability* outputs (for tf_keras twins).
+
+    Returns loss(y_true, y_pred) with y_true = [hard | soft_T] concatenated, (B, 2 * n_classes),
+    and y_pred the student's probabilities (B, n_classes).  Since softmax(log p / T) =
+    softmax(z / T) for p = softmax(z), log p stands in for the logits z exactly (up to the clip).
+    """
+
+    def kd_loss(y_true, y_pred):
+        hard, soft = y_true[:, :n_classes], y_true[:, n_classes:]
+        logits = tf.math.log(tf.clip_by_value(y_pred, _EPS, 1.0))
+        return distillation_loss(hard, soft, logits, alpha, temperature)
+
+    return kd_loss
