@@ -4,6 +4,7 @@ TensorFlow prints several lines of C++ start-up noise (oneDNN, CUDA stubs)
 *before* its logging is initialised, so environment variables alone cannot hide
 them.  Users do not need them; developers who do set ``ASC_KERAS_VERBOSE=1``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,8 @@ def _silenced_stderr():
 
 
 with _silenced_stderr():
-    import tensorflow as tf  # noqa: E402
     import keras  # noqa: E402
+    import tensorflow as tf  # noqa: E402
 
 if not VERBOSE:
     tf.get_logger().setLevel("ERROR")

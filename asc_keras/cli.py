@@ -1,34 +1,183 @@
-"""The ``asc-keras`` command.
+"""The ``asc-keras`` command: run a system, search the width, ablate, count complexity, predict.
 
+    asc-keras run --system 1 --profile quick [--data DIR] [--set optim.epochs=3 ...]
+    asc-keras tune --profile quick [--widths 24 32] [--seeds 2] [--tune-kd]
+    asc-keras ablation --profile quick [--seeds 0 1 2] [--rows ce_only kd_ensemble]
+    asc-keras complexity serfr_cnn_32 | MODEL.keras | MODEL.tflite [--json]
     asc-keras predict MODEL AUDIO... [--hop 1.0] [--format table|csv|json] [--output FILE] [--windows]
 
-MODEL is a .tflite (run with LiteRT) or .keras file (loaded in safe mode).  AUDIO files
-may have any length, sample rate and channel count (WAV, FLAC, OGG).  Files that cannot be
-read are reported on stderr and skipped; exit status 1 if any was skipped, 2 on a usage
-or model error, 0 otherwise.
+``experiments/run_submission.py``, ``experiments/tune_width.py`` and ``experiments/ablation.py``
+are the same commands.  Exit status 2 on a usage, configuration, data or model error (the
+message says which file and what to do); ``predict`` exits 1 when it skipped a file.
 """
+
 from __future__ import annotations
 
 import argparse
 import csv
 import io
 import json
+import os
 import sys
+from pathlib import Path
 
-from asc_keras.config import SCENE_CLASSES
+from asc_keras.config import PROFILES, SCENE_CLASSES, SYSTEMS
+
+
+def _system_args(
+    p: argparse.ArgumentParser, system_default: int | None, profile_default: str
+) -> None:
+    """Arguments shared by run, tune and ablation: which system, profile, data, work folder, overrides."""
+    if system_default is None:
+        p.add_argument("--system", type=int, required=True, choices=SYSTEMS)
+    else:
+        p.add_argument(
+            "--system",
+            type=int,
+            default=system_default,
+            choices=SYSTEMS,
+            help=f"augmentation/KD recipe (default {system_default})",
+        )
+    p.add_argument("--profile", default=profile_default, choices=PROFILES)
+    p.add_argument(
+        "--data", type=Path, help="TAU 2022 Mobile development folder (default: generated dataset)"
+    )
+    p.add_argument(
+        "--work", type=Path, default=Path("runs/work"), help="shared caches, teachers, targets"
+    )
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override configuration values")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _config(args):
+    from asc_keras.config import parse_overrides, system_config
+
+    return system_config(args.system, args.profile, parse_overrides(args.set))
+
+
+def _place(args, out: Path, **more):
+    from asc_keras.system.shared import RunPlace
+
+    return RunPlace(out, args.work, args.data, verbose=0 if args.quiet else 2, **more)
+
+
+def _run(args) -> int:
+    from asc_keras.submission import run
+
+    out = args.out or Path("runs") / f"system{args.system}-{args.profile}"
+    place = _place(
+        args, out, eval_data=args.eval_data, train_split=args.train_split, strategy=args.strategy
+    )
+    run(_config(args), place, force=frozenset(args.force), label=args.label)
+    return 0
+
+
+def _tune(args) -> int:
+    from asc_keras.submission import prepare_shared
+    from asc_keras.training.tuning import SearchData, width_search
+
+    cfg = _config(args)
+    worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
+    prep = prepare_shared(cfg, _place(args, args.out))
+    data = SearchData(prep.splits.train, prep.splits.evaluate, prep.targets)
+    summary = width_search(
+        cfg,
+        data,
+        args.out,
+        widths=args.widths,
+        tune_kd=args.tune_kd,
+        epochs=args.epochs or cfg.optim.epochs,
+        seeds=args.seeds,
+        max_trials=args.max_trials,
+        verbose=0 if args.quiet else 2,
+    )
+    if worker:
+        print(f"worker {summary['worker']} finished its trials")
+        return 0
+    print(
+        f"\nwidth search (objective: last-epoch val_accuracy on fold1_evaluate, mean of {summary['seeds']} seed(s))"
+    )
+    for t in summary["trials"]:
+        acc, sd = t["val_accuracy"], t["val_accuracy_std"]
+        score = (
+            "-"
+            if acc is None
+            else f"{100 * acc:.1f} %" + ("" if sd is None else f" +- {100 * sd:.1f}")
+        )
+        runs = ", ".join(f"{100 * v:.1f}" for v in t["executions"])
+        print(f"  {t['hyperparameters']}  {score}  (runs: {runs})  [{t['status']}]")
+    print(f"best: {summary['best']}")
+    return 0
+
+
+def _ablation(args) -> int:
+    from asc_keras.evaluate.ablation import run_ablation
+
+    out = args.out or Path("runs") / f"ablation-system{args.system}-{args.profile}"
+    run_ablation(
+        _config(args),
+        out,
+        args.work,
+        data=args.data,
+        seeds=args.seeds,
+        rows=args.rows,
+        verbose=0 if args.quiet else 2,
+    )
+    print((out / "ablation.md").read_text())
+    return 0
+
+
+def _complexity(args) -> int:
+    from asc_keras.compress.complexity import keras_complexity, tflite_complexity
+    from asc_keras.models import BUILDERS
+
+    path = Path(args.model)
+    if path.suffix == ".tflite":
+        c = tflite_complexity(path)
+    elif path.suffix == ".keras":
+        from asc_keras._runtime import keras
+
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: model file not found")
+        c = keras_complexity(keras.saving.load_model(path, compile=False, safe_mode=True))
+    elif args.model in BUILDERS:
+        c = keras_complexity(BUILDERS[args.model]())
+    else:
+        raise ValueError(
+            f"{args.model}: neither a .keras/.tflite file nor a builder name ({', '.join(sorted(BUILDERS))})"
+        )
+    if args.json:
+        print(json.dumps(c.to_dict(), indent=1))
+    else:
+        print(c.table(only_counted=not args.all_layers))
+        print(c.summary())
+    return 0
 
 
 def _render(results, fmt: str, windows: bool) -> str:
     ok = [r for r in results if r.error is None]
     if fmt == "json":
-        return json.dumps([{"file": r.path, "scene": r.scene, "probabilities": dict(zip(SCENE_CLASSES, r.probabilities)),
-                            **({"windows": r.windows} if windows else {})} for r in ok], indent=1)
+        return json.dumps(
+            [
+                {
+                    "file": r.path,
+                    "scene": r.scene,
+                    "probabilities": dict(zip(SCENE_CLASSES, r.probabilities)),
+                    **({"windows": r.windows} if windows else {}),
+                }
+                for r in ok
+            ],
+            indent=1,
+        )
     rows = []
     for r in ok:
         rows.append([r.path, "all", r.scene] + [f"{p:.4f}" for p in r.probabilities])
         if windows:
-            rows += [[r.path, f"{w['start_s']:.2f}", w["scene"]] + [f"{p:.4f}" for p in w["probabilities"]]
-                     for w in r.windows]
+            rows += [
+                [r.path, f"{w['start_s']:.2f}", w["scene"]]
+                + [f"{p:.4f}" for p in w["probabilities"]]
+                for w in r.windows
+            ]
     header = ["file", "window_start_s", "scene"] + list(SCENE_CLASSES)
     if fmt == "csv":
         buf = io.StringIO()
@@ -37,30 +186,16 @@ def _render(results, fmt: str, windows: bool) -> str:
     short = [h[:8] for h in header[3:]]
     width = max([len(r[0]) for r in rows] + [4])
     lines = [f"{'file':<{width}} {'window':>7} {'scene':<17} " + " ".join(f"{s:>8}" for s in short)]
-    lines += [f"{r[0]:<{width}} {r[1]:>7} {r[2]:<17} " + " ".join(f"{v:>8}" for v in r[3:]) for r in rows]
+    lines += [
+        f"{r[0]:<{width}} {r[1]:>7} {r[2]:<17} " + " ".join(f"{v:>8}" for v in r[3:]) for r in rows
+    ]
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="asc-keras", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("predict", help="classify audio files with a trained model")
-    p.add_argument("model", help=".tflite or .keras model")
-    p.add_argument("audio", nargs="+", help="audio files (WAV/FLAC/OGG, any rate/length/channels)")
-    p.add_argument("--hop", type=float, default=1.0, help="hop between 1 s windows, seconds (default 1.0)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--output", help="write to this file instead of the screen")
-    p.add_argument("--windows", action="store_true", help="also list per-window predictions")
-    args = ap.parse_args(argv)
-
+def _predict(args) -> int:
     from asc_keras.evaluate.predict import predict_files
 
-    try:
-        results = predict_files(args.model, args.audio, hop_seconds=args.hop)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    results = predict_files(args.model, args.audio, hop_seconds=args.hop)
     for r in results:
         if r.error:
             print(f"skipped: {r.error}", file=sys.stderr)
@@ -71,6 +206,95 @@ def main(argv=None) -> int:
     else:
         print(text)
     return 1 if any(r.error for r in results) else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``asc-keras`` argument parser with its five commands."""
+    ap = argparse.ArgumentParser(
+        prog="asc-keras", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a submission system end to end (resumable)")
+    _system_args(p, None, "paper")
+    p.add_argument(
+        "--eval-data", type=Path, help="evaluation set folder: also write its predictions"
+    )
+    p.add_argument("--out", type=Path, help="output folder (default runs/systemN-PROFILE)")
+    p.add_argument(
+        "--train-split",
+        default="train",
+        choices=("train", "all"),
+        help="'all' retrains on train+evaluate for the final submission (report sec. 4.2)",
+    )
+    p.add_argument("--strategy", default="default", choices=("default", "mirrored"))
+    p.add_argument("--force", nargs="*", default=[], help="stages to redo even if done (or 'all')")
+    p.add_argument("--label", help="DCASE submission label (default asc_keras_task1_N)")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser(
+        "tune", help="keras-tuner search over the student width (chief/worker capable)"
+    )
+    _system_args(p, 1, "quick")
+    p.add_argument("--out", type=Path, default=Path("runs/tune_width"))
+    p.add_argument(
+        "--epochs", type=int, help="epochs per trial (default: the profile's student epochs)"
+    )
+    p.add_argument("--widths", type=int, nargs="+", default=[24, 32])
+    p.add_argument(
+        "--tune-kd",
+        action="store_true",
+        help="also search KD temperature {1,2,4} and alpha {0.1,0.5}",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=2,
+        help="trainings per width; the score is their mean (default 2)",
+    )
+    p.add_argument("--max-trials", type=int)
+    p.set_defaults(func=_tune)
+
+    p = sub.add_parser("ablation", help="the report's claims as one table over seeds (resumable)")
+    _system_args(p, 1, "quick")
+    p.add_argument("--out", type=Path, help="default runs/ablation-systemN-PROFILE")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--rows", nargs="+", help="only these student rows (keys as in ablation.json)")
+    p.set_defaults(func=_ablation)
+
+    p = sub.add_parser("complexity", help="DCASE complexity of a builder, .keras or .tflite model")
+    p.add_argument(
+        "model", help="builder name (serfr_cnn_32, mobilenetv2, ...), .keras file or .tflite file"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument(
+        "--all-layers", action="store_true", help="also list layers with no params or MACs"
+    )
+    p.set_defaults(func=_complexity)
+
+    p = sub.add_parser("predict", help="classify audio files with a trained model")
+    p.add_argument("model", help=".tflite or .keras model")
+    p.add_argument("audio", nargs="+", help="audio files (WAV/FLAC/OGG, any rate/length/channels)")
+    p.add_argument(
+        "--hop", type=float, default=1.0, help="hop between 1 s windows, seconds (default 1.0)"
+    )
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--output", help="write to this file instead of the screen")
+    p.add_argument("--windows", action="store_true", help="also list per-window predictions")
+    p.set_defaults(func=_predict)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from asc_keras.data import DataError
+    from asc_keras.system.runner import RunError
+
+    try:
+        return args.func(args)
+    except (RunError, DataError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

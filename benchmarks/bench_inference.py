@@ -7,6 +7,7 @@ representative inputs; pass --model to use a trained student).  Latency: batch 1
 thread, median (and 90th percentile) over --runs invocations after 20 warm-ups.  The float
 Keras model is timed as a compiled tf.function call at batch 1 (TensorFlow's own threads).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,14 +53,29 @@ def bench(name: str, model, runs: int, tmp: Path, rng) -> dict:
     c = keras_complexity(model)
     med_q, p90_q = _time(run_tflite, runs)
     med_f, p90_f = _time(lambda: fn(xt), runs)
-    return {"name": name, "params": c.params, "macs": c.macs, "int8_ms": med_q, "int8_p90": p90_q,
-            "float_ms": med_f, "float_p90": p90_f, "delegate": tfl.delegate, "kib": path.stat().st_size / 1024}
+    return {
+        "name": name,
+        "params": c.params,
+        "macs": c.macs,
+        "int8_ms": med_q,
+        "int8_p90": p90_q,
+        "float_ms": med_f,
+        "float_p90": p90_f,
+        "delegate": tfl.delegate,
+        "kib": path.stat().st_size / 1024,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=300)
-    ap.add_argument("--model", type=Path, help="a trained student .keras (default: untrained SERFR-CNN-32 and -24)")
+    ap.add_argument(
+        "--model",
+        type=Path,
+        help="a trained student .keras (default: untrained SERFR-CNN-32 and -24)",
+    )
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     models = []
@@ -71,11 +87,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench(n, m, args.runs, Path(tmp), rng) for n, m in models]
     print(f"latency per 1 s clip, batch 1, median (p90) of {args.runs} runs")
-    print(f"{'model':<20} {'params':>8} {'MMACs':>7} {'tflite KiB':>10} {'int8 LiteRT 1 thread':>22} {'float Keras':>18}")
+    print(
+        f"{'model':<20} {'params':>8} {'MMACs':>7} {'tflite KiB':>10} {'int8 LiteRT 1 thread':>22} {'float Keras':>18}"
+    )
     for r in rows:
-        print(f"{r['name']:<20} {r['params']:>8,} {r['macs'] / 1e6:>7.2f} {r['kib']:>10.1f} "
-              f"{r['int8_ms']:>9.3f} ms ({r['int8_p90']:.3f}) {r['float_ms']:>9.3f} ms ({r['float_p90']:.3f})"
-              f"  [{r['delegate']}]")
+        print(
+            f"{r['name']:<20} {r['params']:>8,} {r['macs'] / 1e6:>7.2f} {r['kib']:>10.1f} "
+            f"{r['int8_ms']:>9.3f} ms ({r['int8_p90']:.3f}) {r['float_ms']:>9.3f} ms ({r['float_p90']:.3f})"
+            f"  [{r['delegate']}]"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 Both runs train the same Distiller (SERFR-CNN, stored soft targets, mixup + masks) for the
 same steps; the first epoch (tracing) is excluded.  Target: cache/in-memory >= 0.9.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ def _run(ds, width, epochs):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--clips", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=256)
@@ -48,7 +51,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "features.npy"
-        feats = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(args.clips, 28, 256))
+        feats = np.lib.format.open_memmap(
+            path, mode="w+", dtype=np.float16, shape=(args.clips, 28, 256)
+        )
         feats[:] = rng.normal(-5, 2, feats.shape).astype(np.float16)
         feats.flush()
         del feats
@@ -57,7 +62,9 @@ def main() -> None:
         soft = temper(rng.normal(size=(args.clips, 10)), 2.0)
         rows = np.arange(args.clips)
         aug = AugmentConfig()
-        cache_ds = make_dataset(mm, rows, labels, soft, batch_size=args.batch, shuffle=True, augment=aug, seed=0)
+        cache_ds = make_dataset(
+            mm, rows, labels, soft, batch_size=args.batch, shuffle=True, augment=aug, seed=0
+        )
         # In-memory baseline: the same tensors resident in memory, the same in-graph augmentation.
         x = tf.constant(np.asarray(mm, np.float32)[..., None])
         y = tf.one_hot(labels, 10)
@@ -69,13 +76,20 @@ def main() -> None:
             xb, (yb, sb) = mixup(xb, (yb, sb), aug.mixup_alpha)
             return xb, (yb, sb)
 
-        mem_ds = (tf.data.Dataset.from_tensor_slices((x, y, s)).shuffle(args.clips, seed=0).batch(args.batch)
-                  .map(aug_fn, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+        mem_ds = (
+            tf.data.Dataset.from_tensor_slices((x, y, s))
+            .shuffle(args.clips, seed=0)
+            .batch(args.batch)
+            .map(aug_fn, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE)
+        )
         t_mem = _run(mem_ds, args.width, args.epochs)
         t_cache = _run(cache_ds, args.width, args.epochs)
     rate_mem = args.clips / np.median(t_mem[1:])
     rate_cache = args.clips / np.median(t_cache[1:])
-    print(f"SERFR-CNN-{args.width}, batch {args.batch}, {args.clips} clips/epoch, median of epochs 2..{args.epochs}:")
+    print(
+        f"SERFR-CNN-{args.width}, batch {args.batch}, {args.clips} clips/epoch, median of epochs 2..{args.epochs}:"
+    )
     print(f"  in-memory tensors : {rate_mem:8.1f} samples/s")
     print(f"  memmap cache      : {rate_cache:8.1f} samples/s")
     print(f"  ratio cache/memory: {rate_cache / rate_mem:.3f}  (target >= 0.9)")

@@ -5,6 +5,7 @@
 Clip count ~ 10 classes x recordings-per-class x 3 devices x 10 clips
 (e.g. 3 -> ~900 clips for tests, 60 -> ~18,000, 400 -> ~120,000).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,9 @@ from asc_keras.data.synthetic import make_synthetic_tau
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("out", help="output folder (meta.csv, audio/, evaluation_setup/)")
     ap.add_argument("--recordings-per-class", type=int, default=60)
     ap.add_argument("--cities", type=int, default=6)
@@ -23,10 +26,14 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    root = make_synthetic_tau(args.out, args.recordings_per_class, args.cities, args.seed, workers=args.workers)
+    root = make_synthetic_tau(
+        args.out, args.recordings_per_class, args.cities, args.seed, workers=args.workers
+    )
     ds = read_tau(root)
-    print(f"wrote {len(ds.clips)} clips ({len(ds.train)} train / {len(ds.evaluate)} evaluate) to {root} "
-          f"in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"wrote {len(ds.clips)} clips ({len(ds.train)} train / {len(ds.evaluate)} evaluate) to {root} "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
 
 
 if __name__ == "__main__":

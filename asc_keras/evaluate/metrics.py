@@ -1,13 +1,16 @@
 """DCASE Task 1 metrics: accuracy (plain and class-macro), log loss, per-device and per-class accuracy."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from asc_keras.config import SCENE_CLASSES
 
-LOGLOSS_EPS = 1e-7  # probabilities are clipped to [eps, 1] and renormalised (int8 outputs hold exact zeros)
+LOGLOSS_EPS = (
+    1e-7  # probabilities are clipped to [eps, 1] and renormalised (int8 outputs hold exact zeros)
+)
 
 
 def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = LOGLOSS_EPS) -> float:
@@ -17,8 +20,12 @@ def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = LOGLOSS_EPS) ->
     return float(-np.mean(np.log(p[np.arange(len(labels)), labels])))
 
 
-def classification_metrics(labels: Sequence[int], probs: np.ndarray, devices: Sequence[str] | None = None,
-                           classes: Sequence[str] = SCENE_CLASSES) -> dict:
+def classification_metrics(
+    labels: Sequence[int],
+    probs: np.ndarray,
+    devices: Sequence[str] | None = None,
+    classes: Sequence[str] = SCENE_CLASSES,
+) -> dict:
     """All numbers a results table needs.
 
     Returns a dict: accuracy, macro_accuracy (mean of per-class accuracies, as DCASE ranks),
@@ -31,7 +38,9 @@ def classification_metrics(labels: Sequence[int], probs: np.ndarray, devices: Se
     k = len(classes)
     conf = np.zeros((k, k), np.int64)
     np.add.at(conf, (labels, pred), 1)
-    per_class = {c: float(conf[i, i] / conf[i].sum()) for i, c in enumerate(classes) if conf[i].sum()}
+    per_class = {
+        c: float(conf[i, i] / conf[i].sum()) for i, c in enumerate(classes) if conf[i].sum()
+    }
     out = {
         "n": int(len(labels)),
         "accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
@@ -42,8 +51,10 @@ def classification_metrics(labels: Sequence[int], probs: np.ndarray, devices: Se
     }
     if devices is not None:
         devices = np.asarray(devices)
-        out["per_device"] = {str(d): float((pred[devices == d] == labels[devices == d]).mean())
-                             for d in sorted(set(devices.tolist()), key=_device_order)}
+        out["per_device"] = {
+            str(d): float((pred[devices == d] == labels[devices == d]).mean())
+            for d in sorted(set(devices.tolist()), key=_device_order)
+        }
     return out
 
 

@@ -1,8 +1,9 @@
 """PNG plots for a run: confusion matrix, per-device accuracy, learning curves."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -14,7 +15,9 @@ import pandas as pd  # noqa: E402
 from asc_keras.config import SCENE_CLASSES  # noqa: E402
 
 
-def plot_confusion(confusion, path: str | Path, title: str, classes: Sequence[str] = SCENE_CLASSES) -> Path:
+def plot_confusion(
+    confusion, path: str | Path, title: str, classes: Sequence[str] = SCENE_CLASSES
+) -> Path:
     cm = np.asarray(confusion, float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -23,8 +26,15 @@ def plot_confusion(confusion, path: str | Path, title: str, classes: Sequence[st
     ax.set_yticks(range(len(classes)), classes, fontsize=8)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -38,7 +48,12 @@ def plot_per_device(series: dict[str, dict[str, float]], path: str | Path, title
     fig, ax = plt.subplots(figsize=(8, 4))
     w = 0.8 / max(1, len(series))
     for k, (label, accs) in enumerate(series.items()):
-        ax.bar(np.arange(len(devices)) + k * w, [100 * accs.get(d, np.nan) for d in devices], w, label=label)
+        ax.bar(
+            np.arange(len(devices)) + k * w,
+            [100 * accs.get(d, np.nan) for d in devices],
+            w,
+            label=label,
+        )
     ax.set_xticks(np.arange(len(devices)) + w * (len(series) - 1) / 2, devices)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)

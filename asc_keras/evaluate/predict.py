@@ -5,12 +5,13 @@ windows with a configurable hop (the last partial window is zero-padded; a file 
 than 1 s is one padded window), turned into log-mels and classified.  The whole-file
 scene probabilities are the mean over windows.  Bad files are reported and skipped.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -43,20 +44,24 @@ def load_model(path: str | Path):
         m = TFLiteModel(path)
         return m.predict, m.input_shape
     if path.suffix == ".keras":
-        from asc_keras._runtime import keras
         import asc_keras.distill.distiller  # noqa: F401  (registers custom classes)
         import asc_keras.features.layer  # noqa: F401
+        from asc_keras._runtime import keras
 
         try:
             km = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as e:  # noqa: BLE001
-            raise ValueError(f"{path}: cannot load as a Keras model ({str(e).splitlines()[0][:200]}); "
-                             "pass a .keras file saved by asc_keras or a .tflite file.") from None
+            raise ValueError(
+                f"{path}: cannot load as a Keras model ({str(e).splitlines()[0][:200]}); "
+                "pass a .keras file saved by asc_keras or a .tflite file."
+            ) from None
         model = getattr(km, "student", km)
 
         def run(x, batch_size=64):
             x = np.asarray(x, np.float32)
-            return np.asarray(model.predict(x[..., None] if x.ndim == 3 else x, batch_size=batch_size, verbose=0))
+            return np.asarray(
+                model.predict(x[..., None] if x.ndim == 3 else x, batch_size=batch_size, verbose=0)
+            )
 
         return run, tuple(model.input_shape[1:])
     raise ValueError(f"{path}: unknown model type {path.suffix!r}; use a .tflite or .keras file")
@@ -69,13 +74,19 @@ def feature_config_for(model_path: str | Path, input_shape: tuple) -> FeatureCon
     cfg = FeatureConfig(**json.loads(side.read_text())) if side.is_file() else FeatureConfig()
     want = (cfg.n_frames(), cfg.n_mels)
     if tuple(input_shape[:2]) != want:
-        raise ValueError(f"{model_path}: model expects {tuple(input_shape[:2])} (frames, mels) but the feature "
-                         f"settings give {want}; put the matching features.json beside the model.")
+        raise ValueError(
+            f"{model_path}: model expects {tuple(input_shape[:2])} (frames, mels) but the feature "
+            f"settings give {want}; put the matching features.json beside the model."
+        )
     return cfg
 
 
-def predict_files(model_path: str | Path, files: Sequence[str | Path], hop_seconds: float = 1.0,
-                  classes: Sequence[str] = SCENE_CLASSES) -> list[FilePrediction]:
+def predict_files(
+    model_path: str | Path,
+    files: Sequence[str | Path],
+    hop_seconds: float = 1.0,
+    classes: Sequence[str] = SCENE_CLASSES,
+) -> list[FilePrediction]:
     """Classify each file; failures are returned with ``error`` set, never raised."""
     if hop_seconds <= 0:
         raise ValueError("hop must be positive")
@@ -93,11 +104,22 @@ def predict_files(model_path: str | Path, files: Sequence[str | Path], hop_secon
         starts = list(range(0, max(1, len(y) - win + 1), hop))
         if len(y) > win and starts[-1] + win < len(y):
             starts.append(starts[-1] + hop)  # cover the tail with a padded window
-        segs = np.stack([np.pad(y[s:s + win], (0, max(0, s + win - len(y)))) for s in starts])
+        segs = np.stack([np.pad(y[s : s + win], (0, max(0, s + win - len(y)))) for s in starts])
         probs = run(logmel(segs, cfg))
         mean = probs.mean(axis=0)
-        results.append(FilePrediction(
-            str(f), classes[int(mean.argmax())], [float(v) for v in mean],
-            [{"start_s": s / cfg.sample_rate, "scene": classes[int(p.argmax())], "probabilities": [float(v) for v in p]}
-             for s, p in zip(starts, probs)]))
+        results.append(
+            FilePrediction(
+                str(f),
+                classes[int(mean.argmax())],
+                [float(v) for v in mean],
+                [
+                    {
+                        "start_s": s / cfg.sample_rate,
+                        "scene": classes[int(p.argmax())],
+                        "probabilities": [float(v) for v in p],
+                    }
+                    for s, p in zip(starts, probs)
+                ],
+            )
+        )
     return results
