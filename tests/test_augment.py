@@ -1,4 +1,5 @@
 """Augmentation statistics: mixup keeps distributions, masks cover the right extent, stretch is sane."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,5 +69,8 @@ def test_time_stretch_rate_one_is_identity_and_rates_change_content():
     fast = time_stretch(ramp, 1.1, 1.1).numpy()[0, :, 0, 0]
     slow = time_stretch(ramp, 0.9, 0.9).numpy()[0, :, 0, 0]
     c = 13.5
-    assert abs(fast[20] - min(27, (20 - c) * 1.1 + c)) < 1e-4 and abs(slow[20] - ((20 - c) * 0.9 + c)) < 1e-4
+    assert (
+        abs(fast[20] - min(27, (20 - c) * 1.1 + c)) < 1e-4
+        and abs(slow[20] - ((20 - c) * 0.9 + c)) < 1e-4
+    )
     assert fast.shape == (28,) and fast[0] == 0.0 and fast[-1] == 27.0  # edges repeat

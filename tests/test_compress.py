@@ -1,5 +1,6 @@
 """Compression: prune + QAT on a tiny trained student, int8 TFLite, float-vs-int8 agreement,
 complexity from the flatbuffer, prediction on odd audio and bad files."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,8 @@ import soundfile as sf
 from asc_keras._runtime import keras
 from asc_keras.compress.complexity import keras_complexity, tflite_complexity
 from asc_keras.compress.tflite import calibration_rows
-from asc_keras.config import CompressConfig
+from asc_keras.config import CompressConfig, SystemConfig
+from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.targets import temper
 
 
@@ -22,19 +24,26 @@ def trained_student(clip_cache, tiny_dataset):
     """A small SERFR-CNN trained briefly on the generated clips, plus its data."""
     from asc_keras.models import build_serfr_cnn
     from asc_keras.training import make_dataset
+
     keras.utils.set_random_seed(0)
     rows = clip_cache.rows(tiny_dataset.train["filename"])
     labels = tiny_dataset.train["label"].to_numpy()
     m = build_serfr_cnn(8)
     m.compile(keras.optimizers.Adam(3e-3), "categorical_crossentropy", metrics=["accuracy"])
-    m.fit(make_dataset(clip_cache.features, rows, labels, batch_size=32, shuffle=True, seed=0), epochs=4, verbose=0,
-          shuffle=False)  # the dataset shuffles itself
+    m.fit(
+        make_dataset(clip_cache.features, rows, labels, batch_size=32, shuffle=True, seed=0),
+        epochs=4,
+        verbose=0,
+        shuffle=False,
+    )  # the dataset shuffles itself
     # No BatchNorm re-estimation: with momentum 0.9 (the builders' default) the moving statistics
     # follow the weights within ~10 steps, so inference works after four short epochs.
     return m, rows, labels
 
 
-def test_student_learns_generated_scenes_well_above_chance(trained_student, clip_cache, tiny_dataset):
+def test_student_learns_generated_scenes_well_above_chance(
+    trained_student, clip_cache, tiny_dataset
+):
     from asc_keras.evaluate.metrics import classification_metrics
 
     m, _, _ = trained_student
@@ -51,8 +60,21 @@ def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, 
 
     m, rows, labels = trained_student
     soft = temper(np.log(np.eye(10)[labels] * 0.9 + 0.01), 2.0)
-    cfg = CompressConfig(prune=True, target_sparsity=0.5, prune_epochs=2, qat=True, qat_epochs=1, qat_lr=1e-4)
-    qat, info = prune_and_quantize(m, clip_cache.features, rows, labels, soft, cfg=cfg, batch_size=32, verbose=0)
+    cfg = SystemConfig(
+        compress=CompressConfig(
+            prune=True,
+            target_sparsity=0.5,
+            prune_epochs=2,
+            qat=True,
+            qat_epochs=1,
+            qat_lr=1e-4,
+            batch_size=32,
+        )
+    )
+    train = ClipSplit(
+        clip_cache.features, rows, labels, np.array(["a"] * len(rows)), tuple(map(str, rows))
+    )
+    qat, info = prune_and_quantize(m, cfg, train, soft, verbose=0)
     assert info["sparsity_after_pruning"] > 0.4  # polynomial decay reached (about) the target
     assert info["sparsity"] > 0.4  # pruning preserved through QAT
     assert any("quant" in l.__class__.__name__.lower() for l in qat.layers)
@@ -125,13 +147,23 @@ def test_predict_odd_files_and_corrupt(exported, tmp_path):
     sf.write(tmp_path / "short_8k.flac", rng.normal(0, 0.1, 5000), 8000)
     sf.write(tmp_path / "mono_22k.ogg", rng.normal(0, 0.1, 22050 * 2), 22050)
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF....WAVEfmt garbage")
-    files = [tmp_path / n for n in ("long_stereo_48k.wav", "short_8k.flac", "corrupt.wav", "mono_22k.ogg")]
+    files = [
+        tmp_path / n
+        for n in ("long_stereo_48k.wav", "short_8k.flac", "corrupt.wav", "mono_22k.ogg")
+    ]
     for model in ("student_int8.tflite", "student.keras"):
         res = predict_files(exported / model, files, hop_seconds=0.5)
         by = {r.path.split("/")[-1]: r for r in res}
         assert by["corrupt.wav"].error and "corrupt.wav" in by["corrupt.wav"].error
         # 3.15 s, hop 0.5: full windows start at 0..2.0, one zero-padded tail window at 2.5
-        assert [w["start_s"] for w in by["long_stereo_48k.wav"].windows] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+        assert [w["start_s"] for w in by["long_stereo_48k.wav"].windows] == [
+            0.0,
+            0.5,
+            1.0,
+            1.5,
+            2.0,
+            2.5,
+        ]
         assert len(by["short_8k.flac"].windows) == 1
         for r in (by["long_stereo_48k.wav"], by["short_8k.flac"], by["mono_22k.ogg"]):
             assert r.error is None and abs(sum(r.probabilities) - 1) < 0.02 and r.scene
@@ -142,17 +174,34 @@ def test_predict_cli_formats_and_exit_codes(exported, tmp_path):
     sf.write(tmp_path / "a.wav", rng.normal(0, 0.1, 44100 * 2), 44100)
     (tmp_path / "bad.wav").write_bytes(b"nope")
     cmd = [sys.executable, "-m", "asc_keras.cli", "predict", str(exported / "student_int8.tflite")]
-    r = subprocess.run(cmd + [str(tmp_path / "a.wav"), "--format", "json"], capture_output=True, text=True)
+    r = subprocess.run(
+        cmd + [str(tmp_path / "a.wav"), "--format", "json"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out[0]["file"].endswith("a.wav") and len(out[0]["probabilities"]) == 10
-    r = subprocess.run(cmd + [str(tmp_path / "a.wav"), str(tmp_path / "bad.wav"), "--format", "csv",
-                              "--output", str(tmp_path / "o.csv"), "--windows"], capture_output=True, text=True)
+    r = subprocess.run(
+        cmd
+        + [
+            str(tmp_path / "a.wav"),
+            str(tmp_path / "bad.wav"),
+            "--format",
+            "csv",
+            "--output",
+            str(tmp_path / "o.csv"),
+            "--windows",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "bad.wav" in r.stderr
     lines = (tmp_path / "o.csv").read_text().strip().splitlines()
     assert lines[0].startswith("file,window_start_s,scene,airport") and len(lines) == 1 + 1 + 2
     wrong = tmp_path / "model.tflite"
     wrong.write_bytes(b"not a model")
-    r = subprocess.run([sys.executable, "-m", "asc_keras.cli", "predict", str(wrong), str(tmp_path / "a.wav")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "asc_keras.cli", "predict", str(wrong), str(tmp_path / "a.wav")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "model.tflite: not a TFLite model" in r.stderr

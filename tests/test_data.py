@@ -1,4 +1,5 @@
 """Data layer: reader counts, 10 s rebuild, and every bad-input case."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,7 +10,15 @@ import pytest
 import soundfile as sf
 
 from asc_keras.config import SCENE_CLASSES, TRAIN_DEVICES, UNSEEN_DEVICES
-from asc_keras.data import AudioError, AudioFixes, DataError, load_audio, parse_clip_name, read_tau, rebuild_recordings
+from asc_keras.data import (
+    AudioError,
+    AudioFixes,
+    DataError,
+    load_audio,
+    parse_clip_name,
+    read_tau,
+    rebuild_recordings,
+)
 from asc_keras.data.synthetic import device, make_synthetic_tau
 
 
@@ -28,17 +37,28 @@ def test_reader_counts_and_split(tiny_dataset):
     ev = set(zip(ds.evaluate["city"], ds.evaluate["location"]))
     assert tr.isdisjoint(ev)  # locations never cross the split
     assert ds.clips["device"].value_counts().idxmax() == "a"  # device a dominates
-    assert list(ds.split("all")["filename"]) == list(ds.train["filename"]) + list(ds.evaluate["filename"])
+    assert list(ds.split("all")["filename"]) == list(ds.train["filename"]) + list(
+        ds.evaluate["filename"]
+    )
 
 
 def test_generated_audio_format(tiny_dataset):
     info = sf.info(str(tiny_dataset.audio_path(tiny_dataset.clips["filename"][0])))
-    assert (info.samplerate, info.channels, info.frames, info.subtype) == (44100, 1, 44100, "PCM_24")
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (
+        44100,
+        1,
+        44100,
+        "PCM_24",
+    )
 
 
 def test_generation_is_deterministic(tmp_path):
-    a = make_synthetic_tau(tmp_path / "a", recordings_per_class=1, cities=2, seed=7, extra_devices=1)
-    b = make_synthetic_tau(tmp_path / "b", recordings_per_class=1, cities=2, seed=7, extra_devices=1)
+    a = make_synthetic_tau(
+        tmp_path / "a", recordings_per_class=1, cities=2, seed=7, extra_devices=1
+    )
+    b = make_synthetic_tau(
+        tmp_path / "b", recordings_per_class=1, cities=2, seed=7, extra_devices=1
+    )
     ma, mb = (pd.read_csv(p / "meta.csv", sep="\t") for p in (a, b))
     assert ma.equals(mb)
     f = ma["filename"][5]
@@ -48,7 +68,12 @@ def test_generation_is_deterministic(tmp_path):
 
 def test_parse_clip_name():
     d = parse_clip_name("audio/street_pedestrian-lyon-1162-44650-3-s2.wav")
-    assert d["segment"] == 3 and d["device"] == "s2" and d["city"] == "lyon" and d["location"] == "1162"
+    assert (
+        d["segment"] == 3
+        and d["device"] == "s2"
+        and d["city"] == "lyon"
+        and d["location"] == "1162"
+    )
     assert d["recording_id"] == "street_pedestrian-lyon-1162-44650-s2"
     with pytest.raises(DataError, match="bad-name.wav"):
         parse_clip_name("audio/bad-name.wav")

@@ -1,4 +1,5 @@
 """Log-mel features: shape, mel formula, librosa and TensorFlow parity, cache atomicity and resume."""
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,14 @@ from asc_keras.features.mel import hz_to_mel, mel_filterbank, mel_to_hz
 
 def test_report_mel_formula_hand_values():
     # mel(f) = 1000/log2 * log(1 + f/1000): 1000 Hz -> 1000 mel; 3000 Hz -> 2000; 7000 Hz -> 3000.
-    np.testing.assert_allclose(hz_to_mel([0, 1000, 3000, 7000], "report"), [0, 1000, 2000, 3000], atol=1e-9)
+    np.testing.assert_allclose(
+        hz_to_mel([0, 1000, 3000, 7000], "report"), [0, 1000, 2000, 3000], atol=1e-9
+    )
     np.testing.assert_allclose(hz_to_mel(8000, "report"), 1000 * np.log2(9), rtol=1e-12)
     np.testing.assert_allclose(hz_to_mel(700, "htk"), 2595 * np.log10(2), rtol=1e-12)
-    np.testing.assert_allclose(hz_to_mel([500, 1000, 4000], "slaney"), librosa.hz_to_mel([500, 1000, 4000]))
+    np.testing.assert_allclose(
+        hz_to_mel([500, 1000, 4000], "slaney"), librosa.hz_to_mel([500, 1000, 4000])
+    )
     f = np.linspace(0, 8000, 17)
     for s in ("report", "htk", "slaney"):
         np.testing.assert_allclose(mel_to_hz(hz_to_mel(f, s), s), f, atol=1e-6)
@@ -56,8 +61,18 @@ def test_shape_1s_and_10s():
 def test_numpy_logmel_equals_librosa():
     cfg = FeatureConfig(mel_scale="slaney")
     y = np.random.default_rng(1).normal(0, 0.1, 16000).astype(np.float32)
-    ref = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=2048, hop_length=512, center=False, power=2.0,
-                                         n_mels=256, htk=False, norm="slaney", window="hann")
+    ref = librosa.feature.melspectrogram(
+        y=y,
+        sr=16000,
+        n_fft=2048,
+        hop_length=512,
+        center=False,
+        power=2.0,
+        n_mels=256,
+        htk=False,
+        norm="slaney",
+        window="hann",
+    )
     np.testing.assert_allclose(logmel(y, cfg), np.log(ref.T + 1e-6), atol=2e-4)
 
 
@@ -86,8 +101,14 @@ def test_cache_contents_match_direct_computation(clip_cache, tiny_dataset):
     direct = logmel(soxr.resample(y, 44100, 16000, quality="HQ"))
     row = clip_cache.rows([f])[0]
     np.testing.assert_allclose(clip_cache.features[row].astype(np.float32), direct, atol=0.02)
-    again = extract_features(tiny_dataset.root, list(tiny_dataset.clips["filename"]), FeatureConfig(),
-                             clip_cache.path.parent, workers=1, progress=False)
+    again = extract_features(
+        tiny_dataset.root,
+        list(tiny_dataset.clips["filename"]),
+        FeatureConfig(),
+        clip_cache.path.parent,
+        workers=1,
+        progress=False,
+    )
     assert again.path == clip_cache.path  # reused, not recomputed
 
 
@@ -95,8 +116,15 @@ def test_recording_cache_has_309_frames(tiny_dataset, tmp_path):
     from asc_keras.data import rebuild_recordings
 
     recs, _ = rebuild_recordings(tiny_dataset.train)
-    cache = extract_features(tiny_dataset.root, list(recs["files"][:4]), FeatureConfig(), tmp_path,
-                             name="recordings", workers=1, progress=False)
+    cache = extract_features(
+        tiny_dataset.root,
+        list(recs["files"][:4]),
+        FeatureConfig(),
+        tmp_path,
+        name="recordings",
+        workers=1,
+        progress=False,
+    )
     assert cache.features.shape == (4, 309, 256)
 
 

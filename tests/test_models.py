@@ -1,4 +1,5 @@
 """Models: shapes for 1 s and 10 s, softmax outputs, logits by name, complexity counts, twins, training."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,14 @@ import pytest
 from asc_keras._runtime import keras
 from asc_keras.compress.complexity import keras_complexity
 from asc_keras.config import DCASE_MAX_MACS, DCASE_MAX_PARAMS_INT8
-from asc_keras.models import (build_bcresnet_teacher, build_cnn_teacher, build_dcase_baseline,
-                              build_mobilenetv2_teacher, build_serfr_cnn, logits_model)
+from asc_keras.models import (
+    build_bcresnet_teacher,
+    build_cnn_teacher,
+    build_dcase_baseline,
+    build_mobilenetv2_teacher,
+    build_serfr_cnn,
+    logits_model,
+)
 
 SMALL_TEACHERS = {
     "mobilenetv2": lambda: build_mobilenetv2_teacher(alpha=0.35),
@@ -33,13 +40,17 @@ def test_student_shapes_and_softmax(width):
 def test_teachers_take_1s_and_10s(name):
     m = SMALL_TEACHERS[name]()
     for frames in (28, 309):
-        p = np.asarray(m(np.random.default_rng(1).normal(size=(2, frames, 256, 1)).astype(np.float32)))
+        p = np.asarray(
+            m(np.random.default_rng(1).normal(size=(2, frames, 256, 1)).astype(np.float32))
+        )
         assert p.shape == (2, 10)
         np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
     assert logits_model(m).output.shape[-1] == 10
 
 
-@pytest.mark.parametrize("width,max_params,min_params", [(32, 128 * 1024, 100_000), (24, 100_000, 50_000)])
+@pytest.mark.parametrize(
+    "width,max_params,min_params", [(32, 128 * 1024, 100_000), (24, 100_000, 50_000)]
+)
 def test_students_fit_dcase_limits(width, max_params, min_params):
     c = keras_complexity(build_serfr_cnn(width))
     assert c.memory_bytes(8) <= DCASE_MAX_PARAMS_INT8 and c.macs <= DCASE_MAX_MACS
@@ -50,9 +61,13 @@ def test_students_fit_dcase_limits(width, max_params, min_params):
 
 def test_complexity_of_hand_checkable_model():
     inp = keras.Input((10, 8, 1))
-    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="c1")(inp)  # 36 w, 10*8*36 MACs
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="c1")(
+        inp
+    )  # 36 w, 10*8*36 MACs
     x = keras.layers.BatchNormalization(name="bn")(x)  # 8 params (gamma, beta), 8 stats not counted
-    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", name="dw")(x)  # 36 + 4 bias, 5*4*36
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", name="dw")(
+        x
+    )  # 36 + 4 bias, 5*4*36
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dense(3, name="d")(x)  # 12 + 3, 12 MACs
     c = keras_complexity(keras.Model(inp, x, name="tiny"))
@@ -66,24 +81,36 @@ def test_complexity_of_hand_checkable_model():
 
 def test_dcase_baseline_counts_match_reference():
     c = keras_complexity(build_dcase_baseline())
-    # facts.md: 46,512 params and 29.23 M MACs for the reference Keras baseline (conv biases, other
+    # docs/sources.md: 46,512 params and 29.23 M MACs for the reference Keras baseline (conv biases, other
     # padding); ours is the same architecture counted by the DCASE rules.
     assert abs(c.params - 46_512) / 46_512 < 0.02 and abs(c.macs - 29.23e6) / 29.23e6 < 0.02
 
 
-def test_tf_keras_twin_gives_identical_outputs():
+def test_tf_keras_twin_gives_identical_outputs(tmp_path):
+    """The twin is built from the arguments a saved student remembers (no layer-name parsing)."""
     from asc_keras.compress.twin import tf_keras_twin
 
-    m = build_serfr_cnn(24)
+    built = build_serfr_cnn(24, se_ratio=4, stem_pool=(2, 2), bn_momentum=0.8, name="student")
+    built.save(tmp_path / "student.keras")
+    m = keras.saving.load_model(tmp_path / "student.keras", compile=False, safe_mode=True)
+    assert m.build_args() == {**built.build_args(), "name": "student"}
+    assert m.build_args()["se_ratio"] == 4 and m.build_args()["stem_pool"] == (2, 2)
     # Non-trivial BN statistics so the twin check covers them too.
     for layer in m.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             g, b, mu, var = layer.get_weights()
             rng = np.random.default_rng(len(layer.name))
-            layer.set_weights([g * rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
-                               rng.normal(0, 0.1, mu.shape), rng.uniform(0.5, 2, var.shape)])
+            layer.set_weights(
+                [
+                    g * rng.uniform(0.5, 1.5, g.shape),
+                    rng.normal(0, 0.1, b.shape),
+                    rng.normal(0, 0.1, mu.shape),
+                    rng.uniform(0.5, 2, var.shape),
+                ]
+            )
     twin = tf_keras_twin(m)
-    assert twin.__class__.__module__.startswith("tf_keras")
+    assert twin.__class__.__module__.startswith("tf_keras") and twin.name == "student"
+    assert twin.get_layer("stem_bn").momentum == pytest.approx(0.8)
     assert [l.name for l in twin.layers] == [l.name for l in m.layers]
     x = np.random.default_rng(3).normal(size=(4, 28, 256, 1)).astype(np.float32)
     diff = np.abs(np.asarray(m(x, training=False)) - twin(x, training=False).numpy()).max()
@@ -121,20 +148,36 @@ def test_mobilenetv2_loads_user_weights_and_rejects_wrong_file(tmp_path):
 
 
 def test_transfer_learning_phases(tmp_path):
-    from asc_keras.config import AugmentConfig, OptimConfig, TeacherConfig
+    from asc_keras.config import SystemConfig, TeacherConfig
+    from asc_keras.data.splits import RecordingSplit
     from asc_keras.training.teachers import train_teacher
 
-    build_mobilenetv2_teacher(alpha=0.35).get_layer("backbone").save_weights(tmp_path / "bb.weights.h5")
+    build_mobilenetv2_teacher(alpha=0.35).get_layer("backbone").save_weights(
+        tmp_path / "bb.weights.h5"
+    )
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(12, 28, 256)).astype(np.float16)  # any length: 1 s keeps the test fast
     labels = np.arange(12) % 10
-    cfg = TeacherConfig(names=("mobilenetv2",), epochs=1, batch_size=4, mobilenet_alpha=0.35,
-                        pretrained_mobilenetv2=str(tmp_path / "bb.weights.h5"), frozen_epochs=1)
-    model, metrics = train_teacher("mobilenetv2", feats, np.arange(8), labels[:8], np.arange(8, 12), labels[8:],
-                                   cfg=cfg, optim=OptimConfig(), augment=AugmentConfig(), run_dir=tmp_path / "t",
-                                   verbose=0)
-    assert (tmp_path / "t" / "frozen.weights.h5").is_file() and (tmp_path / "t" / "finetune.weights.h5").is_file()
+    cfg = SystemConfig(
+        teachers=TeacherConfig(
+            names=("mobilenetv2",),
+            epochs=1,
+            batch_size=4,
+            mobilenet_alpha=0.35,
+            pretrained_mobilenetv2=str(tmp_path / "bb.weights.h5"),
+            frozen_epochs=1,
+        )
+    )
+    devices = np.array(["a"] * 12)
+    names = tuple(f"r{i}" for i in range(12))
+    train = RecordingSplit(feats, np.arange(8), labels[:8], devices[:8], names[:8])
+    val = RecordingSplit(feats, np.arange(8, 12), labels[8:], devices[8:], names[8:])
+    model, metrics = train_teacher(
+        "mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0
+    )
+    assert (tmp_path / "t" / "frozen.weights.h5").is_file() and (
+        tmp_path / "t" / "finetune.weights.h5"
+    ).is_file()
     assert model.get_layer("backbone").trainable and 0 <= metrics["accuracy"] <= 1
-    again, m2 = train_teacher("mobilenetv2", feats, np.arange(8), labels[:8], np.arange(8, 12), labels[8:],
-                              cfg=cfg, optim=OptimConfig(), augment=AugmentConfig(), run_dir=tmp_path / "t", verbose=0)
+    again, m2 = train_teacher("mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0)
     assert m2 == metrics  # finished teacher is loaded, not retrained

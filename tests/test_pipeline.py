@@ -1,5 +1,6 @@
 """End to end: run_submission on a small generated set, outputs parse, stages resume, errors are early;
 the keras-tuner width search, locally and in chief/worker mode."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,10 +18,20 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["data.recordings_per_class=3", "data.cities=3", "optim.epochs=2", "optim.batch_size=32",
-        "teachers.epochs=1", "teachers.batch_size=16", "teachers.cnn_width=4", "teachers.bcresnet_width=4",
-        "teachers.mobilenet_alpha=0.35", "compress.prune_epochs=1", "compress.qat_epochs=1",
-        "compress.representative_samples=64"]
+TINY = [
+    "data.recordings_per_class=3",
+    "data.cities=3",
+    "optim.epochs=2",
+    "optim.batch_size=32",
+    "teachers.epochs=1",
+    "teachers.batch_size=16",
+    "teachers.cnn_width=4",
+    "teachers.bcresnet_width=4",
+    "teachers.mobilenet_alpha=0.35",
+    "compress.prune_epochs=1",
+    "compress.qat_epochs=1",
+    "compress.representative_samples=64",
+]
 
 
 def _script(name):
@@ -28,6 +39,12 @@ def _script(name):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _run_args(work, out) -> list[str]:
+    """run_submission arguments of the module's tiny system-2 run."""
+    return ["--system", "2", "--profile", "quick", "--work", str(work), "--out", str(out), "--quiet",
+            "--set", *TINY]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +55,7 @@ def work(tmp_path_factory):
 @pytest.fixture(scope="module")
 def quick_run(work, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "system2"
-    rc = _script("run_submission").main(["--system", "2", "--profile", "quick", "--work", str(work), "--out", str(out),
-                                         "--quiet", "--set", *TINY])
+    rc = _script("run_submission").main(_run_args(work, out))
     assert rc == 0
     return out
 
@@ -55,9 +71,18 @@ def test_full_pipeline_outputs_exist_and_parse(quick_run):
     assert set(r["teachers"]) == {"mobilenetv2", "cnn", "bcresnet", "ensemble"}
     # The control and yardstick rows, beside the KD student.
     ce, base = r["student"]["ce_control"], r["baseline"]["float"]
-    assert 0 <= ce["accuracy"] <= 1 and 0 <= base["accuracy"] <= 1 and ce["n"] == base["n"] == r["student"]["float"]["n"]
-    assert r["student"]["kd_gain_points"] == pytest.approx(100 * (r["student"]["float"]["accuracy"] - ce["accuracy"]))
-    assert r["baseline"]["features"]["n_mels"] == 40 and r["baseline"]["complexity"]["params"] == 46_054
+    assert (
+        0 <= ce["accuracy"] <= 1
+        and 0 <= base["accuracy"] <= 1
+        and ce["n"] == base["n"] == r["student"]["float"]["n"]
+    )
+    assert r["student"]["kd_gain_points"] == pytest.approx(
+        100 * (r["student"]["float"]["accuracy"] - ce["accuracy"])
+    )
+    assert (
+        r["baseline"]["features"]["n_mels"] == 40
+        and r["baseline"]["complexity"]["params"] == 46_054
+    )
     # Validation during training reads what the final evaluation reads, for every trained model.
     for name in ("mobilenetv2", "cnn", "bcresnet"):
         t = r["teachers"][name]
@@ -69,11 +94,22 @@ def test_full_pipeline_outputs_exist_and_parse(quick_run):
     assert c["tflite"]["macs"] == c["keras"]["macs"] and 0.2 < c["sparsity"] < 0.4
     md = (out / "results.md").read_text()
     assert "Teachers on 10 s" in md and "int8 TFLite" in md and "Per device" in md
-    assert "| CE control" in md and "| DCASE baseline" in md and "Distillation gain over the CE control" in md
+    assert (
+        "| CE control" in md
+        and "| DCASE baseline" in md
+        and "Distillation gain over the CE control" in md
+    )
     ens = r["teachers"]["ensemble"]["accuracy"]
     # The warning is there exactly when the ensemble does not beat the CE control.
-    assert ("WARNING" in md) == (ens <= ce["accuracy"]) and bool(r["warnings"]) == (ens <= ce["accuracy"])
-    for png in ("confusion_int8.png", "confusion_float.png", "per_device_accuracy.png", "learning_curves.png"):
+    assert ("WARNING" in md) == (ens <= ce["accuracy"]) and bool(r["warnings"]) == (
+        ens <= ce["accuracy"]
+    )
+    for png in (
+        "confusion_int8.png",
+        "confusion_float.png",
+        "per_device_accuracy.png",
+        "learning_curves.png",
+    ):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["student_width"] == 24 and cfg["run"]["system"] == 2 and cfg["optim"]["epochs"] == 2
@@ -82,16 +118,21 @@ def test_full_pipeline_outputs_exist_and_parse(quick_run):
     assert np.allclose(sub.iloc[:, 2:].sum(axis=1), 1, atol=0.05)
     meta = yaml.safe_load((out / "submission" / "asc_keras_task1_2.meta.yaml").read_text())
     assert meta["system"]["complexity"]["macs"] == c["tflite"]["macs"]
-    assert meta["system"]["complexity"]["total_parameters_non_zero"] < meta["system"]["complexity"]["total_parameters"]
+    assert (
+        meta["system"]["complexity"]["total_parameters_non_zero"]
+        < meta["system"]["complexity"]["total_parameters"]
+    )
     assert (out / "student.keras").is_file() and (out / "student_int8.tflite").is_file()
     assert json.loads((out / "features.json").read_text())["n_mels"] == 256
 
 
 def test_second_run_skips_done_stages_and_predict_uses_outputs(quick_run, work):
-    before = {p: p.stat().st_mtime for p in (quick_run / "student.keras", quick_run / "student_int8.tflite")}
+    before = {
+        p: p.stat().st_mtime
+        for p in (quick_run / "student.keras", quick_run / "student_int8.tflite")
+    }
     t0 = time.perf_counter()
-    rc = _script("run_submission").main(["--system", "2", "--profile", "quick", "--work", str(work), "--out",
-                                         str(quick_run), "--quiet", "--set", *TINY])
+    rc = _script("run_submission").main(_run_args(work, quick_run))
     assert rc == 0 and time.perf_counter() - t0 < 60
     assert {p: p.stat().st_mtime for p in before} == before  # nothing retrained or re-converted
     from asc_keras.evaluate.predict import predict_files
@@ -104,9 +145,15 @@ def test_second_run_skips_done_stages_and_predict_uses_outputs(quick_run, work):
 
 def test_clear_errors_before_work(quick_run, work, tmp_path, capsys):
     main = _script("run_submission").main
-    assert main(["--system", "1", "--profile", "quick", "--work", str(work), "--out", str(quick_run)]) == 2
+    assert (
+        main(["--system", "1", "--profile", "quick", "--work", str(work), "--out", str(quick_run)])
+        == 2
+    )
     assert "holds another run" in capsys.readouterr().err
-    assert main(["--system", "1", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["--system", "1", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "folder not found" in capsys.readouterr().err
     assert main(["--system", "1", "--out", str(tmp_path / "o2"), "--force", "studnet"]) == 2
     assert "unknown stage" in capsys.readouterr().err
@@ -115,22 +162,39 @@ def test_clear_errors_before_work(quick_run, work, tmp_path, capsys):
 
 
 def test_width_search_runs_and_summarises(quick_run, work, tmp_path):
-    rc = _script("tune_width").main(["--system", "2", "--work", str(work), "--out", str(tmp_path / "tune"),
-                                     "--epochs", "1", "--quiet", "--set", *TINY])
+    rc = _script("tune_width").main(
+        [
+            "--system",
+            "2",
+            "--work",
+            str(work),
+            "--out",
+            str(tmp_path / "tune"),
+            "--epochs",
+            "1",
+            "--quiet",
+            "--set",
+            *TINY,
+        ]
+    )
     assert rc == 0
     s = json.loads((tmp_path / "tune" / "width_search" / "summary.json").read_text())
     assert sorted(t["hyperparameters"]["width"] for t in s["trials"]) == [24, 32]
-    assert s["best"]["width"] in (24, 32) and all(t["val_accuracy"] is not None for t in s["trials"])
+    assert s["best"]["width"] in (24, 32) and all(
+        t["val_accuracy"] is not None for t in s["trials"]
+    )
     for t in s["trials"]:  # two seeds per width; the score is their mean
-        assert len(t["executions"]) == 2 and t["val_accuracy"] == pytest.approx(np.mean(t["executions"]))
+        assert len(t["executions"]) == 2 and t["val_accuracy"] == pytest.approx(
+            np.mean(t["executions"])
+        )
     best = max(s["trials"], key=lambda t: t["val_accuracy"])
     assert s["best"]["width"] == best["hyperparameters"]["width"]
 
 
 def test_tiny_ablation_writes_its_table(quick_run, work, tmp_path):
-    rc = _script("ablation").main(["--system", "2", "--work", str(work), "--out", str(tmp_path / "abl"),
-                                   "--seeds", "42", "43", "--rows", "ce_only", "kd_cnn",
-                                   "--set", *TINY])
+    args = ["--system", "2", "--work", str(work), "--out", str(tmp_path / "abl"), "--seeds", "42", "43",
+            "--rows", "ce_only", "kd_cnn", "--set", *TINY]  # fmt: skip
+    rc = _script("ablation").main(args)
     assert rc == 0
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert set(r["teachers"]) == {"mobilenetv2", "cnn", "bcresnet", "ensemble"}
@@ -141,9 +205,7 @@ def test_tiny_ablation_writes_its_table(quick_run, work, tmp_path):
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Resumable: a second call reads every row back instead of training it again.
     stamp = (tmp_path / "abl" / "seed43" / "kd_cnn.json").stat().st_mtime
-    assert _script("ablation").main(["--system", "2", "--work", str(work), "--out", str(tmp_path / "abl"),
-                                     "--seeds", "42", "43", "--rows", "ce_only", "kd_cnn",
-                                     "--set", *TINY]) == 0
+    assert _script("ablation").main(args) == 0
     assert (tmp_path / "abl" / "seed43" / "kd_cnn.json").stat().st_mtime == stamp
 
 
@@ -156,16 +218,46 @@ def _free_port() -> int:
 def test_width_search_chief_worker_mode(quick_run, work, tmp_path):
     port = str(_free_port())
     # One trial is enough to show the worker trains what the chief's oracle hands out.
-    cmd = [sys.executable, str(ROOT / "experiments" / "tune_width.py"), "--system", "2", "--work", str(work),
-           "--out", str(tmp_path / "dist"), "--epochs", "1", "--widths", "24", "--seeds", "1", "--quiet",
-           "--set", *TINY]
-    base = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port,
-            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    chief = subprocess.Popen(cmd, env={**base, "KERASTUNER_TUNER_ID": "chief"}, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        str(ROOT / "experiments" / "tune_width.py"),
+        "--system",
+        "2",
+        "--work",
+        str(work),
+        "--out",
+        str(tmp_path / "dist"),
+        "--epochs",
+        "1",
+        "--widths",
+        "24",
+        "--seeds",
+        "1",
+        "--quiet",
+        "--set",
+        *TINY,
+    ]
+    base = {
+        **os.environ,
+        "KERASTUNER_ORACLE_IP": "127.0.0.1",
+        "KERASTUNER_ORACLE_PORT": port,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    chief = subprocess.Popen(
+        cmd,
+        env={**base, "KERASTUNER_TUNER_ID": "chief"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(3)
-    worker = subprocess.run(cmd, env={**base, "KERASTUNER_TUNER_ID": "tuner0"}, capture_output=True, text=True,
-                            timeout=600)
+    worker = subprocess.run(
+        cmd,
+        env={**base, "KERASTUNER_TUNER_ID": "tuner0"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out, err = chief.communicate(timeout=300)
     assert worker.returncode == 0, worker.stderr[-2000:]
     assert chief.returncode == 0, err[-2000:]
@@ -173,20 +265,3 @@ def test_width_search_chief_worker_mode(quick_run, work, tmp_path):
     assert len(trials) == 1  # trained by the worker, recorded by the chief's oracle
     assert "worker tuner0 finished" in worker.stdout
     assert "best: {'width': 24}" in out
-
-
-def test_output_stages_redo_when_their_inputs_change(tmp_path):
-    from asc_keras.config import SystemConfig
-    from asc_keras.submission import SystemRun
-
-    run = SystemRun(SystemConfig(), out=tmp_path / "out", work=tmp_path / "work")
-    made = tmp_path / "out" / "student.keras"
-    inputs = {"width": 32, "optim": {"epochs": 3}, "shape": (28, 256)}
-    assert run._stamp("student", inputs)  # first record: changed
-    assert not run._fresh("student", inputs, made)  # no output yet: an interrupted stage resumes
-    made.write_bytes(b"x")
-    assert run._fresh("student", inputs, made)
-    assert not run._stamp("student", inputs)  # tuples compare equal to their JSON lists
-    assert not run._fresh("student", {**inputs, "optim": {"epochs": 4}}, made)
-    forced = SystemRun(SystemConfig(), out=tmp_path / "out", work=tmp_path / "work", force=frozenset({"student"}))
-    assert not forced._fresh("student", inputs, made)

@@ -1,0 +1,185 @@
+"""Distillation: the loss maths (Keras 3 Distiller and the tf_keras QAT loss agree), KD benefit,
+live teachers, ensemble soft targets stored and live."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asc_keras._runtime import keras, tf
+from asc_keras.distill import Distiller, SoftTargets, ensemble_distribution, teacher_logits, temper
+
+
+def _mlp_student(n_in=20, n_classes=10, hidden=32, seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((n_in,))
+    x = keras.layers.Dense(hidden, activation="relu")(inp)
+    z = keras.layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inp, keras.layers.Activation("softmax", name="probabilities")(z))
+
+
+def test_distiller_loss_equals_hand_computation():
+    m = _mlp_student()
+    d = Distiller(m, alpha=0.3, temperature=2.5)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 20)).astype(np.float32)
+    hard = np.eye(10, dtype=np.float32)[[0, 3, 3, 9, 1, 2]]
+    soft = temper(rng.normal(size=(6, 10)) * 2, 2.5)
+    z = np.asarray(d(x)).astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    ce = -(hard * np.log(p)).sum(1).mean()
+    zt = z / 2.5
+    qt = np.exp(zt - zt.max(1, keepdims=True))
+    qt /= qt.sum(1, keepdims=True)
+    kl = (soft * np.log(soft / qt)).sum(1).mean()
+    expected = 0.3 * ce + 0.7 * 2.5**2 * kl
+    got = float(d.compute_loss(x, (hard, soft), d(x)))
+    assert got == pytest.approx(expected, rel=1e-4)
+    d1 = Distiller(m, alpha=1.0, temperature=2.5)
+    assert float(d1.compute_loss(x, (hard, soft), d1(x))) == pytest.approx(ce, rel=1e-5)
+    # Hard labels only (validation data, no teacher): plain CE, not alpha * CE.
+    assert float(d.compute_loss(x, hard, d(x))) == pytest.approx(ce, rel=1e-5)
+
+
+def test_alpha_one_trains_like_plain_ce():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 20)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 64)]
+    soft = temper(rng.normal(size=(64, 10)), 1.0)
+    a = _mlp_student(seed=3)
+    b = _mlp_student(seed=3)
+    d = Distiller(a, alpha=1.0, temperature=3.0)
+    d.compile(keras.optimizers.SGD(0.1), metrics=["accuracy"])
+    d.fit(x, (y, soft), batch_size=64, epochs=3, shuffle=False, verbose=0)
+    b.compile(keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+    b.fit(x, y, batch_size=64, epochs=3, shuffle=False, verbose=0)
+    np.testing.assert_allclose(np.asarray(a(x)), np.asarray(b(x)), atol=1e-5)
+
+
+def _gaussian_task(n, rng, means):
+    y = rng.integers(0, len(means), n)
+    x = (means[y] + rng.normal(size=(n, means.shape[1]))).astype(np.float32)
+    # Oracle teacher: exact class log-posteriors of the generating model (equal priors).
+    logits = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(-1)
+    return x, y, logits.astype(np.float32)
+
+
+def test_kd_from_strong_teacher_beats_no_kd_at_equal_steps():
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(10, 20)).astype(np.float32) * 0.9
+    x, y, t = _gaussian_task(60, rng, means)  # few labels: where dark knowledge helps
+    xt, yt, _ = _gaussian_task(3000, rng, means)
+    hard = np.eye(10, dtype=np.float32)[y]
+    accs = {}
+    for name, alpha in (("kd", 0.1), ("ce", 1.0)):
+        d = Distiller(_mlp_student(seed=5), alpha=alpha, temperature=2.0)
+        d.compile(keras.optimizers.Adam(3e-3), metrics=["accuracy"])
+        d.fit(x, (hard, temper(t, 2.0)), batch_size=20, epochs=60, verbose=0)
+        accs[name] = float((np.argmax(np.asarray(d.student(xt)), 1) == yt).mean())
+    assert accs["kd"] > accs["ce"] + 0.03, accs
+
+
+def test_distiller_with_live_teacher_metrics_and_serialisation(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(32, 20)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 32)]
+    d = Distiller(
+        _mlp_student(seed=1), teachers=[_mlp_student(seed=2), _mlp_student(seed=4)], alpha=0.5
+    )
+    d.compile(keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    h = d.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    for k in ("loss", "accuracy", "student_loss", "distillation_loss"):
+        assert k in h.history, h.history.keys()
+    assert h.history["distillation_loss"][-1] > 0
+    res = d.evaluate(x, y, verbose=0, return_dict=True)
+    assert "accuracy" in res
+    d.save(tmp_path / "d.keras")
+    back = keras.saving.load_model(tmp_path / "d.keras")
+    assert isinstance(back, Distiller) and back.alpha == 0.5 and len(back.teachers) == 2
+    np.testing.assert_allclose(np.asarray(back(x)), np.asarray(d(x)), atol=1e-5)
+    assert back.student.output.shape[-1] == 10
+
+
+def test_ensemble_modes_and_soft_target_roundtrip(tmp_path):
+    feats = np.random.default_rng(3).normal(size=(9, 28, 256)).astype(np.float16)
+    from asc_keras.models import build_serfr_cnn
+
+    ts = [build_serfr_cnn(4), build_serfr_cnn(6)]
+    z = teacher_logits(ts, feats, batch_size=4)
+    assert z.shape == (9, 2, 10)
+    singles = [
+        np.asarray(
+            keras.Model(t.input, t.get_layer("logits").output)(feats.astype(np.float32)[..., None])
+        )
+        for t in ts
+    ]
+    np.testing.assert_allclose(
+        teacher_logits(ts, feats, np.array([8, 0, 4])), z[[8, 0, 4]], atol=1e-5
+    )
+    np.testing.assert_allclose(z[:, 1], singles[1], atol=1e-4)
+    # 'probabilities': each teacher tempered, then averaged; 'logits': averaged, then tempered.
+    np.testing.assert_allclose(
+        ensemble_distribution(z, 2.0, "probabilities"),
+        (temper(singles[0], 2.0) + temper(singles[1], 2.0)) / 2,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        ensemble_distribution(z, 2.0, "logits"),
+        temper((singles[0] + singles[1]) / 2, 2.0),
+        atol=1e-5,
+    )
+    st = SoftTargets(
+        z, tuple(f"f{i}" for i in range(9)), {"ensemble": "probabilities", "teachers": ["a", "b"]}
+    )
+    st.save(tmp_path / "targets")
+    back = SoftTargets.load(tmp_path / "targets")
+    np.testing.assert_array_equal(back.select(["f3", "f1"]).logits, z[[3, 1]])
+    np.testing.assert_allclose(
+        back.select(teachers=["b"]).distribution(2.0), temper(singles[1], 2.0), atol=1e-5
+    )
+    with pytest.raises(KeyError, match="teacher"):
+        back.select(teachers=["c"])
+
+
+@pytest.mark.parametrize("mode", ["probabilities", "logits"])
+def test_stored_and_live_soft_targets_are_equal(mode):
+    """The stored path (teacher_logits -> SoftTargets.distribution) and the Distiller's live
+    teachers give the same soft targets, for either ensemble mode."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(12, 20)).astype(np.float32)
+    teachers = [_mlp_student(seed=11), _mlp_student(seed=12), _mlp_student(seed=13)]
+    z = np.stack(
+        [np.asarray(keras.Model(t.input, t.get_layer("logits").output)(x)) for t in teachers],
+        axis=1,
+    )
+    stored = SoftTargets(z, tuple(map(str, range(12))), {"ensemble": mode}).distribution(3.0)
+    d = Distiller(
+        _mlp_student(seed=1), teachers=teachers, alpha=0.5, temperature=3.0, ensemble=mode
+    )
+    _, live = d._targets(x, np.eye(10, dtype=np.float32)[rng.integers(0, 10, 12)])
+    np.testing.assert_allclose(np.asarray(live), stored, atol=1e-5)
+    # And the other mode is a different distribution (the definition matters).
+    other = SoftTargets(
+        z,
+        tuple(map(str, range(12))),
+        {"ensemble": "logits" if mode == "probabilities" else "probabilities"},
+    ).distribution(3.0)
+    assert np.abs(other - stored).max() > 1e-3
+
+
+def test_tf_keras_qat_loss_equals_the_distiller_loss():
+    """One definition: the probability-space loss of pruning/QAT gives the Distiller's loss."""
+    from asc_keras.distill.losses import kd_loss_on_probs
+
+    m = _mlp_student()
+    d = Distiller(m, alpha=0.3, temperature=2.5)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(8, 20)).astype(np.float32)
+    hard = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]
+    soft = temper(rng.normal(size=(8, 10)) * 2, 2.5)
+    z = d(x)
+    want = float(d.compute_loss(x, (hard, soft), z))
+    loss = kd_loss_on_probs(0.3, 2.5, 10)
+    got = float(tf.reduce_mean(loss(np.concatenate([hard, soft], 1), tf.nn.softmax(z))))
+    assert got == pytest.approx(want, rel=1e-4)
