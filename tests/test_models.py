@@ -7,7 +7,7 @@ import pytest
 
 from asc_keras._runtime import keras
 from asc_keras.compress.complexity import keras_complexity
-from asc_keras.config import DCASE_MAX_MACS, DCASE_MAX_PARAMS_INT8
+from asc_keras.config import DCASE_MAX_MACS, DCASE_MAX_PARAM_BYTES
 from asc_keras.models import (
     build_bcresnet_teacher,
     build_cnn_teacher,
@@ -53,7 +53,7 @@ def test_teachers_take_1s_and_10s(name):
 )
 def test_students_fit_dcase_limits(width, max_params, min_params):
     c = keras_complexity(build_serfr_cnn(width))
-    assert c.memory_bytes(8) <= DCASE_MAX_PARAMS_INT8 and c.macs <= DCASE_MAX_MACS
+    assert c.memory_bytes(8) <= DCASE_MAX_PARAM_BYTES and c.macs <= DCASE_MAX_MACS
     assert min_params <= c.params <= max_params  # uses the budget without exceeding it
     if width == 32:
         assert c.macs > 0.8 * DCASE_MAX_MACS

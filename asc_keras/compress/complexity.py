@@ -1,14 +1,16 @@
-"""Model complexity by the DCASE Task 1 rules: parameters, MACs per 1 s input, parameter memory.
+"""Exact model complexity per 1 s input: parameters, multiply-accumulates, parameter memory.
 
-Counting rules (DCASE 2022/2023 Task 1, as its ``nessi`` tool applies them):
+The project's own, exact view (the organisers' count, with its odd rules, is
+:mod:`asc_keras.compress.nessi`; results show both):
 
 * **parameters**: every weight of every layer, BatchNorm scale and offset included,
-  BatchNorm moving statistics excluded (buffers, folded away at deployment);
+  BatchNorm moving statistics excluded (buffers, folded away at deployment); ``keras_params``
+  is ``model.count_params()``, what ``model.summary()`` shows (moving statistics included);
 * **MACs**: multiply-accumulates of convolutions, depthwise convolutions and dense
   layers for one 1 s input (batch 1): kernel size x output positions.  Element-wise
   ops (BN, activations, add, the SE multiply, pooling) are not counted;
 * **memory**: parameters x bytes per parameter (int8: 1, float16: 2, float32: 4);
-  limits: 128 KB at int8 (128 K parameters) and 30 M MACs.
+  limits: 128,000 bytes (``DCASE_MAX_PARAM_BYTES``) and 30 M MACs.
 
 ``deployed_params`` counts what a BN-folded inference graph holds (conv/dense
 kernels plus one bias per output channel where the layer has a bias or a
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc_keras.config import DCASE_MAX_MACS, DCASE_MAX_PARAMS_INT8
+from asc_keras.config import DCASE_MAX_MACS, DCASE_MAX_PARAM_BYTES
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Complexity:
     model: str
     layers: list[LayerCount] = field(default_factory=list)
     deployed_params: int = 0
+    keras_params: int = 0  # model.count_params(): what model.summary() shows (BN statistics too)
     input_shape: tuple = ()
     tensor_types: set = field(default_factory=set)  # .tflite only: element types of all tensors
 
@@ -58,14 +61,15 @@ class Complexity:
 
     @property
     def within_limits(self) -> bool:
-        return self.memory_bytes(8) <= DCASE_MAX_PARAMS_INT8 and self.macs <= DCASE_MAX_MACS
+        return self.memory_bytes(8) <= DCASE_MAX_PARAM_BYTES and self.macs <= DCASE_MAX_MACS
 
     def summary(self) -> str:
+        ok = "OK" if self.within_limits else "EXCEEDED"
         return (
-            f"{self.model}: {self.params:,} params ({self.memory_bytes(8) / 1024:.1f} KB int8, "
-            f"{self.memory_bytes(16) / 1024:.1f} KB float16, {self.memory_bytes(32) / 1024:.1f} KB float32), "
-            f"{self.macs / 1e6:.2f} M MACs per 1 s input, {self.deployed_params:,} deployed (BN-folded) params; "
-            f"DCASE limits (128 KB int8, 30 M MACs): {'OK' if self.within_limits else 'EXCEEDED'}"
+            f"{self.model}: {self.params:,} params ({self.memory_bytes(8):,} bytes at int8, "
+            f"{self.memory_bytes(32):,} at float32), {self.macs:,} MACs per 1 s input, "
+            f"{self.deployed_params:,} deployed (BN-folded) params; exact view against the DCASE "
+            f"limits (128,000 bytes, 30,000,000 MACs): {ok}"
         )
 
     def table(self, only_counted: bool = True) -> str:
@@ -85,6 +89,7 @@ class Complexity:
             "params": self.params,
             "macs": self.macs,
             "deployed_params": self.deployed_params,
+            "keras_params": self.keras_params,
             "int8_kb": self.memory_bytes(8) / 1024,
             "float16_kb": self.memory_bytes(16) / 1024,
             "float32_kb": self.memory_bytes(32) / 1024,
@@ -137,7 +142,7 @@ def keras_complexity(model, input_shape: tuple | None = None) -> Complexity:
     k = _keras_module(model)
     shape = tuple(input_shape or model.input_shape[1:])
     shape = tuple(28 if (i == 0 and d is None) else d for i, d in enumerate(shape))
-    result = Complexity(model=model.name, input_shape=shape)
+    result = Complexity(model=model.name, input_shape=shape, keras_params=int(model.count_params()))
     _count_into(model, np.zeros((1,) + shape, np.float32), k, result, prefix="")
     return result
 

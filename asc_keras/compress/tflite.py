@@ -27,7 +27,11 @@ def calibration_rows(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def convert_int8(
-    model, representative: np.ndarray, path: str | Path, input_shape: tuple | None = None
+    model,
+    representative: np.ndarray,
+    path: str | Path,
+    input_shape: tuple | None = None,
+    fold_flatten: bool = True,
 ) -> dict:
     """Convert ``model`` to a full-int8 ``.tflite`` at ``path`` (written atomically).
 
@@ -35,6 +39,9 @@ def convert_int8(
         model: Keras 3 or tf_keras model (float or QAT).
         representative: (N, frames, mels[, 1]) training features used to calibrate ranges.
         path: output file.
+        input_shape: (frames, mels[, 1]) when the model's own is not fully known.
+        fold_flatten: feed fully-connected layers their unflattened input
+            (:func:`fold_flatten_into_fully_connected`), as the organisers' converter did.
     Returns:
         dict with the input/output quantisation parameters (scale, zero point) and size,
         also written beside the model as ``<path>.json``.
@@ -65,6 +72,8 @@ def convert_int8(
     converter.inference_output_type = tf.int8
     with _silenced_stderr():
         flat = converter.convert()
+    if fold_flatten:
+        flat = fold_flatten_into_fully_connected(flat)
     with atomic_path(path) as tmp:
         tmp.write_bytes(flat)
     m = TFLiteModel(path)
@@ -79,6 +88,54 @@ def convert_int8(
     }
     path.with_name(path.name + ".json").write_text(json.dumps(info, indent=1))
     return info
+
+
+def fold_flatten_into_fully_connected(flatbuffer: bytes) -> bytes:
+    """Feed each FULLY_CONNECTED the unflattened tensor of the RESHAPE (a Keras Flatten) before it.
+
+    TFLite's FULLY_CONNECTED flattens its input itself (to rows of the weights' input size), so a
+    RESHAPE that only flattens for it is a no-op; the converter of the DCASE baselines' era folded
+    it away, today's keeps it (plus a SHAPE / STRIDED_SLICE / PACK chain for a free batch axis).
+    Removing them gives the organisers' graph -- the one their NeSsi counts were made on -- with
+    the same outputs at any batch size.  Operators whose outputs nothing reads any more are
+    dropped; their tensors stay in the file, unreferenced.  Files without such a pair are returned
+    unchanged.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    changed = False
+    for g in model.subgraphs:
+
+        def kind(op):
+            code = model.operatorCodes[op.opcodeIndex]
+            return names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+
+        readers: dict[int, int] = {}
+        for op in g.operators:
+            for t in op.inputs:
+                readers[int(t)] = readers.get(int(t), 0) + 1
+        producer = {int(op.outputs[0]): op for op in g.operators if len(op.outputs)}
+        for op in g.operators:
+            src = producer.get(int(op.inputs[0])) if kind(op) == "FULLY_CONNECTED" else None
+            if src is not None and kind(src) == "RESHAPE" and readers.get(int(src.outputs[0])) == 1:
+                op.inputs = [int(src.inputs[0])] + [int(t) for t in op.inputs[1:]]
+                changed = True
+        while (
+            changed
+        ):  # drop operators whose outputs nobody reads (the RESHAPE and its shape chain)
+            read = {int(t) for op in g.operators for t in op.inputs} | {int(t) for t in g.outputs}
+            alive = [op for op in g.operators if any(int(t) in read for t in op.outputs)]
+            if len(alive) == len(g.operators):
+                break
+            g.operators = alive
+    if not changed:
+        return flatbuffer
+    builder = flatbuffers.Builder(len(flatbuffer))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 class TFLiteModel:

@@ -151,7 +151,7 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, run_dir: Path, verbose)
     m = classification_metrics(
         ev.labels, model.predict(ev.inputs(), batch_size=256, verbose=0), ev.devices
     )
-    return {k: m[k] for k in ("accuracy", "log_loss", "macro_accuracy")}
+    return {k: m[k] for k in ("accuracy", "log_loss", "micro_accuracy")}
 
 
 def _mean_std(v) -> str:

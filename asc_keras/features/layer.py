@@ -28,6 +28,12 @@ class LogMelSpectrogram(keras.layers.Layer):
         if isinstance(feature_config, dict):
             feature_config = FeatureConfig(**feature_config)
         self.feature_config = feature_config or FeatureConfig()
+        c = self.feature_config
+        if c.win_length not in (None, c.n_fft) or c.window != "hann" or c.center or c.power != 2.0:
+            raise ValueError(
+                "LogMelSpectrogram computes the report's framing only (Hann window of n_fft samples, "
+                "no centring, power); use asc_keras.features.logmel.logmel for other settings"
+            )
         self._fb = np.ascontiguousarray(filterbank(self.feature_config).T)  # (bins, mels)
 
     def call(self, waveform):

@@ -1,8 +1,10 @@
 """NumPy reference log-mel (report sec. 2.1) for offline extraction.
 
-STFT with a periodic Hann window of ``n_fft`` samples, hop ``hop_length``, no
-centring and no padding, so 1 s at 16 kHz gives exactly 28 frames; power
-spectrum; mel filter bank; natural log with an offset.
+The report's settings: STFT with a periodic Hann window of ``n_fft`` samples, hop
+``hop_length``, no centring and no padding, so 1 s at 16 kHz gives exactly 28 frames; power
+spectrum; mel filter bank; natural log with an offset.  Other framings (the DCASE baseline's:
+a 40 ms Hamming window inside a 2048-point FFT, centred frames, magnitude) follow librosa's
+conventions: the window zero-padded to ``n_fft`` in the middle, ``center`` padding by reflection.
 """
 
 from __future__ import annotations
@@ -26,9 +28,16 @@ def _filterbank_T(cfg: FeatureConfig) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _window(n_fft: int) -> np.ndarray:
-    n = np.arange(n_fft)
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)).astype(np.float32)  # periodic Hann
+def _window(n_fft: int, win_length: int | None = None, kind: str = "hann") -> np.ndarray:
+    """Periodic ('asymmetric') window of ``win_length`` samples, zero-padded to ``n_fft`` centred."""
+    length = win_length or n_fft
+    n = np.arange(length)
+    a0 = {"hann": 0.5, "hamming": 0.54}.get(kind)
+    if a0 is None:
+        raise ValueError(f"unknown window {kind!r}; use 'hann' or 'hamming'")
+    w = a0 - (1.0 - a0) * np.cos(2.0 * np.pi * n / length)
+    left = (n_fft - length) // 2
+    return np.pad(w, (left, n_fft - length - left)).astype(np.float32)
 
 
 def filterbank(cfg: FeatureConfig) -> np.ndarray:
@@ -50,13 +59,18 @@ def logmel(audio: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarr
         1 + (samples - n_fft) // hop (28 for 1 s with the report's settings).
     """
     audio = np.asarray(audio, dtype=np.float32)
+    if cfg.center:
+        pad = [(0, 0)] * (audio.ndim - 1) + [(cfg.n_fft // 2, cfg.n_fft // 2)]
+        audio = np.pad(audio, pad, mode="reflect")
     if audio.shape[-1] < cfg.n_fft:
         raise ValueError(f"need at least n_fft={cfg.n_fft} samples, got {audio.shape[-1]}")
     frames = np.lib.stride_tricks.sliding_window_view(audio, cfg.n_fft, axis=-1)[
         ..., :: cfg.hop_length, :
     ]
-    spec = sfft.rfft(frames * _window(cfg.n_fft), axis=-1)
+    spec = sfft.rfft(frames * _window(cfg.n_fft, cfg.win_length, cfg.window), axis=-1)
     power = spec.real**2 + spec.imag**2
+    if cfg.power != 2.0:
+        power = power ** (cfg.power / 2.0)  # 1.0: magnitude
     # One 2-D GEMM: NumPy's stacked (batch, frames, bins) @ (bins, mels) is ~3x slower.
     mel = (power.reshape(-1, power.shape[-1]) @ _filterbank_T(cfg)).reshape(
         power.shape[:-1] + (-1,)

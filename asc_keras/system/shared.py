@@ -261,5 +261,14 @@ def last_val_accuracy(history_csv: Path) -> float | None:
 def brief(m: dict) -> dict:
     """The headline entries of a metrics dict (for results.json's teacher rows)."""
     return {
-        k: m[k] for k in ("accuracy", "macro_accuracy", "log_loss", "per_device", "n") if k in m
+        k: m[k]
+        for k in (
+            "accuracy",
+            "log_loss",
+            "micro_accuracy",
+            "per_device",
+            "per_device_log_loss",
+            "n",
+        )
+        if k in m
     }
