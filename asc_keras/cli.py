@@ -4,6 +4,7 @@
     asc-keras tune --profile quick [--widths 24 32] [--seeds 2] [--tune-kd]
     asc-keras ablation --profile quick [--seeds 0 1 2] [--rows ce_only kd_ensemble]
     asc-keras complexity serfr_cnn_32 | MODEL.keras | MODEL.tflite [--json]
+    asc-keras import-panns MobileNetV2_mAP=0.383.pth teacher.keras
     asc-keras predict MODEL AUDIO... [--hop 1.0] [--format table|csv|json] [--output FILE] [--windows]
 
 ``experiments/run_submission.py``, ``experiments/tune_width.py`` and ``experiments/ablation.py``
@@ -129,28 +130,56 @@ def _ablation(args) -> int:
 
 def _complexity(args) -> int:
     from asc_keras.compress.complexity import keras_complexity, tflite_complexity
+    from asc_keras.compress.nessi import nessi_complexity, nessi_of_model
     from asc_keras.models import BUILDERS
 
     path = Path(args.model)
     if path.suffix == ".tflite":
-        c = tflite_complexity(path)
-    elif path.suffix == ".keras":
-        from asc_keras._runtime import keras
+        c, n = tflite_complexity(path), nessi_complexity(path)
+    elif path.suffix == ".keras" or args.model in BUILDERS:
+        if path.suffix == ".keras":
+            from asc_keras._runtime import keras
 
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: model file not found")
-        c = keras_complexity(keras.saving.load_model(path, compile=False, safe_mode=True))
-    elif args.model in BUILDERS:
-        c = keras_complexity(BUILDERS[args.model]())
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: model file not found")
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        else:
+            model = BUILDERS[args.model]()
+        c, n = keras_complexity(model), nessi_of_model(model)
     else:
+        names = ", ".join(sorted(BUILDERS))
         raise ValueError(
-            f"{args.model}: neither a .keras/.tflite file nor a builder name ({', '.join(sorted(BUILDERS))})"
+            f"{args.model}: neither a .keras/.tflite file nor a builder name ({names})"
         )
     if args.json:
-        print(json.dumps(c.to_dict(), indent=1))
+        print(json.dumps({**c.to_dict(), "nessi": n.to_dict()}, indent=1))
     else:
         print(c.table(only_counted=not args.all_layers))
         print(c.summary())
+        print(
+            f"Keras parameters (model.summary): {c.keras_params:,}" if c.keras_params else "",
+            end="",
+        )
+        print("\n" + n.summary() if c.keras_params else n.summary())
+    return 0
+
+
+def _import_panns(args) -> int:
+    from asc_keras.files import atomic_path
+    from asc_keras.models.panns_import import panns_teacher
+
+    out = Path(args.out)
+    if out.suffix != ".keras":
+        raise ValueError(
+            f"{out}: write the imported teacher to a .keras file (it keeps PANNs' layout)"
+        )
+    teacher, report = panns_teacher(args.checkpoint, n_classes=args.classes)
+    with atomic_path(out) as tmp:
+        teacher.save(tmp)
+    print(json.dumps(report, indent=1))
+    print(
+        f"wrote {out}: use it with --set teachers.pretrained_mobilenetv2={out} (or pass the .pth itself)"
+    )
     return 0
 
 
@@ -209,7 +238,7 @@ def _predict(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The ``asc-keras`` argument parser with its five commands."""
+    """The ``asc-keras`` argument parser with its commands."""
     ap = argparse.ArgumentParser(
         prog="asc-keras", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -271,6 +300,14 @@ def parser() -> argparse.ArgumentParser:
         "--all-layers", action="store_true", help="also list layers with no params or MACs"
     )
     p.set_defaults(func=_complexity)
+
+    p = sub.add_parser(
+        "import-panns", help="PANNs' AudioSet MobileNetV2 .pth -> a Keras teacher (no PyTorch)"
+    )
+    p.add_argument("checkpoint", help="PANNs checkpoint, e.g. MobileNetV2_mAP=0.383.pth")
+    p.add_argument("out", help="output .keras file (the 10-class teacher in PANNs' layout)")
+    p.add_argument("--classes", type=int, default=10, help="classes of the new head (default 10)")
+    p.set_defaults(func=_import_panns)
 
     p = sub.add_parser("predict", help="classify audio files with a trained model")
     p.add_argument("model", help=".tflite or .keras model")

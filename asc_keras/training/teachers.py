@@ -14,6 +14,12 @@ from asc_keras.data.splits import RecordingSplit
 from asc_keras.evaluate.metrics import classification_metrics
 from asc_keras.files import atomic_path, write_json
 from asc_keras.models.common import BN_MOMENTUM
+from asc_keras.models.panns_import import (
+    is_panns_layout,
+    is_torch_checkpoint,
+    load_panns_teacher_file,
+    panns_teacher,
+)
 from asc_keras.models.teachers import TEACHERS, load_pretrained
 from asc_keras.training.loop import fit_resumable, get_strategy
 from asc_keras.training.optimizers import make_optimizer
@@ -24,6 +30,14 @@ def build_teacher(name: str, cfg: TeacherConfig, bn_momentum: float = BN_MOMENTU
     """Teacher ``name`` (a key of ``TEACHERS``) with the width and mel pooling of ``cfg``."""
     if name not in TEACHERS:
         raise ValueError(f"unknown teacher {name!r}; use {', '.join(TEACHERS)}")
+    if name == "mobilenetv2" and cfg.pretrained_mobilenetv2:
+        # PANNs' AudioSet MobileNetV2 in its own layout: imported from the .pth, or the teacher
+        # `asc-keras import-panns` wrote.  Either comes with its weights.
+        if is_torch_checkpoint(cfg.pretrained_mobilenetv2):
+            return panns_teacher(cfg.pretrained_mobilenetv2, bn_momentum=bn_momentum)[0]
+        imported = load_panns_teacher_file(cfg.pretrained_mobilenetv2)
+        if imported is not None:
+            return imported
     size = {
         "mobilenetv2": {"alpha": cfg.mobilenet_alpha},
         "cnn": {"width": cfg.cnn_width},
@@ -79,32 +93,55 @@ def train_teacher(
     train_ds, steps = _teacher_batches(cfg, train)
     val_ds = make_dataset(val.features, val.rows, val.labels, batch_size=t.batch_size)
     pretrained = t.pretrained_mobilenetv2 if name == "mobilenetv2" else None
+    phases = _phases(t, pretrained)
     with get_strategy(strategy).scope():
-        model = build_teacher(name, t, cfg.optim.bn_momentum)
-        if pretrained:
+        model = build_teacher(
+            name, t, cfg.optim.bn_momentum
+        )  # a PANNs teacher comes with its weights
+        if pretrained and not is_panns_layout(model):
             load_pretrained(model, pretrained)
-        phases = [("train", t.epochs, True)]
-        if pretrained and t.frozen_epochs > 0:
-            phases = [("frozen", t.frozen_epochs, False), ("finetune", t.epochs, True)]
-        for phase, epochs, backbone_trainable in phases:
-            phase_done = run_dir / f"{phase}.weights.h5"
+        for phase in phases:
+            phase_done = run_dir / f"{phase['phase']}.weights.h5"
             if phase_done.is_file():
                 model.load_weights(phase_done)
                 continue
             if "backbone" in [layer.name for layer in model.layers]:
-                model.get_layer("backbone").trainable = backbone_trainable
-            opt = make_optimizer(cfg.optim, steps, epochs, peak_lr=t.peak_lr)
+                model.get_layer("backbone").trainable = phase["backbone_trainable"]
+            opt = make_optimizer(cfg.optim, steps, phase["epochs"], peak_lr=phase["peak_lr"])
             model.compile(opt, "categorical_crossentropy", metrics=["accuracy"])
-            fit_resumable(
-                model, train_ds, val_ds, epochs=epochs, run_dir=run_dir / phase, verbose=verbose
-            )
+            fit_resumable(model, train_ds, val_ds, epochs=phase["epochs"], run_dir=run_dir / phase["phase"],
+                          verbose=verbose)  # fmt: skip
             with atomic_path(phase_done) as tmp:
                 model.save_weights(tmp)
     probs = model.predict(val_ds, verbose=0)
     metrics = classification_metrics(val.labels, probs, val.devices)
+    if pretrained:
+        metrics["transfer"] = {"pretrained": str(pretrained), "phases": phases}
     _save_uncompiled(model, final)
     write_json(result, metrics)
     return model, metrics
+
+
+def _phases(t: TeacherConfig, pretrained) -> list[dict]:
+    """Training phases: one, or with pretrained weights and ``frozen_epochs``, frozen then fine-tuned."""
+    if pretrained and t.frozen_epochs > 0:
+        return [
+            {
+                "phase": "frozen",
+                "epochs": t.frozen_epochs,
+                "backbone_trainable": False,
+                "peak_lr": t.peak_lr,
+            },
+            {
+                "phase": "finetune",
+                "epochs": t.epochs,
+                "backbone_trainable": True,
+                "peak_lr": t.finetune_lr or t.peak_lr,
+            },
+        ]
+    return [
+        {"phase": "train", "epochs": t.epochs, "backbone_trainable": True, "peak_lr": t.peak_lr}
+    ]
 
 
 def _teacher_batches(cfg: SystemConfig, train: RecordingSplit):

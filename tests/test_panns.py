@@ -1,0 +1,102 @@
+"""PANNs' AudioSet MobileNetV2 into Keras without PyTorch: both torch.save formats, outputs equal to
+PyTorch's (fixture made by tools/make_panns_fixture.py with real PyTorch), refusals, the teacher."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asc_keras.models.panns_import import load_panns_state, load_panns_tagger, panns_teacher
+from asc_keras.models.torch_checkpoint import CheckpointError, read_torch_checkpoint, state_dict
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LEGACY, ZIP = (
+    FIXTURES / "panns_mobilenetv2_tiny_legacy.pth",
+    FIXTURES / "panns_mobilenetv2_tiny_zip.pth",
+)
+
+
+@pytest.mark.parametrize("path", [LEGACY, ZIP], ids=["legacy", "zip"])
+def test_import_reproduces_pytorch_outputs(path):
+    io = np.load(FIXTURES / "panns_mobilenetv2_tiny_io.npz")
+    model, report = load_panns_tagger(path)
+    out = model.predict(io["logmel"][..., None], verbose=0)
+    np.testing.assert_allclose(out, io["clipwise_output"], atol=1e-5)
+    assert report["sizes"] == {"width_mult": 0.0625, "last_channel": 32, "fc1_units": 16,
+                               "audioset_classes": 527, "mels": 64}  # fmt: skip
+    # Every tensor but BatchNorm's step counters found its place.
+    sd = state_dict(path)
+    assert report["loaded_tensors"] == sum(not k.endswith("num_batches_tracked") for k in sd)
+
+
+def test_both_formats_hold_the_same_tensors():
+    a, b = state_dict(LEGACY), state_dict(ZIP)
+    assert list(a) == list(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    assert read_torch_checkpoint(LEGACY)["iteration"] == 0  # the rest of PANNs' checkpoint dict
+
+
+def test_a_checkpoint_naming_other_code_is_refused_unexecuted(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    bad = tmp_path / "evil.pth"
+    with open(bad, "wb") as f:  # the legacy layout: magic, protocol, sys info, object, keys
+        for part in (0x1950A86A20F9469CFC6C, 1001, {}, {"model": Payload()}, []):
+            pickle.dump(part, f)
+    with pytest.raises(CheckpointError, match="refusing to load global pathlib"):
+        read_torch_checkpoint(bad)
+    assert not marker.exists()
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(LEGACY.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        read_torch_checkpoint(truncated)
+
+
+def test_missing_extra_and_misshaped_tensors_are_refused_before_loading():
+    model, _ = load_panns_tagger(LEGACY)
+    before = [w.copy() for w in model.get_weights()]
+    sd = state_dict(LEGACY)
+    broken = dict(sd)
+    del broken["features.3.conv.3.weight"]
+    broken["fc2.weight"] = np.zeros((3, 3), np.float32)
+    broken["fc1.weight"] = np.zeros((7, 7), np.float32)
+    with pytest.raises(CheckpointError) as e:
+        load_panns_state(model, broken)
+    msg = str(e.value)
+    assert "nothing loaded" in msg and "features.3.conv.3.weight" in msg and "fc2.weight" in msg
+    assert "fc1: shapes" in msg
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_teacher_from_the_checkpoint_and_the_cli(tmp_path):
+    from asc_keras.cli import main
+    from asc_keras.config import TeacherConfig
+    from asc_keras.training.teachers import build_teacher
+
+    teacher, report = panns_teacher(LEGACY)
+    tagger, _ = load_panns_tagger(LEGACY)
+    assert teacher.output_shape == (None, 10) and report["replaced"]["fc_audioset"].startswith(
+        "a new 10-class"
+    )
+    np.testing.assert_array_equal(
+        teacher.get_layer("fc1").get_weights()[0], tagger.get_layer("fc1").get_weights()[0]
+    )
+    gamma, beta, mean, var = teacher.get_layer("backbone").get_layer("bn0").get_weights()
+    assert (gamma == 1).all() and (beta == 0).all() and (mean == 0).all() and (var == 1).all()
+    x = np.random.default_rng(0).normal(size=(2, 281, 256, 1)).astype(np.float32)  # 10 s, 256 mels
+    assert teacher.predict(x, verbose=0).shape == (2, 10)
+    out = tmp_path / "teacher.keras"
+    assert main(["import-panns", str(LEGACY), str(out)]) == 0
+    for pretrained in (LEGACY, out):  # the .pth itself, or what import-panns wrote
+        t = build_teacher("mobilenetv2", TeacherConfig(pretrained_mobilenetv2=str(pretrained)))
+        for name in ("backbone", "fc1"):  # the imported weights (each head is new and random)
+            for a, b in zip(t.get_layer(name).get_weights(), teacher.get_layer(name).get_weights()):
+                np.testing.assert_array_equal(a, b)
+        assert t.predict(x, verbose=0).shape == (2, 10)
+    assert main(["import-panns", str(tmp_path / "missing.pth"), str(out)]) == 2
