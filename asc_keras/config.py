@@ -177,6 +177,14 @@ class TeacherConfig:
     pretrained_mobilenetv2: str | None = None
     frozen_epochs: int = 0
     finetune_lr: float | None = None
+    # Optional first fine-tune of the MobileNetV2 teacher on another TAU-layout data set (e.g. the
+    # TAU Urban Acoustic Scenes 2020 Mobile development set: the same ten scenes, 10 s recordings)
+    # before the system's data, as the report's teacher went AudioSet -> DCASE 2020 -> DCASE 2023:
+    # pretrain_frozen_epochs frozen, then pretrain_epochs unfrozen at pretrain_lr (None: peak_lr).
+    pretrain_data: str | None = None
+    pretrain_frozen_epochs: int = 0
+    pretrain_epochs: int = 0
+    pretrain_lr: float | None = None
     # Training window: None trains on whole 10 s recordings (the report); a number of seconds
     # trains on one random window of that length per recording and step (evaluation and soft
     # targets always use the whole recording: the models are fully convolutional + GAP).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from asc_keras._runtime import keras
@@ -166,18 +167,32 @@ def test_transfer_learning_phases(tmp_path):
             mobilenet_alpha=0.35,
             pretrained_mobilenetv2=str(tmp_path / "bb.weights.h5"),
             frozen_epochs=1,
+            pretrain_data="(another TAU set)",  # the splits are passed in below
+            pretrain_frozen_epochs=1,
+            pretrain_epochs=1,
+            pretrain_lr=5e-4,
         )
     )
     devices = np.array(["a"] * 12)
     names = tuple(f"r{i}" for i in range(12))
     train = RecordingSplit(feats, np.arange(8), labels[:8], devices[:8], names[:8])
     val = RecordingSplit(feats, np.arange(8, 12), labels[8:], devices[8:], names[8:])
+    other = RecordingSplit(feats[::-1].copy(), np.arange(12), labels, devices, names)
     model, metrics = train_teacher(
-        "mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0
+        "mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0, pretrain=(other, other)
     )
-    assert (tmp_path / "t" / "frozen.weights.h5").is_file() and (
-        tmp_path / "t" / "finetune.weights.h5"
-    ).is_file()
+    # The chain: pretrained weights -> other data (frozen, unfrozen) -> this data (frozen, unfrozen).
+    phases = [
+        (p["phase"], p["data"], p["backbone_trainable"]) for p in metrics["transfer"]["phases"]
+    ]
+    assert phases == [("pretrain_frozen", "pretrain", False), ("pretrain", "pretrain", True),
+                      ("frozen", "system", False), ("finetune", "system", True)]  # fmt: skip
+    assert metrics["transfer"]["phases"][1]["peak_lr"] == 5e-4
+    for name, _, _ in phases:
+        assert (tmp_path / "t" / f"{name}.weights.h5").is_file()
+        assert len(pd.read_csv(tmp_path / "t" / name / "history.csv")) == 1
     assert model.get_layer("backbone").trainable and 0 <= metrics["accuracy"] <= 1
-    again, m2 = train_teacher("mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0)
+    again, m2 = train_teacher(
+        "mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0, pretrain=(other, other)
+    )
     assert m2 == metrics  # finished teacher is loaded, not retrained

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import N_CLASSES, SystemConfig
-from asc_keras.data import read_tau, rebuild_recordings
+from asc_keras.data import DataError, read_tau, rebuild_recordings
 from asc_keras.data.splits import ClipSplit, RecordingSplit
 from asc_keras.data.synthetic import is_complete, make_synthetic_tau
 from asc_keras.files import content_hash
@@ -173,14 +173,16 @@ def teachers_stage(
 
     train, val = splits.train_recordings, splits.eval_recordings
     models, metrics = [], {}
+    pretrain = pretrain_splits(cfg, place) if "mobilenetv2" in cfg.teachers.names else None
     for name in cfg.teachers.names:
         d = teacher_dir(cfg, place, data_root, name)
         if runner.forced("teachers") and d.exists():
             shutil.rmtree(d)
         runner.log(f"-- teacher {name} ({d.name})")
         model, m = train_teacher(
-            name, cfg, train, val, run_dir=d, strategy=place.strategy, verbose=place.verbose
-        )
+            name, cfg, train, val, run_dir=d, strategy=place.strategy, verbose=place.verbose,
+            pretrain=pretrain if name == "mobilenetv2" else None,
+        )  # fmt: skip
         runner.log(
             f"   {name}: {100 * m['accuracy']:.1f} % on {len(val)} evaluation recordings (10 s)"
         )
@@ -201,6 +203,25 @@ def teachers_stage(
         metrics["ensemble"] = brief(classification_metrics(val.labels, p, val.devices))
         runner.log(f"   ensemble: {100 * metrics['ensemble']['accuracy']:.1f} %")
     return models, metrics
+
+
+def pretrain_splits(cfg: SystemConfig, place: RunPlace):
+    """(train, evaluation) recordings of ``teachers.pretrain_data`` (fold 1), or None without it."""
+    from asc_keras.features.cache import extract_features
+
+    t = cfg.teachers
+    if not t.pretrain_data or t.pretrain_epochs <= 0:
+        return None
+    ds = read_tau(t.pretrain_data)
+    recs, _ = rebuild_recordings(ds.split("all"))
+    if not len(recs):
+        raise DataError(
+            f"{t.pretrain_data}: no complete 10 s recordings to pretrain the teacher on"
+        )
+    cache = extract_features(ds.root, list(recs["files"]), cfg.features, place.work / "features",
+                             name="pretrain-recordings", progress=place.progress)  # fmt: skip
+    return (RecordingSplit.from_table(cache, _recordings_of(recs, ds.train)),
+            RecordingSplit.from_table(cache, _recordings_of(recs, ds.evaluate)))  # fmt: skip
 
 
 def targets_stage(

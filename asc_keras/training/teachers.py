@@ -62,6 +62,7 @@ def train_teacher(
     run_dir: str | Path,
     strategy: str = "default",
     verbose="auto",
+    pretrain: tuple[RecordingSplit, RecordingSplit] | None = None,
 ):
     """Train one teacher on 10 s recordings; return (model, metrics on the ``val`` recordings).
 
@@ -72,6 +73,8 @@ def train_teacher(
             ``features`` (frames per crop) and ``seed``.
         train, val: recording splits of the recordings' feature cache.
         run_dir: per-phase backups and logs, ``final.keras`` and ``eval.json``.
+        pretrain: (train, evaluation) recordings of another data set (``teachers.pretrain_data``)
+            to fine-tune on first, before ``train``.
 
     Resumable: an interrupted call continues from its backup; a finished one (``final.keras`` and
     ``eval.json`` present) is loaded, not retrained.  With ``cfg.teachers.crop_seconds`` each
@@ -80,7 +83,8 @@ def train_teacher(
     weights and BatchNorm statistics (no re-estimation afterwards), so the learning curve ends
     where the final evaluation is.  Transfer learning: with ``cfg.teachers.pretrained_mobilenetv2``
     the MobileNetV2 backbone starts from that file and, when ``frozen_epochs > 0``, first trains
-    with the backbone frozen, then unfrozen.
+    with the backbone frozen, then unfrozen.  The chain, each step optional (:func:`_phases`):
+    pretrained weights -> frozen / unfrozen on ``pretrain`` -> frozen / unfrozen on ``train``.
     """
     run_dir = Path(run_dir)
     final, result = run_dir / "final.keras", run_dir / "eval.json"
@@ -90,10 +94,11 @@ def train_teacher(
         )
     t = cfg.teachers
     keras.utils.set_random_seed(cfg.seed)
-    train_ds, steps = _teacher_batches(cfg, train)
-    val_ds = make_dataset(val.features, val.rows, val.labels, batch_size=t.batch_size)
+    data = {"system": (*_teacher_batches(cfg, train), _eval_batches(t, val))}
+    if pretrain is not None:
+        data["pretrain"] = (*_teacher_batches(cfg, pretrain[0]), _eval_batches(t, pretrain[1]))
     pretrained = t.pretrained_mobilenetv2 if name == "mobilenetv2" else None
-    phases = _phases(t, pretrained)
+    phases = _phases(t, pretrained, pretrain is not None)
     with get_strategy(strategy).scope():
         model = build_teacher(
             name, t, cfg.optim.bn_momentum
@@ -107,41 +112,54 @@ def train_teacher(
                 continue
             if "backbone" in [layer.name for layer in model.layers]:
                 model.get_layer("backbone").trainable = phase["backbone_trainable"]
+            train_ds, steps, val_ds = data[phase["data"]]
             opt = make_optimizer(cfg.optim, steps, phase["epochs"], peak_lr=phase["peak_lr"])
             model.compile(opt, "categorical_crossentropy", metrics=["accuracy"])
             fit_resumable(model, train_ds, val_ds, epochs=phase["epochs"], run_dir=run_dir / phase["phase"],
                           verbose=verbose)  # fmt: skip
             with atomic_path(phase_done) as tmp:
                 model.save_weights(tmp)
-    probs = model.predict(val_ds, verbose=0)
+    probs = model.predict(data["system"][2], verbose=0)
     metrics = classification_metrics(val.labels, probs, val.devices)
-    if pretrained:
-        metrics["transfer"] = {"pretrained": str(pretrained), "phases": phases}
+    if pretrained or pretrain is not None:
+        metrics["transfer"] = {"pretrained": pretrained and str(pretrained), "phases": phases}
     _save_uncompiled(model, final)
     write_json(result, metrics)
     return model, metrics
 
 
-def _phases(t: TeacherConfig, pretrained) -> list[dict]:
-    """Training phases: one, or with pretrained weights and ``frozen_epochs``, frozen then fine-tuned."""
-    if pretrained and t.frozen_epochs > 0:
-        return [
-            {
-                "phase": "frozen",
-                "epochs": t.frozen_epochs,
-                "backbone_trainable": False,
-                "peak_lr": t.peak_lr,
-            },
-            {
-                "phase": "finetune",
-                "epochs": t.epochs,
-                "backbone_trainable": True,
-                "peak_lr": t.finetune_lr or t.peak_lr,
-            },
-        ]
-    return [
-        {"phase": "train", "epochs": t.epochs, "backbone_trainable": True, "peak_lr": t.peak_lr}
-    ]
+def _phases(t: TeacherConfig, pretrained, pretrain: bool) -> list[dict]:
+    """The training phases, in order; each names its data ('pretrain' or 'system').
+
+    Without transfer learning one phase.  The chain: [on ``pretrain_data``: ``pretrain_frozen_epochs``
+    with the backbone frozen, then ``pretrain_epochs`` unfrozen at ``pretrain_lr``] -> on the
+    system's data: ``frozen_epochs`` frozen (when starting from pretrained weights or a
+    pretraining), then ``epochs`` unfrozen at ``finetune_lr``.
+    """
+
+    def phase(name, data, epochs, trainable, lr):
+        return {
+            "phase": name,
+            "data": data,
+            "epochs": epochs,
+            "backbone_trainable": trainable,
+            "peak_lr": lr,
+        }
+
+    out = []
+    if pretrain:
+        lr = t.pretrain_lr or t.peak_lr
+        if t.pretrain_frozen_epochs > 0:
+            out.append(phase("pretrain_frozen", "pretrain", t.pretrain_frozen_epochs, False, lr))
+        out.append(phase("pretrain", "pretrain", t.pretrain_epochs, True, lr))
+    if (pretrained or pretrain) and t.frozen_epochs > 0:
+        out.append(phase("frozen", "system", t.frozen_epochs, False, t.peak_lr))
+        return out + [phase("finetune", "system", t.epochs, True, t.finetune_lr or t.peak_lr)]
+    return out + [phase("train", "system", t.epochs, True, t.peak_lr)]
+
+
+def _eval_batches(t: TeacherConfig, split: RecordingSplit):
+    return make_dataset(split.features, split.rows, split.labels, batch_size=t.batch_size)
 
 
 def _teacher_batches(cfg: SystemConfig, train: RecordingSplit):
