@@ -22,7 +22,8 @@ import os
 import sys
 from pathlib import Path
 
-from asc_keras.config import PROFILES, SCENE_CLASSES, SYSTEMS
+from asc_keras.config import SCENE_CLASSES
+from asc_keras.configs import PROFILES, SYSTEMS
 
 
 def _system_args(
@@ -51,7 +52,7 @@ def _system_args(
 
 
 def _config(args):
-    from asc_keras.config import parse_overrides, system_config
+    from asc_keras.configs import parse_overrides, system_config
 
     return system_config(args.system, args.profile, parse_overrides(args.set))
 
@@ -243,7 +244,13 @@ def parser() -> argparse.ArgumentParser:
         prog="asc-keras", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = ap.add_subparsers(dest="command", required=True)
+    _add_training_commands(sub)
+    _add_model_commands(sub)
+    return ap
 
+
+def _add_training_commands(sub) -> None:
+    """run, tune, ablation: commands that train (they share the system/profile/data arguments)."""
     p = sub.add_parser("run", help="run a submission system end to end (resumable)")
     _system_args(p, None, "paper")
     p.add_argument(
@@ -291,6 +298,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", nargs="+", help="only these student rows (keys as in ablation.json)")
     p.set_defaults(func=_ablation)
 
+
+def _add_model_commands(sub) -> None:
+    """complexity, import-panns, predict: commands on a model."""
     p = sub.add_parser("complexity", help="DCASE complexity of a builder, .keras or .tflite model")
     p.add_argument(
         "model", help="builder name (serfr_cnn_32, mobilenetv2, ...), .keras file or .tflite file"
@@ -319,7 +329,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write to this file instead of the screen")
     p.add_argument("--windows", action="store_true", help="also list per-window predictions")
     p.set_defaults(func=_predict)
-    return ap
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,7 @@
 
 One frozen dataclass per concern, nested in :class:`SystemConfig`.  YAML files
 (``asc_keras/configs/systems/*.yaml`` and ``asc_keras/configs/profiles/*.yaml``) hold the
-per-system and per-profile values; :func:`system_config` merges them into a
+per-system and per-profile values; :func:`asc_keras.configs.system_config` merges them into a
 ``SystemConfig``.  Defaults below are the report's values (section cited) or,
 where the report is silent, the choice documented beside the field.
 """
@@ -12,10 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from asc_keras.files import content_hash
 
@@ -308,72 +305,3 @@ _NESTED = {
     "controls": ControlsConfig,
     "data": DataConfig,
 }
-
-
-def _deep_merge(base: dict, over: Mapping) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = (
-            _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
-        )
-    return out
-
-
-def load_system_config(
-    system_file: str | Path,
-    profile_file: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> SystemConfig:
-    """Merge defaults <- system YAML <- profile YAML <- overrides into a SystemConfig."""
-    merged = SystemConfig().to_dict()
-    for path in (system_file, profile_file):
-        if path is None:
-            continue
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise FileNotFoundError(f"configuration file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({e})") from None
-        merged = _deep_merge(merged, loaded)
-    merged = _deep_merge(merged, overrides or {})
-    try:
-        return SystemConfig.from_dict(merged)
-    except ValueError as e:
-        raise ValueError(f"{system_file}: {e}") from None
-
-
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-SYSTEMS = (1, 2, 3, 4)  # report sec. 4.3
-PROFILES = ("paper", "quick")
-
-
-def system_config(
-    system: int, profile: str = "paper", overrides: Mapping[str, Any] | None = None
-) -> SystemConfig:
-    """System ``system`` (1-4) under ``profile`` ('paper' or 'quick') with ``overrides`` applied."""
-    if system not in SYSTEMS or profile not in PROFILES:
-        raise ValueError(
-            f"system must be one of {SYSTEMS} and profile one of {PROFILES}; got {system}, {profile!r}"
-        )
-    return load_system_config(
-        CONFIG_DIR / "systems" / f"system{system}.yaml",
-        CONFIG_DIR / "profiles" / f"{profile}.yaml",
-        overrides,
-    )
-
-
-def parse_overrides(pairs) -> dict:
-    """``["optim.epochs=3", "teachers.names=[cnn]"]`` -> nested dict (values parsed as YAML)."""
-    out: dict = {}
-    for pair in pairs or []:
-        key, eq, value = pair.partition("=")
-        if not eq:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return out

@@ -127,6 +127,14 @@ def test_full_pipeline_outputs_exist_and_parse(quick_run):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["student_width"] == 24 and cfg["run"]["system"] == 2 and cfg["optim"]["epochs"] == 2
+    assert (out / "student.keras").is_file() and (out / "student_int8.tflite").is_file()
+    assert json.loads((out / "features.json").read_text())["n_mels"] == 256
+
+
+def test_submission_files_and_the_organisers_counts(quick_run):
+    out = quick_run
+    r = json.loads((out / "results.json").read_text())
+    c, md = r["complexity"], (out / "results.md").read_text()
     sub = pd.read_csv(out / "submission" / "asc_keras_task1_2.development.output.csv", sep="\t")
     assert list(sub.columns[:3]) == ["filename", "scene_label", "airport"] and sub.shape[1] == 12
     assert np.allclose(sub.iloc[:, 2:].sum(axis=1), 1, atol=0.05)
@@ -151,8 +159,6 @@ def test_full_pipeline_outputs_exist_and_parse(quick_run):
         meta["system"]["complexity"]["total_parameters_non_zero"]
         < meta["system"]["complexity"]["total_parameters"]
     )
-    assert (out / "student.keras").is_file() and (out / "student_int8.tflite").is_file()
-    assert json.loads((out / "features.json").read_text())["n_mels"] == 256
 
 
 def test_second_run_skips_done_stages_and_predict_uses_outputs(quick_run, work):

@@ -24,7 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 2), (6, 160, 3, 1), (6, 320, 1, 1)]
+SETTING = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 2),
+    (6, 160, 3, 1),
+    (6, 320, 1, 1),
+]
 WIDTH, LAST, FC1, CLASSES, MELS = 0.0625, 32, 16, 527, 64
 
 
@@ -33,10 +41,19 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = round(inp * t)
         self.use_res = stride == 1 and inp == oup
-        dw = [nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden, bias=False), nn.AvgPool2d(stride),
-              nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True), nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
-              nn.BatchNorm2d(oup)]
-        expand = [nn.Conv2d(inp, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        dw = [
+            nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden, bias=False),
+            nn.AvgPool2d(stride),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
+        expand = [
+            nn.Conv2d(inp, hidden, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+        ]
         self.conv = nn.Sequential(*(dw if t == 1 else expand + dw))
 
     def forward(self, x):
@@ -48,14 +65,25 @@ class TinyPannsMobileNetV2(nn.Module):
         super().__init__()
         self.bn0 = nn.BatchNorm2d(MELS)
         c = int(32 * WIDTH)
-        layers = [nn.Sequential(nn.Conv2d(1, c, 3, 1, 1, bias=False), nn.AvgPool2d(2), nn.BatchNorm2d(c),
-                                nn.ReLU6(inplace=True))]
+        layers = [
+            nn.Sequential(
+                nn.Conv2d(1, c, 3, 1, 1, bias=False),
+                nn.AvgPool2d(2),
+                nn.BatchNorm2d(c),
+                nn.ReLU6(inplace=True),
+            )
+        ]
         for t, ch, n, s in SETTING:
             for i in range(n):
                 layers.append(InvertedResidual(c, int(ch * WIDTH), s if i == 0 else 1, t))
                 c = int(ch * WIDTH)
-        layers.append(nn.Sequential(nn.Conv2d(c, LAST, 1, 1, 0, bias=False), nn.BatchNorm2d(LAST),
-                                    nn.ReLU6(inplace=True)))
+        layers.append(
+            nn.Sequential(
+                nn.Conv2d(c, LAST, 1, 1, 0, bias=False),
+                nn.BatchNorm2d(LAST),
+                nn.ReLU6(inplace=True),
+            )
+        )
         self.features = nn.Sequential(*layers)
         self.fc1 = nn.Linear(LAST, FC1)
         self.fc_audioset = nn.Linear(FC1, CLASSES)
@@ -83,10 +111,19 @@ def main(out: Path) -> None:
         y = model(x).numpy()
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = {"iteration": 0, "model": model.state_dict()}
-    torch.save(checkpoint, out / "panns_mobilenetv2_tiny_legacy.pth", _use_new_zipfile_serialization=False)
+    torch.save(
+        checkpoint, out / "panns_mobilenetv2_tiny_legacy.pth", _use_new_zipfile_serialization=False
+    )
     torch.save(checkpoint, out / "panns_mobilenetv2_tiny_zip.pth")
-    np.savez(out / "panns_mobilenetv2_tiny_io.npz", logmel=x.numpy()[:, 0], clipwise_output=y,
-             width_mult=WIDTH, last_channel=LAST, fc1_units=FC1, audioset_classes=CLASSES)
+    np.savez(
+        out / "panns_mobilenetv2_tiny_io.npz",
+        logmel=x.numpy()[:, 0],
+        clipwise_output=y,
+        width_mult=WIDTH,
+        last_channel=LAST,
+        fc1_units=FC1,
+        audioset_classes=CLASSES,
+    )
     n = sum(p.numel() for p in model.state_dict().values())
     print(f"{n:,} numbers; torch {torch.__version__}; wrote {out}")
 

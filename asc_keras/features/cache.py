@@ -184,7 +184,6 @@ def extract_features(
     done_file = _open_partial(partial, shape, names, cfg)
     done = np.load(done_file, mmap_mode="r+")
     todo = [s for s in range(0, len(names), CHUNK) if not done[s : s + CHUNK].all()]
-    fixes, errors = AudioFixes(), []
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     jobs = [(str(partial), str(dataset_root), names[s : s + CHUNK], s, cfg) for s in todo]
     bar = tqdm(
@@ -195,24 +194,7 @@ def extract_features(
         disable=not progress,
         file=sys.stderr,
     )
-
-    def _finish(result):
-        start, n, errs, fx = result
-        bad = {it for it, _ in errs}
-        ok = np.array([names[start + i] not in bad for i in range(n)])
-        done[start : start + n] = ok
-        done.flush()  # rows were flushed by the worker before it returned
-        errors.extend(errs)
-        fixes.merge(fx)
-        bar.update(n)
-
-    if workers == 1:
-        for j in jobs:
-            _finish(_extract_chunk(j))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            for fut in as_completed([ex.submit(_extract_chunk, j) for j in jobs]):
-                _finish(fut.result())
+    errors, fixes = _run_chunks(jobs, workers, names, done, bar)
     bar.close()
     all_done = bool(np.asarray(done).all())
     done = None  # release the memmap before the folder is renamed
@@ -233,6 +215,30 @@ def extract_features(
         "fixes": fixes.to_dict(),
     }
     return _complete(partial, final, meta)
+
+
+def _run_chunks(jobs: list, workers: int, names: list[str], done: np.ndarray, bar):
+    """Extract every chunk (in ``workers`` processes), marking its good rows in the ``done`` mask
+    as each chunk returns: (errors, audio fixes)."""
+    fixes, errors = AudioFixes(), []
+
+    def finish(result):
+        start, n, errs, fx = result
+        bad = {it for it, _ in errs}
+        done[start : start + n] = np.array([names[start + i] not in bad for i in range(n)])
+        done.flush()  # rows were flushed by the worker before it returned
+        errors.extend(errs)
+        fixes.merge(fx)
+        bar.update(n)
+
+    if workers == 1:
+        for j in jobs:
+            finish(_extract_chunk(j))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            for fut in as_completed([ex.submit(_extract_chunk, j) for j in jobs]):
+                finish(fut.result())
+    return errors, fixes
 
 
 def _open_partial(partial: Path, shape: tuple, names: list[str], cfg: FeatureConfig) -> Path:
