@@ -229,6 +229,8 @@ def _predict(args) -> int:
     for r in results:
         if r.error:
             print(f"skipped: {r.error}", file=sys.stderr)
+        for w in r.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     text = _render(results, args.format, args.windows)
     if args.output:
         with open(args.output, "w") as fh:

@@ -55,3 +55,28 @@ def write_json(path: str | Path, obj: Any) -> Path:
 def jsonable(obj: Any) -> Any:
     """``obj`` as it reads back from JSON (tuples become lists), to compare with stored stamps."""
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+@contextmanager
+def work_lock(path: str | Path, what: str = "", log=print) -> Iterator[None]:
+    """Hold an inter-process lock on ``path`` (``.locks/<name>.lock`` beside it) while building it.
+
+    Runs that share a work folder (the four systems at once, on four GPUs) build each feature
+    cache, teacher and target file once: the first takes the lock and builds, the others wait,
+    then find the result and reuse it.  The lock is released when its holder exits, killed
+    processes included (an OS file lock, via the ``filelock`` package).
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    (path.parent / ".locks").mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.parent / ".locks" / f"{path.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"waiting for another run to finish {what or path} ...")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -62,6 +62,36 @@ def test_masks_cover_at_most_param_consecutive_bins_with_mean_fill():
     assert (zero == 0).any()
 
 
+def _bands(masked, x, axis):
+    """Per example, (start, width) of the cells the mask changed along ``axis`` (1 time, 2 mels)."""
+    changed = ~np.isclose(masked, x)
+    hit = changed.any(axis=3 - axis)  # (B, size)
+    out = []
+    for row in hit:
+        idx = np.where(row)[0]
+        out.append((idx[0] if len(idx) else -1, len(idx)))
+    return np.array(out)
+
+
+def test_vectorised_masks_draw_the_same_bands_as_tensorflow_io():
+    """The batched masks have tfio's distribution: width ~ U[0, param), start ~ U[0, size - width)."""
+    tf.random.set_seed(3)
+    x = tf.random.normal((2000, 28, 64, 1)) + 5.0
+    xs = x.numpy()[..., 0]
+    for op, axis, param in ((freq_mask, 2, 24), (time_mask, 1, 6)):
+        ours = _bands(op(x, param=param).numpy()[..., 0], xs, axis)
+        ref = _bands(op(x, param=param, impl="tfio").numpy()[..., 0], xs, axis)
+        for bands in (ours, ref):
+            assert bands[:, 1].max() == param - 1 and (bands[:, 1] == 0).any()
+            size = xs.shape[axis]
+            assert (bands[bands[:, 1] > 0].sum(axis=1) <= size).all()  # the band fits
+        # Same mean width (param - 1) / 2 and mean start, within sampling error of 2000 draws.
+        assert abs(ours[:, 1].mean() - (param - 1) / 2) < 0.1 * param
+        assert abs(ours[:, 1].mean() - ref[:, 1].mean()) < 0.1 * param
+        starts_ours, starts_ref = ours[ours[:, 1] > 0, 0], ref[ref[:, 1] > 0, 0]
+        assert abs(starts_ours.mean() - starts_ref.mean()) < 0.05 * xs.shape[axis]
+
+
 def test_time_stretch_rate_one_is_identity_and_rates_change_content():
     x = tf.random.normal((4, 28, 16, 1))
     np.testing.assert_allclose(time_stretch(x, 1.0, 1.0).numpy(), x.numpy(), atol=1e-6)

@@ -167,6 +167,42 @@ def test_predict_odd_files_and_corrupt(exported, tmp_path):
         assert len(by["short_8k.flac"].windows) == 1
         for r in (by["long_stereo_48k.wav"], by["short_8k.flac"], by["mono_22k.ogg"]):
             assert r.error is None and abs(sum(r.probabilities) - 1) < 0.02 and r.scene
+        # 5000 samples at 8 kHz = 0.625 s: padded by 0.375 s, and said so.
+        assert by["short_8k.flac"].warnings == [
+            f"{files[1]}: 0.62 s is shorter than the model's 1.00 s window: padded with 0.38 s of silence"
+        ]
+        assert by["long_stereo_48k.wav"].warnings == [] and by["mono_22k.ogg"].warnings == []
+
+
+def test_predict_refuses_non_finite_audio_and_warns_on_silence(exported, tmp_path):
+    rng = np.random.default_rng(2)
+    y = rng.normal(0, 0.1, 44100 * 2)
+    y[1000:1003] = np.nan
+    sf.write(tmp_path / "nan.wav", y, 44100, subtype="FLOAT")
+    sf.write(tmp_path / "zeros.wav", np.zeros(44100 * 2), 44100)
+    cmd = [sys.executable, "-m", "asc_keras.cli", "predict", str(exported / "student_int8.tflite")]
+    r = subprocess.run(cmd + [str(tmp_path / "nan.wav")], capture_output=True, text=True)
+    assert r.returncode == 1 and "nan.wav: audio is not finite (3 of 88200 samples" in r.stderr
+    assert "CSV" not in r.stderr and "Check the recording" in r.stderr
+    r = subprocess.run(cmd + [str(tmp_path / "zeros.wav")], capture_output=True, text=True)
+    assert r.returncode == 0 and "zeros.wav: silent or near-silent (peak -inf dBFS)" in r.stderr
+
+
+def test_dataset_audio_that_is_not_finite_is_refused_by_name(tmp_path):
+    from asc_keras.data.audio import AudioFixes, load_audio
+    from asc_keras.data.errors import AudioError
+
+    y = np.full(44100, 0.1)
+    y[5] = np.inf
+    sf.write(tmp_path / "inf.wav", y, 44100, subtype="FLOAT")
+    with pytest.raises(
+        AudioError, match=r"inf.wav: audio is not finite .* remove it from the CSV files"
+    ):
+        load_audio(tmp_path / "inf.wav", 16000)
+    sf.write(tmp_path / "quiet.wav", np.full(44100, 1e-7), 44100, subtype="FLOAT")
+    fixes = AudioFixes()
+    load_audio(tmp_path / "quiet.wav", 16000, fixes=fixes)
+    assert fixes.counts["silent"] == 1 and "1 file silent" in fixes.summary()
 
 
 def test_predict_cli_formats_and_exit_codes(exported, tmp_path):

@@ -20,6 +20,11 @@ import soxr
 from asc_keras.data.errors import AudioError
 
 TAU_SAMPLE_RATE = 44100  # TAU Urban Acoustic Scenes 2022 Mobile: 44.1 kHz mono
+SILENCE_PEAK = 1e-5  # a file whose peak is below -100 dBFS is counted (and warned about) as silent
+_HINTS = {
+    "dataset": "Replace it with a good copy or remove it from the CSV files that list it.",
+    "file": "Check the recording (or its export) and try again.",
+}
 
 
 @dataclass
@@ -65,6 +70,7 @@ def load_audio(
     duration: float | None = None,
     expected_rate: int | None = None,
     fixes: AudioFixes | None = None,
+    context: str = "dataset",
 ) -> np.ndarray:
     """Read an audio file as mono float32 at ``sample_rate`` Hz.
 
@@ -74,36 +80,39 @@ def load_audio(
         duration: if given, the signal is cropped or zero-padded to ``duration`` seconds.
         expected_rate: the dataset's native rate; a file at another rate is counted as
             'resampled' in ``fixes`` (resampling to ``sample_rate`` itself is not a fix-up).
-        fixes: optional counter of repairs.
+        fixes: optional counter of repairs (and of silent files, 'silent').
+        context: 'dataset' (a listed clip: the fix is to replace or unlist it) or 'file' (a file
+            given to predict): chooses the advice in error messages.
 
     Returns:
         float32 array of shape (samples,).
 
     Raises:
-        AudioError: the file does not exist, cannot be decoded, or holds no samples.
+        AudioError: the file does not exist, cannot be decoded, holds no samples, or holds
+            samples that are not finite (NaN or infinite): never classified silently.
     """
     path = Path(path)
+    hint = _HINTS[context]
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except FileNotFoundError:
-        raise AudioError(
-            f"{path}: audio file not found. Check the dataset path or remove the file "
-            "from the CSV files that list it."
-        ) from None
+        raise AudioError(f"{path}: audio file not found. Check the path. {hint}") from None
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
         if not path.exists():
-            raise AudioError(
-                f"{path}: audio file not found. Check the dataset path or remove the "
-                "file from the CSV files that list it."
-            ) from None
+            raise AudioError(f"{path}: audio file not found. Check the path. {hint}") from None
         raise AudioError(
-            f"{path}: cannot decode audio ({e}). The file is corrupt or not WAV/FLAC/OGG: "
-            "replace it with a good copy or remove it from the CSV files."
+            f"{path}: cannot decode audio ({e}): corrupt or not WAV/FLAC/OGG. {hint}"
         ) from None
     if data.shape[0] == 0:
+        raise AudioError(f"{path}: audio file holds no samples. {hint}")
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(data.size - finite.sum())
         raise AudioError(
-            f"{path}: audio file holds no samples. Replace it or remove it from the CSV files."
+            f"{path}: audio is not finite ({bad} of {data.size} samples are NaN or infinite). {hint}"
         )
+    if fixes is not None and float(np.abs(data).max()) < SILENCE_PEAK:
+        fixes.add("silent", path)
     if data.shape[1] > 1:
         data = data.mean(axis=1, keepdims=True)
         if fixes is not None:

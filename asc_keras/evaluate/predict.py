@@ -28,6 +28,7 @@ class FilePrediction:
     probabilities: list[float] = field(default_factory=list)
     windows: list[dict] = field(default_factory=list)  # start_s, scene, probabilities
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. silent, or shorter than one window
 
 
 def load_model(path: str | Path):
@@ -97,10 +98,11 @@ def predict_files(
     results = []
     for f in files:
         try:
-            y = load_audio(f, cfg.sample_rate)
+            y = load_audio(f, cfg.sample_rate, context="file")
         except AudioError as e:
             results.append(FilePrediction(str(f), error=str(e)))
             continue
+        notes = _audio_warnings(f, y, win, cfg.sample_rate)
         starts = list(range(0, max(1, len(y) - win + 1), hop))
         if len(y) > win and starts[-1] + win < len(y):
             starts.append(starts[-1] + hop)  # cover the tail with a padded window
@@ -120,6 +122,26 @@ def predict_files(
                     }
                     for s, p in zip(starts, probs)
                 ],
+                warnings=notes,
             )
         )
     return results
+
+
+def _audio_warnings(path, y: np.ndarray, win: int, rate: int) -> list[str]:
+    """What makes a prediction of ``y`` doubtful: silence, or less audio than one model window."""
+    from asc_keras.data.audio import SILENCE_PEAK
+
+    notes = []
+    peak = float(np.abs(y).max()) if len(y) else 0.0
+    if peak < SILENCE_PEAK:
+        level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
+        notes.append(
+            f"{path}: silent or near-silent (peak {level} dBFS): the prediction means little"
+        )
+    if len(y) < win:
+        notes.append(
+            f"{path}: {len(y) / rate:.2f} s is shorter than the model's {win / rate:.2f} s window: "
+            f"padded with {(win - len(y)) / rate:.2f} s of silence"
+        )
+    return notes

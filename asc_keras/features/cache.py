@@ -40,6 +40,7 @@ from asc_keras.config import FeatureConfig
 from asc_keras.data.audio import TAU_SAMPLE_RATE, AudioFixes, load_audio
 from asc_keras.data.errors import AudioError, DataError
 from asc_keras.features.logmel import logmel
+from asc_keras.files import work_lock
 
 CHUNK = 128
 
@@ -72,12 +73,10 @@ class FeatureCache:
                 f"{path}: not a complete feature cache (no meta.json); extract it again."
             )
         meta = json.loads(meta_file.read_text())
+        problem = cache_problem(path, meta)
+        if problem:
+            raise DataError(f"{path}: {problem}; delete the folder and extract again.")
         feats = np.load(path / "features.npy", mmap_mode="r")
-        if list(feats.shape) != meta["shape"]:
-            raise DataError(
-                f"{path}: features.npy has shape {feats.shape}, meta.json says {meta['shape']}; "
-                "delete the folder and extract again."
-            )
         names = pd.read_csv(path / "items.csv", dtype=str, keep_default_na=False)["item"]
         return cls(
             path,
@@ -85,6 +84,35 @@ class FeatureCache:
             pd.Series(np.arange(len(names)), index=names.values),
             FeatureConfig(**meta["config"]),
         )
+
+
+def cache_problem(path: Path, meta: dict) -> str | None:
+    """What is wrong with a complete-looking cache (truncated or resized data), or None.
+
+    ``features.npy`` must hold exactly its header plus shape x item size bytes: a disk that
+    filled up, or a copy cut short, leaves a shorter file.
+    """
+    feat_file = Path(path) / "features.npy"
+    try:
+        with open(feat_file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }
+            if version not in read:
+                return f"features.npy has an unknown .npy format version {version}"
+            shape, _, dtype = read[version](f)
+            header = f.tell()
+    except (OSError, ValueError) as e:
+        return f"features.npy is unreadable ({e})"
+    if list(shape) != list(meta["shape"]):
+        return f"features.npy has shape {tuple(shape)}, meta.json says {tuple(meta['shape'])}"
+    want = header + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    size = feat_file.stat().st_size
+    if size != want:
+        return f"features.npy holds {size:,} bytes, its shape needs {want:,} (truncated?)"
+    return None
 
 
 def item_name(files: Sequence[str] | str) -> str:
@@ -176,10 +204,22 @@ def extract_features(
     if len(set(names)) != len(names):
         raise ValueError("items contain duplicates")
     final = cache_path(cache_root, name, dataset_root, names, cfg)
-    if (final / "meta.json").is_file():
-        return FeatureCache.open(final)
+    # Runs sharing a work folder: one extracts, the others wait here, then reuse its cache.
+    with work_lock(final, f"feature cache {final.name}"):
+        if (final / "meta.json").is_file():
+            problem = cache_problem(final, json.loads((final / "meta.json").read_text()))
+            if problem is None:
+                return FeatureCache.open(final)
+            warnings.warn(f"{final}: {problem}; extracting it again", stacklevel=2)
+            shutil.rmtree(final)
+        seconds = n_files.pop() * cfg.clip_seconds if names else cfg.clip_seconds
+        return _build(final, names, seconds, dataset_root, cfg, name, workers, progress)
+
+
+def _build(final: Path, names: list[str], seconds: float, dataset_root, cfg: FeatureConfig, name: str,
+           workers: int | None, progress: bool) -> FeatureCache:  # fmt: skip
+    """Extract every missing row into ``final``'s partial folder, then complete it."""
     partial = final.with_name(final.name + ".partial")
-    seconds = n_files.pop() * cfg.clip_seconds if names else cfg.clip_seconds
     shape = (len(names), cfg.n_frames(seconds), cfg.n_mels)
     done_file = _open_partial(partial, shape, names, cfg)
     done = np.load(done_file, mmap_mode="r+")

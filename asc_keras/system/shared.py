@@ -17,7 +17,7 @@ from asc_keras.config import N_CLASSES, SystemConfig
 from asc_keras.data import DataError, read_tau, rebuild_recordings
 from asc_keras.data.splits import ClipSplit, RecordingSplit
 from asc_keras.data.synthetic import is_complete, make_synthetic_tau
-from asc_keras.files import content_hash
+from asc_keras.files import content_hash, work_lock
 from asc_keras.system.runner import StageRunner
 
 
@@ -176,13 +176,15 @@ def teachers_stage(
     pretrain = pretrain_splits(cfg, place) if "mobilenetv2" in cfg.teachers.names else None
     for name in cfg.teachers.names:
         d = teacher_dir(cfg, place, data_root, name)
-        if runner.forced("teachers") and d.exists():
-            shutil.rmtree(d)
         runner.log(f"-- teacher {name} ({d.name})")
-        model, m = train_teacher(
-            name, cfg, train, val, run_dir=d, strategy=place.strategy, verbose=place.verbose,
-            pretrain=pretrain if name == "mobilenetv2" else None,
-        )  # fmt: skip
+        # Runs sharing a work folder train each teacher once: the others wait, then load it.
+        with work_lock(d, f"teacher {d.name}", runner.log):
+            if runner.forced("teachers") and d.exists():
+                shutil.rmtree(d)
+            model, m = train_teacher(
+                name, cfg, train, val, run_dir=d, strategy=place.strategy, verbose=place.verbose,
+                pretrain=pretrain if name == "mobilenetv2" else None,
+            )  # fmt: skip
         runner.log(
             f"   {name}: {100 * m['accuracy']:.1f} % on {len(val)} evaluation recordings (10 s)"
         )
@@ -239,22 +241,30 @@ def targets_stage(
     clip with 'clip', get the teachers' output on the 1 s clip.  The ensemble mode and T are
     applied when read (:meth:`SoftTargets.distribution`).
     """
-    from asc_keras.distill.targets import SoftTargets, teacher_logits
+    from asc_keras.distill.targets import SoftTargets
 
     d, names, train = cfg.distill, list(cfg.teachers.names), splits.train
     dirs = [teacher_dir(cfg, place, data_root, n).name for n in names]
     key = content_hash((dirs, d.target_source, splits.clip_cache_name, place.train_split))
     path = place.work / "targets" / f"{d.target_source}-per-teacher-{key}.npy"
     meta = {"ensemble": d.ensemble, "target_source": d.target_source, "teachers": names}
-    if path.is_file() and not runner.forced("targets"):
-        stored = SoftTargets.load(path)
-        return SoftTargets(
-            stored.logits, stored.items, {**stored.meta, "ensemble": d.ensemble}
-        ).select(train.names), path.name
-    batch = cfg.teachers.inference_batch_size
-    logits = np.full((len(train), len(names), N_CLASSES), np.nan, np.float32)
-    recs = splits.train_recordings
-    if d.target_source == "recording" and recs is not None and len(recs):
+    with work_lock(path, f"soft targets {path.name}", runner.log):  # one run computes, others wait
+        if path.is_file() and path.with_suffix(".json").is_file() and not runner.forced("targets"):
+            stored = SoftTargets.load(path)
+            meta = {**stored.meta, "ensemble": d.ensemble}
+            return SoftTargets(stored.logits, stored.items, meta).select(train.names), path.name
+        targets = SoftTargets(_teacher_logits_per_clip(cfg, teachers, splits), train.names, meta)
+        targets.save(path)
+    return targets, path.name
+
+
+def _teacher_logits_per_clip(cfg: SystemConfig, teachers, splits: Splits) -> np.ndarray:
+    """(clips, teachers, classes) logits: each clip's recording's, else the clip's own."""
+    from asc_keras.distill.targets import teacher_logits
+
+    train, recs, batch = splits.train, splits.train_recordings, cfg.teachers.inference_batch_size
+    logits = np.full((len(train), len(teachers), N_CLASSES), np.nan, np.float32)
+    if cfg.distill.target_source == "recording" and recs is not None and len(recs):
         rec_logits = teacher_logits(teachers, recs.features, recs.rows, batch_size=batch)
         pos = {f: i for i, f in enumerate(train.names)}
         for r, files in enumerate(recs.files):
@@ -264,9 +274,7 @@ def targets_stage(
     todo = np.where(np.isnan(logits[:, 0, 0]))[0]
     if len(todo):
         logits[todo] = teacher_logits(teachers, train.features, train.rows[todo], batch_size=batch)
-    targets = SoftTargets(logits, train.names, meta)
-    targets.save(path)
-    return targets, path.name
+    return logits
 
 
 def last_val_accuracy(history_csv: Path) -> float | None:

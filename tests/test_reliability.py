@@ -1,0 +1,102 @@
+"""Runs that share a work folder, kill -9 during feature extraction, a truncated cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from asc_keras.config import FeatureConfig
+from asc_keras.features.cache import FeatureCache, extract_features
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from asc_keras.config import FeatureConfig
+    from asc_keras.data import read_tau
+    from asc_keras.features.cache import extract_features
+    ds = read_tau(sys.argv[1])
+    files = list(ds.clips["filename"])[: int(sys.argv[3])]
+    c = extract_features(ds.root, files, FeatureConfig(), sys.argv[2], workers=1, progress=False)
+    print("CACHE", c.path.name, float(c.features[:].astype("float64").sum()))
+    """
+)
+
+
+def _start(tmp_path, tiny_tau, cache_root, n):
+    script = tmp_path / "extract.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, str(script), str(tiny_tau), str(cache_root), str(n)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+
+
+def test_two_runs_share_one_work_folder(tiny_tau, tmp_path):
+    """The second run, started while the first extracts, waits for it, then reuses its cache."""
+    first = _start(tmp_path, tiny_tau, tmp_path / "work", 900)
+    deadline = time.time() + 120
+    while not list((tmp_path / "work").glob("*.partial/done.npy")) and time.time() < deadline:
+        time.sleep(0.05)  # the first run holds the lock once its partial cache exists
+    second = _start(tmp_path, tiny_tau, tmp_path / "work", 900)
+    outs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, [o[1][-1500:] for o in outs]
+    lines = [next(line for line in o[0].splitlines() if line.startswith("CACHE")) for o in outs]
+    assert lines[0] == lines[1]  # the same cache, the same values
+    assert "waiting for another run" in outs[1][0] and "waiting" not in outs[0][0]
+    caches = [d for d in (tmp_path / "work").iterdir() if d.name != ".locks"]
+    assert len(caches) == 1 and not caches[0].name.endswith(".partial")
+    assert FeatureCache.open(caches[0]).features.shape == (900, 28, 256)
+
+
+def test_kill_minus_9_during_extraction_then_resume_gives_the_same_cache(
+    tiny_tau, tiny_dataset, tmp_path
+):
+    files = list(tiny_dataset.clips["filename"])[:600]
+    proc = _start(tmp_path, tiny_tau, tmp_path / "killed", 600)
+    partial = None
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once some chunks (not all) are written
+        found = list((tmp_path / "killed").glob("*.partial/done.npy"))
+        if found:
+            done = np.load(found[0])
+            if 0 < done.sum() < len(done):
+                partial = found[0].parent
+                break
+        time.sleep(0.05)
+    assert partial is not None, "extraction finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = int(np.load(partial / "done.npy").sum())
+    resumed = extract_features(tiny_dataset.root, files, FeatureConfig(), tmp_path / "killed", workers=1,
+                               progress=False)  # fmt: skip
+    fresh = extract_features(tiny_dataset.root, files, FeatureConfig(), tmp_path / "fresh", workers=1,
+                             progress=False)  # fmt: skip
+    assert 0 < before < 600 and not partial.exists()
+    np.testing.assert_array_equal(resumed.features[:], fresh.features[:])
+
+
+def test_a_truncated_cache_is_detected_and_rebuilt(tiny_dataset, tmp_path):
+    files = list(tiny_dataset.clips["filename"])[:64]
+    cache = extract_features(
+        tiny_dataset.root, files, FeatureConfig(), tmp_path, workers=1, progress=False
+    )
+    good = np.array(cache.features)
+    path = cache.path
+    del cache
+    data = (path / "features.npy").read_bytes()
+    (path / "features.npy").write_bytes(data[: len(data) // 2])  # a disk that filled up
+    with pytest.raises(Exception, match="truncated"):
+        FeatureCache.open(path)
+    with pytest.warns(UserWarning, match="truncated.*extracting it again"):
+        again = extract_features(
+            tiny_dataset.root, files, FeatureConfig(), tmp_path, workers=1, progress=False
+        )
+    np.testing.assert_array_equal(np.array(again.features), good)
+    assert json.loads((path / "meta.json").read_text())["shape"] == [64, 28, 256]
