@@ -137,6 +137,9 @@ class OptimConfig:
     # baseline.  Not in the report; its lineage (RFR-CNN / CP-JKU, PyTorch momentum 0.1) is
     # Keras 0.9.  Keras' default 0.99 lags ~100 steps and leaves short runs at chance.
     bn_momentum: float = 0.9
+    # Keras 'mixed_float16' for the students, teachers and baseline: float16 compute on GPUs with
+    # tensor cores, float32 weights and outputs, loss scaling.  Off: float32 (CPUs gain nothing).
+    mixed_precision: bool = False
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,62 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert "REPLICAS 2" in r.stdout
 
 
+def test_keras3_fit_under_multiworker_strategy_still_fails_upstream(tmp_path):
+    """Canary for keras-team/keras#20585: two workers on loopback, a plain Keras 3 model, Model.fit
+    fails on PerReplica batches.  If this starts passing, offer --strategy multiworker."""
+    import json
+    import socket
+
+    from asc_keras.training.loop import MULTIWORKER_BLOCKED, get_strategy
+
+    with pytest.raises(ValueError, match="keras-team/keras#20585"):
+        get_strategy("multiworker")
+    assert "mirrored" in MULTIWORKER_BLOCKED
+    script = tmp_path / "worker.py"
+    script.write_text(
+        textwrap.dedent("""
+        import tensorflow as tf
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TensorFlow work
+        import numpy as np
+        import keras
+        with strategy.scope():
+            m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+            m.compile("adam", "categorical_crossentropy")
+        x = np.zeros((32, 8), "float32")
+        y = np.eye(2, dtype="float32")[np.arange(32) % 2]
+        try:
+            m.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
+            print("FIT OK")
+        except ValueError as e:
+            print("FIT FAILED", "PerReplica" in str(e))
+    """)
+    )
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "3",
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                ),
+            },
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all("FIT FAILED True" in o for o in outs), outs
+
+
 def test_batchnorm_recalibration_matches_data_statistics():
     from asc_keras.training.bn import recalibrate_batchnorm
 
@@ -218,3 +274,28 @@ def test_last_epoch_validation_is_the_returned_students_score(clip_cache, tiny_d
     probs = m.predict(ev.inputs(), verbose=0)
     acc = float((probs.argmax(1) == ev.labels).mean())
     assert abs(hist["val_accuracy"].iloc[-1] - acc) < 1e-6, (hist["val_accuracy"].tolist(), acc)
+
+
+def test_mixed_precision_switch(clip_cache, tiny_dataset, tmp_path):
+    """optim.mixed_precision: float16 compute, float32 weights and probabilities, finite loss;
+    the policy does not leak into models built afterwards."""
+    import dataclasses
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.data.splits import ClipSplit
+    from asc_keras.models import build_serfr_cnn
+    from asc_keras.training.student import train_student
+
+    cfg = SystemConfig(student_width=8)
+    optim = dataclasses.replace(cfg.optim, epochs=1, batch_size=64, mixed_precision=True)
+    cfg = dataclasses.replace(cfg, optim=optim)
+    train = ClipSplit.from_table(clip_cache, tiny_dataset.train.iloc[:256])
+    m = train_student(cfg, train, None, None, run_dir=tmp_path / "mp", verbose=0)
+    conv = m.get_layer("stem_conv")
+    assert conv.compute_dtype == "float16" and conv.kernel.dtype == "float32"
+    probs = m.predict(train.inputs()[:8], verbose=0)
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1, atol=1e-3)
+    hist = pd.read_csv(tmp_path / "mp" / "history.csv")
+    assert np.isfinite(hist["loss"]).all()
+    assert keras.config.dtype_policy().name == "float32"
+    assert build_serfr_cnn(8).get_layer("stem_conv").compute_dtype == "float32"

@@ -43,7 +43,7 @@ def distillation_terms(hard, soft, logits, temperature: float):
         soft: (B, C) teacher distribution at ``temperature``, or None.
         logits: (B, C) student logits z.
     """
-    logits = tf.convert_to_tensor(logits)
+    logits = tf.cast(logits, tf.float32)  # float16 logits of a mixed-precision student
     hard = tf.cast(hard, logits.dtype)
     ce = tf.nn.softmax_cross_entropy_with_logits(hard, logits, axis=-1)
     if soft is None:

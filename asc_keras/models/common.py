@@ -13,9 +13,15 @@ BN_MOMENTUM = 0.9
 
 
 def classifier_head(x, n_classes: int, k=keras, name_prefix: str = ""):
-    """Dense logits + softmax; the pre-softmax tensor is the layer named 'logits'."""
+    """Dense logits + softmax; the pre-softmax tensor is the layer named 'logits'.
+
+    The softmax computes in float32 whatever the dtype policy, so mixed-precision models still
+    output float32 probabilities.
+    """
     logits = k.layers.Dense(n_classes, name=f"{name_prefix}logits")(x)
-    return k.layers.Activation("softmax", name=f"{name_prefix}probabilities")(logits)
+    return k.layers.Activation("softmax", dtype="float32", name=f"{name_prefix}probabilities")(
+        logits
+    )
 
 
 def logits_model(model):

@@ -11,7 +11,7 @@ from asc_keras.config import SystemConfig
 from asc_keras.data.splits import ClipSplit
 from asc_keras.files import atomic_path, write_json
 from asc_keras.models.baseline import build_dcase_baseline_for_cache
-from asc_keras.training.loop import fit_resumable, get_strategy
+from asc_keras.training.loop import fit_resumable, training_scope
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
 
@@ -56,7 +56,7 @@ def train_baseline(
         val_ds = make_dataset(val.features, val.rows, val.labels, batch_size=o.batch_size)
     steps = int(np.ceil(len(train) / o.batch_size))
     frames, mels = train.features.shape[1:]
-    with get_strategy(strategy).scope():
+    with training_scope(strategy, cfg.optim.mixed_precision):
         model = build_dcase_baseline_for_cache(frames, mels, bn_momentum=o.bn_momentum)
         model.compile(
             make_optimizer(o, steps, o.epochs), "categorical_crossentropy", metrics=["accuracy"]

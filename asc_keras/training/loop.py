@@ -12,22 +12,57 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 from asc_keras._runtime import keras, tf
 from asc_keras.files import atomic_path
 
+_STRATEGIES: dict = {}
+# Keras 3's Model.fit does not run under tf.distribute.MultiWorkerMirroredStrategy: the TF
+# backend hands PerReplica batches to a tf.function that wants tensors (keras-team/keras#20585,
+# open; reproduced here with a plain Sequential model, TF 2.21 / Keras 3.12, two workers on
+# loopback: tests/test_training.py keeps that reproduction as a canary).
+MULTIWORKER_BLOCKED = (
+    "--strategy multiworker is not available: Keras 3's Model.fit fails under TensorFlow's "
+    "MultiWorkerMirroredStrategy (keras-team/keras#20585). Use 'mirrored' (all GPUs of one machine)."
+)
+
 
 def get_strategy(name: str = "default"):
-    """'default' (one device) or 'mirrored' (tf.distribute.MirroredStrategy over all visible GPUs,
-    or over logical CPU devices when configured) -- build models and optimisers inside its scope."""
+    """A tf.distribute strategy; build models and optimisers inside its scope.
+
+    'default': one device.  'mirrored': MirroredStrategy over all visible GPUs (or the logical
+    CPU devices when configured).  One instance per name and process.  Multi-machine training
+    ('multiworker') is refused with the reason (:data:`MULTIWORKER_BLOCKED`).
+    """
     if name in (None, "default"):
         return tf.distribute.get_strategy()
-    if name == "mirrored":
+    if name == "multiworker":
+        raise ValueError(MULTIWORKER_BLOCKED)
+    if name != "mirrored":
+        raise ValueError(f"unknown strategy {name!r}; use 'default' or 'mirrored'")
+    if name not in _STRATEGIES:
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    raise ValueError(f"unknown strategy {name!r}; use 'default' or 'mirrored'")
+        _STRATEGIES[name] = tf.distribute.MirroredStrategy(devices=devices)
+    return _STRATEGIES[name]
+
+
+@contextmanager
+def training_scope(strategy: str = "default", mixed_precision: bool = False):
+    """Build (and compile) models here: inside ``strategy``'s scope and, with ``mixed_precision``,
+    under Keras' 'mixed_float16' policy (float16 compute, float32 weights; the softmax outputs
+    stay float32 and compile adds loss scaling).  The previous policy is restored on exit, so
+    one switch does not leak into the next model built."""
+    previous = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        with get_strategy(strategy).scope():
+            yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 class SaveBest(keras.callbacks.Callback):

@@ -12,7 +12,7 @@ from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.distiller import Distiller
 from asc_keras.files import atomic_path, write_json
 from asc_keras.models import build_serfr_cnn
-from asc_keras.training.loop import fit_resumable, get_strategy
+from asc_keras.training.loop import fit_resumable, training_scope
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
 
@@ -65,7 +65,7 @@ def train_student(
     if val is not None and len(val):
         val_ds = make_dataset(val.features, val.rows, val.labels, batch_size=o.batch_size)
     steps = int(np.ceil(len(train) / o.batch_size))
-    with get_strategy(strategy).scope():
+    with training_scope(strategy, cfg.optim.mixed_precision):
         student = build_serfr_cnn(cfg.student_width, bn_momentum=o.bn_momentum)
         distiller = Distiller(
             student, alpha=cfg.distill.alpha if kd else 1.0, temperature=cfg.distill.temperature

@@ -21,7 +21,7 @@ from asc_keras.models.panns_import import (
     panns_teacher,
 )
 from asc_keras.models.teachers import TEACHERS, load_pretrained
-from asc_keras.training.loop import fit_resumable, get_strategy
+from asc_keras.training.loop import fit_resumable, training_scope
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
 
@@ -99,7 +99,7 @@ def train_teacher(
         data["pretrain"] = (*_teacher_batches(cfg, pretrain[0]), _eval_batches(t, pretrain[1]))
     pretrained = t.pretrained_mobilenetv2 if name == "mobilenetv2" else None
     phases = _phases(t, pretrained, pretrain is not None)
-    with get_strategy(strategy).scope():
+    with training_scope(strategy, cfg.optim.mixed_precision):
         model = build_teacher(
             name, t, cfg.optim.bn_momentum
         )  # a PANNs teacher comes with its weights
