@@ -92,6 +92,7 @@ def _tune(args) -> int:
         seeds=args.seeds,
         max_trials=args.max_trials,
         verbose=0 if args.quiet else 2,
+        strategy=args.strategy,
     )
     if worker:
         print(f"worker {summary['worker']} finished its trials")
@@ -291,6 +292,8 @@ def _add_training_commands(sub) -> None:
         help="trainings per width; the score is their mean (default 2)",
     )
     p.add_argument("--max-trials", type=int)
+    p.add_argument("--strategy", default="default", choices=("default", "mirrored"),
+                   help="train each trial under this tf.distribute strategy")  # fmt: skip
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("ablation", help="the report's claims as one table over seeds (resumable)")

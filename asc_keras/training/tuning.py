@@ -32,6 +32,7 @@ from asc_keras.distill.distiller import Distiller
 from asc_keras.distill.targets import SoftTargets
 from asc_keras.files import write_text
 from asc_keras.models import build_serfr_cnn
+from asc_keras.training.loop import get_strategy
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
 
@@ -132,6 +133,7 @@ def width_search(
     max_trials: int | None = None,
     verbose: int | str = "auto",
     project_name: str = "width_search",
+    strategy: str = "default",
 ) -> dict:
     """Run (or resume) a grid search; return a summary (best hyper-parameters, every trial's score).
 
@@ -152,6 +154,9 @@ def width_search(
         project_name=project_name,
         overwrite=False,
         seed=cfg.seed,
+        # Each trial's model is built and trained under the run's strategy (keras-tuner's own
+        # distribution hook): 'mirrored' spreads every trial over the machine's GPUs.
+        distribution_strategy=None if strategy == "default" else get_strategy(strategy),
     )
     tuner.search(epochs=epochs, verbose=verbose)
     if worker:  # workers only train; the chief's oracle holds the results
