@@ -15,14 +15,11 @@ message says which file and what to do); ``predict`` exits 1 when it skipped a f
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import sys
 from pathlib import Path
 
-from asc_keras.config import SCENE_CLASSES
 from asc_keras.configs import PROFILES, SYSTEMS
 
 
@@ -185,46 +182,8 @@ def _import_panns(args) -> int:
     return 0
 
 
-def _render(results, fmt: str, windows: bool) -> str:
-    ok = [r for r in results if r.error is None]
-    if fmt == "json":
-        return json.dumps(
-            [
-                {
-                    "file": r.path,
-                    "scene": r.scene,
-                    "probabilities": dict(zip(SCENE_CLASSES, r.probabilities)),
-                    **({"windows": r.windows} if windows else {}),
-                }
-                for r in ok
-            ],
-            indent=1,
-        )
-    rows = []
-    for r in ok:
-        rows.append([r.path, "all", r.scene] + [f"{p:.4f}" for p in r.probabilities])
-        if windows:
-            rows += [
-                [r.path, f"{w['start_s']:.2f}", w["scene"]]
-                + [f"{p:.4f}" for p in w["probabilities"]]
-                for w in r.windows
-            ]
-    header = ["file", "window_start_s", "scene"] + list(SCENE_CLASSES)
-    if fmt == "csv":
-        buf = io.StringIO()
-        csv.writer(buf).writerows([header] + rows)
-        return buf.getvalue()
-    short = [h[:8] for h in header[3:]]
-    width = max([len(r[0]) for r in rows] + [4])
-    lines = [f"{'file':<{width}} {'window':>7} {'scene':<17} " + " ".join(f"{s:>8}" for s in short)]
-    lines += [
-        f"{r[0]:<{width}} {r[1]:>7} {r[2]:<17} " + " ".join(f"{v:>8}" for v in r[3:]) for r in rows
-    ]
-    return "\n".join(lines)
-
-
 def _predict(args) -> int:
-    from asc_keras.evaluate.predict import predict_files
+    from asc_keras.evaluate.predict import predict_files, render_predictions
 
     results = predict_files(args.model, args.audio, hop_seconds=args.hop)
     for r in results:
@@ -232,7 +191,7 @@ def _predict(args) -> int:
             print(f"skipped: {r.error}", file=sys.stderr)
         for w in r.warnings:
             print(f"warning: {w}", file=sys.stderr)
-    text = _render(results, args.format, args.windows)
+    text = render_predictions(results, args.format, args.windows)
     if args.output:
         with open(args.output, "w") as fh:
             fh.write(text + ("\n" if not text.endswith("\n") else ""))

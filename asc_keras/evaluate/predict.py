@@ -8,6 +8,8 @@ scene probabilities are the mean over windows.  Bad files are reported and skipp
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -145,3 +147,42 @@ def _audio_warnings(path, y: np.ndarray, win: int, rate: int) -> list[str]:
             f"padded with {(win - len(y)) / rate:.2f} s of silence"
         )
     return notes
+
+
+def render_predictions(results: list[FilePrediction], fmt: str, windows: bool) -> str:
+    """The predictions as 'table' (screen), 'csv' or 'json' text; files with errors are left out."""
+    ok = [r for r in results if r.error is None]
+    if fmt == "json":
+        return json.dumps(
+            [
+                {
+                    "file": r.path,
+                    "scene": r.scene,
+                    "probabilities": dict(zip(SCENE_CLASSES, r.probabilities)),
+                    **({"windows": r.windows} if windows else {}),
+                }
+                for r in ok
+            ],
+            indent=1,
+        )
+    rows = []
+    for r in ok:
+        rows.append([r.path, "all", r.scene] + [f"{p:.4f}" for p in r.probabilities])
+        if windows:
+            rows += [
+                [r.path, f"{w['start_s']:.2f}", w["scene"]]
+                + [f"{p:.4f}" for p in w["probabilities"]]
+                for w in r.windows
+            ]
+    header = ["file", "window_start_s", "scene"] + list(SCENE_CLASSES)
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.writer(buf).writerows([header] + rows)
+        return buf.getvalue()
+    short = [h[:8] for h in header[3:]]
+    width = max([len(r[0]) for r in rows] + [4])
+    lines = [f"{'file':<{width}} {'window':>7} {'scene':<17} " + " ".join(f"{s:>8}" for s in short)]
+    lines += [
+        f"{r[0]:<{width}} {r[1]:>7} {r[2]:<17} " + " ".join(f"{v:>8}" for v in r[3:]) for r in rows
+    ]
+    return "\n".join(lines)
