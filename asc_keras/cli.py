@@ -46,6 +46,8 @@ def _system_args(
     )
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override configuration values")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--skip-bad-audio", action="store_true",
+                   help="leave out clips that cannot be read (listed in results.json) instead of stopping")  # fmt: skip
 
 
 def _config(args):
@@ -57,7 +59,8 @@ def _config(args):
 def _place(args, out: Path, **more):
     from asc_keras.system.shared import RunPlace
 
-    return RunPlace(out, args.work, args.data, verbose=0 if args.quiet else 2, **more)
+    return RunPlace(out, args.work, args.data, verbose=0 if args.quiet else 2, skip_bad_audio=args.skip_bad_audio,
+                    **more)  # fmt: skip
 
 
 def _run(args) -> int:

@@ -100,3 +100,36 @@ def test_a_truncated_cache_is_detected_and_rebuilt(tiny_dataset, tmp_path):
         )
     np.testing.assert_array_equal(np.array(again.features), good)
     assert json.loads((path / "meta.json").read_text())["shape"] == [64, 28, 256]
+
+
+def test_unreadable_clips_stop_the_run_before_training_unless_skipped(tiny_dataset, tmp_path):
+    """A clip with NaN samples: the features stage stops with every bad clip listed; with
+    --skip-bad-audio it is left out of the splits (and its recording from the teachers')."""
+    import dataclasses
+    import shutil
+
+    import soundfile as sf
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.data import DataError, read_tau
+    from asc_keras.system.shared import RunPlace, features_stage
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset.root, root, symlinks=True)
+    bad = tiny_dataset.evaluate["filename"].iloc[5]
+    y, rate = sf.read(root / bad)
+    y[100:110] = np.nan
+    (root / bad).unlink()
+    sf.write(root / bad, y, rate, subtype="FLOAT")
+    ds = read_tau(root)
+    cfg = SystemConfig()
+    cfg = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, enabled=False))
+    place = RunPlace(tmp_path / "out", tmp_path / "work", root, verbose=0)
+    with pytest.raises(DataError, match=r"1 item\(s\) could not be read.*--skip-bad-audio") as e:
+        features_stage(cfg, place, ds)
+    assert f"{bad}: audio is not finite" in str(e.value)
+    _, splits, skipped = features_stage(cfg, dataclasses.replace(place, skip_bad_audio=True), ds)
+    assert skipped == [bad] and bad not in splits.evaluate.names
+    assert len(splits.evaluate) == len(ds.evaluate) - 1 and len(splits.train) == len(ds.train)
+    with pytest.raises(DataError, match="--skip-bad-audio"):  # the completed cache still knows
+        features_stage(cfg, place, ds)

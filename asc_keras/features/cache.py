@@ -53,6 +53,7 @@ class FeatureCache:
     features: np.ndarray  # memmap (items, frames, n_mels)
     items: pd.Series  # item name -> row
     config: FeatureConfig
+    bad_items: dict = dataclasses.field(default_factory=dict)  # item -> why it could not be read
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -83,6 +84,7 @@ class FeatureCache:
             feats,
             pd.Series(np.arange(len(names)), index=names.values),
             FeatureConfig(**meta["config"]),
+            dict(meta.get("bad_items", {})),
         )
 
 
@@ -176,6 +178,7 @@ def extract_features(
     name: str = "clips",
     workers: int | None = None,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> FeatureCache:
     """Compute (or reuse) the log-mel cache of ``items`` under ``cache_root``.
 
@@ -188,6 +191,9 @@ def extract_features(
         name: readable prefix of the cache folder ('clips', 'recordings').
         workers: processes (default: CPU count).
         progress: show a progress bar.
+        skip_bad: complete the cache even when some items cannot be read (corrupt, not finite):
+            their rows stay empty and :attr:`FeatureCache.bad_items` names them, for the caller
+            to leave out.  Without it those items stop the extraction (below).
 
     Returns:
         The opened :class:`FeatureCache`.
@@ -213,11 +219,11 @@ def extract_features(
             warnings.warn(f"{final}: {problem}; extracting it again", stacklevel=2)
             shutil.rmtree(final)
         seconds = n_files.pop() * cfg.clip_seconds if names else cfg.clip_seconds
-        return _build(final, names, seconds, dataset_root, cfg, name, workers, progress)
+        return _build(final, names, seconds, dataset_root, cfg, name, workers, progress, skip_bad)
 
 
 def _build(final: Path, names: list[str], seconds: float, dataset_root, cfg: FeatureConfig, name: str,
-           workers: int | None, progress: bool) -> FeatureCache:  # fmt: skip
+           workers: int | None, progress: bool, skip_bad: bool = False) -> FeatureCache:  # fmt: skip
     """Extract every missing row into ``final``'s partial folder, then complete it."""
     partial = final.with_name(final.name + ".partial")
     shape = (len(names), cfg.n_frames(seconds), cfg.n_mels)
@@ -240,12 +246,19 @@ def _build(final: Path, names: list[str], seconds: float, dataset_root, cfg: Fea
     done = None  # release the memmap before the folder is renamed
     if fixes.counts:
         warnings.warn(f"audio repaired while extracting {name}: {fixes.summary()}", stacklevel=2)
-    if errors or not all_done:
+    if errors:  # every unreadable item, in one report
+        (partial / "bad_items.txt").write_text("".join(f"{msg}\n" for _, msg in errors))
+    if (errors or not all_done) and not (
+        skip_bad and len(errors) == int(len(names) - _done_count(partial))
+    ):
         listing = "\n  ".join(msg for _, msg in errors[:10])
+        more = (
+            f"\n  ... all {len(errors)} in {partial / 'bad_items.txt'}" if len(errors) > 10 else ""
+        )
         raise DataError(
             f"{len(errors)} item(s) could not be read; the other rows are kept in {partial} and "
             f"a new run computes only what is missing once these are fixed or removed from "
-            f"the CSV files:\n  {listing}"
+            f"the CSV files (or run with --skip-bad-audio to leave them out):\n  {listing}{more}"
         )
     meta = {
         "config": dataclasses.asdict(cfg),
@@ -253,8 +266,13 @@ def _build(final: Path, names: list[str], seconds: float, dataset_root, cfg: Fea
         "dtype": cfg.cache_dtype,
         "dataset_root": str(Path(dataset_root).resolve()),
         "fixes": fixes.to_dict(),
+        "bad_items": {item: msg for item, msg in errors},
     }
     return _complete(partial, final, meta)
+
+
+def _done_count(partial: Path) -> int:
+    return int(np.load(partial / "done.npy").sum())
 
 
 def _run_chunks(jobs: list, workers: int, names: list[str], done: np.ndarray, bar):

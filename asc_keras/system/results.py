@@ -88,6 +88,7 @@ def evaluate_stage(
             "litert_delegate": tfl.delegate,
         },
         "complexity": complexity,
+        "skipped_bad_audio": {"count": len(prep.skipped_clips), "files": list(prep.skipped_clips)},
         "warnings": [],
     }
 

@@ -31,6 +31,7 @@ class RunPlace:
         eval_data: optional evaluation-set folder whose predictions the report stage writes.
         train_split: 'train' (fold 1) or 'all' (train + evaluate, the final submission).
         strategy: 'default' or 'mirrored' (tf.distribute); verbose: Keras verbosity.
+        skip_bad_audio: leave out unreadable clips (listed in results.json) instead of stopping.
     """
 
     out: Path
@@ -40,6 +41,7 @@ class RunPlace:
     train_split: str = "train"
     strategy: str = "default"
     verbose: int | str = 2
+    skip_bad_audio: bool = False  # leave out clips that cannot be read instead of stopping
 
     @property
     def progress(self) -> bool:
@@ -68,6 +70,7 @@ class Prepared:
     teacher_metrics: dict
     targets: object | None  # SoftTargets of the training clips (per-teacher logits), or None
     targets_key: str | None  # the stored targets' file name (what the student stage depends on)
+    skipped_clips: list  # clips left out as unreadable (--skip-bad-audio)
 
     def soft(self, temperature: float) -> np.ndarray | None:
         """The ensemble's soft targets at ``temperature`` per training clip (None without teachers)."""
@@ -79,14 +82,14 @@ def prepare(cfg: SystemConfig, place: RunPlace, runner: StageRunner) -> Prepared
     with runner.stage("data"):
         ds, root = data_stage(cfg, place, runner)
     with runner.stage("features"):
-        clip_cache, splits = features_stage(cfg, place, ds)
+        clip_cache, splits, skipped = features_stage(cfg, place, ds)
     teachers, metrics, targets, key = [], {}, None, None
     if cfg.distill.enabled:
         with runner.stage("teachers"):
             teachers, metrics = teachers_stage(cfg, place, runner, root, splits)
         with runner.stage("targets"):
             targets, key = targets_stage(cfg, place, runner, root, teachers, splits)
-    return Prepared(ds, root, clip_cache, splits, metrics, targets, key)
+    return Prepared(ds, root, clip_cache, splits, metrics, targets, key, skipped)
 
 
 def data_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner):
@@ -107,27 +110,32 @@ def data_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner):
 
 
 def features_stage(cfg: SystemConfig, place: RunPlace, ds):
-    """Log-mel caches of every clip (and, with teachers, every rebuilt 10 s recording): (cache, splits)."""
+    """Log-mel caches of every clip (and, with teachers, every rebuilt 10 s recording):
+    (cache, splits, skipped clips).
+
+    Clips that cannot be read (corrupt, not finite) stop the run at this stage, before any
+    training, with the list of all of them; with ``place.skip_bad_audio`` they -- and the
+    recordings that contain them -- are left out and returned as the skipped list.
+    """
     from asc_keras.features.cache import extract_features
 
-    root = place.work / "features"
+    root, skip = place.work / "features", place.skip_bad_audio
     clips = list(dict.fromkeys(list(ds.train["filename"]) + list(ds.evaluate["filename"])))
-    clip_cache = extract_features(
-        ds.root, clips, cfg.features, root, name="clips", progress=place.progress
-    )
-    train_clips = ds.split(place.train_split).reset_index(drop=True)
-    eval_clips = ds.evaluate.reset_index(drop=True)
+    clip_cache = extract_features(ds.root, clips, cfg.features, root, name="clips", progress=place.progress,
+                                  skip_bad=skip)  # fmt: skip
+    bad = set(clip_cache.bad_items)
+    if bad and not skip:  # a cache completed by an earlier --skip-bad-audio run
+        raise DataError(f"{len(bad)} clip(s) cannot be read, e.g. {sorted(bad)[0]}; fix or unlist them, "
+                        "or run with --skip-bad-audio")  # fmt: skip
+    train_clips = ds.split(place.train_split)
+    train_clips = train_clips[~train_clips["filename"].isin(bad)].reset_index(drop=True)
+    eval_clips = ds.evaluate[~ds.evaluate["filename"].isin(bad)].reset_index(drop=True)
     train_recs = eval_recs = None
     recs, _ = rebuild_recordings(ds.split("all"))
+    recs = recs[[not bad.intersection(files) for files in recs["files"]]] if len(recs) else recs
     if cfg.distill.enabled and len(recs):
-        rec_cache = extract_features(
-            ds.root,
-            list(recs["files"]),
-            cfg.features,
-            root,
-            name="recordings",
-            progress=place.progress,
-        )
+        rec_cache = extract_features(ds.root, list(recs["files"]), cfg.features, root, name="recordings",
+                                     progress=place.progress)  # fmt: skip
         train_recs = RecordingSplit.from_table(rec_cache, _recordings_of(recs, train_clips))
         eval_recs = RecordingSplit.from_table(rec_cache, _recordings_of(recs, eval_clips))
     splits = Splits(
@@ -137,7 +145,11 @@ def features_stage(cfg: SystemConfig, place: RunPlace, ds):
         eval_recs,
         clip_cache.path.name,
     )
-    return clip_cache, splits
+    if bad:
+        print(
+            f"left out {len(bad)} clip(s) that cannot be read (--skip-bad-audio), e.g. {sorted(bad)[0]}"
+        )
+    return clip_cache, splits, sorted(bad)
 
 
 def _recordings_of(recs, clips):
