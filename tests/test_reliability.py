@@ -133,3 +133,52 @@ def test_unreadable_clips_stop_the_run_before_training_unless_skipped(tiny_datas
     assert len(splits.evaluate) == len(ds.evaluate) - 1 and len(splits.train) == len(ds.train)
     with pytest.raises(DataError, match="--skip-bad-audio"):  # the completed cache still knows
         features_stage(cfg, place, ds)
+
+
+def test_kill_minus_9_during_teacher_training_then_resume(tmp_path):
+    """A teacher killed after its first epoch resumes from its backup: three epochs in all, none
+    repeated or lost, then its final model and evaluation."""
+    import pandas as pd
+
+    script = tmp_path / "teacher.py"
+    script.write_text(
+        textwrap.dedent("""
+        import os, signal, sys, threading, time
+        from pathlib import Path
+        import numpy as np
+        from asc_keras.config import SystemConfig, TeacherConfig
+        from asc_keras.data.splits import RecordingSplit
+        from asc_keras.training.teachers import train_teacher
+        run_dir, kill = Path(sys.argv[1]), sys.argv[2] == "kill"
+        rng = np.random.default_rng(0)
+        feats = rng.normal(size=(24, 28, 256)).astype(np.float16)
+        labels, devices, names = np.arange(24) % 10, np.array(["a"] * 24), tuple(map(str, range(24)))
+        train = RecordingSplit(feats, np.arange(16), labels[:16], devices[:16], names[:16])
+        val = RecordingSplit(feats, np.arange(16, 24), labels[16:], devices[16:], names[16:])
+        cfg = SystemConfig(teachers=TeacherConfig(names=("bcresnet",), epochs=3, batch_size=8, bcresnet_width=4))
+        def killer():  # a hard crash once the first epoch is logged (its backup is written first)
+            log = run_dir / "train" / "history.csv"
+            while not (log.is_file() and len(log.read_text().splitlines()) >= 2):
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kill:
+            threading.Thread(target=killer, daemon=True).start()
+        model, metrics = train_teacher("bcresnet", cfg, train, val, run_dir=run_dir, verbose=0)
+        print("DONE", round(metrics["micro_accuracy"], 6))
+    """)
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run_dir = tmp_path / "teacher"
+    killed = subprocess.run([sys.executable, str(script), str(run_dir), "kill"], capture_output=True, text=True,
+                            env=env, timeout=300)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL and not (run_dir / "final.keras").exists()
+    resumed = subprocess.run([sys.executable, str(script), str(run_dir), "resume"], capture_output=True,
+                             text=True, env=env, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (
+        "DONE" in resumed.stdout
+        and (run_dir / "final.keras").is_file()
+        and (run_dir / "eval.json").is_file()
+    )
+    history = pd.read_csv(run_dir / "train" / "history.csv")
+    assert list(history["epoch"]) == [0, 1, 2]  # resumed at epoch 1: none repeated, none lost
