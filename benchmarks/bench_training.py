@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cache import random_logmel_cache
 
 from asc_keras._runtime import keras, tf
 from asc_keras.config import AugmentConfig
@@ -50,14 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "features.npy"
-        feats = np.lib.format.open_memmap(
-            path, mode="w+", dtype=np.float16, shape=(args.clips, 28, 256)
-        )
-        feats[:] = rng.normal(-5, 2, feats.shape).astype(np.float16)
-        feats.flush()
-        del feats
-        mm = np.load(path, mmap_mode="r")
+        mm = random_logmel_cache(Path(tmp) / "features.npy", args.clips, rng)
         labels = rng.integers(0, 10, args.clips)
         soft = temper(rng.normal(size=(args.clips, 10)), 2.0)
         rows = np.arange(args.clips)
