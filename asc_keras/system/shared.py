@@ -310,6 +310,7 @@ def brief(m: dict) -> dict:
             "per_device",
             "per_device_log_loss",
             "n",
+            "transfer",
         )
         if k in m
     }
