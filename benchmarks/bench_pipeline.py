@@ -47,12 +47,15 @@ def main(argv=None) -> int:
     ap.add_argument("--masks", choices=("vectorised", "tfio"), default="vectorised")
     args = ap.parse_args(argv)
     if args.masks == "tfio":
-        from functools import partial
-
         import asc_keras.training.pipeline as pipeline
+        from asc_keras.augment import freq_mask, time_mask
 
-        pipeline.freq_mask = partial(pipeline.freq_mask, impl="tfio")
-        pipeline.time_mask = partial(pipeline.time_mask, impl="tfio")
+        def tfio_masks(x, freq_param=0, time_param=0, fill="mean"):
+            if freq_param:
+                x = freq_mask(x, freq_param, fill, impl="tfio")
+            return time_mask(x, time_param, fill, impl="tfio") if time_param else x
+
+        pipeline.spec_masks = tfio_masks
     from asc_keras.config import AugmentConfig
 
     rng = np.random.default_rng(0)

@@ -92,6 +92,35 @@ def test_vectorised_masks_draw_the_same_bands_as_tensorflow_io():
         assert abs(starts_ours.mean() - starts_ref.mean()) < 0.05 * xs.shape[axis]
 
 
+def test_spec_masks_draw_one_band_on_each_axis_in_one_pass():
+    from asc_keras.augment import spec_masks
+
+    tf.random.set_seed(4)
+    x = tf.abs(tf.random.normal((400, 28, 64, 1))) + 1.0  # every cell >= 1: a masked one reads 0
+    xs, out = (
+        x.numpy()[..., 0],
+        spec_masks(x, freq_param=24, time_param=6, fill="zero").numpy()[..., 0],
+    )
+    widths_f, widths_t = [], []
+    for b in range(len(xs)):
+        changed = out[b] == 0
+        cols, rows = (
+            changed.all(axis=0),
+            changed.all(axis=1),
+        )  # whole columns: mel band; whole rows: time band
+        assert (changed == (cols[None, :] | rows[:, None])).all()  # nothing else changed
+        for band, widths in ((cols, widths_f), (rows, widths_t)):
+            idx = np.where(band)[0]
+            assert len(idx) == 0 or (np.diff(idx) == 1).all()  # one contiguous band
+            widths.append(len(idx))
+        np.testing.assert_array_equal(out[b][~changed], xs[b][~changed])
+    mean_filled = spec_masks(x[:4], freq_param=24, time_param=6).numpy()[..., 0]
+    for b in range(4):  # the default fill: the example's mean level
+        filled = ~np.isclose(mean_filled[b], xs[b], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(mean_filled[b][filled], xs[b].mean(), rtol=1e-5)
+    assert max(widths_f) == 23 and max(widths_t) == 5 and min(widths_f) == min(widths_t) == 0
+
+
 def test_time_stretch_rate_one_is_identity_and_rates_change_content():
     x = tf.random.normal((4, 28, 16, 1))
     np.testing.assert_allclose(time_stretch(x, 1.0, 1.0).numpy(), x.numpy(), atol=1e-6)

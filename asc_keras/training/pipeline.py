@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from asc_keras._runtime import tf
-from asc_keras.augment import freq_mask, mixup, time_mask, time_stretch
+from asc_keras.augment import mixup, spec_masks, time_stretch
 from asc_keras.config import N_CLASSES, AugmentConfig
 
 
@@ -116,10 +116,12 @@ def _augmenter(aug: AugmentConfig):
     def augment_batch(x, y, s):
         if aug.time_stretch:
             x = time_stretch(x, aug.stretch_min, aug.stretch_max)
-        if aug.freq_mask:
-            x = freq_mask(x, aug.freq_mask_param)
-        if aug.time_mask:
-            x = time_mask(x, aug.time_mask_param)
+        if aug.freq_mask or aug.time_mask:  # both bands in one pass over the batch
+            x = spec_masks(
+                x,
+                aug.freq_mask_param if aug.freq_mask else 0,
+                aug.time_mask_param if aug.time_mask else 0,
+            )
         if aug.mixup:
             x, (y, s) = mixup(x, (y, s), aug.mixup_alpha)
         return x, y, s
