@@ -88,6 +88,18 @@ class FeatureCache:
         )
 
 
+def _complete_and_sound(final: Path, warn: bool = False) -> bool:
+    """True for a finished cache whose data file is whole; with ``warn``, a damaged one is
+    reported and removed so that it is extracted again."""
+    if not (final / "meta.json").is_file():
+        return False
+    problem = cache_problem(final, json.loads((final / "meta.json").read_text()))
+    if problem is not None and warn:
+        warnings.warn(f"{final}: {problem}; extracting it again", stacklevel=3)
+        shutil.rmtree(final)
+    return problem is None
+
+
 def cache_problem(path: Path, meta: dict) -> str | None:
     """What is wrong with a complete-looking cache (truncated or resized data), or None.
 
@@ -210,14 +222,12 @@ def extract_features(
     if len(set(names)) != len(names):
         raise ValueError("items contain duplicates")
     final = cache_path(cache_root, name, dataset_root, names, cfg)
+    if _complete_and_sound(final):  # the usual case: no lock needed to read a finished cache
+        return FeatureCache.open(final)
     # Runs sharing a work folder: one extracts, the others wait here, then reuse its cache.
     with work_lock(final, f"feature cache {final.name}"):
-        if (final / "meta.json").is_file():
-            problem = cache_problem(final, json.loads((final / "meta.json").read_text()))
-            if problem is None:
-                return FeatureCache.open(final)
-            warnings.warn(f"{final}: {problem}; extracting it again", stacklevel=2)
-            shutil.rmtree(final)
+        if _complete_and_sound(final, warn=True):
+            return FeatureCache.open(final)
         seconds = n_files.pop() * cfg.clip_seconds if names else cfg.clip_seconds
         return _build(final, names, seconds, dataset_root, cfg, name, workers, progress, skip_bad)
 
