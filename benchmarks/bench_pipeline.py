@@ -1,13 +1,16 @@
 """Throughput of the training input pipeline alone (no model): memmap cache -> gather ->
 augmentation -> batches, as the students train (report sec. 2.2).
 
-    python benchmarks/bench_pipeline.py [--clips 8192] [--batch 256] [--batches 60] [--masks tfio]
+    python benchmarks/bench_pipeline.py [--clips 8192] [--batch 256] [--batches 60] [--no-jit]
+                                        [--masks tfio]
 
 Prints ``N samples/s`` with system 1's augmentation (mixup, frequency and time masks, soft
 targets), with system 3's (plus time stretching), with each augmentation alone and with none.
 The cache is a float16 memmap of random log-mels (28 frames x 256 mels), written to a temporary
-folder; the first batches (graph tracing) are not timed.  ``--masks tfio`` runs the masks
-through tensorflow-io one example at a time (the reference the vectorised masks replace).
+folder; the first batches (graph tracing, XLA compilation) are not timed.  ``--no-jit`` runs the
+augmentation op by op instead of XLA-fused; ``--masks tfio`` runs the masks through
+tensorflow-io one example at a time and everything op by op (the pipeline before the vectorised
+masks: the reference they replace).
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import numpy as np
 from _cache import random_logmel_cache
 
 
-def throughput(features, rows, labels, soft, augment, batch: int, batches: int) -> float:
+def throughput(features, rows, labels, soft, augment, batch: int, batches: int, jit: bool) -> float:
     from asc_keras.training.pipeline import make_dataset
 
     ds = make_dataset(
-        features, rows, labels, soft, batch_size=batch, shuffle=True, augment=augment, seed=0
-    )
+        features, rows, labels, soft, batch_size=batch, shuffle=True, augment=augment, seed=0,
+        jit_augment=jit,
+    )  # fmt: skip
     it = iter(ds.repeat())
     for _ in range(3):  # trace and warm up
         next(it)
@@ -37,6 +41,28 @@ def throughput(features, rows, labels, soft, augment, batch: int, batches: int) 
     return batches * batch / (time.perf_counter() - t)
 
 
+def _use_tfio_masks():
+    """Swap the pipeline's augmenter for one whose masks are tensorflow-io's, per example."""
+    import asc_keras.training.pipeline as pipeline
+    from asc_keras.augment import freq_mask, mixup, time_mask, time_stretch
+
+    def augmenter(aug, jit):
+        def augment_batch(x, y, s, key):
+            if aug.time_stretch:
+                x = time_stretch(x, aug.stretch_min, aug.stretch_max)
+            if aug.freq_mask:
+                x = freq_mask(x, aug.freq_mask_param, impl="tfio")
+            if aug.time_mask:
+                x = time_mask(x, aug.time_mask_param, impl="tfio")
+            if aug.mixup:
+                x, (y, s) = mixup(x, (y, s), aug.mixup_alpha)
+            return x, y, s
+
+        return augment_batch
+
+    pipeline._augmenter = augmenter
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -44,18 +70,12 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=8192)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--batches", type=int, default=60)
+    ap.add_argument("--no-jit", dest="jit", action="store_false")
     ap.add_argument("--masks", choices=("vectorised", "tfio"), default="vectorised")
     args = ap.parse_args(argv)
     if args.masks == "tfio":
-        import asc_keras.training.pipeline as pipeline
-        from asc_keras.augment import freq_mask, time_mask
-
-        def tfio_masks(x, freq_param=0, time_param=0, fill="mean"):
-            if freq_param:
-                x = freq_mask(x, freq_param, fill, impl="tfio")
-            return time_mask(x, time_param, fill, impl="tfio") if time_param else x
-
-        pipeline.spec_masks = tfio_masks
+        _use_tfio_masks()
+        args.jit = False
     from asc_keras.config import AugmentConfig
 
     rng = np.random.default_rng(0)
@@ -74,7 +94,7 @@ def main(argv=None) -> int:
             "no augmentation": off,
         }
         for name, aug in cases.items():
-            rate = throughput(feats, rows, labels, soft, aug, args.batch, args.batches)
+            rate = throughput(feats, rows, labels, soft, aug, args.batch, args.batches, args.jit)
             print(f"{name:<42} {rate:>9,.0f} samples/s")
     return 0
 

@@ -14,6 +14,7 @@ mean level instead of an arbitrary loud value (tfio's zeros: ``fill='zero'``).
 from __future__ import annotations
 
 from asc_keras._runtime import import_tfio, tf
+from asc_keras.augment.keys import split
 
 
 def _fill_value(x, fill: str):
@@ -23,17 +24,34 @@ def _fill_value(x, fill: str):
     return tf.zeros_like(x[:, :1, :1])  # no pass over the batch for a constant
 
 
-def _band(batch, size, param: int, axis: int, rank: int):
-    """Boolean masks broadcastable to (B, T, F[, 1]): one random band per example along ``axis``
-    (1: time, 2: mels), width ~ U[0, param), start ~ U{0, ..., size - width - 1}."""
-    width = tf.random.uniform([batch], 0, param, dtype=tf.int32)
+def band_draws(batch, size, param: int, key=None):
+    """(start, width) (B,) int32: one band per example, width ~ U{0, ..., param - 1},
+    start ~ U{0, ..., size - width - 1} (tfio's distribution)."""
+    k_width, k_start = tf.unstack(split(key, 2))
+    width = tf.random.stateless_uniform([batch], k_width, 0, param, dtype=tf.int32)
     room = tf.cast(tf.maximum(size - width, 1), tf.float32)  # start: floor of U[0, size - width)
-    start = tf.cast(tf.floor(tf.random.uniform([batch]) * room), tf.int32)
+    start = tf.cast(tf.floor(tf.random.stateless_uniform([batch], k_start) * room), tf.int32)
+    return start, width
+
+
+def band_mask(start, width, size, axis: int, rank: int):
+    """Boolean masks broadcastable to (B, T, F[, 1]), True inside each example's band along
+    ``axis`` (1: time, 2: mels): one ``tf.range`` comparison for the whole batch."""
     idx = tf.range(size)[None, :]
     inside = (idx >= start[:, None]) & (idx < (start + width)[:, None])  # (B, size)
     shape = [-1, 1, 1] + [1] * (rank - 3)
     shape[axis] = size
     return tf.reshape(inside, shape)
+
+
+def apply_bands(x, bands, fill: str = "mean"):
+    """``x`` with every (start, width, axis) band of ``bands`` filled, in one pass."""
+    shape, rank = tf.shape(x), len(x.shape)
+    inside = None
+    for start, width, axis in bands:
+        band = band_mask(start, width, shape[axis], axis, rank)
+        inside = band if inside is None else band | inside
+    return x if inside is None else tf.where(inside, _fill_value(x, fill), x)
 
 
 def _tfio_mask(x, param: int, fill: str, axis: int):
@@ -46,38 +64,42 @@ def _tfio_mask(x, param: int, fill: str, axis: int):
     return out[..., None] if squeeze else out
 
 
-def spec_masks(x, freq_param: int = 0, time_param: int = 0, fill: str = "mean"):
+def mask_draws(x_shape, freq_param: int = 0, time_param: int = 0, key=None):
+    """The bands of :func:`spec_masks` for a batch of shape ``x_shape``: a list of
+    (start, width, axis), frequency (axis 2) first, each drawn from its own key."""
+    k_freq, k_time = tf.unstack(split(key, 2))
+    return [
+        (*band_draws(x_shape[0], x_shape[axis], param, k), axis)
+        for param, axis, k in ((freq_param, 2, k_freq), (time_param, 1, k_time))
+        if param
+    ]
+
+
+def spec_masks(x, freq_param: int = 0, time_param: int = 0, fill: str = "mean", key=None):
     """One frequency band (when ``freq_param``) and one time band (when ``time_param``) per
     example, in one pass over the batch: (B, T, F[, 1]) -> same.
 
     Both bands are filled with the example's mean before masking (applying :func:`freq_mask`
     then :func:`time_mask` fills the time band with the mean after the frequency masking: a
     hair's difference, for half the memory traffic, which decides this pipeline's speed).
+    ``key``: stateless random key (2,) (:mod:`asc_keras.augment.keys`); None draws one.
     """
-    shape, rank = tf.shape(x), len(x.shape)
-    inside = None
-    for param, axis in ((freq_param, 2), (time_param, 1)):
-        if param:
-            band = _band(shape[0], shape[axis], param, axis, rank)
-            inside = band if inside is None else band | inside
-    if inside is None:
-        return x
-    return tf.where(inside, _fill_value(x, fill), x)
+    return apply_bands(x, mask_draws(tf.shape(x), freq_param, time_param, key), fill)
 
 
-def freq_mask(x, param: int = 48, fill: str = "mean", impl: str = "vectorised"):
+def freq_mask(x, param: int = 48, fill: str = "mean", impl: str = "vectorised", key=None):
     """One mask of f ~ U[0, param) consecutive mel bins per example.  (B, T, F[, 1]) -> same."""
     return (
         _tfio_mask(x, param, fill, 2)
         if impl == "tfio"
-        else spec_masks(x, freq_param=param, fill=fill)
+        else spec_masks(x, freq_param=param, fill=fill, key=key)
     )
 
 
-def time_mask(x, param: int = 4, fill: str = "mean", impl: str = "vectorised"):
+def time_mask(x, param: int = 4, fill: str = "mean", impl: str = "vectorised", key=None):
     """One mask of t ~ U[0, param) consecutive frames per example.  (B, T, F[, 1]) -> same."""
     return (
         _tfio_mask(x, param, fill, 1)
         if impl == "tfio"
-        else spec_masks(x, time_param=param, fill=fill)
+        else spec_masks(x, time_param=param, fill=fill, key=key)
     )

@@ -4,6 +4,15 @@ Only row *indices* live in the dataset; each batch gathers its rows from the
 memmap (sorted, for locality) in a ``numpy_function``, so the whole dataset is
 never held in Python memory (the OS page cache does the caching).  Augmentations
 run in-graph on whole batches, then the pipeline prefetches.
+
+Reproducible at any parallelism: each batch is zipped with its own random key, drawn in order
+before the parallel map (:mod:`asc_keras.augment.keys`), and every augmentation draw is a
+stateless op of that key; so a seed fixes every batch whatever ``num_parallel_calls`` is.
+
+Fast: the per-example draws (band positions, mixup weights and partners, stretch rates) are
+small; the passes over the batch that use them (stretch, masks, mixup of x and targets) are one
+XLA-compiled function (``jit_augment``), which fuses them into a few loops over memory instead
+of one per op: on 2 CPU cores, about twice the samples/s (``benchmarks/bench_pipeline.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from asc_keras._runtime import tf
-from asc_keras.augment import mixup, spec_masks, time_stretch
+from asc_keras.augment.keys import batch_keys, split
+from asc_keras.augment.masking import apply_bands, mask_draws
+from asc_keras.augment.mixup import mix, mixup_draws
+from asc_keras.augment.stretch import stretch, stretch_rates
 from asc_keras.config import N_CLASSES, AugmentConfig
 
 
@@ -28,6 +40,8 @@ def make_dataset(
     n_classes: int = N_CLASSES,
     drop_remainder: bool = False,
     crop_frames: int | None = None,
+    parallel_calls: int | None = None,
+    jit_augment: bool = True,
 ):
     """Batches of (x, y) for Keras.
 
@@ -42,6 +56,10 @@ def make_dataset(
             training data; masks and stretching are per example.
         crop_frames: train on a random window of this many frames of each example (one
             offset per example), e.g. teachers on crops of 10 s recordings; None: whole examples.
+        parallel_calls: batches prepared at once (None: tf.data's AUTOTUNE); the batches do not
+            depend on it.
+        jit_augment: XLA-compile the augmentation's passes over the batch (same draws, same
+            maths; False runs them op by op).
     Returns:
         tf.data.Dataset of x (B, frames, mels, 1) float32 and y = one-hot (B, classes), or
         (one-hot, soft) when ``soft`` is given.
@@ -59,37 +77,50 @@ def make_dataset(
     ds = tf.data.Dataset.range(len(rows))
     if shuffle:
         ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    ds = tf.data.Dataset.zip(ds.batch(batch_size, drop_remainder=drop_remainder), batch_keys(seed))
     load = _batch_loader(features, rows, labels, soft, n_classes)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
-        load, num_parallel_calls=tf.data.AUTOTUNE
-    )
-    if crop_frames is not None and crop_frames < frames:
-        ds = ds.map(_random_window(frames, crop_frames, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    crop = _random_window(frames, crop_frames) if crop_frames and crop_frames < frames else None
     aug = augment or AugmentConfig(
         mixup=False, freq_mask=False, time_mask=False, time_stretch=False
     )
-    if any((aug.mixup, aug.freq_mask, aug.time_mask, aug.time_stretch)):
-        ds = ds.map(_augmenter(aug), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda x, y, s: (x, (y, s)) if soft is not None else (x, y))
+    augmenter = (
+        _augmenter(aug, jit_augment)
+        if any((aug.mixup, aug.freq_mask, aug.time_mask, aug.time_stretch))
+        else None
+    )
+
+    def prepare(idx, key):
+        k_crop, k_aug = tf.unstack(split(key, 2))
+        x, y, s = load(idx)
+        if crop is not None:
+            x = crop(x, k_crop)
+        if augmenter is not None:
+            x, y, s = augmenter(x, y, s, k_aug)
+        return (x, (y, s)) if soft is not None else (x, y)
+
+    ds = ds.map(prepare, num_parallel_calls=parallel_calls or tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _batch_loader(features, rows, labels, soft, n_classes: int):
-    """Batch of example indices -> (x (B, frames, mels, 1), one-hot y, soft s (B, C or 0))."""
+    """Batch of example indices -> (x (B, frames, mels, 1) float32, one-hot y, soft s (B, C or 0)).
+
+    The rows leave NumPy in the cache's own dtype and become float32 in TensorFlow: NumPy's
+    float16 -> float32 conversion is scalar and holds the GIL (6 ms of a 256-clip batch, most
+    of the pipeline's time), TensorFlow's is vectorised and multi-threaded."""
     frames, mels = features.shape[1], features.shape[2]
+    stored = tf.as_dtype(features.dtype)
 
     def gather(idx):
         idx = np.sort(idx)  # sorted rows: memmap locality
-        x = np.asarray(features[rows[idx]], dtype=np.float32)
+        x = np.asarray(features[rows[idx]]).reshape(len(idx), frames, mels, 1)
         y = np.eye(n_classes, dtype=np.float32)[labels[idx]]
         s = soft[idx] if soft is not None else np.zeros((len(idx), 0), np.float32)
         return x, y, s
 
     def load(idx):
-        x, y, s = tf.numpy_function(
-            gather, [idx], [tf.float32, tf.float32, tf.float32], stateful=False
-        )
-        x = tf.ensure_shape(x, [None, frames, mels])[..., None]
+        x, y, s = tf.numpy_function(gather, [idx], [stored, tf.float32, tf.float32], stateful=False)
+        x = tf.cast(tf.ensure_shape(x, [None, frames, mels, 1]), tf.float32)
         y = tf.ensure_shape(y, [None, n_classes])
         s = tf.ensure_shape(s, [None, n_classes if soft is not None else 0])
         return x, y, s
@@ -97,33 +128,48 @@ def _batch_loader(features, rows, labels, soft, n_classes: int):
     return load
 
 
-def _random_window(frames: int, crop_frames: int, seed: int | None):
-    """Map fn: one random window of ``crop_frames`` frames per example."""
+def _random_window(frames: int, crop_frames: int):
+    """(x (B, frames, ...), key) -> one random window of ``crop_frames`` frames per example."""
 
-    def crop(x, y, s):
+    def crop(x, key):
         # Offsets (B,), frame indices (B, crop) gathered per row.
         n = tf.shape(x)[0]
-        start = tf.random.uniform([n], 0, frames - crop_frames + 1, dtype=tf.int32, seed=seed)
+        start = tf.random.stateless_uniform([n], key, 0, frames - crop_frames + 1, dtype=tf.int32)
         idx = start[:, None] + tf.range(crop_frames)[None, :]
-        return tf.gather(x, idx, batch_dims=1), y, s
+        return tf.gather(x, idx, batch_dims=1)
 
     return crop
 
 
-def _augmenter(aug: AugmentConfig):
-    """Map fn applying ``aug`` to whole batches: stretch, masks, then mixup (labels and soft targets)."""
+def _augmenter(aug: AugmentConfig, jit: bool):
+    """(x, y, s, key) -> augmented (x, y, s): stretch, masks (both bands in one pass), then
+    mixup of x, the labels and the soft targets with one lam and partner per example."""
 
-    def augment_batch(x, y, s):
-        if aug.time_stretch:
-            x = time_stretch(x, aug.stretch_min, aug.stretch_max)
-        if aug.freq_mask or aug.time_mask:  # both bands in one pass over the batch
-            x = spec_masks(
-                x,
-                aug.freq_mask_param if aug.freq_mask else 0,
-                aug.time_mask_param if aug.time_mask else 0,
-            )
-        if aug.mixup:
-            x, (y, s) = mixup(x, (y, s), aug.mixup_alpha)
+    def apply(x, y, s, rates, bands, lam, perm):  # the passes over the batch: fused under XLA
+        if rates is not None:
+            x = stretch(x, rates)
+        x = apply_bands(x, bands)
+        if lam is not None:
+            x, y, s = (mix(t, lam, perm) for t in (x, y, s))
         return x, y, s
+
+    apply_fn = tf.function(apply, jit_compile=True) if jit else apply
+
+    def augment_batch(x, y, s, key):
+        k_stretch, k_mask, k_mix = tf.unstack(split(key, 3))
+        n = tf.shape(x)[0]
+        rates = (
+            stretch_rates(n, aug.stretch_min, aug.stretch_max, k_stretch)
+            if aug.time_stretch
+            else None
+        )
+        bands = mask_draws(
+            tf.shape(x),
+            aug.freq_mask_param if aug.freq_mask else 0,
+            aug.time_mask_param if aug.time_mask else 0,
+            k_mask,
+        )
+        lam, perm = mixup_draws(n, aug.mixup_alpha, k_mix) if aug.mixup else (None, None)
+        return apply_fn(x, y, s, rates, bands, lam, perm)
 
     return augment_batch
