@@ -20,6 +20,7 @@ import os
 import sys
 from pathlib import Path
 
+from asc_keras.config import STRATEGIES
 from asc_keras.configs import PROFILES, SYSTEMS
 
 
@@ -63,10 +64,31 @@ def _place(args, out: Path, **more):
                     **more)  # fmt: skip
 
 
+def _multiworker_folders(args, out: Path) -> Path:
+    """Under ``--strategy multiworker``: make the strategy first (TensorFlow's rule: before any
+    other TensorFlow work), and give every worker but the chief (TF_CONFIG task 0) its own output
+    and work folders, ``NAME.workerK`` beside the chief's: the workers compute the same stages
+    in step, and sharing a folder would make one wait on a lock the other holds while both wait
+    on each other's gradients.  Returns the output folder."""
+    if args.strategy != "multiworker":
+        return out
+    from asc_keras.training.loop import get_strategy
+    from asc_keras.training.multiworker import worker_index
+
+    get_strategy("multiworker")
+    k = worker_index()
+    if k == 0:
+        return out
+    args.work = args.work.with_name(f"{args.work.name}.worker{k}")
+    return out.with_name(f"{out.name}.worker{k}")
+
+
 def _run(args) -> int:
     from asc_keras.submission import run
 
-    out = args.out or Path("runs") / f"system{args.system}-{args.profile}"
+    out = _multiworker_folders(
+        args, args.out or Path("runs") / f"system{args.system}-{args.profile}"
+    )
     place = _place(
         args, out, eval_data=args.eval_data, train_split=args.train_split, strategy=args.strategy
     )
@@ -228,7 +250,13 @@ def _add_training_commands(sub) -> None:
         choices=("train", "all"),
         help="'all' retrains on train+evaluate for the final submission (report sec. 4.2)",
     )
-    p.add_argument("--strategy", default="default", choices=("default", "mirrored"))
+    p.add_argument(
+        "--strategy",
+        default="default",
+        choices=STRATEGIES,
+        help="tf.distribute: 'mirrored' = every GPU of this machine; 'multiworker' = several "
+        "machines, each running this command with TF_CONFIG set (README)",
+    )
     p.add_argument("--force", nargs="*", default=[], help="stages to redo even if done (or 'all')")
     p.add_argument("--label", help="DCASE submission label (default asc_keras_task1_N)")
     p.set_defaults(func=_run)
@@ -254,8 +282,9 @@ def _add_training_commands(sub) -> None:
         help="trainings per width; the score is their mean (default 2)",
     )
     p.add_argument("--max-trials", type=int)
-    p.add_argument("--strategy", default="default", choices=("default", "mirrored"),
-                   help="train each trial under this tf.distribute strategy")  # fmt: skip
+    p.add_argument("--strategy", default="default", choices=STRATEGIES[:2],
+                   help="train each trial under this tf.distribute strategy (keras-tuner's own "
+                   "chief/worker mode spreads trials over machines)")  # fmt: skip
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("ablation", help="the report's claims as one table over seeds (resumable)")

@@ -50,6 +50,10 @@ SCENE_CLASSES = (
     "tram",
 )  # official order (DCASE task 1)
 N_CLASSES = len(SCENE_CLASSES)
+
+# tf.distribute strategies a run can train under (asc_keras.training.loop.get_strategy).
+STRATEGIES = ("default", "mirrored", "multiworker")
+
 TRAIN_DEVICES = ("a", "b", "c", "s1", "s2", "s3")
 UNSEEN_DEVICES = ("s4", "s5", "s6")  # fold 1: only in fold1_evaluate
 ALL_DEVICES = TRAIN_DEVICES + UNSEEN_DEVICES

@@ -210,26 +210,40 @@ def test_killed_run_resumes_to_same_epoch_count(tmp_path):
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    """The Distiller under MirroredStrategy (two logical CPUs, one batch split in two) trains as on
+    one device: the same weights and logged losses (plain SGD, so a gradient summed over the
+    replicas instead of averaged would show; a BatchNorm-free student, since each replica's
+    BatchNorm sees only its half of the batch)."""
     script = tmp_path / "mirrored.py"
     script.write_text(
         textwrap.dedent("""
+        import json, sys
         import numpy as np
         from asc_keras._runtime import keras, tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from asc_keras.training import get_strategy
         from asc_keras.distill import Distiller
-        from asc_keras.models import build_serfr_cnn
-        strategy = get_strategy("mirrored")
-        with strategy.scope():
-            d = Distiller(build_serfr_cnn(4), alpha=0.5)
-            d.compile(keras.optimizers.Adam(1e-3), metrics=["accuracy"])
         rng = np.random.default_rng(0)
-        x = rng.normal(size=(16, 28, 256, 1)).astype("float32")
-        y = np.eye(10, dtype="float32")[rng.integers(0, 10, 16)]
-        s = np.full((16, 10), 0.1, "float32")
-        h = d.fit(tf.data.Dataset.from_tensor_slices((x, (y, s))).batch(8), epochs=2, verbose=0)
-        print("REPLICAS", strategy.num_replicas_in_sync, "LOSS", h.history["loss"])
+        x = rng.normal(size=(32, 28, 16, 1)).astype("float32")
+        y = np.eye(10, dtype="float32")[rng.integers(0, 10, 32)]
+        s = rng.dirichlet(np.ones(10), 32).astype("float32")
+        out = {}
+        for name in ("default", "mirrored"):
+            strategy = get_strategy(name)
+            keras.utils.set_random_seed(0)
+            with strategy.scope():
+                student = keras.Sequential([
+                    keras.Input((28, 16, 1)), keras.layers.Conv2D(4, 3, strides=2),
+                    keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, name="logits"),
+                    keras.layers.Softmax()])
+                d = Distiller(student, alpha=0.5, temperature=2.0)
+                d.compile(keras.optimizers.SGD(0.5), metrics=["accuracy"])
+            ds = tf.data.Dataset.from_tensor_slices((x, (y, s))).batch(16)
+            h = d.fit(ds, epochs=3, verbose=0)
+            out[name] = {"replicas": strategy.num_replicas_in_sync, "loss": h.history["loss"],
+                         "w": [w.tolist() for w in student.get_weights()]}
+        json.dump(out, sys.stdout)
     """)
     )
     r = subprocess.run(
@@ -239,20 +253,131 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "REPLICAS 2" in r.stdout
+    import json
+
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    one, two = out["default"], out["mirrored"]
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
+    assert one["loss"][-1] < one["loss"][0]  # it learned, so the weights moved
+    for a, b in zip(one["w"], two["w"], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
-def test_keras3_fit_under_multiworker_strategy_still_fails_upstream(tmp_path):
-    """Canary for keras-team/keras#20585: two workers on loopback, a plain Keras 3 model, Model.fit
-    fails on PerReplica batches.  If this starts passing, offer --strategy multiworker."""
+_WORKER = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    strategy_name, out = sys.argv[1], Path(sys.argv[2])
+    from asc_keras._runtime import tf
+    if strategy_name == "mirrored":  # one process, two replicas: the reference
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from asc_keras.training.loop import get_strategy
+    strategy = get_strategy(strategy_name)  # first TensorFlow work of the process
+    import dataclasses
+    import numpy as np
+    from asc_keras.config import SystemConfig
+    from asc_keras.data.splits import ClipSplit
+    from asc_keras.training.student import train_student
+    d = np.load(out.parent / "data.npz")
+    train = ClipSplit(d["features"], d["rows"], d["labels"], d["devices"], tuple(d["names"]))
+    cfg = SystemConfig(student_width=4)
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(
+        cfg.optim, epochs=2, batch_size=32, warmup_fraction=0.5))
+    model = train_student(cfg, train, None, d["soft"], run_dir=out, strategy=strategy_name, verbose=0)
+    np.savez(out / "weights.npz", *model.get_weights())
+    print("REPLICAS", strategy.num_replicas_in_sync)
+""")
+
+
+def test_two_workers_train_the_student_as_one_process_with_two_replicas(
+    clip_cache, tiny_dataset, tmp_path
+):
+    """--strategy multiworker: two worker processes on loopback (TF_CONFIG) train the KD student
+    with system 1's augmentation through train_student.  The chief ends with exactly the weights
+    of one process training with two replicas (MirroredStrategy, which splits each batch the same
+    way); the other worker has the same trained weights, and BatchNorm moving statistics of its
+    own half of each batch (as a second GPU's replica has under MirroredStrategy)."""
     import json
     import socket
 
-    from asc_keras.training.loop import MULTIWORKER_BLOCKED, get_strategy
+    from asc_keras.data.splits import ClipSplit
 
-    with pytest.raises(ValueError, match="keras-team/keras#20585"):
-        get_strategy("multiworker")
-    assert "mirrored" in MULTIWORKER_BLOCKED
+    train = ClipSplit.from_table(clip_cache, tiny_dataset.train.iloc[:128])
+    soft = temper(np.random.default_rng(0).normal(size=(len(train), 10)), 2.0)
+    np.savez(
+        tmp_path / "data.npz", features=np.asarray(clip_cache.features), rows=train.rows,
+        labels=train.labels, devices=train.devices.astype(str), names=np.array(train.names), soft=soft,
+    )  # fmt: skip
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), "multiworker", str(tmp_path / f"worker{i}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **env,
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                ),
+            },
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    ref = subprocess.run(
+        [sys.executable, str(script), "mirrored", str(tmp_path / "mirrored")],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (o, e) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, e[-3000:]
+        assert "REPLICAS 2" in o
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    def weights(name):
+        with np.load(tmp_path / name / "weights.npz") as f:
+            return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+
+    from asc_keras.models import build_serfr_cnn
+
+    names = [v.path for v in build_serfr_cnn(4).weights]
+    w0, w1, wm = weights("worker0"), weights("worker1"), weights("mirrored")
+    for name, a, b, c in zip(names, w0, w1, wm, strict=True):
+        np.testing.assert_array_equal(a, c, err_msg=name)  # the chief is replica 0
+        if "moving_" not in name:  # BatchNorm statistics are each worker's own half-batches'
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert not np.array_equal(
+        w0[names.index("stem_bn/moving_mean")], w1[names.index("stem_bn/moving_mean")]
+    )
+    assert len(pd.read_csv(tmp_path / "worker0" / "history.csv")) == 2
+
+
+def test_multiworker_needs_tf_config_and_keras_still_fails_without_the_patch(tmp_path):
+    """Without TF_CONFIG the error says what to set.  Canary for keras-team/keras#20585: an
+    unpatched Keras 3 Model.fit under MultiWorkerMirroredStrategy (two workers on loopback, a
+    plain Sequential model) still fails; when it passes, asc_keras.training.multiworker's patch
+    can go."""
+    import json
+    import socket
+
+    from asc_keras.training.multiworker import _tf_config
+
+    env_backup = os.environ.pop("TF_CONFIG", None)
+    try:
+        with pytest.raises(ValueError, match="needs TF_CONFIG"):
+            _tf_config()
+    finally:
+        if env_backup is not None:
+            os.environ["TF_CONFIG"] = env_backup
     script = tmp_path / "worker.py"
     script.write_text(
         textwrap.dedent("""
@@ -364,3 +489,28 @@ def test_mixed_precision_switch(clip_cache, tiny_dataset, tmp_path):
     assert np.isfinite(hist["loss"]).all()
     assert keras.config.dtype_policy().name == "float32"
     assert build_serfr_cnn(8).get_layer("stem_conv").compute_dtype == "float32"
+
+
+def test_multiworker_run_gives_each_non_chief_worker_its_own_folders(monkeypatch, tmp_path):
+    """asc-keras run --strategy multiworker: the chief (task 0) keeps --out and --work; worker k
+    writes NAME.workerK beside them, so no two workers wait on each other's locks."""
+    import argparse
+    import json
+
+    import asc_keras.training.loop as loop
+    from asc_keras.cli import _multiworker_folders
+
+    made = []
+    monkeypatch.setattr(loop, "get_strategy", made.append)
+    for index, expect in ((0, ("out", "work")), (2, ("out.worker2", "work.worker2"))):
+        cluster = {"worker": ["h0:1", "h1:1", "h2:1"]}
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"index": index}}))
+        args = argparse.Namespace(strategy="multiworker", work=tmp_path / "work")
+        out = _multiworker_folders(args, tmp_path / "out")
+        assert (out.name, args.work.name) == expect
+    assert made == ["multiworker", "multiworker"]
+    args = argparse.Namespace(strategy="default", work=tmp_path / "work")
+    assert _multiworker_folders(args, tmp_path / "out") == tmp_path / "out" and len(made) == 2
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is not a worker cluster"):
+        _multiworker_folders(argparse.Namespace(strategy="multiworker", work=tmp_path), tmp_path)

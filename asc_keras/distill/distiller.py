@@ -12,7 +12,7 @@ live targets are equal.  ``y = hard`` with no teacher trains with CE only.
 
 from __future__ import annotations
 
-from asc_keras._runtime import keras
+from asc_keras._runtime import keras, tf
 from asc_keras.distill.losses import ENSEMBLE_MODES, distillation_terms, ensemble_soft_targets
 from asc_keras.models.common import logits_model
 
@@ -97,7 +97,11 @@ class Distiller(keras.Model):
         loss = ce if soft is None else self.alpha * ce + (1.0 - self.alpha) * kd
         self.student_loss_tracker.update_state(ce)
         self.distillation_loss_tracker.update_state(kd)
-        return loss
+        # Under tf.distribute each replica's gradients are *summed*, so each replica's batch-mean
+        # loss is divided by the number of replicas (what Keras' own compute_loss does), giving
+        # the gradient of the global batch's mean; Keras multiplies it back for the loss it logs.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas if replicas > 1 else loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         hard, _ = y if isinstance(y, (tuple, list)) else (y, None)

@@ -30,7 +30,7 @@ class RunPlace:
         data: TAU-layout development folder (None: the built-in generated set in ``work``).
         eval_data: optional evaluation-set folder whose predictions the report stage writes.
         train_split: 'train' (fold 1) or 'all' (train + evaluate, the final submission).
-        strategy: 'default' or 'mirrored' (tf.distribute); verbose: Keras verbosity.
+        strategy: 'default', 'mirrored' or 'multiworker' (tf.distribute); verbose: Keras verbosity.
         skip_bad_audio: leave out unreadable clips (listed in results.json) instead of stopping.
     """
 

@@ -16,32 +16,28 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from asc_keras._runtime import keras, tf
+from asc_keras.config import STRATEGIES
 from asc_keras.files import atomic_path
 
 _STRATEGIES: dict = {}
-# Keras 3's Model.fit does not run under tf.distribute.MultiWorkerMirroredStrategy: the TF
-# backend hands PerReplica batches to a tf.function that wants tensors (keras-team/keras#20585,
-# open; reproduced here with a plain Sequential model, TF 2.21 / Keras 3.12, two workers on
-# loopback: tests/test_training.py keeps that reproduction as a canary).
-MULTIWORKER_BLOCKED = (
-    "--strategy multiworker is not available: Keras 3's Model.fit fails under TensorFlow's "
-    "MultiWorkerMirroredStrategy (keras-team/keras#20585). Use 'mirrored' (all GPUs of one machine)."
-)
 
 
 def get_strategy(name: str = "default"):
     """A tf.distribute strategy; build models and optimisers inside its scope.
 
     'default': one device.  'mirrored': MirroredStrategy over all visible GPUs (or the logical
-    CPU devices when configured).  One instance per name and process.  Multi-machine training
-    ('multiworker') is refused with the reason (:data:`MULTIWORKER_BLOCKED`).
+    CPU devices when configured).  'multiworker': MultiWorkerMirroredStrategy over the machines
+    of ``TF_CONFIG`` (:mod:`asc_keras.training.multiworker`; make it first in the process).
+    One instance per name and process.
     """
     if name in (None, "default"):
         return tf.distribute.get_strategy()
-    if name == "multiworker":
-        raise ValueError(MULTIWORKER_BLOCKED)
-    if name != "mirrored":
-        raise ValueError(f"unknown strategy {name!r}; use 'default' or 'mirrored'")
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; use one of {STRATEGIES}")
+    if name == "multiworker" and name not in _STRATEGIES:
+        from asc_keras.training.multiworker import multiworker_strategy
+
+        _STRATEGIES[name] = multiworker_strategy()
     if name not in _STRATEGIES:
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
