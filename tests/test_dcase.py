@@ -71,6 +71,20 @@ def test_dcase_metrics_equal_scikit_learn_on_random_and_adversarial_inputs():
     assert list(m["per_class"]) == ["street_pedestrian"]
 
 
+def test_recording_accuracy_averages_each_recordings_clip_probabilities():
+    from asc_keras.evaluate.metrics import recording_accuracy
+
+    names = ["r1-0", "r1-1", "r2-0", "r2-1", "r3-0"]
+    probs = np.zeros((5, 10))
+    probs[0, 1], probs[1, 1], probs[1, 0] = 0.4, 0.4, 0.6  # r1: mean 0.4 on 1, 0.3 on 0 -> 1
+    probs[2, 2], probs[3, 3] = 0.9, 0.8  # r2: 0.45 on 2 beats 0.4 on 3 -> 2
+    probs[4, 4] = 1.0  # r3 -> 4
+    recs = [["r1-1", "r1-0"], ["r2-0", "r2-1"], ["r3-0"]]
+    # Clip by clip r1-1 says 0: averaged, r1 is class 1.  Right on r1 and r2, wrong on r3.
+    acc = recording_accuracy(names, probs, recs, [1, 2, 5])
+    assert acc == pytest.approx((1 + 1 + 0) / 3)  # macro over the three classes present
+
+
 def test_macro_equals_micro_accuracy_on_a_balanced_split():
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(10), 30)

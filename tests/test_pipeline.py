@@ -114,10 +114,11 @@ def test_full_pipeline_outputs_exist_and_parse(quick_run):
         and "Distillation gain over the CE control" in md
     )
     ens = r["teachers"]["ensemble"]["accuracy"]
-    # The warning is there exactly when the ensemble does not beat the CE control.
-    assert ("WARNING" in md) == (ens <= ce["accuracy"]) and bool(r["warnings"]) == (
-        ens <= ce["accuracy"]
-    )
+    # The warning is there exactly when the ensemble does not beat the CE control on the same
+    # 10 s recordings (the control's clip probabilities averaged per recording).
+    assert 0 <= ce["recording_accuracy"] <= 1
+    behind = ens <= ce["recording_accuracy"]
+    assert ("WARNING" in md) == behind and bool(r["warnings"]) == behind
     for png in (
         "confusion_int8.png",
         "confusion_float.png",

@@ -47,6 +47,10 @@ def _teachers(r: dict) -> list[str]:
     lines = ["## Teachers on 10 s fold-1 evaluation recordings (report Table 2)", ""]
     lines += [_METRIC_HEADER, "|---|---|---|---|---|"]
     lines += [_metric_row(name, m) for name, m in teachers.items()]
+    own = ((r.get("student") or {}).get("ce_control") or {}).get("recording_accuracy")
+    if own is not None:  # the yardstick: what the student knows alone, on the same recordings
+        lines += ["", f"The CE control on the same recordings (its clips' probabilities averaged): "
+                      f"{_pct(own)} %. Teachers ahead of it can teach the student something."]  # fmt: skip
     return lines + [""]
 
 

@@ -99,27 +99,33 @@ def add_control_rows(
     """Add the CE control and baseline rows to ``results``, and the warning when teachers cannot help."""
     from asc_keras.compress.complexity import keras_complexity
     from asc_keras.compress.nessi import nessi_of_model
-    from asc_keras.evaluate.metrics import classification_metrics
+    from asc_keras.evaluate.metrics import classification_metrics, recording_accuracy
     from asc_keras.models.baseline import BASELINE_FEATURES
 
     ev, student = prep.splits.evaluate, results["student"]
     if control is not None:
-        m = classification_metrics(
-            ev.labels, control.predict(ev.inputs(), batch_size=256, verbose=0), ev.devices
-        )
+        probs = control.predict(ev.inputs(), batch_size=256, verbose=0)
+        m = classification_metrics(ev.labels, probs, ev.devices)
         m["last_epoch_val_accuracy"] = last_val_accuracy(place.out / "control" / "history.csv")
+        recs = prep.splits.eval_recordings
+        if recs is not None and len(recs):
+            # The teachers' yardstick: the same student, its clips averaged per recording.
+            m["recording_accuracy"] = recording_accuracy(ev.names, probs, recs.files, recs.labels)
         student["ce_control"] = m
         student["kd_gain_points"] = 100 * (student["float"]["accuracy"] - m["accuracy"])
         runner.log(
             f"CE control {100 * m['accuracy']:.1f} %, KD student {100 * student['float']['accuracy']:.1f} %"
         )
         ens = (results.get("teachers") or {}).get("ensemble")
-        if ens is not None and ens["accuracy"] <= m["accuracy"]:
+        own = m.get("recording_accuracy", m["accuracy"])
+        if ens is not None and ens["accuracy"] <= own:
             msg = (
-                f"the teacher ensemble ({100 * ens['accuracy']:.1f} % on 10 s recordings) does not beat the "
-                f"CE-only student ({100 * m['accuracy']:.1f} % on 1 s clips): distilling from it will likely "
-                "hurt. Train the teachers longer or larger (teachers.epochs, teachers.*_width), or use "
-                "pretrained weights (teachers.pretrained_mobilenetv2)."
+                f"the teacher ensemble ({100 * ens['accuracy']:.1f} % on 10 s recordings) is not ahead "
+                f"of the CE-only student on the same recordings ({100 * own:.1f} %, its clips' "
+                "probabilities averaged): the teachers know no more than the student learns alone, "
+                "and distilling from them will likely hurt. Train the teachers longer or larger "
+                "(teachers.epochs, teachers.*_width), or use pretrained weights "
+                "(teachers.pretrained_mobilenetv2)."
             )
             runner.log(f"WARNING: {msg}")
             results["warnings"].append(msg)
