@@ -294,10 +294,10 @@ def test_two_workers_train_the_student_as_one_process_with_two_replicas(
     clip_cache, tiny_dataset, tmp_path
 ):
     """--strategy multiworker: two worker processes on loopback (TF_CONFIG) train the KD student
-    with system 1's augmentation through train_student.  The chief ends with exactly the weights
-    of one process training with two replicas (MirroredStrategy, which splits each batch the same
-    way); the other worker has the same trained weights, and BatchNorm moving statistics of its
-    own half of each batch (as a second GPU's replica has under MirroredStrategy)."""
+    with system 1's augmentation through train_student.  Both end with the same weights, BatchNorm
+    statistics included (synchronised over the global batch), exactly those of one process
+    training with two replicas (MirroredStrategy splits each batch the same way; that two
+    replicas train as one device is test_mirrored_strategy_on_two_logical_cpus)."""
     import json
     import socket
 
@@ -333,15 +333,17 @@ def test_two_workers_train_the_student_as_one_process_with_two_replicas(
         )  # fmt: skip
         for i in range(2)
     ]
-    ref = subprocess.run(
-        [sys.executable, str(script), "mirrored", str(tmp_path / "mirrored")],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+    refs = [
+        subprocess.run([sys.executable, str(script), name, str(tmp_path / name)],
+                       capture_output=True, text=True, env=env)
+        for name in ("mirrored",)
+    ]  # fmt: skip
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (o, e) in zip(procs, outs, strict=True):
         assert p.returncode == 0, e[-3000:]
         assert "REPLICAS 2" in o
-    assert ref.returncode == 0, ref.stderr[-3000:]
+    for ref in refs:
+        assert ref.returncode == 0, ref.stderr[-3000:]
 
     def weights(name):
         with np.load(tmp_path / name / "weights.npz") as f:
@@ -352,12 +354,9 @@ def test_two_workers_train_the_student_as_one_process_with_two_replicas(
     names = [v.path for v in build_serfr_cnn(4).weights]
     w0, w1, wm = weights("worker0"), weights("worker1"), weights("mirrored")
     for name, a, b, c in zip(names, w0, w1, wm, strict=True):
-        np.testing.assert_array_equal(a, c, err_msg=name)  # the chief is replica 0
-        if "moving_" not in name:  # BatchNorm statistics are each worker's own half-batches'
-            np.testing.assert_array_equal(a, b, err_msg=name)
-    assert not np.array_equal(
-        w0[names.index("stem_bn/moving_mean")], w1[names.index("stem_bn/moving_mean")]
-    )
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        np.testing.assert_array_equal(a, c, err_msg=name)
+    assert np.abs(w0[names.index("stem_bn/moving_mean")]).max() > 1e-3  # statistics were trained
     assert len(pd.read_csv(tmp_path / "worker0" / "history.csv")) == 2
 
 
