@@ -9,6 +9,8 @@ input and output are int8.  ``TFLiteModel`` runs it with LiteRT
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -70,7 +72,8 @@ def convert_int8(
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    with _silenced_stderr():
+    # Keras 3's export (inside from_keras_model) prints its SavedModel signature listing to stdout.
+    with _silenced_stderr(), contextlib.redirect_stdout(io.StringIO()):
         flat = converter.convert()
     if fold_flatten:
         flat = fold_flatten_into_fully_connected(flat)
