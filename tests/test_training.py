@@ -264,6 +264,36 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
+def _loopback_workers(argv, n: int = 2) -> list[subprocess.Popen]:
+    """Start ``n`` processes ``python *argv(i)`` as the workers of one TF_CONFIG cluster on
+    loopback (free ports), with text stdout/stderr pipes."""
+    import json
+    import socket
+
+    ports = []
+    for _ in range(n):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    return [
+        subprocess.Popen(
+            [sys.executable, *argv(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "3",
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                ),
+            },
+        )  # fmt: skip
+        for i in range(n)
+    ]
+
+
 _WORKER = textwrap.dedent("""
     import json, os, sys
     from pathlib import Path
@@ -298,8 +328,6 @@ def test_two_workers_train_the_student_as_one_process_with_two_replicas(
     statistics included (synchronised over the global batch), exactly those of one process
     training with two replicas (MirroredStrategy splits each batch the same way; that two
     replicas train as one device is test_mirrored_strategy_on_two_logical_cpus)."""
-    import json
-    import socket
 
     from asc_keras.data.splits import ClipSplit
 
@@ -311,39 +339,16 @@ def test_two_workers_train_the_student_as_one_process_with_two_replicas(
     )  # fmt: skip
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
-    ports = []
-    for _ in range(2):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), "multiworker", str(tmp_path / f"worker{i}")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={
-                **env,
-                "TF_CONFIG": json.dumps(
-                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
-                ),
-            },
-        )  # fmt: skip
-        for i in range(2)
-    ]
-    refs = [
-        subprocess.run([sys.executable, str(script), name, str(tmp_path / name)],
-                       capture_output=True, text=True, env=env)
-        for name in ("mirrored",)
-    ]  # fmt: skip
+    procs = _loopback_workers(lambda i: [str(script), "multiworker", str(tmp_path / f"worker{i}")])
+    ref = subprocess.run(
+        [sys.executable, str(script), "mirrored", str(tmp_path / "mirrored")],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (o, e) in zip(procs, outs, strict=True):
         assert p.returncode == 0, e[-3000:]
         assert "REPLICAS 2" in o
-    for ref in refs:
-        assert ref.returncode == 0, ref.stderr[-3000:]
+    assert ref.returncode == 0, ref.stderr[-3000:]
 
     def weights(name):
         with np.load(tmp_path / name / "weights.npz") as f:
@@ -365,8 +370,6 @@ def test_multiworker_needs_tf_config_and_keras_still_fails_without_the_patch(tmp
     unpatched Keras 3 Model.fit under MultiWorkerMirroredStrategy (two workers on loopback, a
     plain Sequential model) still fails; when it passes, asc_keras.training.multiworker's patch
     can go."""
-    import json
-    import socket
 
     from asc_keras.training.multiworker import _tf_config
 
@@ -396,28 +399,7 @@ def test_multiworker_needs_tf_config_and_keras_still_fails_without_the_patch(tmp
             print("FIT FAILED", "PerReplica" in str(e))
     """)
     )
-    ports = []
-    for _ in range(2):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={
-                **os.environ,
-                "TF_CPP_MIN_LOG_LEVEL": "3",
-                "TF_CONFIG": json.dumps(
-                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
-                ),
-            },
-        )  # fmt: skip
-        for i in range(2)
-    ]
+    procs = _loopback_workers(lambda i: [str(script)])
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all("FIT FAILED True" in o for o in outs), outs
 
