@@ -41,6 +41,15 @@ def is_torch_checkpoint(path) -> bool:
     return path is not None and Path(path).suffix in (".pth", ".pt")
 
 
+def check_checkpoint(path: str | Path) -> dict:
+    """Read a PANNs MobileNetV2 checkpoint's sizes, refusing a file that is not one (CheckpointError
+    naming it): what a run checks before any long work."""
+    try:
+        return panns_sizes(state_dict(path))
+    except CheckpointError as e:
+        raise CheckpointError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+
+
 def panns_sizes(sd: dict[str, np.ndarray]) -> dict:
     """Builder sizes of a PANNs MobileNetV2 state dict (width, last channel, fc1, tags, mel bands)."""
     try:
