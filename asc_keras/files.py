@@ -80,3 +80,53 @@ def work_lock(path: str | Path, what: str = "", log=print) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+class FolderBusy(RuntimeError):
+    """Another live process is writing the same output folder."""
+
+
+@contextmanager
+def folder_lock(folder: str | Path, command: str = "", name: str = "") -> Iterator[None]:
+    """Hold ``folder`` for one process (``folder/.lock``) while a command writes into it.
+
+    ``name`` gives processes that share a folder by design (keras-tuner's chief and workers)
+    one lock each: ``.lock-<name>``.
+
+    A second process asking for a held folder gets :class:`FolderBusy` at once, naming the
+    holder (its pid, host, start time and command from ``folder/.lock.owner``).  The lock is an
+    OS file lock: a holder that is killed releases it, so a killed run's folder is reusable and
+    a stale owner file is simply overwritten by the next holder.
+    """
+    import datetime
+    import socket
+    import sys
+
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = folder / (f".lock-{name}" if name else ".lock")
+    owner = base.with_name(base.name + ".owner")
+    lock = FileLock(str(base), is_singleton=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            who = json.loads(owner.read_text())
+            holder = (f"process {who['pid']} on {who['host']} (started {who['started']}: "
+                      f"{who['command']})")  # fmt: skip
+        except (OSError, ValueError, KeyError):
+            holder = "another process"
+        raise FolderBusy(
+            f"{folder} is in use by {holder}. Wait for it to finish or stop it, or choose "
+            "another --out."
+        ) from None
+    try:
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(), "started": started,
+                           "command": command or " ".join(sys.argv)})  # fmt: skip
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()

@@ -13,4 +13,4 @@ def random_logmel_cache(path: Path, clips: int, rng: np.random.Generator) -> np.
     feats[:] = rng.normal(-5, 2, feats.shape).astype(np.float16)
     feats.flush()
     del feats
-    return np.load(path, mmap_mode="r")
+    return np.load(path, mmap_mode="r", allow_pickle=False)

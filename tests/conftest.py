@@ -1,14 +1,48 @@
-"""Shared fixtures: one small generated TAU-layout dataset and its feature caches per test session."""
+"""Shared fixtures, made once per test session and shared by every test that needs them:
+
+* ``tiny_tau`` / ``tiny_dataset`` / ``clip_cache``: a small generated TAU-layout set (~900 clips)
+  and its clip features;
+* ``tiny_splits`` / ``tiny_student``: its fold-1 splits, and one small SERFR-CNN trained on them
+  through the run's own recipe (plumbing tests use it instead of training their own);
+* ``damaged_tau``: the same set with one clip cut to 3,000 bytes;
+* ``tiny_run``: one whole system run (``asc-keras run``, a real subprocess) on ``damaged_tau``
+  with ``--skip-bad-audio``, tiny teachers (the MobileNetV2 from a PANNs checkpoint, frozen then
+  fine-tuned) and a width-8 student, in ``tiny_work``.
+
+Upstream-behaviour canaries are marked ``canary`` and left out unless asked for
+(``pytest -m canary``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest
 
-from asc_keras.config import FeatureConfig
+from asc_keras.config import FeatureConfig, OptimConfig, SystemConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PANNS = ROOT / "tests" / "fixtures" / "panns_mobilenetv2_tiny_legacy.pth"
+# The tiny run: system 2 with a width-8 student and tiny teachers; plumbing, not the recipe.
+TINY = [
+    f"teachers.pretrained_mobilenetv2={PANNS}", "teachers.frozen_epochs=1", "student_width=8",
+    "data.recordings_per_class=3", "data.cities=3", "optim.steps=24", "optim.rounds=3",
+    "optim.batch_size=32", "teachers.steps=6", "teachers.batch_size=8", "teachers.cnn_width=4",
+    "teachers.bcresnet_width=4", "teachers.mobilenet_alpha=0.35", "compress.prune_steps=6",
+    "compress.qat_steps=4", "compress.representative_samples=64", "compress.bn_recalibration_batches=2",
+]  # fmt: skip
+# The tiny student: width 8, the run's recipe (system 1's augmentation), a short length.
+TINY_STUDENT = SystemConfig(
+    student_width=8,
+    optim=OptimConfig(steps=80, rounds=4, batch_size=32, peak_lr=3e-3, warmup_fraction=0.1),
+)
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +51,7 @@ def tiny_tau(tmp_path_factory):
     from asc_keras.data.synthetic import make_synthetic_tau
 
     return make_synthetic_tau(
-        tmp_path_factory.mktemp("tau") / "dev", recordings_per_class=3, cities=3, seed=1
+        tmp_path_factory.mktemp("tau") / "dev", recordings_per_class=3, cities=3, seed=1, workers=2
     )
 
 
@@ -40,3 +74,77 @@ def clip_cache(tiny_dataset, tmp_path_factory):
         workers=1,
         progress=False,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_splits(clip_cache, tiny_dataset):
+    """(train, evaluate) clip splits of the tiny set."""
+    from asc_keras.data.splits import ClipSplit
+
+    return (ClipSplit.from_table(clip_cache, tiny_dataset.train),
+            ClipSplit.from_table(clip_cache, tiny_dataset.evaluate))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_splits, tmp_path_factory):
+    """(model, run folder, config): a width-8 SERFR-CNN trained by ``train_student`` (CE, system
+    1's augmentation, 80 steps in 4 rounds, validated on the evaluation clips)."""
+    from asc_keras.training.student import train_student
+
+    run_dir = tmp_path_factory.mktemp("student") / "student"
+    train, ev = tiny_splits
+    model = train_student(TINY_STUDENT, train, ev, None, run_dir=run_dir, verbose=0)
+    return model, run_dir, TINY_STUDENT
+
+
+def tiny_config(**changes) -> SystemConfig:
+    """The tiny student's configuration with ``changes`` (dataclass fields, nested ones as dicts)."""
+    cfg = TINY_STUDENT
+    for key, value in changes.items():
+        sub = getattr(cfg, key)
+        value = dataclasses.replace(sub, **value) if isinstance(value, dict) else value
+        cfg = dataclasses.replace(cfg, **{key: value})
+    return cfg
+
+
+def damage_copy(source: Path, dest: Path, damaged: str) -> Path:
+    """A copy of a TAU-layout set (audio linked, not copied) whose ``damaged`` clip is cut to
+    3,000 bytes: the header and a few milliseconds of audio."""
+    shutil.copytree(source, dest, symlinks=True,
+                    ignore=lambda d, names: names if Path(d).name == "audio" else [])  # fmt: skip
+    for wav in (source / "audio").iterdir():
+        (dest / "audio" / wav.name).symlink_to(wav)
+    (dest / damaged).unlink()
+    (dest / damaged).write_bytes((source / damaged).read_bytes()[:3000])
+    return dest
+
+
+@pytest.fixture(scope="session")
+def damaged_tau(tiny_tau, tiny_dataset, tmp_path_factory):
+    """(root, clip): the tiny set with one training clip truncated."""
+    clip = tiny_dataset.train["filename"].iloc[7]
+    return damage_copy(tiny_tau, tmp_path_factory.mktemp("damaged") / "dev", clip), clip
+
+
+@pytest.fixture(scope="session")
+def tiny_work(tmp_path_factory):
+    return tmp_path_factory.mktemp("work")
+
+
+def run_args(data: Path, work: Path, out: Path, *more: str) -> list[str]:
+    """``asc-keras run`` arguments of the tiny system-2 run."""
+    return ["run", "--system", "2", "--profile", "quick", "--data", str(data), "--work", str(work),
+            "--out", str(out), "--quiet", "--skip-bad-audio", *more, "--set", *TINY]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_run(damaged_tau, tiny_work, tmp_path_factory):
+    """The output folder of the tiny system run (the installed ``asc-keras`` in a subprocess)."""
+    out = tmp_path_factory.mktemp("runs") / "system2"
+    cli = Path(sys.executable).with_name("asc-keras")
+    cmd = [str(cli)] if cli.is_file() else [sys.executable, "-m", "asc_keras.cli"]
+    r = subprocess.run([*cmd, *run_args(damaged_tau[0], tiny_work, out)], capture_output=True,
+                       text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=1500)  # fmt: skip
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    (out / "run.log").write_text(r.stdout + r.stderr)
+    return out

@@ -133,3 +133,34 @@ def test_time_stretch_rate_one_is_identity_and_rates_change_content():
         and abs(slow[20] - ((20 - c) * 0.9 + c)) < 1e-4
     )
     assert fast.shape == (28,) and fast[0] == 0.0 and fast[-1] == 27.0  # edges repeat
+
+
+def test_band_fill_leaves_no_artificial_event_in_a_masked_time_band():
+    """The pipeline's fill: masked frames take each mel band's own mean over time, so a time mask
+    adds no broadband burst (measured against every band's level); frequency bands take the
+    example's mean."""
+    from asc_keras.augment.masking import apply_bands, band_draws
+
+    rng = np.random.default_rng(5)
+    levels = rng.normal(size=(1, 1, 64, 1)) * 4  # very different band levels, as log-mels have
+    x = tf.constant((levels + rng.normal(size=(8, 100, 64, 1)) * 0.1).astype(np.float32))
+    start, width = band_draws(8, 100, 30, key=[1, 2])
+    out = apply_bands(x, [(start, width, 1)], fill="band").numpy()
+    band_mean = x.numpy().mean(axis=1, keepdims=True)
+    for b in range(8):
+        rows = slice(int(start[b]), int(start[b] + width[b]))
+        np.testing.assert_allclose(
+            out[b, rows], np.broadcast_to(band_mean[b], out[b, rows].shape), atol=1e-5
+        )
+    spike = np.abs(out - band_mean).max()
+    assert spike < 0.6  # no masked frame stands out of its band (the noise alone reaches ~0.5)
+    old = apply_bands(x, [(start, width, 1)], fill="mean").numpy()
+    assert np.abs(old - band_mean).max() > 5  # a single fill level is a burst in most bands
+    fs, fw = band_draws(8, 64, 20, key=[3, 4])
+    both = apply_bands(x, [(fs, fw, 2), (start, width, 1)], fill="band").numpy()
+    b = int(np.argmax(fw.numpy()))
+    col = int(fs[b])
+    rows_out = [t for t in range(100) if not start[b] <= t < start[b] + width[b]]
+    assert np.allclose(
+        both[b, rows_out, col], x.numpy()[b].mean()
+    )  # the frequency band: the example mean

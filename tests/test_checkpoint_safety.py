@@ -42,7 +42,9 @@ def fake_torch():
     _rebuild_tensor_v2.__module__ = "torch._utils"
     _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
     utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-    torch.FloatStorage = type("FloatStorage", (), {"__module__": "torch", "__qualname__": "FloatStorage"})
+    torch.FloatStorage = type(
+        "FloatStorage", (), {"__module__": "torch", "__qualname__": "FloatStorage"}
+    )
     torch._utils = utils
     saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
     sys.modules.update({"torch": torch, "torch._utils": utils})
@@ -168,7 +170,9 @@ def _refused(path: Path, marker: Path, match: str | None = None) -> CheckpointEr
     return e.value
 
 
-@pytest.mark.parametrize("position", range(5), ids=["magic", "protocol", "sys_info", "object", "keys"])
+@pytest.mark.parametrize(
+    "position", range(5), ids=["magic", "protocol", "sys_info", "object", "keys"]
+)
 def test_a_reducer_in_any_legacy_pickle_is_refused_unexecuted(tmp_path, position):
     marker = tmp_path / "ran"
     for name, payload in _payloads(marker).items():
@@ -180,7 +184,7 @@ def test_a_reducer_in_any_legacy_pickle_is_refused_unexecuted(tmp_path, position
 
 def test_a_reducer_in_the_zip_data_pkl_is_refused_unexecuted(tmp_path):
     marker = tmp_path / "ran"
-    for name, payload in _payloads(marker).items():
+    for _name, payload in _payloads(marker).items():
         path = write_zip(tmp_path / "evil.pth", {**good_checkpoint(), "extra": payload})
         _refused(path, marker, "refusing to load global")
 
@@ -241,7 +245,7 @@ def test_random_corruption_is_either_read_or_refused_by_name(tmp_path):
     data = np.frombuffer(LEGACY.read_bytes(), np.uint8)
     rng = np.random.default_rng(0)
     refused = 0
-    for i in range(300):
+    for _i in range(300):
         mutated = data.copy()
         at = rng.integers(0, len(data), rng.integers(1, 8))
         mutated[at] = rng.integers(0, 256, len(at))

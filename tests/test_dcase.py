@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, log_loss, recall_score
 
 from asc_keras.config import ALL_DEVICES, SCENE_CLASSES
-from asc_keras.evaluate.metrics import classification_metrics
+from asc_keras.metrics import classification_metrics
 
 LABELS = list(range(10))
 
@@ -72,7 +72,7 @@ def test_dcase_metrics_equal_scikit_learn_on_random_and_adversarial_inputs():
 
 
 def test_recording_accuracy_averages_each_recordings_clip_probabilities():
-    from asc_keras.evaluate.metrics import recording_accuracy
+    from asc_keras.metrics import recording_accuracy
 
     names = ["r1-0", "r1-1", "r2-0", "r2-1", "r3-0"]
     probs = np.zeros((5, 10))

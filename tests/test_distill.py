@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from asc_keras._runtime import keras, tf
+from asc_keras.config import DistillConfig
 from asc_keras.distill import Distiller, SoftTargets, ensemble_distribution, teacher_logits, temper
+from asc_keras.distill.targets import kd_soft_targets
 
 
 def _mlp_student(n_in=20, n_classes=10, hidden=32, seed=0):
@@ -136,7 +138,9 @@ def test_ensemble_modes_and_soft_target_roundtrip(tmp_path):
     back = SoftTargets.load(tmp_path / "targets")
     np.testing.assert_array_equal(back.select(["f3", "f1"]).logits, z[[3, 1]])
     np.testing.assert_allclose(
-        back.select(teachers=["b"]).distribution(2.0), temper(singles[1], 2.0), atol=1e-5
+        back.select(teachers=["b"]).distribution(2.0, "probabilities"),
+        temper(singles[1], 2.0),
+        atol=1e-5,
     )
     with pytest.raises(KeyError, match="teacher"):
         back.select(teachers=["c"])
@@ -153,18 +157,18 @@ def test_stored_and_live_soft_targets_are_equal(mode):
         [np.asarray(keras.Model(t.input, t.get_layer("logits").output)(x)) for t in teachers],
         axis=1,
     )
-    stored = SoftTargets(z, tuple(map(str, range(12))), {"ensemble": mode}).distribution(3.0)
+    # The configured T and mode meet the stored logits in one place: kd_soft_targets.
+    stored = kd_soft_targets(SoftTargets(z, tuple(map(str, range(12))), {}),
+                             DistillConfig(temperature=3.0, ensemble=mode))  # fmt: skip
     d = Distiller(
         _mlp_student(seed=1), teachers=teachers, alpha=0.5, temperature=3.0, ensemble=mode
     )
     _, live = d._targets(x, np.eye(10, dtype=np.float32)[rng.integers(0, 10, 12)])
     np.testing.assert_allclose(np.asarray(live), stored, atol=1e-5)
     # And the other mode is a different distribution (the definition matters).
-    other = SoftTargets(
-        z,
-        tuple(map(str, range(12))),
-        {"ensemble": "logits" if mode == "probabilities" else "probabilities"},
-    ).distribution(3.0)
+    other = SoftTargets(z, tuple(map(str, range(12))), {}).distribution(
+        3.0, "logits" if mode == "probabilities" else "probabilities"
+    )
     assert np.abs(other - stored).max() > 1e-3
 
 

@@ -18,10 +18,17 @@ from asc_keras.models import (
     logits_model,
 )
 
+
+def _small_teacher(name: str):
+    """Teacher ``name`` as a run builds it (its pooling and input normalisation), small."""
+    from asc_keras.config import TeacherConfig
+    from asc_keras.training.teachers import build_teacher
+
+    return build_teacher(name, TeacherConfig(mobilenet_alpha=0.35, cnn_width=8, bcresnet_width=8))
+
+
 SMALL_TEACHERS = {
-    "mobilenetv2": lambda: build_mobilenetv2_teacher(alpha=0.35),
-    "cnn": lambda: build_cnn_teacher(width=8),
-    "bcresnet": lambda: build_bcresnet_teacher(width=8),
+    name: (lambda n=name: _small_teacher(n)) for name in ("mobilenetv2", "cnn", "bcresnet")
 }
 
 
@@ -196,3 +203,40 @@ def test_transfer_learning_phases(tmp_path):
         "mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0, pretrain=(other, other)
     )
     assert m2 == metrics  # finished teacher is loaded, not retrained
+
+
+def test_band_pooling_tells_where_in_frequency_an_event_is(tmp_path):
+    """A convolution cannot tell where in frequency it is: with a global average the same burst
+    one octave-band higher gives the same features; the 'bands' head keeps them apart.  The
+    teacher with a frequency-normalised input saves and loads (safe mode) and gives the same."""
+    x = np.zeros((2, 100, 256, 1), np.float32)
+    x[0, 40:45, 64:80] = 3.0
+    x[1, 40:45, 128:144] = (
+        3.0  # the same burst 64 bands higher (a multiple of every stride; far from both edges)
+    )
+    feats = {}
+    for pooling in ("mean", "bands"):
+        m = build_cnn_teacher(width=8, mel_pool=1, pooling=pooling)
+        f = np.asarray(keras.Model(m.input, m.get_layer("logits").input)(x))
+        feats[pooling] = np.abs(f[0] - f[1]).max() / np.abs(f).max()
+    assert feats["mean"] < 1e-5 and feats["bands"] > 0.1, feats
+    m = build_bcresnet_teacher(width=8, mel_pool=4, pooling="bands", input_norm=True)
+    m.save(tmp_path / "t.keras")
+    back = keras.saving.load_model(tmp_path / "t.keras", compile=False, safe_mode=True)
+    np.testing.assert_allclose(np.asarray(back(x)), np.asarray(m(x)), atol=1e-6)
+
+
+def test_frequency_norm_takes_out_each_bands_level_and_keeps_a_residual():
+    from asc_keras.models.common import FrequencyNorm
+
+    rng = np.random.default_rng(0)
+    for frames in (28, 309):
+        x = rng.normal(size=(2, frames, 16, 1)).astype(np.float32)
+        device = rng.normal(size=(1, 1, 16, 1)).astype(np.float32) * 5  # a level per band
+        plain, residual = FrequencyNorm(residual=0.0), FrequencyNorm(residual=0.1)
+        np.testing.assert_allclose(np.asarray(plain(x + device)), np.asarray(plain(x)), atol=1e-4)
+        diff = np.asarray(residual(x + device)) - np.asarray(residual(x))
+        np.testing.assert_allclose(diff, np.broadcast_to(0.1 * device, diff.shape), atol=1e-4)
+        y = np.asarray(plain(x))
+        np.testing.assert_allclose(y.mean(axis=1), 0, atol=1e-4)  # each band centred over time
+        np.testing.assert_allclose(y.std(axis=1), 1, atol=2e-3)

@@ -1,150 +1,146 @@
-"""End to end: run_submission on a small generated set, outputs parse, stages resume, errors are early;
-the keras-tuner width search, locally and in chief/worker mode."""
+"""End to end on the session's tiny run: every row of results.json and its checks, the compressed
+float twin, the DCASE files, a second run that redoes nothing, damaged audio, clear early
+errors; the width search and the ablation on the same work folder, through the run's recipe."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import PANNS, ROOT, TINY, run_args
 
-ROOT = Path(__file__).resolve().parents[1]
-# The MobileNetV2 teacher starts from a (width-reduced) PANNs AudioSet checkpoint, frozen for an
-# epoch, then fine-tuned: the transfer-learning chain, end to end.
-PANNS = ROOT / "tests" / "fixtures" / "panns_mobilenetv2_tiny_legacy.pth"
-TINY = [
-    f"teachers.pretrained_mobilenetv2={PANNS}",
-    "teachers.frozen_epochs=1",
-    "data.recordings_per_class=3",
-    "data.cities=3",
-    "optim.epochs=2",
-    "optim.batch_size=32",
-    "teachers.epochs=1",
-    "teachers.batch_size=16",
-    "teachers.cnn_width=4",
-    "teachers.bcresnet_width=4",
-    "teachers.mobilenet_alpha=0.35",
-    "compress.prune_epochs=1",
-    "compress.qat_epochs=1",
-    "compress.representative_samples=64",
-]
+from asc_keras.cli import main
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _results(out):
+    return json.loads((out / "results.json").read_text())
 
 
-def _run_args(work, out) -> list[str]:
-    """run_submission arguments of the module's tiny system-2 run."""
-    return ["--system", "2", "--profile", "quick", "--work", str(work), "--out", str(out), "--quiet",
-            "--set", *TINY]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    return tmp_path_factory.mktemp("work")
-
-
-@pytest.fixture(scope="module")
-def quick_run(work, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "system2"
-    rc = _script("run_submission").main(_run_args(work, out))
-    assert rc == 0
-    return out
-
-
-def test_full_pipeline_outputs_exist_and_parse(quick_run):
-    out = quick_run
-    r = json.loads((out / "results.json").read_text())
+def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau):
+    r = _results(tiny_run)
+    s = r["student"]
     assert r["system"] == 2 and r["profile"] == "quick"
-    for key in ("float", "int8"):
-        m = r["student"][key]
-        assert 0 <= m["accuracy"] <= 1 and np.isfinite(m["log_loss"])
-        assert set(m["per_device"]) >= {"a", "s4"} and len(m["per_class"]) == 10
-    assert set(r["teachers"]) == {"mobilenetv2", "cnn", "bcresnet", "ensemble"}
-    transfer = r["teachers"]["mobilenetv2"]["transfer"]
-    assert transfer["pretrained"] == str(PANNS)
-    assert [(p["phase"], p["backbone_trainable"]) for p in transfer["phases"]] == [
+    for key in ("float", "compressed", "int8"):
+        m = s[key]
+        assert 0 <= m["accuracy"] <= 1 and np.isfinite(m["log_loss"]) and len(m["per_class"]) == 10
+        assert set(m["per_device"]) >= {"a", "s4"}
+    # Like with like: compression against the trained model, quantisation against its float twin.
+    assert s["compression_gap_points"] == pytest.approx(
+        100 * (s["compressed"]["accuracy"] - s["float"]["accuracy"])
+    )
+    assert s["int8_gap_points"] == pytest.approx(
+        100 * (s["int8"]["accuracy"] - s["compressed"]["accuracy"])
+    )
+    ce, base, teachers = s["ce_control"], r["baseline"]["float"], r["teachers"]
+    assert set(teachers) == {"mobilenetv2", "cnn", "bcresnet", "ensemble"}
+    assert ce["n"] == base["n"] == s["float"]["n"] == s["int8"]["n"]
+    v = r["verdict"]
+    assert v["kd_gain_points"] == pytest.approx(100 * (s["float"]["accuracy"] - ce["accuracy"]))
+    assert v["ensemble_over_ce_recordings_points"] == pytest.approx(
+        100 * (teachers["ensemble"]["accuracy"] - ce["recording_accuracy"]))  # fmt: skip
+    # The warning is there exactly when the ensemble is not ahead of the CE control on the
+    # same 10 s recordings.
+    behind = v["ensemble_over_ce_recordings_points"] <= 0
+    assert behind == any("teacher ensemble is not ahead" in w for w in r["warnings"])
+    # Validation during training reads what the final evaluation reads, for every trained model.
+    for name in ("mobilenetv2", "cnn", "bcresnet"):
+        t = teachers[name]
+        assert abs(t["last_epoch_val_accuracy"] - t["micro_accuracy"]) < 1e-6, (name, t)
+    for m in (s["float"], ce, base):
+        assert abs(m["last_epoch_val_accuracy"] - m["micro_accuracy"]) < 1e-6, m
+    assert {k: c["rounds"] for k, c in r["learning"].items()} == {
+        "student": 3,
+        "control": 3,
+        "baseline": 3,
+    }
+    # The MobileNetV2 teacher came from a PANNs checkpoint: frozen, then fine-tuned.
+    phases = teachers["mobilenetv2"]["transfer"]["phases"]
+    assert teachers["mobilenetv2"]["transfer"]["pretrained"] == str(PANNS)
+    assert [(p["phase"], p["backbone_trainable"]) for p in phases] == [
         ("frozen", False),
         ("finetune", True),
     ]
-    # The control and yardstick rows, beside the KD student.
-    ce, base = r["student"]["ce_control"], r["baseline"]["float"]
-    assert (
-        0 <= ce["accuracy"] <= 1
-        and 0 <= base["accuracy"] <= 1
-        and ce["n"] == base["n"] == r["student"]["float"]["n"]
-    )
-    assert r["student"]["kd_gain_points"] == pytest.approx(
-        100 * (r["student"]["float"]["accuracy"] - ce["accuracy"])
-    )
-    bc = r["baseline"]["complexity"]
-    assert r["baseline"]["features"]["n_mels"] == 40 and r["baseline"]["features"]["center"]
-    assert (bc["keras_params"], bc["deployed_params"]) == (46_246, 45_990)
-    assert (bc["nessi"]["param_bytes"], bc["nessi"]["macs"]) == (
-        46_512,
-        29_234_920,
-    )  # the organisers' figures
-    # Validation during training reads what the final evaluation reads, for every trained model.
-    for name in ("mobilenetv2", "cnn", "bcresnet"):
-        t = r["teachers"][name]
-        assert abs(t["last_epoch_val_accuracy"] - t["micro_accuracy"]) < 1e-6, (name, t)
-    for m in (r["student"]["float"], ce, base):
-        assert abs(m["last_epoch_val_accuracy"] - m["micro_accuracy"]) < 1e-6, m
-    c = r["complexity"]
-    assert c["tflite_matches_keras"] and c["keras"]["within_dcase_limits"]
-    assert c["tflite"]["macs"] == c["keras"]["macs"] and 0.2 < c["sparsity"] < 0.4
-    md = (out / "results.md").read_text()
-    assert "Teachers on 10 s" in md and "int8 TFLite" in md and "Per device" in md
-    assert (
-        "| CE control" in md
-        and "| DCASE baseline" in md
-        and "Distillation gain over the CE control" in md
-    )
-    ens = r["teachers"]["ensemble"]["accuracy"]
-    # The warning is there exactly when the ensemble does not beat the CE control on the same
-    # 10 s recordings (the control's clip probabilities averaged per recording).
-    assert 0 <= ce["recording_accuracy"] <= 1
-    behind = ens <= ce["recording_accuracy"]
-    assert ("WARNING" in md) == behind and bool(r["warnings"]) == behind
-    for png in (
-        "confusion_int8.png",
-        "confusion_float.png",
-        "per_device_accuracy.png",
-        "learning_curves.png",
-    ):
-        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["student_width"] == 24 and cfg["run"]["system"] == 2 and cfg["optim"]["epochs"] == 2
-    assert (out / "student.keras").is_file() and (out / "student_int8.tflite").is_file()
-    assert json.loads((out / "features.json").read_text())["n_mels"] == 256
+    # The truncated clip was left out, named, and the run went on (--skip-bad-audio).
+    assert r["skipped_bad_audio"] == {"count": 1, "files": [damaged_tau[1]]}
+    b = r["baseline"]["complexity"]
+    assert (b["keras_params"], b["deployed_params"], b["nessi"]["param_bytes"], b["nessi"]["macs"]) == (
+        46_246, 45_990, 46_512, 29_234_920)  # the organisers' figures  # fmt: skip
 
 
-def test_submission_files_and_the_organisers_counts(quick_run):
-    out = quick_run
-    r = json.loads((out / "results.json").read_text())
-    c, md = r["complexity"], (out / "results.md").read_text()
-    sub = pd.read_csv(out / "submission" / "asc_keras_task1_2.development.output.csv", sep="\t")
-    assert list(sub.columns[:3]) == ["filename", "scene_label", "airport"] and sub.shape[1] == 12
-    assert np.allclose(sub.iloc[:, 2:].sum(axis=1), 1, atol=0.05)
-    meta = yaml.safe_load((out / "submission" / "asc_keras_task1_2.meta.yaml").read_text())
+def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_run):
+    md = (tiny_run / "results.md").read_text()
+    head = md[: md.index("## Teachers")]
+    assert (
+        "Distillation gain over the CE control" in head
+        and "Teacher ensemble over the CE control" in head
+    )
+    for label in ("| CE control", "| DCASE baseline", "KD student, trained", "KD student, compressed",
+                  "KD student, int8", "Trained to the end?"):  # fmt: skip
+        assert label in md, label
+    for png in ("confusion_int8.png", "confusion_float.png", "per_device_accuracy.png",
+                "learning_curves.png", "learning_curves_control.png", "learning_curves_baseline.png"):  # fmt: skip
+        assert (tiny_run / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    log = (tiny_run / "run.log").read_text()
+    assert "WARNING: left out 1 clip(s) that cannot be read" in log
+    assert not re.search(r"\.py:\d+: \w*Warning", log), "a warning printed with its source line"
+    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    assert cfg["student_width"] == 8 and cfg["run"]["system"] == 2 and cfg["optim"]["steps"] == 24
+    assert json.loads((tiny_run / "features.json").read_text())["n_mels"] == 256
+
+
+def test_the_compressed_row_is_the_converted_models_float_twin(tiny_run, tiny_splits):
+    """student_compressed.keras holds exactly the pruned + QAT model's float weights (rebuilt here
+    from the weights the conversion used) and scores the compressed row."""
+    from asc_keras._runtime import keras
+    from asc_keras.compress.tfmot_compress import apply_qat, sparsity
+    from asc_keras.compress.twin import float_weights_of, tf_keras_twin
+
+    load = lambda p: keras.saving.load_model(p, compile=False, safe_mode=True)  # noqa: E731
+    student, twin = load(tiny_run / "student.keras"), load(tiny_run / "student_compressed.keras")
+    qat = apply_qat(tf_keras_twin(student), pruned=True)
+    qat.load_weights(tiny_run / "compress" / "qat.weights.h5")
+    converted = float_weights_of(qat)
+    for layer in twin.layers:
+        for a, b in zip(layer.get_weights(), converted.get(layer.name, []), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=layer.name)
+    assert sum(bool(layer.weights) for layer in twin.layers) == len(converted)
+    info = json.loads((tiny_run / "compress" / "info.json").read_text())
+    assert sparsity(twin) == pytest.approx(info["sparsity"]) and info["sparsity"] > 0.2
+    ev = tiny_splits[1]
+    ev_rows = [i for i, n in enumerate(ev.names) if n in set(pd.read_csv(tiny_run / "submission" /
+               "asc_keras_task1_2.development.output.csv", sep="\t")["filename"])]  # fmt: skip
+    probs = twin.predict(ev.inputs()[ev_rows], verbose=0)
+    acc = float((probs.argmax(1) == ev.labels[ev_rows]).mean())
+    assert acc == pytest.approx(
+        _results(tiny_run)["student"]["compressed"]["micro_accuracy"], abs=1e-9
+    )
+
+
+def test_submission_files_and_the_organisers_counts(tiny_run):
     from asc_keras.compress.nessi import nessi_complexity
     from asc_keras.evaluate.dcase_files import meta_problems
 
+    r, md = _results(tiny_run), (tiny_run / "results.md").read_text()
+    c = r["complexity"]
+    sub = pd.read_csv(
+        tiny_run / "submission" / "asc_keras_task1_2.development.output.csv", sep="\t"
+    )
+    assert list(sub.columns[:3]) == ["filename", "scene_label", "airport"] and sub.shape[1] == 12
+    assert len(sub) == r["student"]["int8"]["n"] and np.allclose(
+        sub.iloc[:, 2:].sum(axis=1), 1, atol=0.05
+    )
+    meta = yaml.safe_load((tiny_run / "submission" / "asc_keras_task1_2.meta.yaml").read_text())
     assert meta_problems(meta) == []  # every field the organisers' validator requires
-    nessi = nessi_complexity(out / "student_int8.tflite")
+    nessi = nessi_complexity(tiny_run / "student_int8.tflite")
     assert (
         c["nessi"]["param_bytes"]
         == nessi.param_bytes
@@ -152,98 +148,159 @@ def test_submission_files_and_the_organisers_counts(quick_run):
     )
     assert meta["system"]["complexity"]["macs"] == c["nessi"]["macs"] == nessi.macs
     assert (
-        c["nessi"]["param_bytes_headroom"] == 128_000 - nessi.param_bytes
-        and c["nessi"]["within_limits"]
+        c["tflite_matches_keras"]
+        and c["keras"]["within_dcase_limits"]
+        and 0.2 < c["sparsity"] < 0.4
     )
     assert "NeSsi" in md and "parameter memory (bytes)" in md
-    assert (
-        meta["system"]["complexity"]["total_parameters_non_zero"]
-        < meta["system"]["complexity"]["total_parameters"]
-    )
+    mc = meta["system"]["complexity"]
+    assert mc["total_parameters_non_zero"] < mc["total_parameters"]
 
 
-def test_second_run_skips_done_stages_and_predict_uses_outputs(quick_run, work):
+def test_a_second_run_redoes_nothing_and_predict_uses_its_outputs(
+    tiny_run, damaged_tau, tiny_work, capsys
+):
     before = {
-        p: p.stat().st_mtime
-        for p in (quick_run / "student.keras", quick_run / "student_int8.tflite")
+        p: p.stat().st_mtime for p in (tiny_run / "student.keras", tiny_run / "student_int8.tflite")
     }
-    t0 = time.perf_counter()
-    rc = _script("run_submission").main(_run_args(work, quick_run))
-    assert rc == 0 and time.perf_counter() - t0 < 60
-    assert {p: p.stat().st_mtime for p in before} == before  # nothing retrained or re-converted
+    assert main(run_args(damaged_tau[0], tiny_work, tiny_run)) == 0
+    out = capsys.readouterr().out
+    assert _results(tiny_run)["redone_stages"] == []  # no output stage started again
+    assert "-- teacher" not in out  # no teacher trained (or even loaded: the stored outputs serve)
+    assert {p: p.stat().st_mtime for p in before} == before
     from asc_keras.evaluate.predict import predict_files
 
-    data = next(work.glob("generated-*"))
-    wav = sorted((data / "audio").glob("*.wav"))[0]
-    res = predict_files(quick_run / "student_int8.tflite", [wav])
+    wav = sorted((damaged_tau[0] / "audio").glob("*.wav"))[0]
+    res = predict_files(tiny_run / "student_int8.tflite", [wav])
     assert res[0].error is None and len(res[0].probabilities) == 10
 
 
-def test_clear_errors_before_work(quick_run, work, tmp_path, capsys):
-    main = _script("run_submission").main
+def test_a_damaged_clip_stops_the_run_at_the_features_stage(
+    tiny_run, damaged_tau, tiny_work, tmp_path, capsys
+):
+    args = [
+        a for a in run_args(damaged_tau[0], tiny_work, tmp_path / "o") if a != "--skip-bad-audio"
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert damaged_tau[1] in err and "--skip-bad-audio" in err
+    assert not (tmp_path / "o" / "student").exists()  # stopped before any training
+
+
+def test_clear_errors_before_work(tiny_run, tiny_work, tmp_path, capsys):
     assert (
-        main(["--system", "1", "--profile", "quick", "--work", str(work), "--out", str(quick_run)])
+        main(
+            [
+                "run",
+                "--system",
+                "1",
+                "--profile",
+                "quick",
+                "--work",
+                str(tiny_work),
+                "--out",
+                str(tiny_run),
+            ]
+        )
         == 2
     )
     assert "holds another run" in capsys.readouterr().err
     assert (
-        main(["--system", "1", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+        main(
+            [
+                "run",
+                "--system",
+                "1",
+                "--data",
+                str(tmp_path / "missing"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
         == 2
     )
     assert "folder not found" in capsys.readouterr().err
-    assert main(["--system", "1", "--out", str(tmp_path / "o2"), "--force", "studnet"]) == 2
+    assert main(["run", "--system", "1", "--out", str(tmp_path / "o2"), "--force", "studnet"]) == 2
     assert "unknown stage" in capsys.readouterr().err
-    assert main(["--system", "1", "--out", str(tmp_path / "o3"), "--set", "optim.epoch=3"]) == 2
+    assert (
+        main(["run", "--system", "1", "--out", str(tmp_path / "o3"), "--set", "optim.epoch=3"]) == 2
+    )
     assert "unknown OptimConfig setting" in capsys.readouterr().err
 
 
-def test_width_search_runs_and_summarises(quick_run, work, tmp_path):
-    rc = _script("tune_width").main(
-        [
-            "--system",
-            "2",
-            "--work",
-            str(work),
-            "--out",
-            str(tmp_path / "tune"),
-            "--epochs",
-            "1",
-            "--quiet",
-            "--set",
-            *TINY,
-        ]
-    )
-    assert rc == 0
+@pytest.fixture()
+def recipe_calls(monkeypatch):
+    """Spies on the one student recipe: (width, alpha) of every student built and trained."""
+    import asc_keras.training.student as student
+
+    calls = {"build": [], "fit": []}
+    build, fit = student.build_student_trainer, student.fit_student
+
+    def spy_build(cfg, *a, **k):
+        calls["build"].append((cfg.student_width, cfg.seed))
+        return build(cfg, *a, **k)
+
+    def spy_fit(distiller, cfg, *a, **k):
+        calls["fit"].append((cfg.student_width, distiller.alpha))
+        return fit(distiller, cfg, *a, **k)
+
+    monkeypatch.setattr(student, "build_student_trainer", spy_build)
+    monkeypatch.setattr(student, "fit_student", spy_fit)
+    import asc_keras.training.tuning as tuning
+
+    monkeypatch.setattr(tuning, "build_student_trainer", spy_build)
+    monkeypatch.setattr(tuning, "fit_student", spy_fit)
+    return calls
+
+
+def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(
+    tiny_run, damaged_tau, tiny_work, recipe_calls
+):
+    assert main(run_args(damaged_tau[0], tiny_work, tiny_run, "--force", "student", "control")) == 0
+    assert recipe_calls["fit"] == [(8, 0.1), (8, 1.0)]  # KD (alpha 0.1), then CE only
+    assert _results(tiny_run)["redone_stages"][:2] == ["student", "control"]
+
+
+def test_width_search_trains_the_runs_recipe_and_summarises(
+    tiny_run, damaged_tau, tiny_work, tmp_path, recipe_calls
+):
+    args = ["tune", "--system", "2", "--data", str(damaged_tau[0]), "--work", str(tiny_work), "--out",
+            str(tmp_path / "tune"), "--widths", "8", "12", "--quiet", "--skip-bad-audio", "--set", *TINY,
+            "optim.steps=8", "optim.rounds=2"]  # fmt: skip
+    assert main(args) == 0
+    # Two widths x two seeds, each built and trained by the run's functions with its own seed
+    # (keras-tuner builds the first model once more to read its search space).
+    assert sorted(set(recipe_calls["build"])) == [(8, 42), (8, 43), (12, 42), (12, 43)]
+    assert sorted(w for w, _ in recipe_calls["fit"]) == [8, 8, 12, 12]
     s = json.loads((tmp_path / "tune" / "width_search" / "summary.json").read_text())
-    assert sorted(t["hyperparameters"]["width"] for t in s["trials"]) == [24, 32]
-    assert s["best"]["width"] in (24, 32) and all(
-        t["val_accuracy"] is not None for t in s["trials"]
-    )
+    assert sorted(t["hyperparameters"]["width"] for t in s["trials"]) == [8, 12]
     for t in s["trials"]:  # two seeds per width; the score is their mean
         assert len(t["executions"]) == 2 and t["val_accuracy"] == pytest.approx(
             np.mean(t["executions"])
         )
     best = max(s["trials"], key=lambda t: t["val_accuracy"])
-    assert s["best"]["width"] == best["hyperparameters"]["width"]
+    assert s["best"]["width"] == best["hyperparameters"]["width"] and s["length"]["steps"] == 8
 
 
-def test_tiny_ablation_writes_its_table(quick_run, work, tmp_path):
-    # One small teacher per seed (the table's machinery is what is tested, not the recipe).
-    args = ["--system", "2", "--work", str(work), "--out", str(tmp_path / "abl"), "--seeds", "0", "1",
-            "--rows", "ce_only", "kd_cnn", "--set", *TINY, "teachers.names=[cnn]"]  # fmt: skip
-    rc = _script("ablation").main(args)
-    assert rc == 0
+def test_tiny_ablation_writes_its_table_and_resumes(
+    tiny_run, damaged_tau, tiny_work, tmp_path, recipe_calls
+):
+    # One small teacher per seed: the table's machinery is what is tested, not the recipe.
+    args = ["ablation", "--system", "2", "--data", str(damaged_tau[0]), "--work", str(tiny_work), "--out",
+            str(tmp_path / "abl"), "--seeds", "0", "1", "--rows", "ce_only", "kd_cnn", "--quiet", "--skip-bad-audio",
+            "--set", *TINY, "teachers.names=[cnn]", "optim.steps=8", "optim.rounds=2"]  # fmt: skip
+    assert main(args) == 0
+    assert (
+        recipe_calls["fit"] == [(8, 1.0), (8, 0.1)] * 2
+    )  # CE only, then KD from the CNN; per seed
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
-    assert set(r["teachers"]) == {"cnn"}  # one teacher: no ensemble row
-    assert list(r["students"]) == ["ce_only", "kd_cnn"]
+    assert set(r["teachers"]) == {"cnn"} and list(r["students"]) == ["ce_only", "kd_cnn"]
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in r["students"].values())
     md = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| student, CE only (no teachers) |" in md and "± " in md and "| cnn |" in md
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Resumable: a second call reads every row back instead of training it again.
-    stamp = (tmp_path / "abl" / "seed1" / "kd_cnn.json").stat().st_mtime
-    assert _script("ablation").main(args) == 0
-    assert (tmp_path / "abl" / "seed1" / "kd_cnn.json").stat().st_mtime == stamp
+    assert main(args) == 0 and len(recipe_calls["fit"]) == 4
 
 
 def _free_port() -> int:
@@ -252,53 +309,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_width_search_chief_worker_mode(quick_run, work, tmp_path):
-    port = str(_free_port())
-    # One trial is enough to show the worker trains what the chief's oracle hands out.
-    cmd = [
-        sys.executable,
-        str(ROOT / "experiments" / "tune_width.py"),
-        "--system",
-        "2",
-        "--work",
-        str(work),
-        "--out",
-        str(tmp_path / "dist"),
-        "--epochs",
-        "1",
-        "--widths",
-        "24",
-        "--seeds",
-        "1",
-        "--quiet",
-        "--set",
-        *TINY,
-    ]
-    base = {
-        **os.environ,
-        "KERASTUNER_ORACLE_IP": "127.0.0.1",
-        "KERASTUNER_ORACLE_PORT": port,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-    chief = subprocess.Popen(
-        cmd,
-        env={**base, "KERASTUNER_TUNER_ID": "chief"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def test_width_search_chief_worker_mode(tiny_run, damaged_tau, tiny_work, tmp_path):
+    """The tune command's real subprocesses: keras-tuner's chief hands one trial to a worker."""
+    cmd = [sys.executable, str(ROOT / "experiments" / "tune_width.py"), "--system", "2", "--data",
+           str(damaged_tau[0]), "--work", str(tiny_work), "--out", str(tmp_path / "dist"), "--widths", "8",
+           "--seeds", "1", "--quiet", "--skip-bad-audio", "--set", *TINY, "optim.steps=4",
+           "optim.rounds=1"]  # fmt: skip
+    base = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port()),
+            "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
+    chief = subprocess.Popen(cmd, env={**base, "KERASTUNER_TUNER_ID": "chief"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     time.sleep(3)
-    worker = subprocess.run(
-        cmd,
-        env={**base, "KERASTUNER_TUNER_ID": "tuner0"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    worker = subprocess.run(cmd, env={**base, "KERASTUNER_TUNER_ID": "tuner0"}, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
     out, err = chief.communicate(timeout=300)
     assert worker.returncode == 0, worker.stderr[-2000:]
     assert chief.returncode == 0, err[-2000:]
-    trials = list((tmp_path / "dist" / "width_search").glob("trial_*"))
-    assert len(trials) == 1  # trained by the worker, recorded by the chief's oracle
-    assert "worker tuner0 finished" in worker.stdout
-    assert "best: {'width': 24}" in out
+    assert len(list((tmp_path / "dist" / "width_search").glob("trial_*"))) == 1
+    assert "worker tuner0 finished" in worker.stdout and "best: {'width': 8}" in out

@@ -82,7 +82,7 @@ def test_kill_minus_9_during_extraction_then_resume_gives_the_same_cache(
     np.testing.assert_array_equal(resumed.features[:], fresh.features[:])
 
 
-def test_a_truncated_cache_is_detected_and_rebuilt(tiny_dataset, tmp_path):
+def test_a_truncated_cache_is_detected_and_rebuilt(tiny_dataset, tmp_path, caplog):
     files = list(tiny_dataset.clips["filename"])[:64]
     cache = extract_features(
         tiny_dataset.root, files, FeatureConfig(), tmp_path, workers=1, progress=False
@@ -94,45 +94,76 @@ def test_a_truncated_cache_is_detected_and_rebuilt(tiny_dataset, tmp_path):
     (path / "features.npy").write_bytes(data[: len(data) // 2])  # a disk that filled up
     with pytest.raises(Exception, match="truncated"):
         FeatureCache.open(path)
-    with pytest.warns(UserWarning, match="truncated.*extracting it again"):
+    with caplog.at_level("WARNING", logger="asc_keras"):
         again = extract_features(
             tiny_dataset.root, files, FeatureConfig(), tmp_path, workers=1, progress=False
         )
+    assert any(
+        "truncated" in r.message and "extracting it again" in r.message for r in caplog.records
+    )
     np.testing.assert_array_equal(np.array(again.features), good)
     assert json.loads((path / "meta.json").read_text())["shape"] == [64, 28, 256]
 
 
-def test_unreadable_clips_stop_the_run_before_training_unless_skipped(tiny_dataset, tmp_path):
-    """A clip with NaN samples: the features stage stops with every bad clip listed; with
-    --skip-bad-audio it is left out of the splits (and its recording from the teachers')."""
+def _damage(path, how: str) -> str:
+    """Damage one clip: NaN samples, or cut to 3,000 bytes (the header and a few ms of audio)."""
+    import soundfile as sf
+
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:3000])
+        return "truncated or damaged"
+    y, rate = sf.read(path)
+    y[100:110] = np.nan
+    path.unlink()
+    sf.write(path, y, rate, subtype="FLOAT")
+    return "audio is not finite"
+
+
+@pytest.mark.parametrize("how", ["nan", "truncated"])
+def test_damaged_clips_stop_the_run_before_training_unless_skipped(tiny_dataset, tmp_path, how):
+    """A clip with NaN samples, or one cut far short of 1 s: the features stage stops with every
+    bad clip listed; with --skip-bad-audio it is left out of the splits (and its recording from
+    the teachers').  A short clip is never padded into a second of silence and trained on."""
     import dataclasses
     import shutil
 
-    import soundfile as sf
-
     from asc_keras.config import SystemConfig
     from asc_keras.data import DataError, read_tau
-    from asc_keras.system.shared import RunPlace, features_stage
+    from asc_keras.stages.shared import RunPlace, features_stage
 
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset.root, root, symlinks=True)
     bad = tiny_dataset.evaluate["filename"].iloc[5]
-    y, rate = sf.read(root / bad)
-    y[100:110] = np.nan
-    (root / bad).unlink()
-    sf.write(root / bad, y, rate, subtype="FLOAT")
+    (root / bad).unlink()  # a real file in place of the link
+    shutil.copy(tiny_dataset.root / bad, root / bad)
+    why = _damage(root / bad, how)
     ds = read_tau(root)
     cfg = SystemConfig()
     cfg = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, enabled=False))
     place = RunPlace(tmp_path / "out", tmp_path / "work", root, verbose=0)
     with pytest.raises(DataError, match=r"1 item\(s\) could not be read.*--skip-bad-audio") as e:
         features_stage(cfg, place, ds)
-    assert f"{bad}: audio is not finite" in str(e.value)
+    assert f"{bad}: " in str(e.value) and why in str(e.value)
     _, splits, skipped = features_stage(cfg, dataclasses.replace(place, skip_bad_audio=True), ds)
     assert skipped == [bad] and bad not in splits.evaluate.names
     assert len(splits.evaluate) == len(ds.evaluate) - 1 and len(splits.train) == len(ds.train)
     with pytest.raises(DataError, match="--skip-bad-audio"):  # the completed cache still knows
         features_stage(cfg, place, ds)
+
+
+def test_a_clip_a_few_samples_short_is_padded_and_counted(tmp_path):
+    import soundfile as sf
+
+    from asc_keras.data import AudioError, AudioFixes, load_audio
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, np.full(44100 - 300, 0.1, np.float32), 44100)  # 7 ms short: an export's rounding
+    fixes = AudioFixes()
+    y = load_audio(path, 16000, duration=1.0, fixes=fixes, min_fraction=0.9)
+    assert y.shape == (16000,) and fixes.counts["padded"] == 1
+    sf.write(path, np.full(44100 // 2, 0.1, np.float32), 44100)  # half a clip: damaged
+    with pytest.raises(AudioError, match="0.500 s of audio where every clip lasts 1 s"):
+        load_audio(path, 16000, duration=1.0, fixes=fixes, min_fraction=0.9)
 
 
 def test_kill_minus_9_during_teacher_training_then_resume(tmp_path):

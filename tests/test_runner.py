@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 
-def test_output_stages_redo_when_their_inputs_change(tmp_path):
-    from asc_keras.system.runner import RunError, StageRunner
+def test_output_stages_redo_when_their_inputs_change(tmp_path, monkeypatch):
+    from asc_keras.stages.runner import RunError, StageRunner
 
     runner = StageRunner(tmp_path / "out")
     made = tmp_path / "out" / "student.keras"
@@ -28,9 +28,13 @@ def test_output_stages_redo_when_their_inputs_change(tmp_path):
     assert not forced.done("student", inputs, made)
     with pytest.raises(RunError, match="unknown stage"):
         StageRunner(tmp_path / "out", force=frozenset({"studnet"}))
-    with runner.stage("student"):
-        pass
-    assert runner.timings["student"] >= 0
+    assert runner.started == ["student", "student"]  # every start is counted: what a run redid
+    clock = iter([10.0, 12.5, 20.0, 21.0])
+    monkeypatch.setattr("asc_keras.stages.runner.time.perf_counter", lambda: next(clock))
+    for _ in range(2):  # a stage entered twice (the control reuses the student's stage) adds up
+        with runner.stage("student"):
+            pass
+    assert runner.timings["student"] == pytest.approx(3.5)
 
 
 def test_cli_lists_its_commands(capsys):
@@ -44,3 +48,19 @@ def test_cli_lists_its_commands(capsys):
     assert main(["complexity", "dcase_baseline", "--json"]) == 0
     assert main(["complexity", "no_such_model"]) == 2
     assert "neither a .keras/.tflite file nor a builder name" in capsys.readouterr().err
+
+
+def test_warnings_reach_the_runs_log_as_one_plain_line_each():
+    import warnings
+
+    from asc_keras.log import warn, warnings_to
+
+    lines = []
+    with warnings_to(lines.append):
+        warn("ours")
+        warnings.warn("a library's", UserWarning, stacklevel=1)
+    assert lines == ["WARNING: ours", "WARNING: UserWarning: a library's"]
+    with warnings.catch_warnings(record=True) as caught:  # outside a run: Python's own handling
+        warnings.simplefilter("always")
+        warnings.warn("after", UserWarning, stacklevel=1)
+    assert len(caught) == 1 and lines == ["WARNING: ours", "WARNING: UserWarning: a library's"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -308,13 +309,15 @@ _WORKER = textwrap.dedent("""
     import numpy as np
     from asc_keras.config import SystemConfig
     from asc_keras.data.splits import ClipSplit
+    from asc_keras.distill.targets import SoftTargets
     from asc_keras.training.student import train_student
     d = np.load(out.parent / "data.npz")
     train = ClipSplit(d["features"], d["rows"], d["labels"], d["devices"], tuple(d["names"]))
     cfg = SystemConfig(student_width=4)
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(
         cfg.optim, epochs=2, batch_size=32, warmup_fraction=0.5))
-    model = train_student(cfg, train, None, d["soft"], run_dir=out, strategy=strategy_name, verbose=0)
+    targets = SoftTargets(d["logits"], train.names, {})
+    model = train_student(cfg, train, None, targets, run_dir=out, strategy=strategy_name, verbose=0)
     np.savez(out / "weights.npz", *model.get_weights())
     print("REPLICAS", strategy.num_replicas_in_sync)
 """)
@@ -332,10 +335,10 @@ def test_two_workers_train_the_student_as_one_process_with_two_replicas(
     from asc_keras.data.splits import ClipSplit
 
     train = ClipSplit.from_table(clip_cache, tiny_dataset.train.iloc[:128])
-    soft = temper(np.random.default_rng(0).normal(size=(len(train), 10)), 2.0)
+    logits = np.random.default_rng(0).normal(size=(len(train), 2, 10)).astype(np.float32)
     np.savez(
         tmp_path / "data.npz", features=np.asarray(clip_cache.features), rows=train.rows,
-        labels=train.labels, devices=train.devices.astype(str), names=np.array(train.names), soft=soft,
+        labels=train.labels, devices=train.devices.astype(str), names=np.array(train.names), logits=logits,
     )  # fmt: skip
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
@@ -365,21 +368,20 @@ def test_two_workers_train_the_student_as_one_process_with_two_replicas(
     assert len(pd.read_csv(tmp_path / "worker0" / "history.csv")) == 2
 
 
-def test_multiworker_needs_tf_config_and_keras_still_fails_without_the_patch(tmp_path):
-    """Without TF_CONFIG the error says what to set.  Canary for keras-team/keras#20585: an
-    unpatched Keras 3 Model.fit under MultiWorkerMirroredStrategy (two workers on loopback, a
-    plain Sequential model) still fails; when it passes, asc_keras.training.multiworker's patch
-    can go."""
-
+def test_multiworker_needs_tf_config(monkeypatch):
+    """Without TF_CONFIG the error says what to set."""
     from asc_keras.training.multiworker import _tf_config
 
-    env_backup = os.environ.pop("TF_CONFIG", None)
-    try:
-        with pytest.raises(ValueError, match="needs TF_CONFIG"):
-            _tf_config()
-    finally:
-        if env_backup is not None:
-            os.environ["TF_CONFIG"] = env_backup
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs TF_CONFIG"):
+        _tf_config()
+
+
+@pytest.mark.canary
+def test_keras_still_fails_multiworker_fit_without_the_patch(tmp_path):
+    """Canary for keras-team/keras#20585: an unpatched Keras 3 Model.fit under
+    MultiWorkerMirroredStrategy (two workers on loopback, a plain Sequential model) still fails;
+    when it passes, asc_keras.training.multiworker's patch can go."""
     script = tmp_path / "worker.py"
     script.write_text(
         textwrap.dedent("""
@@ -423,28 +425,20 @@ def test_batchnorm_recalibration_matches_data_statistics():
     )
 
 
-def test_last_epoch_validation_is_the_returned_students_score(clip_cache, tiny_dataset, tmp_path):
+def test_last_epoch_validation_is_the_returned_students_score(tiny_student, tiny_splits):
     """Validation during training uses the weights' own BatchNorm statistics: the learning curve's
-    last point is exactly the returned model's accuracy on the same clips."""
-    import dataclasses
-
-    from asc_keras.config import SystemConfig
-    from asc_keras.data.splits import ClipSplit
-    from asc_keras.training.student import train_student
-
-    cfg = SystemConfig(student_width=8)
-    cfg = dataclasses.replace(
-        cfg, optim=dataclasses.replace(cfg.optim, epochs=3, batch_size=32, warmup_fraction=0.1)
-    )
-    train = ClipSplit.from_table(clip_cache, tiny_dataset.train)
-    ev = ClipSplit.from_table(clip_cache, tiny_dataset.evaluate)
-    m = train_student(cfg, train, ev, None, run_dir=tmp_path / "student", verbose=0)
+    last point is exactly the returned model's accuracy on the same clips; a step budget gives
+    its rounds of equal steps."""
+    m, run_dir, cfg = tiny_student
+    ev = tiny_splits[1]
     assert m.get_layer("stem_bn").momentum == pytest.approx(0.9)
-    hist = pd.read_csv(tmp_path / "student" / "history.csv")
-    assert len(hist) == 3
+    hist = pd.read_csv(run_dir / "history.csv")
+    assert len(hist) == cfg.optim.rounds == 4
     probs = m.predict(ev.inputs(), verbose=0)
     acc = float((probs.argmax(1) == ev.labels).mean())
     assert abs(hist["val_accuracy"].iloc[-1] - acc) < 1e-6, (hist["val_accuracy"].tolist(), acc)
+    done = json.loads((run_dir / "done.json").read_text())
+    assert (done["rounds"], done["steps"]) == (4, 80)
 
 
 def test_mixed_precision_switch(clip_cache, tiny_dataset, tmp_path):
@@ -458,7 +452,7 @@ def test_mixed_precision_switch(clip_cache, tiny_dataset, tmp_path):
     from asc_keras.training.student import train_student
 
     cfg = SystemConfig(student_width=8)
-    optim = dataclasses.replace(cfg.optim, epochs=1, batch_size=64, mixed_precision=True)
+    optim = dataclasses.replace(cfg.optim, steps=4, rounds=1, batch_size=32, mixed_precision=True)
     cfg = dataclasses.replace(cfg, optim=optim)
     train = ClipSplit.from_table(clip_cache, tiny_dataset.train.iloc[:256])
     m = train_student(cfg, train, None, None, run_dir=tmp_path / "mp", verbose=0)
@@ -476,10 +470,9 @@ def test_multiworker_run_gives_each_non_chief_worker_its_own_folders(monkeypatch
     """asc-keras run --strategy multiworker: the chief (task 0) keeps --out and --work; worker k
     writes NAME.workerK beside them, so no two workers wait on each other's locks."""
     import argparse
-    import json
 
     import asc_keras.training.loop as loop
-    from asc_keras.cli import _multiworker_folders
+    from asc_keras.cli.training import _multiworker_folders
 
     made = []
     monkeypatch.setattr(loop, "get_strategy", made.append)
@@ -487,11 +480,33 @@ def test_multiworker_run_gives_each_non_chief_worker_its_own_folders(monkeypatch
         cluster = {"worker": ["h0:1", "h1:1", "h2:1"]}
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"index": index}}))
         args = argparse.Namespace(strategy="multiworker", work=tmp_path / "work")
-        out = _multiworker_folders(args, tmp_path / "out")
-        assert (out.name, args.work.name) == expect
+        out, work = _multiworker_folders(args, tmp_path / "out")
+        assert (out.name, work.name) == expect and args.work == tmp_path / "work"  # args untouched
     assert made == ["multiworker", "multiworker"]
     args = argparse.Namespace(strategy="default", work=tmp_path / "work")
-    assert _multiworker_folders(args, tmp_path / "out") == tmp_path / "out" and len(made) == 2
+    assert _multiworker_folders(args, tmp_path / "out") == (tmp_path / "out", tmp_path / "work")
+    assert len(made) == 2
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match="TF_CONFIG is not a worker cluster"):
         _multiworker_folders(argparse.Namespace(strategy="multiworker", work=tmp_path), tmp_path)
+
+
+def test_a_step_budget_is_rounds_of_full_batches_over_a_reshuffled_stream(clip_cache, tiny_dataset):
+    from asc_keras.training.length import TrainingLength, training_length
+
+    assert training_length(1000, 32, epochs=3) == TrainingLength(3, 32, False)  # epochs: passes
+    assert training_length(1000, 32, epochs=3, steps=250, rounds=10) == TrainingLength(10, 25, True)
+    assert training_length(40, 32, epochs=3, steps=5, rounds=10) == TrainingLength(5, 1, True)
+    with pytest.raises(ValueError, match="steps >= 1"):
+        training_length(40, 32, epochs=3, steps=0)
+    rows = clip_cache.rows(tiny_dataset.train["filename"])[:40]
+    labels = tiny_dataset.train["label"].to_numpy()[:40]
+    ds = make_dataset(
+        clip_cache.features, rows, labels, batch_size=16, shuffle=True, seed=0, repeat=True
+    )
+    batches = [b[0].numpy() for b in ds.take(5)]
+    assert [len(b) for b in batches] == [16] * 5  # batches run across passes: all full
+    key = {clip_cache.features[r].astype(np.float32).tobytes(): i for i, r in enumerate(rows)}
+    seen = [key[x[..., 0].tobytes()] for b in batches for x in b]
+    assert sorted(seen) == sorted(list(range(40)) * 2)  # two passes of 40: each example twice
+    assert seen[:40] != seen[40:]  # the second pass is reshuffled

@@ -17,9 +17,18 @@ from asc_keras._runtime import import_tfio, tf
 from asc_keras.augment.keys import split
 
 
-def _fill_value(x, fill: str):
-    """(B, 1, 1[, 1]) per-example fill: its mean level, or zero."""
-    if fill == "mean":
+def _fill_value(x, fill: str, axis: int = 2):
+    """The fill of a band along ``axis``: the example's mean level (B, 1, 1[, 1]) for 'mean', zero
+    for 'zero'; for 'band', a time band (axis 1) takes each mel band's own mean over time
+    (B, 1, F[, 1]) and a frequency band the example's mean.
+
+    Why 'band' for time masks: a log-mel band's level differs from the example's mean, so frames
+    filled with one level across all bands are an artificial broadband burst -- exactly what a
+    model that normalises each band over time, or looks for short events, picks up; filled with
+    each band's own average, the masked frames carry nothing, which is what masking means."""
+    if fill == "band" and axis == 1:
+        return tf.reduce_mean(x, axis=1, keepdims=True)
+    if fill in ("mean", "band"):
         return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
     return tf.zeros_like(x[:, :1, :1])  # no pass over the batch for a constant
 
@@ -45,13 +54,24 @@ def band_mask(start, width, size, axis: int, rank: int):
 
 
 def apply_bands(x, bands, fill: str = "mean"):
-    """``x`` with every (start, width, axis) band of ``bands`` filled, in one pass."""
+    """``x`` with every (start, width, axis) band of ``bands`` filled (:func:`_fill_value`): one
+    pass for 'mean' and 'zero'; for 'band', the frequency bands, then the time bands, each filled
+    from ``x`` as it came."""
     shape, rank = tf.shape(x), len(x.shape)
-    inside = None
-    for start, width, axis in bands:
-        band = band_mask(start, width, shape[axis], axis, rank)
-        inside = band if inside is None else band | inside
-    return x if inside is None else tf.where(inside, _fill_value(x, fill), x)
+    masks = [
+        (band_mask(start, width, shape[axis], axis, rank), axis) for start, width, axis in bands
+    ]
+    if not masks:
+        return x
+    if fill == "band":
+        out = x
+        for inside, axis in sorted(masks, key=lambda m: -m[1]):  # frequency (2) before time (1)
+            out = tf.where(inside, _fill_value(x, fill, axis), out)
+        return out
+    inside = masks[0][0]
+    for band, _ in masks[1:]:
+        inside = inside | band
+    return tf.where(inside, _fill_value(x, fill), x)
 
 
 def _tfio_mask(x, param: int, fill: str, axis: int):

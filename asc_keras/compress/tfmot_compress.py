@@ -11,16 +11,16 @@ TFLite with :func:`asc_keras.compress.tflite.convert_int8`.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from asc_keras._runtime import import_tf_keras, import_tfmot, tf
 from asc_keras.compress.twin import tf_keras_twin
-from asc_keras.config import N_CLASSES, SystemConfig
+from asc_keras.config import N_CLASSES, CompressConfig, SystemConfig
 from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.losses import kd_loss_on_probs
+from asc_keras.distill.targets import SoftTargets, kd_soft_targets
 from asc_keras.training.bn import recalibrate_batchnorm
+from asc_keras.training.length import TrainingLength, training_length
 
 _tfmot = import_tfmot()
 _Q = _tfmot.quantization.keras
@@ -91,37 +91,43 @@ def sparsity(model, min_size: int = 256) -> float:
     """Fraction of zero weights over conv/dense kernels with at least ``min_size`` entries."""
     zeros = total = 0
     for w in model.weights:
-        name = w.name if hasattr(w, "name") else w.path
-        if "kernel" in name and int(np.prod(w.shape)) >= min_size:
+        # "<layer>/kernel:0" (tf_keras) or "kernel" (Keras 3); not QAT's "kernel_min"/"kernel_max"
+        # quantiser ranges, which a per-channel layer of 256+ channels would otherwise add.
+        name = (w.name if hasattr(w, "name") else w.path).split("/")[-1].split(":")[0]
+        if name in ("kernel", "depthwise_kernel") and int(np.prod(w.shape)) >= min_size:
             v = w.numpy()
             zeros += int((v == 0).sum())
             total += v.size
     return zeros / max(1, total)
 
 
-def _tf_dataset(train: ClipSplit, soft, batch_size: int, seed: int):
+def _tf_dataset(train: ClipSplit, soft, batch_size: int, seed: int, repeat: bool = False):
     """Shuffled (x, [hard | soft]) batches for tf_keras, gathered from the cache like the main pipeline."""
     from asc_keras.training.pipeline import make_dataset
 
-    ds = make_dataset(
-        train.features,
-        train.rows,
-        train.labels,
-        soft,
-        batch_size=batch_size,
-        shuffle=True,
-        seed=seed,
-    )
+    ds = make_dataset(train.features, train.rows, train.labels, soft, batch_size=batch_size,
+                      shuffle=True, seed=seed, repeat=repeat)  # fmt: skip
     if soft is None:
         return ds.map(lambda x, y: (x, tf.concat([y, y], axis=-1)))
     return ds.map(lambda x, y: (x, tf.concat([y[0], y[1]], axis=-1)))
+
+
+def _fit_length(c: CompressConfig, phase: str, examples: int) -> TrainingLength:
+    """A fine-tuning phase's length: ``<phase>_steps`` updates when set, else ``<phase>_epochs``."""
+    epochs, steps = getattr(c, f"{phase}_epochs"), getattr(c, f"{phase}_steps")
+    return training_length(examples, c.batch_size, epochs, steps, rounds=1)
+
+
+def _fit(model, data, length: TrainingLength, verbose, callbacks=()):
+    model.fit(data(length.stream), epochs=length.rounds, verbose=verbose, callbacks=list(callbacks),
+              steps_per_epoch=length.steps_per_round if length.stream else None)  # fmt: skip
 
 
 def prune_and_quantize(
     student,
     cfg: SystemConfig,
     train: ClipSplit,
-    soft: np.ndarray | None = None,
+    targets: SoftTargets | None = None,
     *,
     verbose: int | str = "auto",
     log=print,
@@ -130,57 +136,55 @@ def prune_and_quantize(
 
     Args:
         student: trained Keras 3 SERFR-CNN.
-        cfg: the system; reads ``compress`` (sparsity, epochs, learning rates, batch size,
+        cfg: the system; reads ``compress`` (sparsity, lengths, learning rates, batch size,
             BatchNorm re-estimation batches), ``distill`` (alpha, T) and ``seed``.
         train: the training clips.
-        soft: (len(train), classes) teacher distribution at ``cfg.distill.temperature`` per
-            example (None: CE only).
+        targets: the teachers' stored logits of the training clips, made into the ensemble's
+            distribution as the student's training makes them (None: CE only).
     Returns:
         (model, info): the tf_keras model ready for int8 conversion (QAT-wrapped when
         ``cfg.compress.qat``) and a dict with the measured sparsity.
     """
-    tfk = import_tf_keras()
     c, seed = cfg.compress, cfg.seed
     tf.random.set_seed(seed)
-    twin = tf_keras_twin(student)
+    soft = kd_soft_targets(targets, cfg.distill) if targets is not None else None
     alpha = cfg.distill.alpha if soft is not None else 1.0
     loss = kd_loss_on_probs(alpha, cfg.distill.temperature, N_CLASSES)
-    ds = _tf_dataset(train, soft, c.batch_size, seed)
+
+    def data(repeat: bool):
+        return _tf_dataset(train, soft, c.batch_size, seed, repeat)
+
     # BatchNorm re-estimation after the short fine-tunings (asc_keras.training.bn): clean batches.
     clean = _tf_dataset(train, soft, c.batch_size, seed + 1)
-    steps = math.ceil(len(train) / c.batch_size)
     info = {"target_sparsity": c.target_sparsity if c.prune else 0.0}
-    model = twin
-    if c.prune and c.prune_epochs > 0 and c.target_sparsity > 0:
-        # Reach the target after prune_end_fraction of the steps, then fine-tune at it.
-        end = max(1, int(steps * c.prune_epochs * c.prune_end_fraction))
-        sched = _tfmot.sparsity.keras.PolynomialDecay(
-            0.0,
-            c.target_sparsity,
-            begin_step=0,
-            end_step=end,
-            frequency=max(1, end // c.prune_updates),
-        )
-        pruned = _tfmot.sparsity.keras.prune_low_magnitude(twin, pruning_schedule=sched)
-        pruned.compile(tfk.optimizers.Adam(c.prune_lr), loss, metrics=["accuracy"])
-        log(f"pruning to {c.target_sparsity:.0%} sparsity over {c.prune_epochs} epochs")
-        pruned.fit(
-            ds,
-            epochs=c.prune_epochs,
-            callbacks=[_tfmot.sparsity.keras.UpdatePruningStep()],
-            verbose=verbose,
-        )
-        model = _tfmot.sparsity.keras.strip_pruning(pruned)
+    model = tf_keras_twin(student)
+    pruned = c.prune and c.target_sparsity > 0 and (c.prune_epochs > 0 or bool(c.prune_steps))
+    if pruned:
+        model = _prune(model, c, loss, data, _fit_length(c, "prune", len(train)), verbose, log)
         recalibrate_batchnorm(model, clean, c.bn_recalibration_batches)
         info["sparsity_after_pruning"] = sparsity(model)
     if c.qat:
-        qat = apply_qat(model, pruned=c.prune and c.target_sparsity > 0)
-        if c.qat_epochs > 0:
-            qat.compile(tfk.optimizers.Adam(c.qat_lr), loss, metrics=["accuracy"])
-            log(f"quantisation-aware training for {c.qat_epochs} epochs")
-            qat.fit(ds, epochs=c.qat_epochs, verbose=verbose)
+        model = apply_qat(model, pruned=pruned)
+        length = _fit_length(c, "qat", len(train))
+        if length.steps and (c.qat_epochs > 0 or c.qat_steps):
+            model.compile(import_tf_keras().optimizers.Adam(c.qat_lr), loss, metrics=["accuracy"])
+            log(f"quantisation-aware training: {length.steps} steps")
+            _fit(model, data, length, verbose)
         # Also refreshes the activation quantisers' moving ranges to the recalibrated statistics.
-        recalibrate_batchnorm(qat, clean, c.bn_recalibration_batches)
-        model = qat
+        recalibrate_batchnorm(model, clean, c.bn_recalibration_batches)
     info["sparsity"] = sparsity(model)
     return model, info
+
+
+def _prune(twin, c: CompressConfig, loss, data, length: TrainingLength, verbose, log):
+    """Polynomial-decay pruning to ``c.target_sparsity`` while fine-tuning; the stripped model."""
+    # Reach the target after prune_end_fraction of the steps, then fine-tune at it.
+    end = max(1, int(length.steps * c.prune_end_fraction))
+    sched = _tfmot.sparsity.keras.PolynomialDecay(
+        0.0, c.target_sparsity, begin_step=0, end_step=end, frequency=max(1, end // c.prune_updates)
+    )
+    pruned = _tfmot.sparsity.keras.prune_low_magnitude(twin, pruning_schedule=sched)
+    pruned.compile(import_tf_keras().optimizers.Adam(c.prune_lr), loss, metrics=["accuracy"])
+    log(f"pruning to {c.target_sparsity:.0%} sparsity over {length.steps} steps")
+    _fit(pruned, data, length, verbose, [_tfmot.sparsity.keras.UpdatePruningStep()])
+    return _tfmot.sparsity.keras.strip_pruning(pruned)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from asc_keras._runtime import import_tf_keras
 from asc_keras.models.serfr_cnn import SerfrCnn, build_serfr_cnn
 
@@ -52,4 +54,43 @@ def tf_keras_twin(model, builder: Callable | None = None, **builder_kwargs):
         builder, builder_kwargs = build_serfr_cnn, {**model.build_args(), **builder_kwargs}
     twin = builder(keras_module=tf_keras, **builder_kwargs)
     copy_weights(model, twin)
+    return twin
+
+
+def float_weights_of(model) -> dict[str, list]:
+    """Every weighted layer's float weights by layer name, looking inside tfmot's wrappers.
+
+    A QAT model wraps each layer (``quant_<name>``) around the original, which keeps its float
+    kernel, bias and BatchNorm statistics; the wrapper adds only the quantisers' ranges.  So
+    these are exactly the weights the int8 converter quantises (BatchNorm still unfolded).
+    """
+    out = {}
+    for layer in model.layers:
+        if type(layer).__name__ == "QuantizeLayer":
+            continue  # the input quantiser: ranges only, nothing of the float model
+        inner = getattr(layer, "layer", layer)  # QuantizeWrapper / PruneLowMagnitude: the original
+        # A wrapper may take over the inner layer's kernel (a quantised Conv2D's kernel is the
+        # wrapper's variable, still named "<inner>/kernel"): select by that name, in the
+        # wrapper's order (trainable first), which is Keras' own order for these layers.
+        own = [v for v in layer.weights if v.name.split("/")[0] == inner.name]
+        if own:
+            out[inner.name] = [np.asarray(v.numpy()) for v in own]
+    return out
+
+
+def keras_float_twin(compressed, student):
+    """The compressed tf_keras model (pruned and/or QAT) as a Keras 3 SERFR-CNN without fake
+    quantisation: the student's architecture holding the compressed float weights, so it scores
+    what the int8 model was converted from, and int8 against it measures quantisation alone."""
+    if not isinstance(student, SerfrCnn):
+        raise ValueError(f"{student.name!r} is not a SERFR-CNN that remembers its build arguments")
+    weights = float_weights_of(compressed)
+    twin = build_serfr_cnn(**student.build_args())
+    for layer in twin.layers:
+        if not layer.weights:
+            continue
+        w = weights.get(layer.name)
+        if w is None or [a.shape for a in w] != [tuple(v.shape) for v in layer.weights]:
+            raise ValueError(f"layer {layer.name!r}: no matching weights in {compressed.name}")
+        layer.set_weights(w)
     return twin

@@ -21,6 +21,10 @@ from asc_keras.data.errors import AudioError
 
 TAU_SAMPLE_RATE = 44100  # TAU Urban Acoustic Scenes 2022 Mobile: 44.1 kHz mono
 SILENCE_PEAK = 1e-5  # a file whose peak is below -100 dBFS is counted (and warned about) as silent
+# A data set's clip whose decoded length is under this fraction of the clip length is damaged
+# (truncated), not a short recording: every clip of TAU 2022 Mobile is 1 s long.  A few samples
+# short (an export's rounding) is padded and counted.
+MIN_CLIP_FRACTION = 0.9
 _HINTS = {
     "dataset": "Replace it with a good copy or remove it from the CSV files that list it.",
     "file": "Check the recording (or its export) and try again.",
@@ -71,6 +75,7 @@ def load_audio(
     expected_rate: int | None = None,
     fixes: AudioFixes | None = None,
     context: str = "dataset",
+    min_fraction: float | None = None,
 ) -> np.ndarray:
     """Read an audio file as mono float32 at ``sample_rate`` Hz.
 
@@ -83,13 +88,16 @@ def load_audio(
         fixes: optional counter of repairs (and of silent files, 'silent').
         context: 'dataset' (a listed clip: the fix is to replace or unlist it) or 'file' (a file
             given to predict): chooses the advice in error messages.
+        min_fraction: with ``duration``, a file shorter than this fraction of it is an error
+            (a damaged clip), not padded (data set clips: :data:`MIN_CLIP_FRACTION`).
 
     Returns:
         float32 array of shape (samples,).
 
     Raises:
-        AudioError: the file does not exist, cannot be decoded, holds no samples, or holds
-            samples that are not finite (NaN or infinite): never classified silently.
+        AudioError: the file does not exist, cannot be decoded, holds no samples, holds
+            samples that are not finite (NaN or infinite), or is far shorter than ``duration``
+            (``min_fraction``): never classified silently.
     """
     path = Path(path)
     hint = _HINTS[context]
@@ -123,6 +131,11 @@ def load_audio(
     if duration is not None:
         # Judge length at the file's own rate so resampling rounding is not counted.
         want = int(round(duration * rate))
+        if min_fraction is not None and y.shape[0] < min_fraction * want:
+            raise AudioError(
+                f"{path}: {y.shape[0] / rate:.3f} s of audio where every clip lasts {duration:g} s: "
+                f"truncated or damaged. {hint}"
+            )
         if abs(y.shape[0] - want) > 1 and fixes is not None:
             fixes.add("padded" if y.shape[0] < want else "cropped", path)
     if rate != sample_rate:

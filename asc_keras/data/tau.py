@@ -13,7 +13,6 @@ Clip tables are pandas DataFrames with the columns of :data:`CLIP_COLUMNS`.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pandas as pd
 
 from asc_keras.config import SCENE_CLASSES
 from asc_keras.data.errors import DataError
+from asc_keras.log import warn
 
 CLIP_COLUMNS = (
     "filename",
@@ -91,7 +91,8 @@ def parse_clip_name(filename: str) -> dict:
     }
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    """A tab-separated TAU table with ``required`` columns, every file name inside the data set."""
     if not path.is_file():
         raise DataError(
             f"{path}: file not found. A TAU 2022 Mobile development folder holds meta.csv, "
@@ -113,7 +114,20 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     empty = df["filename"].str.strip() == ""
     if empty.any():
         raise DataError(f"{path}: row {int(np.argmax(empty.values)) + 2} has an empty filename.")
+    outside = df["filename"].map(_outside_dataset)
+    if outside.any():
+        row = int(np.argmax(outside.values))
+        raise DataError(
+            f"{path}: row {row + 2} names {df['filename'].iloc[row]!r}, outside the data set folder; "
+            "file names are relative to it (audio/<clip>.wav)."
+        )
     return df
+
+
+def _outside_dataset(name: str) -> bool:
+    """An absolute path or one that climbs out with '..': not a file of the data set."""
+    p = Path(name)
+    return p.is_absolute() or name.startswith("\\") or ".." in p.parts
 
 
 def _check_labels(df: pd.DataFrame, path: Path) -> None:
@@ -194,7 +208,7 @@ def read_tau(root: str | Path, fold: int = 1, check_audio: bool = True) -> TauDa
 
 def _read_meta(meta_path: Path) -> pd.DataFrame:
     """meta.csv, checked (labels, duplicates, devices), as the clip index."""
-    meta = _read_csv(meta_path, ("filename", "scene_label"))
+    meta = read_table(meta_path, ("filename", "scene_label"))
     _check_labels(meta, meta_path)
     dup = meta["filename"].duplicated()
     if dup.any():
@@ -227,7 +241,7 @@ def _read_fold(setup: Path, fold: int, clips: pd.DataFrame) -> dict[str, pd.Data
         ("test", ("filename",)),
     ):
         path = setup / f"fold{fold}_{split}.csv"
-        df = _read_csv(path, required)
+        df = read_table(path, required)
         if "scene_label" in df.columns:
             _check_labels(df, path)
         unknown = ~df["filename"].isin(by_name.index)
@@ -318,6 +332,6 @@ def rebuild_recordings(
         )
         if strict:
             raise DataError(msg)
-        warnings.warn(msg, stacklevel=2)
+        warn(msg)
     cols = ["recording_id", "scene", "label", "city", "location", "device", "files", "clip_rows"]
     return pd.DataFrame(recs, columns=cols), problems_df

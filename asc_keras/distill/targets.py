@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc_keras.config import N_CLASSES
+from asc_keras.config import N_CLASSES, DistillConfig
 from asc_keras.distill.losses import ensemble_soft_targets
 from asc_keras.files import atomic_path, write_text
 
@@ -108,9 +108,15 @@ class SoftTargets:
             raise FileNotFoundError(
                 f"{path}: soft targets not found (or incomplete); compute them again"
             )
-        d = json.loads(side.read_text())
-        logits = np.load(path)
-        if len(logits) != len(d["items"]) or logits.ndim != 3:
+        try:
+            d = json.loads(side.read_text())
+            logits = np.load(path, allow_pickle=False)  # numbers only: a pickled array is refused
+            items = d["items"]
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            raise ValueError(
+                f"{path}: not stored teacher outputs ({e}); delete it to compute them again"
+            ) from None
+        if logits.dtype.kind != "f" or len(logits) != len(items) or logits.ndim != 3:
             raise ValueError(
                 f"{path}: {logits.shape} logits for {len(d['items'])} items (expected items x "
                 "teachers x classes); delete it to compute the targets again"
@@ -137,8 +143,16 @@ class SoftTargets:
             z, kept = z[[index[it] for it in items]], tuple(items)
         return SoftTargets(z, kept, {**self.meta, "teachers": names})
 
-    def distribution(self, temperature: float = 1.0) -> np.ndarray:
+    def distribution(self, temperature: float, mode: str) -> np.ndarray:
         """(items, classes) ensemble soft targets at ``temperature`` (:func:`ensemble_distribution`)."""
-        return ensemble_distribution(
-            self.logits, temperature, self.meta.get("ensemble", "probabilities")
-        )
+        return ensemble_distribution(self.logits, temperature, mode)
+
+
+def kd_soft_targets(targets: SoftTargets, distill: DistillConfig) -> np.ndarray:
+    """The distillation targets of a training: the ensemble (``distill.ensemble``) of the stored
+    teachers' logits at ``distill.temperature``, (items, classes).
+
+    The one place the configured temperature and ensemble mode meet the teachers' outputs; the
+    student's side of the same loss takes its T from the same ``distill`` (Distiller, QAT loss).
+    """
+    return targets.distribution(distill.temperature, distill.ensemble)

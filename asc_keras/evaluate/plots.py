@@ -10,9 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from asc_keras.config import SCENE_CLASSES  # noqa: E402
+from asc_keras.training.history import read_history  # noqa: E402
 
 
 def plot_confusion(
@@ -64,10 +64,10 @@ def plot_per_device(series: dict[str, dict[str, float]], path: str | Path, title
 
 
 def plot_learning_curves(history_csv: str | Path, path: str | Path, title: str) -> Path | None:
-    history_csv = Path(history_csv)
-    if not history_csv.is_file():
+    """Loss and accuracy per round; None (no plot) when the history is absent or unreadable."""
+    h = read_history(history_csv)
+    if h is None:
         return None
-    h = pd.read_csv(history_csv)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for key in ("loss", "val_loss", "student_loss", "distillation_loss"):
         if key in h:

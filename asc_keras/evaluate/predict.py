@@ -47,17 +47,10 @@ def load_model(path: str | Path):
         m = TFLiteModel(path)
         return m.predict, m.input_shape
     if path.suffix == ".keras":
-        import asc_keras.distill.distiller  # noqa: F401  (registers custom classes)
-        import asc_keras.features.layer  # noqa: F401
-        from asc_keras._runtime import keras
+        import asc_keras.features.layer  # noqa: F401  (registers the log-mel layer)
+        from asc_keras.models.common import load_model_file
 
-        try:
-            km = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(
-                f"{path}: cannot load as a Keras model ({str(e).splitlines()[0][:200]}); "
-                "pass a .keras file saved by asc_keras or a .tflite file."
-            ) from None
+        km = load_model_file(path)
         model = getattr(km, "student", km)
 
         def run(x, batch_size=64):
@@ -70,11 +63,49 @@ def load_model(path: str | Path):
     raise ValueError(f"{path}: unknown model type {path.suffix!r}; use a .tflite or .keras file")
 
 
+def read_feature_config(path: Path) -> FeatureConfig:
+    """The feature settings a run wrote beside its model (``features.json``), checked: known
+    fields only, each of its type, in a sane range; anything else names the file."""
+    import dataclasses
+
+    try:
+        d = json.loads(Path(path).read_text())
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(FeatureConfig)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}")
+        cfg = FeatureConfig(**d)
+        _check_features(cfg)
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{path}: not a feature settings file of asc_keras ({e}); delete it to use the report's "
+            "log-mels, or copy the features.json of the run that made the model"
+        ) from None
+    return cfg
+
+
+def _check_features(c: FeatureConfig) -> None:
+    ints = {"sample_rate": (1000, 192000), "n_fft": (16, 65536), "hop_length": (1, 65536),
+            "n_mels": (1, 1024)}  # fmt: skip
+    for name, (lo, hi) in ints.items():
+        v = getattr(c, name)
+        if type(v) is not int or not lo <= v <= hi:
+            raise ValueError(f"{name} = {v!r}, expected an integer in [{lo}, {hi}]")
+    if not isinstance(c.clip_seconds, (int, float)) or not 0.05 <= c.clip_seconds <= 60:
+        raise ValueError(f"clip_seconds = {c.clip_seconds!r}")
+    if c.mel_scale not in ("report", "htk", "slaney") or c.window not in ("hann", "hamming"):
+        raise ValueError(f"mel_scale {c.mel_scale!r} / window {c.window!r}")
+    if c.n_frames() < 1:
+        raise ValueError("the clip is shorter than one STFT window")
+
+
 def feature_config_for(model_path: str | Path, input_shape: tuple) -> FeatureConfig:
     """Feature settings saved beside the model (``features.json``) or the report's defaults,
     checked against the model's input shape."""
     side = Path(model_path).with_name("features.json")
-    cfg = FeatureConfig(**json.loads(side.read_text())) if side.is_file() else FeatureConfig()
+    cfg = read_feature_config(side) if side.is_file() else FeatureConfig()
     want = (cfg.n_frames(), cfg.n_mels)
     if tuple(input_shape[:2]) != want:
         raise ValueError(

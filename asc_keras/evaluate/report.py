@@ -19,17 +19,38 @@ def _header(r: dict) -> list[str]:
         f"Wall time: {r.get('wall_time_s', 0):.0f} s",
         "",
     ]
+    lines += _verdict(r)
     for w in r.get("warnings") or []:
         lines += [f"> **WARNING:** {w}", ""]
     return lines
 
 
+def _verdict(r: dict) -> list[str]:
+    """The report's two claims, answered first: distillation pays, and the teachers know more."""
+    v, s = r.get("verdict") or {}, r.get("student") or {}
+    lines = []
+    ce = s.get("ce_control") or {}
+    if v.get("kd_gain_points") is not None:
+        lines.append(
+            f"**Distillation gain over the CE control: {v['kd_gain_points']:+.1f} points** (KD student "
+            f"{_pct(s['float']['accuracy'])} %, CE control {_pct(ce.get('accuracy'))} % on 1 s clips)."
+        )
+    if v.get("ensemble_over_ce_recordings_points") is not None:
+        ens = r["teachers"]["ensemble"]["accuracy"]
+        lines.append(
+            f"**Teacher ensemble over the CE control on 10 s recordings: "
+            f"{v['ensemble_over_ce_recordings_points']:+.1f} points** ({_pct(ens)} % against "
+            f"{_pct(ce.get('recording_accuracy'))} %, the control's clips averaged per recording)."
+        )
+    return [line + "  " for line in lines] + ([""] if lines else [])
+
+
 _METRIC_HEADER = (
-    "| model | accuracy (%) | log loss | all-clips acc. (%) | last-epoch val. acc. (%) |"
+    "| model | accuracy (%) | log loss | all-clips acc. (%) | last-round val. acc. (%) |"
 )
 _METRIC_NOTE = (
     "Accuracy and log loss are DCASE's: macro averages of the class-wise values. The all-clips "
-    "accuracy is what training's validation reports, for the last-epoch column."
+    "accuracy is what training's validation reports, for the last-round column."
 )
 
 
@@ -61,8 +82,9 @@ def _students(r: dict) -> list[str]:
     rows = [
         ((r.get("baseline") or {}).get("float"), "DCASE baseline (CE, its own features)"),
         (s.get("ce_control"), "CE control (same student, no teachers)"),
-        (s.get("float"), "KD student, float Keras"),
-        (s.get("int8"), "KD student, int8 TFLite (LiteRT)"),
+        (s.get("float"), "KD student, trained (float Keras)"),
+        (s.get("compressed"), "KD student, compressed (pruned + QAT weights, float)"),
+        (s.get("int8"), "KD student, int8 TFLite (LiteRT) of the compressed weights"),
     ]
     lines += [_metric_row(label, m) for m, label in rows if m]
     lines += ["", _METRIC_NOTE]
@@ -71,20 +93,43 @@ def _students(r: dict) -> list[str]:
             "",
             f"Distillation gain over the CE control: {s['kd_gain_points']:+.1f} points (float).",
         ]
-    if s.get("int8_gap_points") is not None:
-        lines += ["", f"int8 vs float accuracy gap: {s['int8_gap_points']:+.2f} points."]
+    if s.get("compression_gap_points") is not None:
+        lines += ["", f"Pruning + QAT (compressed vs trained, float): {s['compression_gap_points']:+.2f} "
+                      f"points; quantisation alone (int8 vs compressed float): {s['int8_gap_points']:+.2f} "
+                      "points."]  # fmt: skip
+    return lines + _learning(r)
+
+
+def _learning(r: dict) -> list[str]:
+    """Had each training stopped learning?  (Its validation over the last quarter of its rounds.)"""
+    checks = r.get("learning") or {}
+    if not checks:
+        return []
+    lines = ["", "### Trained to the end?", "",
+             "| model | rounds | validation gain over the last quarter (points) | learning had ended |",
+             "|---|---|---|---|"]  # fmt: skip
+    for stage, c in checks.items():
+        gain = c.get("last_quarter_gain_points")
+        ended = {True: "yes", False: "**no**", None: "–"}[c.get("ended")]
+        lines.append(
+            f"| {stage} | {c['rounds']} | {'–' if gain is None else f'{gain:+.1f}'} | {ended} |"
+        )
     return lines
 
 
 def _per_device_and_class(r: dict) -> list[str]:
     s, lines = r.get("student", {}), []
     devs = sorted(
-        {d for k in ("float", "int8") for d in (s.get(k) or {}).get("per_device", {})},
+        {
+            d
+            for k in ("float", "compressed", "int8")
+            for d in (s.get(k) or {}).get("per_device", {})
+        },
         key=lambda d: (d.startswith("s"), d),
     )
     if devs:
         rows = []
-        for key in ("float", "int8"):
+        for key in ("float", "compressed", "int8"):
             if s.get(key):
                 rows.append(
                     [f"{key} accuracy (%)"] + [_pct(s[key]["per_device"].get(d)) for d in devs]

@@ -26,7 +26,6 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -37,10 +36,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from asc_keras.config import FeatureConfig
-from asc_keras.data.audio import TAU_SAMPLE_RATE, AudioFixes, load_audio
+from asc_keras.data.audio import MIN_CLIP_FRACTION, TAU_SAMPLE_RATE, AudioFixes, load_audio
 from asc_keras.data.errors import AudioError, DataError
 from asc_keras.features.logmel import logmel
 from asc_keras.files import work_lock
+from asc_keras.log import warn
 
 CHUNK = 128
 
@@ -73,29 +73,36 @@ class FeatureCache:
             raise DataError(
                 f"{path}: not a complete feature cache (no meta.json); extract it again."
             )
-        meta = json.loads(meta_file.read_text())
-        problem = cache_problem(path, meta)
-        if problem:
-            raise DataError(f"{path}: {problem}; delete the folder and extract again.")
-        feats = np.load(path / "features.npy", mmap_mode="r")
-        names = pd.read_csv(path / "items.csv", dtype=str, keep_default_na=False)["item"]
-        return cls(
-            path,
-            feats,
-            pd.Series(np.arange(len(names)), index=names.values),
-            FeatureConfig(**meta["config"]),
-            dict(meta.get("bad_items", {})),
-        )
+        try:
+            meta = json.loads(meta_file.read_text())
+            problem = cache_problem(path, meta)
+            if problem:
+                raise DataError(f"{path}: {problem}; delete the folder and extract again.")
+            # Numbers only: a pickled (object) array is refused, never unpickled.
+            feats = np.load(path / "features.npy", mmap_mode="r", allow_pickle=False)
+            names = pd.read_csv(path / "items.csv", dtype=str, keep_default_na=False)["item"]
+            config = FeatureConfig(**meta["config"])
+        except (ValueError, KeyError, TypeError, OSError, pd.errors.ParserError) as e:
+            if isinstance(e, DataError):
+                raise
+            raise DataError(f"{path}: not a feature cache of asc_keras ({type(e).__name__}: {e}); "
+                            "delete the folder and extract again.") from None  # fmt: skip
+        if feats.dtype.kind != "f" or len(names) != len(feats):
+            raise DataError(
+                f"{path}: its features and items do not match; delete it and extract again."
+            )
+        index = pd.Series(np.arange(len(names)), index=names.values)
+        return cls(path, feats, index, config, dict(meta.get("bad_items", {})))
 
 
-def _complete_and_sound(final: Path, warn: bool = False) -> bool:
-    """True for a finished cache whose data file is whole; with ``warn``, a damaged one is
+def _complete_and_sound(final: Path, repair: bool = False) -> bool:
+    """True for a finished cache whose data file is whole; with ``repair``, a damaged one is
     reported and removed so that it is extracted again."""
     if not (final / "meta.json").is_file():
         return False
     problem = cache_problem(final, json.loads((final / "meta.json").read_text()))
-    if problem is not None and warn:
-        warnings.warn(f"{final}: {problem}; extracting it again", stacklevel=3)
+    if problem is not None and repair:
+        warn(f"{final}: {problem}; extracting it again")
         shutil.rmtree(final)
     return problem is None
 
@@ -154,7 +161,7 @@ def _extract_chunk(args) -> tuple[int, int, list[tuple[str, str]], dict]:
     partial, dataset_root, items, start, cfg = args
     fixes = AudioFixes()
     errors: list[tuple[str, str]] = []
-    out = np.load(Path(partial) / "features.npy", mmap_mode="r+")
+    out = np.load(Path(partial) / "features.npy", mmap_mode="r+", allow_pickle=False)
     audio = []
     for it in items:
         try:
@@ -165,6 +172,7 @@ def _extract_chunk(args) -> tuple[int, int, list[tuple[str, str]], dict]:
                     duration=cfg.clip_seconds,
                     expected_rate=TAU_SAMPLE_RATE,
                     fixes=fixes,
+                    min_fraction=MIN_CLIP_FRACTION,
                 )
                 for f in it.split("|")
             ]
@@ -226,7 +234,7 @@ def extract_features(
         return FeatureCache.open(final)
     # Runs sharing a work folder: one extracts, the others wait here, then reuse its cache.
     with work_lock(final, f"feature cache {final.name}"):
-        if _complete_and_sound(final, warn=True):
+        if _complete_and_sound(final, repair=True):
             return FeatureCache.open(final)
         seconds = n_files.pop() * cfg.clip_seconds if names else cfg.clip_seconds
         return _build(final, names, seconds, dataset_root, cfg, name, workers, progress, skip_bad)
@@ -238,7 +246,7 @@ def _build(final: Path, names: list[str], seconds: float, dataset_root, cfg: Fea
     partial = final.with_name(final.name + ".partial")
     shape = (len(names), cfg.n_frames(seconds), cfg.n_mels)
     done_file = _open_partial(partial, shape, names, cfg)
-    done = np.load(done_file, mmap_mode="r+")
+    done = np.load(done_file, mmap_mode="r+", allow_pickle=False)
     todo = [s for s in range(0, len(names), CHUNK) if not done[s : s + CHUNK].all()]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     jobs = [(str(partial), str(dataset_root), names[s : s + CHUNK], s, cfg) for s in todo]
@@ -255,7 +263,7 @@ def _build(final: Path, names: list[str], seconds: float, dataset_root, cfg: Fea
     all_done = bool(np.asarray(done).all())
     done = None  # release the memmap before the folder is renamed
     if fixes.counts:
-        warnings.warn(f"audio repaired while extracting {name}: {fixes.summary()}", stacklevel=2)
+        warn(f"audio repaired while extracting {name}: {fixes.summary()}")
     if errors:  # every unreadable item, in one report
         (partial / "bad_items.txt").write_text("".join(f"{msg}\n" for _, msg in errors))
     if (errors or not all_done) and not (
@@ -282,7 +290,7 @@ def _build(final: Path, names: list[str], seconds: float, dataset_root, cfg: Fea
 
 
 def _done_count(partial: Path) -> int:
-    return int(np.load(partial / "done.npy").sum())
+    return int(np.load(partial / "done.npy", allow_pickle=False).sum())
 
 
 def _run_chunks(jobs: list, workers: int, names: list[str], done: np.ndarray, bar):
@@ -319,7 +327,7 @@ def _open_partial(partial: Path, shape: tuple, names: list[str], cfg: FeatureCon
     resumable = feat_file.is_file() and done_file.is_file()
     if resumable:
         try:
-            resumable = tuple(np.load(feat_file, mmap_mode="r").shape) == shape
+            resumable = tuple(np.load(feat_file, mmap_mode="r", allow_pickle=False).shape) == shape
         except (ValueError, OSError):
             resumable = False
     if not resumable:

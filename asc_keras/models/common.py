@@ -52,3 +52,63 @@ def conv_bn_relu(
     )(x)
     x = k.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     return k.layers.Activation(activation, name=f"{name}_{activation}")(x) if activation else x
+
+
+@keras.saving.register_keras_serializable(package="asc_keras")
+class FrequencyNorm(keras.layers.Layer):
+    """Residual frequency-wise normalisation (Kim et al., DCASE 2021, the ASC BC-ResNet's input):
+
+        y = residual * x + (x - mean_t(x)) / sqrt(var_t(x) + eps)
+
+    per example, frequency band and channel, the statistics over time (axis 1 of (B, T, F, C)).
+    A log-mel band's level over a recording is the device's response times the scene's
+    background in that band; taking it out leaves what changes in time -- a short event stands
+    out of its band's own level -- while the residual keeps the absolute spectrum for the scenes
+    it tells apart.  No weights; works on any number of frames.
+    """
+
+    def __init__(self, residual: float = 0.1, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.residual, self.epsilon = float(residual), float(epsilon)
+
+    def call(self, x):
+        mean = keras.ops.mean(x, axis=1, keepdims=True)
+        var = keras.ops.var(x, axis=1, keepdims=True)
+        return self.residual * x + (x - mean) * keras.ops.rsqrt(var + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "residual": self.residual, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="asc_keras")
+class BandDeviation(keras.layers.Layer):
+    """(B, T, F, C) -> (B, T, F, 2C): the input beside its deviation from each band's mean over
+    time (x - mean_t(x)), per example.  A model sees both the absolute spectrum and, at full scale,
+    what changes in time within each band (a short event), whatever the band's level."""
+
+    def call(self, x):
+        return keras.ops.concatenate([x, x - keras.ops.mean(x, axis=1, keepdims=True)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 2 * input_shape[-1])
+
+
+def load_model_file(path, what: str = "a Keras model"):
+    """A ``.keras`` file loaded in Keras' safe mode, uncompiled: nothing in the file executes
+    (Python lambdas, and classes or functions outside Keras and asc_keras's registered ones, are
+    refused).  Any failure is a ValueError naming the file."""
+    from pathlib import Path
+
+    import asc_keras.models  # noqa: F401  (registers the builders' classes: SerfrCnn, FrequencyNorm)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # noqa: BLE001 - a crafted file can raise anything; it is refused by name
+        first = (str(e).splitlines() or [type(e).__name__])[0][:240]
+        raise ValueError(
+            f"{path}: cannot load {what} from it ({type(e).__name__}: {first}); pass a .keras file "
+            "saved by asc_keras (nothing in a model file is executed: safe mode)"
+        ) from None

@@ -29,7 +29,7 @@ import numpy as np
 
 from asc_keras._runtime import keras
 from asc_keras.config import N_CLASSES
-from asc_keras.models.common import BN_MOMENTUM
+from asc_keras.models.common import BN_MOMENTUM, load_model_file
 from asc_keras.models.panns import PANNS_SETTING, build_panns_mobilenetv2, build_panns_teacher
 from asc_keras.models.torch_checkpoint import CheckpointError, state_dict
 
@@ -191,7 +191,7 @@ def load_panns_teacher_file(path: str | Path):
     path = Path(path)
     if path.suffix != ".keras" or not path.is_file():
         return None
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    model = load_model_file(path, "a teacher")
     return model if is_panns_layout(model) else None
 
 

@@ -11,20 +11,20 @@ from pathlib import Path
 
 from asc_keras._runtime import keras
 from asc_keras.config import N_CLASSES
-from asc_keras.models.common import BN_MOMENTUM, classifier_head, conv_bn_relu
-
-TEACHER_INPUT = (None, 256, 1)
-
-
-def mel_pooling(x, factor: int):
-    """Average ``factor`` adjacent mel bands ((B, T, F, C) -> (B, T, F / factor, C)); 1: unchanged.
-
-    A cost knob for the teachers (``TeacherConfig.mel_pool``): 256 -> 64 bands is PANNs' mel
-    resolution and a quarter of the convolution cost.
-    """
-    if factor == 1:
-        return x
-    return keras.layers.AveragePooling2D((1, factor), name="mel_pool")(x)
+from asc_keras.models.common import (
+    BN_MOMENTUM,
+    classifier_head,
+    conv_bn_relu,
+    load_model_file,
+)
+from asc_keras.models.teacher_parts import (
+    MIN_FRAMES,
+    TEACHER_INPUT,
+    MinFrames,
+    clip_pooling,
+    mel_pooling,
+    teacher_input,
+)
 
 
 def build_mobilenetv2_teacher(
@@ -36,6 +36,8 @@ def build_mobilenetv2_teacher(
     pretrained: str | Path | None = None,
     bn_momentum: float = BN_MOMENTUM,
     mel_pool: int = 1,
+    pooling: str = "mean",
+    input_norm: str | bool = "none",
     name: str = "mobilenetv2_teacher",
 ):
     """MobileNetV2 (keras.applications, weights=None) on 1-channel log-mels.
@@ -53,16 +55,18 @@ def build_mobilenetv2_teacher(
             of a MobileNetV2 with the same alpha and 1 input channel) or a whole-teacher file.
         bn_momentum: BatchNorm moving-average momentum (Keras convention; 0.9 = PyTorch's 0.1).
         mel_pool: average-pool the mel axis by this factor at the input (1: all 256 mels).
+        pooling: how the clip or recording is pooled before the head (:func:`clip_pooling`).
+        input_norm: residual frequency-wise normalisation of the input (:func:`teacher_input`).
         name: model name.
     """
-    inp = keras.Input(shape=input_shape, name="logmel")
+    inp, x = teacher_input(input_shape, input_norm)
     # The backbone sees 256 / max(2, mel_pool) mel bands: its own halving (below) and a coarser
     # mel_pool are one pooling, not two.
     freq_pool = max(2, mel_pool)
     backbone_shape = (
-        None if input_shape[0] is None else 2 * input_shape[0],
+        None if input_shape[0] is None else max(MIN_FRAMES, input_shape[0]),
         input_shape[1] // freq_pool,
-        input_shape[2],
+        x.shape[-1],  # 2 channels with input_norm 'both'
     )
     backbone = keras.applications.MobileNetV2(
         input_shape=backbone_shape, alpha=alpha, include_top=False, weights=None, name="backbone"
@@ -73,12 +77,11 @@ def build_mobilenetv2_teacher(
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
     # Five stride-2 stages with keras.applications' asymmetric padding collapse 28 frames
-    # to zero rows in graph mode; nearest x2 upsampling of time keeps 1 s inputs valid, and
-    # halving the mel axis (256 -> 128, PANNs use 64) keeps the cost of the original input.
-    x = keras.layers.UpSampling2D(size=(2, 1), name="time_upsample")(inp)
+    # to zero rows in graph mode: inputs shorter than MIN_FRAMES (1 s clips) are mirrored out to
+    # it, longer ones (10 s recordings, what the teacher trains on) pass at their own cost.
+    x = MinFrames(MIN_FRAMES, name="min_frames")(x)
     x = keras.layers.AveragePooling2D(pool_size=(1, freq_pool), name="freq_pool")(x)
-    x = backbone(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = clip_pooling(backbone(x), pooling)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     model = keras.Model(inp, classifier_head(x, n_classes), name=name)
     if pretrained is not None:
@@ -108,7 +111,7 @@ def load_pretrained(model, path: str | Path) -> None:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 if path.suffix == ".keras":
-                    src = keras.saving.load_model(path, compile=False, safe_mode=True)
+                    src = load_model_file(path, "teacher weights")
                     target.set_weights(src.get_weights())
                 else:
                     target.load_weights(path)
@@ -138,6 +141,8 @@ def build_cnn_teacher(
     dropout: float = 0.3,
     bn_momentum: float = BN_MOMENTUM,
     mel_pool: int = 1,
+    pooling: str = "mean",
+    input_norm: str | bool = "none",
     name: str = "cnn_teacher",
 ):
     """VGG-style CNN: ``stages`` x [3x3 conv-BN-ReLU x2, 2x2 max pool, dropout], channels width*2^i.
@@ -153,10 +158,12 @@ def build_cnn_teacher(
         dropout: dropout rate after each stage.
         bn_momentum: BatchNorm moving-average momentum (Keras convention; 0.9 = PyTorch's 0.1).
         mel_pool: average-pool the mel axis by this factor at the input (1: all 256 mels).
+        pooling: how the clip or recording is pooled before the head (:func:`clip_pooling`).
+        input_norm: residual frequency-wise normalisation of the input (:func:`teacher_input`).
         name: model name.
     """
-    inp = keras.Input(shape=input_shape, name="logmel")
-    x = mel_pooling(inp, mel_pool)
+    inp, x = teacher_input(input_shape, input_norm)
+    x = mel_pooling(x, mel_pool)
     for s in range(stages):
         ch = width * 2**s
         x = conv_bn_relu(x, ch, 3, f"stage{s + 1}_1", bn_momentum=bn_momentum)
@@ -167,7 +174,7 @@ def build_cnn_teacher(
         x = keras.layers.Dropout(
             dropout / 2 if s < stages - 1 else dropout, name=f"stage{s + 1}_dropout"
         )(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = clip_pooling(x, pooling)
     return keras.Model(inp, classifier_head(x, n_classes), name=name)
 
 
@@ -244,6 +251,8 @@ def build_bcresnet_teacher(
     dropout: float = 0.1,
     bn_momentum: float = BN_MOMENTUM,
     mel_pool: int = 1,
+    pooling: str = "mean",
+    input_norm: str | bool = "none",
     name: str = "bcresnet_teacher",
 ):
     """BC-ResNet (Kim et al.): stem 5x5 conv (freq stride 2) -> 4 stages of BC blocks with widths
@@ -259,11 +268,13 @@ def build_bcresnet_teacher(
         dropout: dropout rate inside the blocks.
         bn_momentum: BatchNorm moving-average momentum (Keras convention; 0.9 = PyTorch's 0.1).
         mel_pool: average-pool the mel axis by this factor at the input (1: all 256 mels).
+        pooling: how the clip or recording is pooled before the head (:func:`clip_pooling`).
+        input_norm: residual frequency-wise normalisation of the input (:func:`teacher_input`).
         name: model name.
     """
-    inp = keras.Input(shape=input_shape, name="logmel")
+    inp, x = teacher_input(input_shape, input_norm)
     x = conv_bn_relu(
-        mel_pooling(inp, mel_pool), 2 * width, 5, "stem", strides=(1, 2), bn_momentum=bn_momentum
+        mel_pooling(x, mel_pool), 2 * width, 5, "stem", strides=(1, 2), bn_momentum=bn_momentum
     )
     for s, (n, mult) in enumerate(zip(blocks, (1.0, 1.5, 2.0, 2.5))):
         ch = int(round(width * mult))
@@ -279,7 +290,7 @@ def build_bcresnet_teacher(
             )
     x = keras.layers.DepthwiseConv2D((1, 5), padding="same", use_bias=False, name="head_dw")(x)
     x = conv_bn_relu(x, 2 * width, 1, "head", bn_momentum=bn_momentum)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = clip_pooling(x, pooling)
     return keras.Model(inp, classifier_head(x, n_classes), name=name)
 
 

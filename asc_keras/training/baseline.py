@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from asc_keras._runtime import keras
 from asc_keras.config import SystemConfig
 from asc_keras.data.splits import ClipSplit
 from asc_keras.files import atomic_path, write_json
 from asc_keras.models.baseline import build_dcase_baseline_for_cache
+from asc_keras.models.common import load_model_file
 from asc_keras.training.loop import fit_resumable, training_scope
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
+from asc_keras.training.student import student_length
 
 
 def train_baseline(
@@ -40,29 +40,23 @@ def train_baseline(
     run_dir = Path(run_dir)
     final = run_dir / "final.keras"
     if final.is_file():
-        return keras.saving.load_model(final, compile=False, safe_mode=True)
+        return load_model_file(final)
     keras.utils.set_random_seed(cfg.seed)
     o = cfg.optim
-    train_ds = make_dataset(
-        train.features,
-        train.rows,
-        train.labels,
-        batch_size=o.batch_size,
-        shuffle=True,
-        seed=cfg.seed,
-    )
+    length = student_length(cfg, len(train))  # the students' length: a like-for-like row
+    train_ds = make_dataset(train.features, train.rows, train.labels, batch_size=o.batch_size,
+                            shuffle=True, seed=cfg.seed, repeat=length.stream)  # fmt: skip
     val_ds = None
     if val is not None and len(val):
         val_ds = make_dataset(val.features, val.rows, val.labels, batch_size=o.batch_size)
-    steps = int(np.ceil(len(train) / o.batch_size))
     frames, mels = train.features.shape[1:]
     with training_scope(strategy, cfg.optim.mixed_precision):
         model = build_dcase_baseline_for_cache(frames, mels, bn_momentum=o.bn_momentum)
-        model.compile(
-            make_optimizer(o, steps, o.epochs), "categorical_crossentropy", metrics=["accuracy"]
-        )
-    fit_resumable(model, train_ds, val_ds, epochs=o.epochs, run_dir=run_dir, verbose=verbose)
+        opt = make_optimizer(o, length.steps_per_round, length.rounds)
+        model.compile(opt, "categorical_crossentropy", metrics=["accuracy"])
+    fit_resumable(model, train_ds, val_ds, epochs=length.rounds, run_dir=run_dir, verbose=verbose,
+                  steps_per_epoch=length.steps_per_round if length.stream else None)  # fmt: skip
     with atomic_path(final) as tmp:
         model.save(tmp)
-    write_json(run_dir / "done.json", {"epochs": o.epochs})
+    write_json(run_dir / "done.json", {"rounds": length.rounds, "steps": length.steps})
     return model

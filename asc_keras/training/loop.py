@@ -120,7 +120,7 @@ def fit_resumable(
     val_ds=None,
     *,
     epochs: int,
-    run_dir: str | Path,
+    run_dir: str | Path | None,
     monitor: str = "val_accuracy",
     mode: str = "max",
     verbose: int | str = "auto",
@@ -133,12 +133,31 @@ def fit_resumable(
     Calling it again with the same ``run_dir`` after an interruption continues from the
     last completed epoch; once training completed, the backup is removed by Keras and a
     further call would start over -- callers skip finished stages by their outputs.
-    Returns the History of this call (only the epochs it ran).
+    ``run_dir`` None: the same fit with no files (the width search's trials, which keras-tuner
+    itself resumes trial by trial).  Returns the History of this call (only the epochs it ran).
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if model.distribute_strategy.num_replicas_in_sync > 1:
         synchronize_batchnorm(model)
+    callbacks = (
+        []
+        if run_dir is None
+        else _file_callbacks(Path(run_dir), val_ds, monitor, mode, tensorboard)
+    )
+    callbacks += list(extra_callbacks)
+    return model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        steps_per_epoch=steps_per_epoch,
+        shuffle=False,
+    )  # datasets shuffle themselves
+
+
+def _file_callbacks(run_dir: Path, val_ds, monitor: str, mode: str, tensorboard: bool) -> list:
+    """Backup (resume), CSV history, best model and TensorBoard logs in ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [
         keras.callbacks.BackupAndRestore(
             str(run_dir / "backup"), save_freq="epoch", delete_checkpoint=True
@@ -151,13 +170,4 @@ def fit_resumable(
         callbacks.append(
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False)
         )
-    callbacks += list(extra_callbacks)
-    return model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        callbacks=callbacks,
-        verbose=verbose,
-        steps_per_epoch=steps_per_epoch,
-        shuffle=False,
-    )  # datasets shuffle themselves
+    return callbacks

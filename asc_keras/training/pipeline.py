@@ -42,6 +42,7 @@ def make_dataset(
     crop_frames: int | None = None,
     parallel_calls: int | None = None,
     jit_augment: bool = True,
+    repeat: bool = False,
 ):
     """Batches of (x, y) for Keras.
 
@@ -60,6 +61,8 @@ def make_dataset(
             depend on it.
         jit_augment: XLA-compile the augmentation's passes over the batch (same draws, same
             maths; False runs them op by op).
+        repeat: an endless stream, reshuffled at every pass, whose batches run across the passes
+            (all full): for a budget in steps (:mod:`asc_keras.training.length`).
     Returns:
         tf.data.Dataset of x (B, frames, mels, 1) float32 and y = one-hot (B, classes), or
         (one-hot, soft) when ``soft`` is given.
@@ -77,6 +80,8 @@ def make_dataset(
     ds = tf.data.Dataset.range(len(rows))
     if shuffle:
         ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
     ds = tf.data.Dataset.zip(ds.batch(batch_size, drop_remainder=drop_remainder), batch_keys(seed))
     load = _batch_loader(features, rows, labels, soft, n_classes)
     crop = _random_window(frames, crop_frames) if crop_frames and crop_frames < frames else None
@@ -148,7 +153,7 @@ def _augmenter(aug: AugmentConfig, jit: bool):
     def apply(x, y, s, rates, bands, lam, perm):  # the passes over the batch: fused under XLA
         if rates is not None:
             x = stretch(x, rates)
-        x = apply_bands(x, bands)
+        x = apply_bands(x, bands, fill="band")  # masked frames: each band's own level
         if lam is not None:
             x, y, s = (mix(t, lam, perm) for t in (x, y, s))
         return x, y, s

@@ -1,4 +1,10 @@
-"""Student training with knowledge distillation (report sec. 3, 4.2)."""
+"""Student training with knowledge distillation (report sec. 3, 4.2): the one recipe.
+
+``asc-keras run`` (KD student and CE control), the width search and the ablation all train the
+student through the two functions here: :func:`build_student_trainer` (the model, its
+Distiller and optimiser) and :func:`fit_student` (the batches and the resumable fit).
+:func:`train_student` is the two, plus the saved model.
+"""
 
 from __future__ import annotations
 
@@ -10,35 +16,97 @@ from asc_keras._runtime import keras
 from asc_keras.config import SystemConfig
 from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.distiller import Distiller
+from asc_keras.distill.targets import SoftTargets, kd_soft_targets
 from asc_keras.files import atomic_path, write_json
 from asc_keras.models import build_serfr_cnn
+from asc_keras.models.common import load_model_file
+from asc_keras.training.length import TrainingLength, training_length
 from asc_keras.training.loop import fit_resumable, training_scope
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
+
+
+def student_length(cfg: SystemConfig, examples: int) -> TrainingLength:
+    """The student's (and the CE control's, and the baseline's) training length on ``examples``."""
+    o = cfg.optim
+    return training_length(examples, o.batch_size, o.epochs, o.steps, o.rounds)
+
+
+def build_student_trainer(
+    cfg: SystemConfig, examples: int, kd: bool, *, strategy: str = "default"
+) -> Distiller:
+    """SERFR-CNN-``cfg.student_width`` in a compiled :class:`Distiller`: Adam with the report's
+    schedule over the whole training of ``examples`` clips; ``kd`` False: CE only (alpha = 1)."""
+    o, d = cfg.optim, cfg.distill
+    length = student_length(cfg, examples)
+    with training_scope(strategy, o.mixed_precision):
+        student = build_serfr_cnn(cfg.student_width, bn_momentum=o.bn_momentum)
+        distiller = Distiller(student, alpha=d.alpha if kd else 1.0, temperature=d.temperature)
+        distiller.compile(
+            make_optimizer(o, length.steps_per_round, length.rounds),
+            metrics=[
+                "accuracy",
+                keras.metrics.CategoricalCrossentropy(from_logits=True, name="log_loss"),
+            ],
+        )
+    return distiller
+
+
+def fit_student(
+    distiller: Distiller,
+    cfg: SystemConfig,
+    train: ClipSplit,
+    val: ClipSplit | None,
+    soft: np.ndarray | None,
+    *,
+    run_dir: str | Path | None,
+    verbose="auto",
+    callbacks=(),
+):
+    """Train ``distiller`` on ``train`` with the system's augmentation (resumable in ``run_dir``).
+
+    ``soft``: (len(train), classes) ensemble distribution at the distillation temperature
+    (:func:`~asc_keras.distill.targets.kd_soft_targets`), mixed by mixup with the labels; None:
+    hard labels only.  Returns the Keras History of this call.
+    """
+    o = cfg.optim
+    length = student_length(cfg, len(train))
+    train_ds = make_dataset(
+        train.features, train.rows, train.labels, soft, batch_size=o.batch_size, shuffle=True,
+        augment=cfg.augment, seed=cfg.seed, repeat=length.stream,
+    )  # fmt: skip
+    val_ds = None
+    if val is not None and len(val):
+        val_ds = make_dataset(val.features, val.rows, val.labels, batch_size=o.batch_size)
+    return fit_resumable(
+        distiller, train_ds, val_ds, epochs=length.rounds, run_dir=run_dir, verbose=verbose,
+        steps_per_epoch=length.steps_per_round if length.stream else None,
+        extra_callbacks=callbacks,
+    )  # fmt: skip
 
 
 def train_student(
     cfg: SystemConfig,
     train: ClipSplit,
     val: ClipSplit | None,
-    soft: np.ndarray | None,
+    targets: SoftTargets | None,
     *,
     run_dir: str | Path,
     strategy: str = "default",
     verbose="auto",
 ):
-    """Train SERFR-CNN-``cfg.student_width`` with the Distiller on cached clip features.
+    """Train SERFR-CNN-``cfg.student_width`` on cached clip features; return the student.
 
     Args:
         cfg: the system; reads ``student_width``, ``optim``, ``augment``, ``distill``, ``seed``.
         train, val: clip splits (``val`` may be None or empty: no validation).
-        soft: (len(train), classes) teacher-ensemble distribution at ``cfg.distill.temperature``
-            (:meth:`~asc_keras.distill.SoftTargets.distribution`); None, or
-            ``cfg.distill.enabled`` false: CE only (the CE control).
+        targets: the teachers' stored logits of the training clips (in ``train``'s order); the
+            ensemble's distribution at ``cfg.distill.temperature`` is made from them here.  None,
+            or ``cfg.distill.enabled`` false: CE only (the CE control).
         run_dir: backups, CSV/TensorBoard logs, ``best.keras`` and ``final.keras``.
 
     The validation split only drives learning curves and ``best.keras``; the returned model is
-    the one after the last epoch, as the report trains a fixed schedule (picking epochs on
+    the one after the last round, as the report trains a fixed schedule (picking a round on
     fold1_evaluate would tune on the test data), with the BatchNorm statistics the last
     validation used, so the learning curve's last point is the returned model's score.
     Resumable: an interrupted call continues from its backup; a finished one (``final.keras``)
@@ -47,38 +115,14 @@ def train_student(
     run_dir = Path(run_dir)
     final = run_dir / "final.keras"
     if final.is_file():
-        return keras.saving.load_model(final, compile=False, safe_mode=True)
+        return load_model_file(final)
     keras.utils.set_random_seed(cfg.seed)
-    kd = cfg.distill.enabled and soft is not None
-    o = cfg.optim
-    train_ds = make_dataset(
-        train.features,
-        train.rows,
-        train.labels,
-        soft if kd else None,
-        batch_size=o.batch_size,
-        shuffle=True,
-        augment=cfg.augment,
-        seed=cfg.seed,
-    )
-    val_ds = None
-    if val is not None and len(val):
-        val_ds = make_dataset(val.features, val.rows, val.labels, batch_size=o.batch_size)
-    steps = int(np.ceil(len(train) / o.batch_size))
-    with training_scope(strategy, cfg.optim.mixed_precision):
-        student = build_serfr_cnn(cfg.student_width, bn_momentum=o.bn_momentum)
-        distiller = Distiller(
-            student, alpha=cfg.distill.alpha if kd else 1.0, temperature=cfg.distill.temperature
-        )
-        distiller.compile(
-            make_optimizer(o, steps, o.epochs),
-            metrics=[
-                "accuracy",
-                keras.metrics.CategoricalCrossentropy(from_logits=True, name="log_loss"),
-            ],
-        )
-    fit_resumable(distiller, train_ds, val_ds, epochs=o.epochs, run_dir=run_dir, verbose=verbose)
+    kd = cfg.distill.enabled and targets is not None
+    soft = kd_soft_targets(targets, cfg.distill) if kd else None
+    distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy)
+    fit_student(distiller, cfg, train, val, soft, run_dir=run_dir, verbose=verbose)
     with atomic_path(final) as tmp:
-        student.save(tmp)
-    write_json(run_dir / "done.json", {"epochs": o.epochs, "kd": kd})
-    return student
+        distiller.student.save(tmp)
+    length = student_length(cfg, len(train))
+    write_json(run_dir / "done.json", {"rounds": length.rounds, "steps": length.steps, "kd": kd})
+    return distiller.student

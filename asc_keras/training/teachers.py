@@ -11,9 +11,9 @@ import numpy as np
 from asc_keras._runtime import keras
 from asc_keras.config import AugmentConfig, SystemConfig, TeacherConfig
 from asc_keras.data.splits import RecordingSplit
-from asc_keras.evaluate.metrics import classification_metrics
 from asc_keras.files import atomic_path, write_json
-from asc_keras.models.common import BN_MOMENTUM
+from asc_keras.metrics import classification_metrics
+from asc_keras.models.common import BN_MOMENTUM, load_model_file
 from asc_keras.models.panns_import import (
     is_panns_layout,
     is_torch_checkpoint,
@@ -21,6 +21,8 @@ from asc_keras.models.panns_import import (
     panns_teacher,
 )
 from asc_keras.models.teachers import TEACHERS, load_pretrained
+from asc_keras.training.history import last_value
+from asc_keras.training.length import training_length
 from asc_keras.training.loop import fit_resumable, training_scope
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.pipeline import make_dataset
@@ -43,7 +45,8 @@ def build_teacher(name: str, cfg: TeacherConfig, bn_momentum: float = BN_MOMENTU
         "cnn": {"width": cfg.cnn_width},
         "bcresnet": {"width": cfg.bcresnet_width},
     }[name]
-    return TEACHERS[name](bn_momentum=bn_momentum, mel_pool=cfg.mel_pool, **size)
+    return TEACHERS[name](bn_momentum=bn_momentum, mel_pool=cfg.mel_pool, pooling=cfg.pooling.get(name, "mean"),
+                          input_norm=cfg.input_norm.get(name, "none"), **size)  # fmt: skip
 
 
 def teacher_augment(augment: AugmentConfig, frames: int, clip_frames: int) -> AugmentConfig:
@@ -89,14 +92,12 @@ def train_teacher(
     run_dir = Path(run_dir)
     final, result = run_dir / "final.keras", run_dir / "eval.json"
     if final.is_file() and result.is_file():
-        return keras.saving.load_model(final, compile=False, safe_mode=True), json.loads(
-            result.read_text()
-        )
+        return load_model_file(final, "a teacher"), json.loads(result.read_text())
     t = cfg.teachers
     keras.utils.set_random_seed(cfg.seed)
-    data = {"system": (*_teacher_batches(cfg, train), _eval_batches(t, val))}
+    data = {"system": (train, _eval_batches(t, val))}
     if pretrain is not None:
-        data["pretrain"] = (*_teacher_batches(cfg, pretrain[0]), _eval_batches(t, pretrain[1]))
+        data["pretrain"] = (pretrain[0], _eval_batches(t, pretrain[1]))
     pretrained = t.pretrained_mobilenetv2 if name == "mobilenetv2" else None
     phases = _phases(t, pretrained, pretrain is not None)
     with training_scope(strategy, cfg.optim.mixed_precision):
@@ -112,15 +113,22 @@ def train_teacher(
                 continue
             if "backbone" in [layer.name for layer in model.layers]:
                 model.get_layer("backbone").trainable = phase["backbone_trainable"]
-            train_ds, steps, val_ds = data[phase["data"]]
-            opt = make_optimizer(cfg.optim, steps, phase["epochs"], peak_lr=phase["peak_lr"])
+            split, val_ds = data[phase["data"]]
+            length = _phase_length(cfg, split, phase)
+            train_ds = _teacher_batches(cfg, split, length.stream)
+            opt = make_optimizer(
+                cfg.optim, length.steps_per_round, length.rounds, peak_lr=phase["peak_lr"]
+            )
             model.compile(opt, "categorical_crossentropy", metrics=["accuracy"])
-            fit_resumable(model, train_ds, val_ds, epochs=phase["epochs"], run_dir=run_dir / phase["phase"],
-                          verbose=verbose)  # fmt: skip
+            per_round = length.steps_per_round if length.stream else None
+            fit_resumable(model, train_ds, val_ds, epochs=length.rounds, run_dir=run_dir / phase["phase"],
+                          verbose=verbose, steps_per_epoch=per_round)  # fmt: skip
             with atomic_path(phase_done) as tmp:
                 model.save_weights(tmp)
-    probs = model.predict(data["system"][2], verbose=0)
+    probs = model.predict(data["system"][1], verbose=0)
     metrics = classification_metrics(val.labels, probs, val.devices)
+    # The learning curve's last point, from the last phase: the same weights and statistics.
+    metrics["last_epoch_val_accuracy"] = last_value(run_dir / phases[-1]["phase"] / "history.csv")
     if pretrained or pretrain is not None:
         metrics["transfer"] = {"pretrained": pretrained and str(pretrained), "phases": phases}
     _save_uncompiled(model, final)
@@ -162,29 +170,34 @@ def _eval_batches(t: TeacherConfig, split: RecordingSplit):
     return make_dataset(split.features, split.rows, split.labels, batch_size=t.batch_size)
 
 
-def _teacher_batches(cfg: SystemConfig, train: RecordingSplit):
-    """Augmented training batches of the recordings (random windows with ``crop_seconds``): (ds, steps)."""
-    t = cfg.teachers
-    frames = train.features.shape[1]
-    crop = None if t.crop_seconds is None else min(cfg.features.n_frames(t.crop_seconds), frames)
+def _crop_frames(cfg: SystemConfig, train: RecordingSplit) -> int | None:
+    """Frames of the random training window (``teachers.crop_seconds``); None: whole recordings."""
+    t, frames = cfg.teachers, train.features.shape[1]
+    return None if t.crop_seconds is None else min(cfg.features.n_frames(t.crop_seconds), frames)
+
+
+def _phase_length(cfg: SystemConfig, train: RecordingSplit, phase: dict):
+    """A phase's training length: ``teachers.steps`` for the last phase when set, else epochs."""
+    t, frames = cfg.teachers, train.features.shape[1]
+    crop = _crop_frames(cfg, train)
+    # With crops, an epoch draws frames // crop windows from every recording, so it sees as much
+    # audio as an epoch of whole recordings and "epochs" means the same in both modes.
+    per_epoch = len(train) * (1 if crop is None else max(1, frames // crop))
+    steps = t.steps if phase["phase"] in ("train", "finetune") else None
+    return training_length(per_epoch, t.batch_size, phase["epochs"], steps, cfg.optim.rounds)
+
+
+def _teacher_batches(cfg: SystemConfig, train: RecordingSplit, stream: bool):
+    """Augmented training batches of the recordings (random windows with ``crop_seconds``)."""
+    t, frames = cfg.teachers, train.features.shape[1]
+    crop = _crop_frames(cfg, train)
     aug = dataclasses.replace(
         teacher_augment(cfg.augment, crop or frames, cfg.features.n_frames()), mixup=t.mixup
     )
-    # With crops, an epoch draws frames // crop windows from every recording, so it sees as much
-    # audio as an epoch of whole recordings and "epochs" means the same in both modes.
     repeats = 1 if crop is None else max(1, frames // crop)
     rows, labels = np.tile(train.rows, repeats), np.tile(train.labels, repeats)
-    ds = make_dataset(
-        train.features,
-        rows,
-        labels,
-        batch_size=t.batch_size,
-        shuffle=True,
-        augment=aug,
-        seed=cfg.seed,
-        crop_frames=crop,
-    )
-    return ds, int(np.ceil(len(rows) / t.batch_size))
+    return make_dataset(train.features, rows, labels, batch_size=t.batch_size, shuffle=True,
+                        augment=aug, seed=cfg.seed, crop_frames=crop, repeat=stream)  # fmt: skip
 
 
 def _save_uncompiled(model, path: Path) -> None:

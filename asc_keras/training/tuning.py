@@ -17,6 +17,7 @@ shared (or at least exist) on every machine.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -28,13 +29,10 @@ import numpy as np
 from asc_keras._runtime import keras
 from asc_keras.config import SystemConfig
 from asc_keras.data.splits import ClipSplit
-from asc_keras.distill.distiller import Distiller
-from asc_keras.distill.targets import SoftTargets
+from asc_keras.distill.targets import SoftTargets, kd_soft_targets
 from asc_keras.files import write_text
-from asc_keras.models import build_serfr_cnn
 from asc_keras.training.loop import get_strategy
-from asc_keras.training.optimizers import make_optimizer
-from asc_keras.training.pipeline import make_dataset
+from asc_keras.training.student import build_student_trainer, fit_student, student_length
 
 
 @dataclass(frozen=True)
@@ -51,68 +49,53 @@ class SearchData:
 
 
 class StudentHyperModel(kt.HyperModel):
-    """Distiller(SERFR-CNN-width) with width in ``widths``; with ``tune_kd`` also T and alpha.
+    """The run's student recipe with width in ``widths``; with ``tune_kd`` also T and alpha.
 
-    The trial's score is the validation accuracy *after the last epoch* -- the model a run
-    keeps (keras-tuner's default, the best epoch, would pick epochs on the evaluation data).
-    With ``executions_per_trial = seeds`` keras-tuner averages the executions; each one's
-    score is also appended to ``scores_file`` so the summary can show mean and spread.
+    Each trial is built by :func:`~asc_keras.training.student.build_student_trainer` and trained
+    by :func:`~asc_keras.training.student.fit_student` -- the functions ``asc-keras run`` trains
+    its student with -- on a copy of the system's configuration with the trial's values, so a
+    trial trains exactly what a run with those values would (length, augmentation, mixed
+    precision, metrics).  The trial's score is the validation accuracy *after the last round*,
+    the model a run keeps (keras-tuner's default, the best round, would pick rounds on the
+    evaluation data).  With ``executions_per_trial = seeds`` keras-tuner averages the executions,
+    each with its own seed; each one's score is also appended to ``scores_file`` so the summary
+    can show mean and spread.
     """
 
-    def __init__(
-        self,
-        cfg: SystemConfig,
-        data: SearchData,
-        widths=(24, 32),
-        tune_kd: bool = False,
-        epochs: int = 10,
-        scores_file: Path | None = None,
-    ):
+    def __init__(self, cfg: SystemConfig, data: SearchData, widths=(24, 32), tune_kd: bool = False,
+                 scores_file: Path | None = None):  # fmt: skip
         super().__init__(name="serfr_cnn_width")
-        self.cfg, self.data, self.widths, self.tune_kd, self.epochs = (
-            cfg,
-            data,
-            tuple(widths),
-            tune_kd,
-            epochs,
-        )
+        self.cfg, self.data, self.widths, self.tune_kd = cfg, data, tuple(widths), tune_kd
         self.scores_file = scores_file
+        self._builds: dict[str, int] = {}  # executions built so far per trial: their seeds
 
-    def _kd(self, hp):
+    def trial_config(self, hp, execution: int = 0) -> SystemConfig:
+        """The system's configuration with the trial's width (and T, alpha) and seed."""
+        d = self.cfg.distill
         if self.tune_kd:
-            return hp.Choice("temperature", [1.0, 2.0, 4.0]), hp.Choice("alpha", [0.1, 0.5])
-        return self.cfg.distill.temperature, self.cfg.distill.alpha
+            temperature = hp.Choice("temperature", [1.0, 2.0, 4.0])
+            d = dataclasses.replace(
+                d, temperature=temperature, alpha=hp.Choice("alpha", [0.1, 0.5])
+            )
+        return dataclasses.replace(self.cfg, student_width=hp.Choice("width", list(self.widths)),
+                                   distill=d, seed=self.cfg.seed + execution)  # fmt: skip
 
     def build(self, hp):
-        width = hp.Choice("width", list(self.widths))
-        temperature, alpha = self._kd(hp)
-        kd = self.data.targets is not None
-        model = Distiller(
-            build_serfr_cnn(width, bn_momentum=self.cfg.optim.bn_momentum),
-            alpha=alpha if kd else 1.0,
-            temperature=temperature,
-        )
-        steps = int(np.ceil(len(self.data.train) / self.cfg.optim.batch_size))
-        model.compile(make_optimizer(self.cfg.optim, steps, self.epochs), metrics=["accuracy"])
+        key = json.dumps(hp.values, sort_keys=True)
+        execution = self._builds.get(key, 0)
+        self._builds[key] = execution + 1
+        cfg = self.trial_config(hp, execution)
+        keras.utils.set_random_seed(cfg.seed)
+        model = build_student_trainer(cfg, len(self.data.train), kd=self.data.targets is not None)
+        model._trial_seed = cfg.seed  # the fit below trains with the same seed
         return model
 
     def fit(self, hp, model, *args, **kwargs):
-        temperature, _ = self._kd(hp)
-        d, c = self.data, self.cfg
-        soft = None if d.targets is None else d.targets.distribution(temperature)
-        train = make_dataset(
-            d.train.features,
-            d.train.rows,
-            d.train.labels,
-            soft,
-            batch_size=c.optim.batch_size,
-            shuffle=True,
-            augment=c.augment,
-            seed=c.seed,
-        )
-        val = make_dataset(d.val.features, d.val.rows, d.val.labels, batch_size=c.optim.batch_size)
-        kwargs.pop("validation_data", None)
-        history = model.fit(train, validation_data=val, shuffle=False, **kwargs)
+        cfg = dataclasses.replace(self.trial_config(hp), seed=model._trial_seed)
+        d = self.data
+        soft = None if d.targets is None else kd_soft_targets(d.targets, cfg.distill)
+        history = fit_student(model, cfg, d.train, d.val, soft, run_dir=None,
+                              verbose=kwargs.get("verbose", "auto"), callbacks=kwargs.get("callbacks", ()))  # fmt: skip
         last = float(history.history["val_accuracy"][-1])
         if self.scores_file is not None:
             self.scores_file.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +111,6 @@ def width_search(
     *,
     widths=(24, 32),
     tune_kd: bool = False,
-    epochs: int = 10,
     seeds: int = 2,
     max_trials: int | None = None,
     verbose: int | str = "auto",
@@ -137,14 +119,15 @@ def width_search(
 ) -> dict:
     """Run (or resume) a grid search; return a summary (best hyper-parameters, every trial's score).
 
-    Each trial trains ``seeds`` times (keras-tuner's executions per trial, different random
-    initialisation and data order) and scores the mean last-epoch validation accuracy.  The
+    Each trial trains as long as the system's student (``cfg.optim``), ``seeds`` times
+    (keras-tuner's executions per trial, each with its own seed: initialisation, data order and
+    augmentation) and scores the mean last-round validation accuracy.  The
     summary -- also written to ``directory/<project_name>/summary.json`` -- lists every trial's
     mean, standard deviation and single scores.
     """
     worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
     scores_file = Path(directory) / project_name / "execution_scores.jsonl"
-    hm = StudentHyperModel(cfg, data, widths, tune_kd, epochs, scores_file)
+    hm = StudentHyperModel(cfg, data, widths, tune_kd, scores_file)
     tuner = kt.GridSearch(
         hm,
         objective=kt.Objective("val_accuracy", "max"),
@@ -158,7 +141,7 @@ def width_search(
         # distribution hook): 'mirrored' spreads every trial over the machine's GPUs.
         distribution_strategy=None if strategy == "default" else get_strategy(strategy),
     )
-    tuner.search(epochs=epochs, verbose=verbose)
+    tuner.search(verbose=verbose)
     if worker:  # workers only train; the chief's oracle holds the results
         return {"worker": os.environ["KERASTUNER_TUNER_ID"]}
     singles: dict[str, list[float]] = {}
@@ -187,7 +170,7 @@ def width_search(
         "objective": "mean last-epoch val_accuracy over seeds",
         "best": best[0].values if best else None,
         "trials": trials,
-        "epochs": epochs,
+        "length": dataclasses.asdict(student_length(cfg, len(data.train))),
         "seeds": seeds,
     }
     write_text(

@@ -58,6 +58,7 @@ class StageRunner:
             )
         self.out, self.force, self.log = Path(out), frozenset(force), log
         self.timings: dict[str, float] = {}
+        self.started: list[str] = []  # the output stages this run (re)did, in order
 
     def forced(self, stage: str) -> bool:
         """True when ``--force`` names ``stage`` (or 'all')."""
@@ -82,6 +83,7 @@ class StageRunner:
         Same inputs as recorded: ``scratch`` (backups of an interrupted training) is kept and the
         stage resumes.  Other inputs, or a forced stage: ``scratch`` is removed first.
         """
+        self.started.append(stage)
         changed = self.recorded(stage) != jsonable(inputs)
         write_json(self.out / "stamps" / f"{stage}.json", jsonable(inputs))
         if scratch is not None and (changed or self.forced(stage)) and Path(scratch).exists():

@@ -82,5 +82,12 @@ def parse_overrides(pairs) -> dict:
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {pair}: {p} was given a value before, not settings")
+        try:  # plain YAML values only: safe_load constructs no Python objects from tags
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(
+                f"--set {pair}: not a plain YAML value ({str(e).splitlines()[0]})"
+            ) from None
     return out

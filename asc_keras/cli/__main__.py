@@ -1,0 +1,5 @@
+import sys
+
+from asc_keras.cli import main
+
+sys.exit(main())

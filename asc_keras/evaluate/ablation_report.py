@@ -1,0 +1,84 @@
+"""The ablation's table and plot (written by :mod:`asc_keras.orchestration.ablation`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _mean_std(v) -> str:
+    a = 100 * np.asarray(v, float)
+    return f"{a.mean():.1f} ± {a.std():.1f}" if len(a) > 1 else f"{a.mean():.1f}"
+
+
+def _recordings(result: dict, key: str) -> str:
+    v = [a for a in (result.get("students_recordings") or {}).get(key, []) if a is not None]
+    return _mean_std(v) if v else "–"
+
+
+def _gain(result: dict) -> list[str]:
+    """The distillation gain, seed by seed (the rows share each seed's data and teachers)."""
+    s = result["students"]
+    if not ("ce_only" in s and "kd_ensemble" in s):
+        return []
+    d = [100 * (k - c) for k, c in zip(s["kd_ensemble"], s["ce_only"], strict=False)]
+    spread = f" ± {np.std(d):.1f}" if len(d) > 1 else ""
+    return ["", f"Distillation gain (KD from the ensemble − CE only, paired by seed): "
+                f"{np.mean(d):+.1f}{spread} points (per seed: {', '.join(f'{x:+.1f}' for x in d)})."]  # fmt: skip
+
+
+def write_ablation_md(result: dict, path: Path) -> Path:
+    """Markdown table: accuracy (%) mean ± std over seeds, teachers then students."""
+    n = len(result.get("seeds_done", result["seeds"]))
+    lines = [
+        f"# Ablation: system {result['system']}, profile {result['profile']}, {n} seed(s)",
+        "",
+        "Accuracy (%) on fold-1 evaluation, mean ± std over seeds (std of the seeds, not of the mean).",
+        "",
+        "## Teachers on 10 s recordings",
+        "",
+        "| teacher | accuracy (%) |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {_mean_std(v)} |" for k, v in result["teachers"].items()]
+    lines += [
+        "",
+        "## Students on 1 s clips (float Keras)",
+        "",
+        "| row | accuracy (%) | per seed | on 10 s recordings (%) |",
+        "|---|---|---|---|",
+    ]
+    for k, v in result["students"].items():
+        lines.append(
+            f"| {result['labels'].get(k, k)} | {_mean_std(v)} | "
+            f"{', '.join(f'{100 * a:.1f}' for a in v)} | {_recordings(result, k)} |"
+        )
+    lines += _gain(result)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_ablation(result: dict, path: Path) -> Path:
+    """Horizontal bars with the seeds' standard deviation as error bars."""
+    from asc_keras.evaluate.plots import _save, plt
+
+    items = [(f"teacher: {k}", v) for k, v in result["teachers"].items()]
+    items += [(result["labels"].get(k, k), v) for k, v in result["students"].items()]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(items) + 1.2))
+    means = [100 * np.mean(v) for _, v in items]
+    stds = [100 * np.std(v) for _, v in items]
+    colours = ["tab:orange" if lab.startswith("teacher") else "tab:blue" for lab, _ in items]
+    ax.barh(range(len(items)), means, xerr=stds, color=colours, capsize=3)
+    ax.set_yticks(range(len(items)), [lab for lab, _ in items], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("accuracy (%)")
+    ax.set_xlim(0, 100)
+    ax.axvline(10, color="grey", lw=0.8, ls="--")  # chance
+    ax.set_title(
+        f"Ablation, system {result['system']} ({len(result.get('seeds_done', result['seeds']))} seeds)"
+    )
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,169 @@
+"""The report's claims as one table: teachers vs their ensemble, and what each ingredient of the
+student's recipe buys (CE only, KD from each teacher, KD from the ensemble, mixup, time
+stretching, width 24 vs 32), over several seeds.
+
+Per seed, the shared stages of :func:`asc_keras.orchestration.run.prepare_shared` (data, features,
+teachers, soft targets; cached in ``work`` and reused by every row and by later runs) run once;
+then each student row trains the same SERFR-CNN recipe with one change.  Every row's result is
+written to ``out/seed<k>/<row>.json`` as soon as it exists, so an interrupted ablation resumes
+with the rows still missing (an interrupted training resumes from its backup).
+
+What stays fixed, on purpose: the teachers are those of the base system (trained with its
+augmentation), so the time-stretch row changes the student's augmentation only; the KD rows
+from one teacher read that teacher's column of the same stored per-teacher logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from asc_keras.config import SystemConfig
+from asc_keras.evaluate.ablation_report import plot_ablation, write_ablation_md
+from asc_keras.files import folder_lock, write_json
+
+
+@dataclass(frozen=True)
+class StudentRow:
+    """One student row: a label, a config change and which teachers' targets it learns from."""
+
+    key: str
+    label: str
+    change: Callable[[SystemConfig], SystemConfig]
+    teachers: tuple[str, ...] | None  # None: CE only; (): all of the run's teachers
+
+
+def _same(c: SystemConfig) -> SystemConfig:
+    return c
+
+
+def _augment(**changes) -> Callable[[SystemConfig], SystemConfig]:
+    return lambda c: dataclasses.replace(c, augment=dataclasses.replace(c.augment, **changes))
+
+
+def _distill(**changes) -> Callable[[SystemConfig], SystemConfig]:
+    return lambda c: dataclasses.replace(c, distill=dataclasses.replace(c.distill, **changes))
+
+
+def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
+    """The report's claims, and the distillation settings it leaves open, as rows (the base is the
+    system's own recipe: KD from the ensemble)."""
+    off = {"mixup": False, "freq_mask": False, "time_mask": False, "time_stretch": False}
+    rows = [StudentRow("plain", "student, CE only, no augmentation (trained plainly)", _augment(**off), None),
+            StudentRow("ce_only", "student, CE only (no teachers)", _same, None)]  # fmt: skip
+    rows += [
+        StudentRow(f"kd_{t}", f"student, KD from {t} only", _same, (t,)) for t in teacher_names
+    ]
+    rows += [
+        StudentRow("kd_ensemble", "student, KD from the ensemble (base)", _same, ()),
+        StudentRow("kd_no_mixup", "KD from the ensemble, mixup off", _augment(mixup=False), ()),
+        StudentRow("kd_time_stretch", "KD from the ensemble, time stretching on",
+                   _augment(time_stretch=True), ()),
+        StudentRow("kd_width24", "KD from the ensemble, width 24",
+                   lambda c: dataclasses.replace(c, student_width=24), ()),
+        StudentRow("kd_width32", "KD from the ensemble, width 32",
+                   lambda c: dataclasses.replace(c, student_width=32), ()),
+        # What the report does not give: alpha, T, how the teachers combine, what they see.
+        StudentRow("kd_alpha_0.5", "KD from the ensemble, alpha 0.5", _distill(alpha=0.5), ()),
+        StudentRow("kd_T1", "KD from the ensemble, T = 1", _distill(temperature=1.0), ()),
+        StudentRow("kd_T4", "KD from the ensemble, T = 4", _distill(temperature=4.0), ()),
+        StudentRow("kd_logits", "KD from the ensemble, logits averaged", _distill(ensemble="logits"), ()),
+        StudentRow("kd_clip_targets", "KD from the ensemble, teachers on 1 s clips",
+                   _distill(target_source="clip"), ()),
+    ]  # fmt: skip
+    return rows
+
+
+# The rows of the settings the report leaves open: run with --rows (they are not in the default table).
+SETTING_ROWS = ("kd_alpha_0.5", "kd_T1", "kd_T4", "kd_logits", "kd_clip_targets")
+
+
+def select_rows(cfg: SystemConfig, rows: list[str] | None) -> list[StudentRow]:
+    """The rows to train: ``rows`` by key, or the report's claims (every row but SETTING_ROWS)."""
+    all_rows = student_rows(tuple(cfg.teachers.names))
+    # Width rows: the base row already has the system's width; keep only the other one.
+    all_rows = [r for r in all_rows if r.key != f"kd_width{cfg.student_width}"]
+    if not rows:
+        return [r for r in all_rows if r.key not in SETTING_ROWS]
+    unknown = set(rows) - {r.key for r in all_rows}
+    if unknown:
+        raise ValueError(
+            f"unknown ablation row(s) {sorted(unknown)}; rows: {[r.key for r in all_rows]}"
+        )
+    return [r for r in all_rows if r.key in rows]
+
+
+def run_ablation(cfg: SystemConfig, place, *, seeds=(0, 1, 2), rows: list[str] | None = None,
+                 log=print) -> dict:  # fmt: skip
+    """Train and evaluate every row for every seed (resumable); write the table; return the results.
+
+    ``place``: a :class:`~asc_keras.stages.shared.RunPlace` whose ``out`` is the ablation's folder
+    (each seed works in ``out/seed<k>``).  Returns {"teachers": {name: [acc per seed]},
+    "students": {row key: [acc per seed]}, "labels": {key: label}, ...}, also written as
+    ``out/ablation.json``, ``out/ablation.md`` and ``out/ablation.png``.
+    """
+    chosen = select_rows(cfg, rows)
+    result: dict = {"teachers": {}, "students": {}, "students_recordings": {},
+                    "labels": {r.key: r.label for r in chosen}, "seeds": list(seeds),
+                    "system": cfg.system, "profile": cfg.profile}  # fmt: skip
+    with folder_lock(place.out):
+        for seed in seeds:
+            _ablate_seed(dataclasses.replace(cfg, seed=int(seed)), place, chosen, result, log)
+    return result
+
+
+def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dict, log) -> None:
+    """The shared stages and every row of one seed; the table so far is written after it."""
+    from asc_keras.orchestration.run import prepare_shared
+
+    out, seed = place.out, cfg.seed
+    seed_place = dataclasses.replace(place, out=out / f"seed{seed}")
+    seed_place.out.mkdir(parents=True, exist_ok=True)
+    prep = prepare_shared(cfg, seed_place, log=log)
+    for name, m in prep.teacher_metrics.items():
+        result["teachers"].setdefault(name, []).append(m["accuracy"])
+    for row in chosen:
+        done = seed_place.out / f"{row.key}.json"
+        if not done.is_file():  # the row's skip rule
+            log(f"== seed {seed}: {row.label}")
+            write_json(
+                done,
+                _train_row(row, cfg, prep, seed_place, seed_place.out / row.key, place.verbose),
+            )
+        r = json.loads(done.read_text())
+        result["students"].setdefault(row.key, []).append(r["accuracy"])
+        result["students_recordings"].setdefault(row.key, []).append(r.get("recording_accuracy"))
+        log(f"   seed {seed} {row.label}: {100 * r['accuracy']:.1f} %")
+    # The table so far after every seed: an interrupted ablation still leaves one.
+    result["seeds_done"] = result.get("seeds_done", []) + [int(seed)]
+    write_json(out / "ablation.json", result)
+    write_ablation_md(result, out / "ablation.md")
+    plot_ablation(result, out / "ablation.png")
+
+
+def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, verbose) -> dict:
+    """Train one ablation row's student and score it on the evaluation clips (and recordings)."""
+    from asc_keras.metrics import classification_metrics, recording_accuracy
+    from asc_keras.stages.runner import StageRunner
+    from asc_keras.stages.teachers import targets_stage
+    from asc_keras.training.student import train_student
+
+    rcfg = row.change(cfg)
+    targets = None
+    if row.teachers is not None and prep.targets is not None:
+        targets = prep.targets
+        if rcfg.distill.target_source != cfg.distill.target_source:  # its own stored targets
+            runner = StageRunner(place.out, log=lambda _: None)
+            targets = targets_stage(rcfg, place, runner, prep.teacher_folders, prep.splits).targets
+        targets = targets.select(teachers=row.teachers or None)
+    ev, recs = prep.splits.evaluate, prep.splits.eval_recordings
+    model = train_student(rcfg, prep.splits.train, ev, targets, run_dir=run_dir, verbose=verbose)
+    probs = model.predict(ev.inputs(), batch_size=256, verbose=0)
+    m = classification_metrics(ev.labels, probs, ev.devices)
+    out = {k: m[k] for k in ("accuracy", "log_loss", "micro_accuracy")}
+    if recs is not None and len(recs):
+        out["recording_accuracy"] = recording_accuracy(ev.names, probs, recs.files, recs.labels)
+    return out

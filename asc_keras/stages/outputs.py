@@ -1,0 +1,162 @@
+"""The output stages of one run: the KD student, its controls, compression, int8 conversion.
+
+Each is a function of the configuration, its inputs and the run's place; its skip rule is
+the one ``runner.done(...)`` line at its top (:mod:`asc_keras.stages.runner`).  Every path is
+the run's layout's (:class:`~asc_keras.stages.layout.RunLayout`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from asc_keras.config import SystemConfig
+from asc_keras.files import atomic_path, content_hash, write_json
+from asc_keras.stages.runner import StageRunner
+from asc_keras.stages.shared import Prepared, RunPlace
+
+
+def _load(path: Path):
+    from asc_keras.models.common import load_model_file
+
+    return load_model_file(path)
+
+
+def student_inputs(
+    cfg: SystemConfig, place: RunPlace, prep: Prepared, stage: str = "student"
+) -> dict:
+    """What the student of ``stage`` is made from (the control does not depend on the teachers)."""
+    inputs = {
+        "width": cfg.student_width,
+        "seed": cfg.seed,
+        "augment": dataclasses.asdict(cfg.augment),
+        "optim": dataclasses.asdict(cfg.optim),
+        "features": prep.splits.clip_cache_name,
+        "train_split": place.train_split,
+    }
+    if stage == "student":
+        inputs.update(distill=dataclasses.asdict(cfg.distill), targets=prep.targets_key)
+    return inputs
+
+
+def student_stage(
+    cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep: Prepared, stage: str = "student"
+):
+    """Train (or load) the model of ``stage``: 'student' learns from the ensemble (KD), 'control'
+    is the CE control -- the same student, augmentation, schedule and length, no teachers."""
+    from asc_keras.training.student import train_student
+
+    files, inputs = place.files, student_inputs(cfg, place, prep, stage)
+    if runner.done(stage, inputs, files.model(stage)):
+        return _load(files.model(stage))
+    runner.start(stage, inputs, scratch=files.training(stage))
+    model = train_student(cfg, prep.splits.train, prep.splits.evaluate,
+                          prep.targets if stage == "student" else None, run_dir=files.training(stage),
+                          strategy=place.strategy, verbose=place.verbose)  # fmt: skip
+    model.save(files.model(stage))
+    return model
+
+
+def baseline_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep: Prepared):
+    """The DCASE baseline on its own log-mels of the same clips: (model, its evaluation split)."""
+    from asc_keras.features.cache import extract_features
+    from asc_keras.models.baseline import BASELINE_FEATURES
+    from asc_keras.training.baseline import train_baseline
+
+    s, files = prep.splits, place.files
+    clips = list(dict.fromkeys(s.train.names + s.evaluate.names))
+    cache = extract_features(prep.dataset.root, clips, BASELINE_FEATURES, place.shared.features,
+                             name="baseline-clips", progress=place.progress)  # fmt: skip
+    # The same clips, re-pointed at the baseline's own cache.
+    train, evaluate = (
+        dataclasses.replace(split, features=cache.features, rows=cache.rows(split.names))
+        for split in (s.train, s.evaluate)
+    )
+    inputs = {"seed": cfg.seed, "optim": dataclasses.asdict(cfg.optim), "features": cache.path.name,
+              "train_split": place.train_split}  # fmt: skip
+    if runner.done("baseline", inputs, files.model("baseline")):
+        return _load(files.model("baseline")), evaluate
+    runner.start("baseline", inputs, scratch=files.training("baseline"))
+    model = train_baseline(cfg, train, evaluate, run_dir=files.training("baseline"),
+                           strategy=place.strategy, verbose=place.verbose)  # fmt: skip
+    model.save(files.model("baseline"))
+    return model, evaluate
+
+
+def compress_inputs(cfg: SystemConfig, runner: StageRunner) -> dict:
+    return {
+        "student": content_hash(runner.recorded("student")),
+        "compress": dataclasses.asdict(cfg.compress),
+    }
+
+
+def tflite_inputs(cfg: SystemConfig, runner: StageRunner) -> dict:
+    return {
+        "compress": content_hash(compress_inputs(cfg, runner)),
+        "representative_samples": cfg.compress.representative_samples,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Compressed:
+    """The compress stage's products: the tf_keras model to convert (None when the stage and its
+    conversion were both done before), its float twin (Keras 3, no fake quantisation) and the
+    measured sparsity."""
+
+    model: object | None
+    float_twin: object
+    info: dict
+
+
+def compress_stage(
+    cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep: Prepared, student
+) -> Compressed:
+    """Prune + QAT the student (tf_keras twin), and keep the compressed model's float twin."""
+    from asc_keras.compress.tfmot_compress import prune_and_quantize
+    from asc_keras.compress.twin import keras_float_twin
+
+    c, files = cfg.compress, place.files
+    if not (c.prune or c.qat):
+        return Compressed(None, student, {})
+    # The QAT model lives only in memory: compression is skipped only when its int8
+    # conversion is fresh too (else the converter would get the float student).
+    made = (files.qat_weights, files.compress_info, files.compressed_float)
+    if runner.done("compress", compress_inputs(cfg, runner), *made) and runner.done(
+        "tflite", tflite_inputs(cfg, runner), files.int8
+    ):
+        return Compressed(
+            None, _load(files.compressed_float), json.loads(files.compress_info.read_text())
+        )
+    runner.start("compress", compress_inputs(cfg, runner))
+    qat, info = prune_and_quantize(student, cfg, prep.splits.train, prep.targets, verbose=place.verbose,
+                                   log=runner.log)  # fmt: skip
+    twin = keras_float_twin(qat, student)
+    files.compress.mkdir(parents=True, exist_ok=True)
+    qat.save_weights(files.qat_weights)
+    with atomic_path(files.compressed_float) as tmp:
+        twin.save(tmp)
+    write_json(files.compress_info, info)
+    files.int8.unlink(missing_ok=True)  # must be re-converted from this model
+    return Compressed(qat, twin, info)
+
+
+def tflite_stage(
+    cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep: Prepared, model, redo: bool
+) -> Path:
+    """Full-int8 TFLite of ``model`` (redone whenever compression just ran)."""
+    from asc_keras.compress.tflite import calibration_rows, convert_int8
+
+    path = place.files.int8
+    if not redo and runner.done("tflite", tflite_inputs(cfg, runner), path):
+        return path
+    runner.start("tflite", tflite_inputs(cfg, runner))
+    train = prep.splits.train
+    rep = np.asarray(
+        train.features[calibration_rows(train.rows, cfg.compress.representative_samples, cfg.seed)]
+    )
+    info = convert_int8(model, rep, path)
+    runner.log(f"int8 TFLite: {path} ({info['bytes'] / 1024:.1f} KiB)")
+    return path

@@ -1,0 +1,156 @@
+"""The stages every system, the width search and the ablation share: data, features, then the
+teachers and their stored outputs (:mod:`asc_keras.stages.teachers`).
+
+Their products live in the shared ``work`` folder (:class:`~asc_keras.stages.layout.WorkLayout`),
+keyed by everything they depend on, so systems with the same settings reuse them (teachers:
+systems 1-2 and 3-4).  Each stage is a function of its inputs;
+:func:`asc_keras.orchestration.run.prepare` runs them in order and returns one :class:`Prepared`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from asc_keras.config import SystemConfig
+from asc_keras.data import DataError, TauDataset, read_tau, rebuild_recordings
+from asc_keras.data.splits import ClipSplit, RecordingSplit
+from asc_keras.data.synthetic import is_complete, make_synthetic_tau
+from asc_keras.distill.targets import SoftTargets
+from asc_keras.features.cache import FeatureCache
+from asc_keras.log import warn
+from asc_keras.stages.layout import RunLayout, WorkLayout
+from asc_keras.stages.runner import StageRunner
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlace:
+    """Where a run reads and writes, and how it trains (what every stage may read, nothing more).
+
+    Attributes:
+        out: the run's output folder; work: the shared caches, teachers and targets.
+        data: TAU-layout development folder (None: the built-in generated set in ``work``).
+        eval_data: optional evaluation-set folder whose predictions the report stage writes.
+        train_split: 'train' (fold 1) or 'all' (train + evaluate, the final submission).
+        strategy: 'default', 'mirrored' or 'multiworker' (tf.distribute); verbose: Keras verbosity.
+        skip_bad_audio: leave out unreadable clips (listed in results.json) instead of stopping.
+    """
+
+    out: Path
+    work: Path
+    data: Path | None = None
+    eval_data: Path | None = None
+    train_split: str = "train"
+    strategy: str = "default"
+    verbose: int | str = 2
+    skip_bad_audio: bool = False  # leave out clips that cannot be read instead of stopping
+
+    @property
+    def progress(self) -> bool:
+        return self.verbose not in (0, "0")
+
+    @property
+    def files(self) -> RunLayout:
+        """The run's output files."""
+        return RunLayout(self.out)
+
+    @property
+    def shared(self) -> WorkLayout:
+        """The shared work folder's files."""
+        return WorkLayout(self.work)
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """The clips and recordings of a run, each split built once from its feature cache."""
+
+    train: ClipSplit
+    evaluate: ClipSplit
+    train_recordings: RecordingSplit | None
+    eval_recordings: RecordingSplit | None
+    clip_cache_name: str  # the clip cache's folder name: what its features were made from
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What the shared stages produce.
+
+    ``targets``: the teachers' stored logits of every training clip (None without teachers);
+    ``targets_key``: their file's name, what a student trained on them depends on;
+    ``teacher_metrics``: each teacher's and the ensemble's scores on the evaluation recordings.
+    """
+
+    dataset: TauDataset
+    data_root: Path
+    clip_cache: FeatureCache  # every clip's log-mels
+    splits: Splits
+    teacher_metrics: dict
+    targets: SoftTargets | None
+    targets_key: str | None
+    skipped_clips: list[str]  # clips left out as unreadable (--skip-bad-audio)
+    teacher_folders: dict[str, Path] = dataclasses.field(default_factory=dict)  # trained teachers
+
+
+def data_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner):
+    """The dataset index and its folder; the built-in set is generated into ``work`` if needed."""
+    if place.data is None:
+        size = cfg.data
+        root = place.shared.generated(size.recordings_per_class, size.cities, size.seed)
+        if not is_complete(root) or runner.forced("data"):
+            runner.log(f"generating the built-in dataset in {root} ...")
+            make_synthetic_tau(
+                root, size.recordings_per_class, size.cities, size.seed, workers=size.workers
+            )
+    else:
+        root = Path(place.data)
+    ds = read_tau(root)
+    runner.log(f"{root}: {len(ds.train)} train / {len(ds.evaluate)} evaluate clips")
+    return ds, root
+
+
+def features_stage(cfg: SystemConfig, place: RunPlace, ds: TauDataset):
+    """Log-mel caches of every clip (and, with teachers, every rebuilt 10 s recording):
+    (cache, splits, skipped clips).
+
+    Clips that cannot be read (corrupt, not finite) stop the run at this stage, before any
+    training, with the list of all of them; with ``place.skip_bad_audio`` they -- and the
+    recordings that contain them -- are left out and returned as the skipped list.
+    """
+    from asc_keras.features.cache import extract_features
+
+    root, skip = place.shared.features, place.skip_bad_audio
+    clips = list(dict.fromkeys(list(ds.train["filename"]) + list(ds.evaluate["filename"])))
+    clip_cache = extract_features(ds.root, clips, cfg.features, root, name="clips", progress=place.progress,
+                                  skip_bad=skip)  # fmt: skip
+    bad = set(clip_cache.bad_items)
+    if bad and not skip:  # a cache completed by an earlier --skip-bad-audio run
+        raise DataError(f"{len(bad)} clip(s) cannot be read, e.g. {sorted(bad)[0]}; fix or unlist them, "
+                        "or run with --skip-bad-audio")  # fmt: skip
+    train_clips = ds.split(place.train_split)
+    train_clips = train_clips[~train_clips["filename"].isin(bad)].reset_index(drop=True)
+    eval_clips = ds.evaluate[~ds.evaluate["filename"].isin(bad)].reset_index(drop=True)
+    train_recs = eval_recs = None
+    recs, _ = rebuild_recordings(ds.split("all"))
+    recs = recs[[not bad.intersection(files) for files in recs["files"]]] if len(recs) else recs
+    if cfg.distill.enabled and len(recs):
+        rec_cache = extract_features(ds.root, list(recs["files"]), cfg.features, root, name="recordings",
+                                     progress=place.progress)  # fmt: skip
+        train_recs = RecordingSplit.from_table(rec_cache, recordings_of(recs, train_clips))
+        eval_recs = RecordingSplit.from_table(rec_cache, recordings_of(recs, eval_clips))
+    splits = Splits(
+        ClipSplit.from_table(clip_cache, train_clips),
+        ClipSplit.from_table(clip_cache, eval_clips),
+        train_recs,
+        eval_recs,
+        clip_cache.path.name,
+    )
+    if bad:
+        warn(
+            f"left out {len(bad)} clip(s) that cannot be read (--skip-bad-audio), e.g. {sorted(bad)[0]}"
+        )
+    return clip_cache, splits, sorted(bad)
+
+
+def recordings_of(recs, clips):
+    """The rows of ``recs`` whose recording has clips in ``clips``."""
+    return recs[recs["recording_id"].isin(set(clips["recording_id"]))].reset_index(drop=True)

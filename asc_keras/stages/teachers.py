@@ -1,0 +1,212 @@
+"""The teacher stages: train each teacher once, then store what the teachers say.
+
+* ``teachers``: every teacher is trained once per work folder, on 10 s recordings (report sec.
+  3.1), into ``work/teachers/<name>-<key>/`` (``final.keras`` and ``eval.json``), the key being
+  everything it depends on; runs sharing a work folder wait for each other instead of training
+  the same teacher twice.  A trained teacher is not even loaded here.
+* ``targets``: the teachers' logits of every training clip (the distillation targets) and of
+  every evaluation recording (the teachers' and their ensemble's scores) are computed once and
+  stored beside each other (:class:`~asc_keras.distill.targets.SoftTargets`); only then are the
+  teachers loaded.  A run whose targets exist loads no teacher at all.  The temperature and the
+  ensemble mode are applied by whoever reads the logits, so one stored file serves any T and
+  either mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from asc_keras.config import N_CLASSES, SystemConfig, TeacherConfig
+from asc_keras.data import DataError, read_tau, rebuild_recordings
+from asc_keras.data.splits import RecordingSplit
+from asc_keras.distill.targets import SoftTargets, ensemble_distribution, teacher_logits
+from asc_keras.files import content_hash, work_lock
+from asc_keras.metrics import classification_metrics
+from asc_keras.stages.runner import StageRunner
+from asc_keras.stages.shared import RunPlace, Splits, recordings_of
+
+# The entries of a teacher's evaluation that results.json keeps.
+_BRIEF = ("accuracy", "log_loss", "micro_accuracy", "per_device", "per_device_log_loss", "n",
+          "transfer", "last_epoch_val_accuracy")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherOutputs:
+    """What the targets stage hands on: the stored training-clip logits, their file name (what a
+    student depends on), and every teacher's and the ensemble's scores."""
+
+    targets: SoftTargets | None
+    key: str | None
+    metrics: dict
+
+    @classmethod
+    def none(cls) -> TeacherOutputs:
+        return cls(None, None, {})
+
+
+def teacher_dir(cfg: SystemConfig, place: RunPlace, data_root: Path, name: str) -> Path:
+    """``work/teachers/<name>-<key>``: key = everything a teacher depends on."""
+    # The teachers have their own length, batch size and peak LR (cfg.teachers); from cfg.optim
+    # they take the schedule's shape, the weight decay, the rounds and the BatchNorm momentum.
+    optim = {
+        k: v
+        for k, v in dataclasses.asdict(cfg.optim).items()
+        if k not in ("epochs", "steps", "batch_size", "peak_lr")
+    }
+    depends = {"name": name, "teachers": teacher_settings(cfg.teachers, name), "features": cfg.features,
+               "augment": cfg.augment,
+               "optim": optim, "data": str(Path(data_root).resolve()), "train_split": place.train_split,
+               "seed": cfg.seed}  # fmt: skip
+    key = content_hash(
+        {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in depends.items()}
+    )  # (the teacher settings are already a dict: teacher_settings)
+    return place.shared.teacher(name, key)
+
+
+_ONLY = {"mobilenetv2": ("mobilenet_alpha", "pretrained_mobilenetv2", "frozen_epochs", "finetune_lr",
+                         "pretrain_data", "pretrain_frozen_epochs", "pretrain_epochs", "pretrain_lr"),
+         "cnn": ("cnn_width",), "bcresnet": ("bcresnet_width",)}  # fmt: skip
+
+
+def teacher_settings(t: TeacherConfig, name: str) -> dict:
+    """The teacher settings teacher ``name`` depends on: the shared ones (length, batch, LR, crop,
+    mel pooling, mixup), its own entry of the per-teacher ones, not the other teachers' sizes and
+    transfer learning, nor which teachers the ensemble holds."""
+    d = dataclasses.asdict(t)
+    d["pooling"], d["input_norm"] = t.pooling.get(name), t.input_norm.get(name)
+    others = {k for n, keys in _ONLY.items() if n != name for k in keys}
+    return {
+        k: v for k, v in d.items() if k not in others and k not in ("names", "inference_batch_size")
+    }
+
+
+def is_trained(folder: Path) -> bool:
+    """A teacher folder whose training finished (its model and its evaluation are written)."""
+    return (folder / "final.keras").is_file() and (folder / "eval.json").is_file()
+
+
+def teachers_stage(
+    cfg: SystemConfig, place: RunPlace, runner: StageRunner, data_root: Path, splits: Splits
+) -> dict[str, Path]:
+    """Train every teacher that is not trained yet; return each teacher's folder by name."""
+    from asc_keras.training.teachers import train_teacher
+
+    folders, pretrain = {}, None
+    for name in cfg.teachers.names:
+        d = teacher_dir(cfg, place, data_root, name)
+        # Runs sharing a work folder train each teacher once: the others wait, then use it.
+        with work_lock(d, f"teacher {d.name}", runner.log):
+            if runner.forced("teachers") and d.exists():
+                shutil.rmtree(d)
+            if not is_trained(d):
+                runner.log(f"-- teacher {name} ({d.name})")
+                if name == "mobilenetv2" and pretrain is None:
+                    pretrain = pretrain_splits(cfg, place)
+                train_teacher(name, cfg, splits.train_recordings, splits.eval_recordings, run_dir=d,
+                              strategy=place.strategy, verbose=place.verbose,
+                              pretrain=pretrain if name == "mobilenetv2" else None)  # fmt: skip
+        folders[name] = d
+    return folders
+
+
+def pretrain_splits(cfg: SystemConfig, place: RunPlace):
+    """(train, evaluation) recordings of ``teachers.pretrain_data`` (fold 1), or None without it."""
+    from asc_keras.features.cache import extract_features
+
+    t = cfg.teachers
+    if not t.pretrain_data or t.pretrain_epochs <= 0:
+        return None
+    ds = read_tau(t.pretrain_data)
+    recs, _ = rebuild_recordings(ds.split("all"))
+    if not len(recs):
+        raise DataError(
+            f"{t.pretrain_data}: no complete 10 s recordings to pretrain the teacher on"
+        )
+    cache = extract_features(ds.root, list(recs["files"]), cfg.features, place.shared.features,
+                             name="pretrain-recordings", progress=place.progress)  # fmt: skip
+    return (RecordingSplit.from_table(cache, recordings_of(recs, ds.train)),
+            RecordingSplit.from_table(cache, recordings_of(recs, ds.evaluate)))  # fmt: skip
+
+
+def targets_stage(
+    cfg: SystemConfig,
+    place: RunPlace,
+    runner: StageRunner,
+    folders: dict[str, Path],
+    splits: Splits,
+) -> TeacherOutputs:
+    """The teachers' stored logits of every training clip and evaluation recording (computed
+    once, the teachers loaded only then), and the scores made from them.
+
+    With ``distill.target_source = 'recording'`` a clip's target is the teachers' output on its
+    whole 10 s recording (its ten clips share it); clips of incomplete recordings, and every
+    clip with 'clip', get the teachers' output on the 1 s clip.
+    """
+    d, train, val = cfg.distill, splits.train, splits.eval_recordings
+    dirs = [f.name for f in folders.values()]
+    key = content_hash((dirs, d.target_source, splits.clip_cache_name, place.train_split))
+    path = place.shared.targets(d.target_source, key)
+    val_names = val.names if val is not None else ()
+    ev_path = place.shared.ensemble_outputs(content_hash((dirs, val_names)))
+    meta = {"target_source": d.target_source, "teachers": list(folders)}
+    with work_lock(
+        path, f"teacher outputs {path.name}", runner.log
+    ):  # one run computes, others wait
+        if runner.forced("targets") or not (_stored(path) and _stored(ev_path)):
+            models = [_load_teacher(f) for f in folders.values()]
+            SoftTargets(_teacher_logits_per_clip(cfg, models, splits), train.names, meta).save(path)
+            z = teacher_logits(models, val.features, val.rows, batch_size=cfg.teachers.inference_batch_size) \
+                if val is not None else np.zeros((0, len(models), N_CLASSES), np.float32)  # fmt: skip
+            SoftTargets(z, tuple(val_names), meta).save(ev_path)
+    targets = SoftTargets.load(path).select(train.names)
+    metrics = teacher_scores(cfg, folders, SoftTargets.load(ev_path), val, runner.log)
+    return TeacherOutputs(targets, path.name, metrics)
+
+
+def teacher_scores(cfg: SystemConfig, folders: dict[str, Path], outputs: SoftTargets,
+                   val: RecordingSplit | None, log=print) -> dict:  # fmt: skip
+    """Each teacher's own evaluation (its ``eval.json``) and, with several, the ensemble's at T = 1
+    by the definition the soft targets use, from the stored evaluation-recording logits."""
+    metrics = {}
+    for name, folder in folders.items():
+        m = json.loads((folder / "eval.json").read_text())
+        metrics[name] = {k: m[k] for k in _BRIEF if k in m}
+        log(f"   {name}: {100 * m['accuracy']:.1f} % on {m['n']} evaluation recordings (10 s)")
+    if len(folders) > 1 and val is not None and len(val):
+        p = ensemble_distribution(outputs.select(val.names).logits, 1.0, cfg.distill.ensemble)
+        m = classification_metrics(val.labels, p, val.devices)
+        metrics["ensemble"] = {k: m[k] for k in _BRIEF if k in m}
+        log(f"   ensemble: {100 * m['accuracy']:.1f} %")
+    return metrics
+
+
+def _stored(path: Path) -> bool:
+    return path.is_file() and path.with_suffix(".json").is_file()
+
+
+def _load_teacher(folder: Path):
+    from asc_keras.models.common import load_model_file
+
+    return load_model_file(folder / "final.keras", "a teacher")
+
+
+def _teacher_logits_per_clip(cfg: SystemConfig, teachers, splits: Splits) -> np.ndarray:
+    """(clips, teachers, classes) logits: each clip's recording's, else the clip's own."""
+    train, recs, batch = splits.train, splits.train_recordings, cfg.teachers.inference_batch_size
+    logits = np.full((len(train), len(teachers), N_CLASSES), np.nan, np.float32)
+    if cfg.distill.target_source == "recording" and recs is not None and len(recs):
+        rec_logits = teacher_logits(teachers, recs.features, recs.rows, batch_size=batch)
+        pos = {f: i for i, f in enumerate(train.names)}
+        for r, files in enumerate(recs.files):
+            for f in files:
+                if f in pos:
+                    logits[pos[f]] = rec_logits[r]
+    todo = np.where(np.isnan(logits[:, 0, 0]))[0]
+    if len(todo):
+        logits[todo] = teacher_logits(teachers, train.features, train.rows[todo], batch_size=batch)
+    return logits

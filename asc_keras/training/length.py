@@ -1,0 +1,49 @@
+"""How long a training runs: a number of optimiser steps, in rounds.
+
+The report trains for a number of epochs (800, sec. 4.2).  An epoch is a different amount of
+learning on sets of different sizes, so a short run sized in epochs that suits 20,000 clips
+stops 1,000 clips long before the model stops learning.  A budget in optimiser steps carries
+across set sizes: with ``steps`` set, a training is ``steps`` updates over an endless,
+reshuffled stream of the training examples, cut into ``rounds`` rounds; each round ends with
+what a Keras epoch ends with (validation, a backup to resume from, a row of ``history.csv``).
+Without ``steps`` a round is one pass over the data (an epoch), the report's convention.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainingLength:
+    """``rounds`` Keras epochs of ``steps_per_round`` optimiser steps each.
+
+    ``stream``: the batches come from an endless reshuffled stream (a step budget); False: each
+    round is one pass over the examples (an epoch budget).
+    """
+
+    rounds: int
+    steps_per_round: int
+    stream: bool
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps of the whole training (what the learning-rate schedule spans)."""
+        return self.rounds * self.steps_per_round
+
+
+def training_length(
+    examples: int, batch_size: int, epochs: int, steps: int | None = None, rounds: int = 10
+) -> TrainingLength:
+    """The length of one training of ``examples`` examples in batches of ``batch_size``.
+
+    ``steps`` None: ``epochs`` passes over the data.  Otherwise ``steps`` updates (rounded up to
+    a whole number of rounds) in ``rounds`` rounds (fewer when there are fewer steps).
+    """
+    if steps is None:
+        return TrainingLength(max(1, epochs), max(1, math.ceil(examples / batch_size)), False)
+    if steps < 1 or rounds < 1:
+        raise ValueError(f"a step budget needs steps >= 1 and rounds >= 1, got {steps}, {rounds}")
+    rounds = min(rounds, steps)
+    return TrainingLength(rounds, math.ceil(steps / rounds), True)
