@@ -64,3 +64,29 @@ def test_warnings_reach_the_runs_log_as_one_plain_line_each():
         warnings.simplefilter("always")
         warnings.warn("after", UserWarning, stacklevel=1)
     assert len(caught) == 1 and lines == ["WARNING: ours", "WARNING: UserWarning: a library's"]
+
+
+def test_a_history_written_by_two_runs_costs_its_plot_with_a_warning_not_the_results(
+    tmp_path, caplog
+):
+    """Two runs on one folder wrote every round twice (header included): the file cannot be
+    read as one training; the plot and the learning check are left out with a warning."""
+    from asc_keras.evaluate.plots import plot_learning_curves
+    from asc_keras.training.history import learning_check, read_history
+
+    good = "epoch,accuracy,loss,val_accuracy,val_loss\n" + "".join(
+        f"{e},{0.1 * e},{2 - 0.1 * e},{0.1 * e},{2 - 0.1 * e}\n" for e in range(8)
+    )
+    ok = tmp_path / "ok.csv"
+    ok.write_text(good)
+    assert learning_check(ok)["rounds"] == 8 and plot_learning_curves(ok, tmp_path / "ok.png", "t")
+    doubled = tmp_path / "history.csv"
+    lines = good.splitlines(keepends=True)
+    doubled.write_text("".join(a + b for a, b in zip(lines, lines)))  # interleaved, header twice
+    with caplog.at_level("WARNING", logger="asc_keras"):
+        assert read_history(doubled) is None
+        assert learning_check(doubled) is None
+        assert plot_learning_curves(doubled, tmp_path / "bad.png", "t") is None
+    assert not (tmp_path / "bad.png").exists()
+    assert sum("cannot read this training history" in r.message for r in caplog.records) == 3
+    assert all(str(doubled) in r.message for r in caplog.records)
