@@ -166,11 +166,12 @@ def width_search(
         )
     trials.sort(key=lambda r: -(r["val_accuracy"] or -1))
     best = tuner.get_best_hyperparameters(1)
+    length = student_length(cfg, len(data.train))
     summary = {
         "objective": "mean last-epoch val_accuracy over seeds",
         "best": best[0].values if best else None,
         "trials": trials,
-        "length": dataclasses.asdict(student_length(cfg, len(data.train))),
+        "length": {**dataclasses.asdict(length), "steps": length.steps},
         "seeds": seeds,
     }
     write_text(
