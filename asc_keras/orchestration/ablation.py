@@ -146,7 +146,7 @@ def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dic
 
 def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, verbose) -> dict:
     """Train one ablation row's student and score it on the evaluation clips (and recordings)."""
-    from asc_keras.metrics import classification_metrics, recording_accuracy
+    from asc_keras.stages.results import score
     from asc_keras.stages.runner import StageRunner
     from asc_keras.stages.teachers import targets_stage
     from asc_keras.training.student import train_student
@@ -159,11 +159,9 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
             runner = StageRunner(place.out, log=lambda _: None)
             targets = targets_stage(rcfg, place, runner, prep.teacher_folders, prep.splits).targets
         targets = targets.select(teachers=row.teachers or None)
-    ev, recs = prep.splits.evaluate, prep.splits.eval_recordings
+    ev = prep.splits.evaluate
     model = train_student(rcfg, prep.splits.train, ev, targets, run_dir=run_dir, verbose=verbose)
-    probs = model.predict(ev.inputs(), batch_size=256, verbose=0)
-    m = classification_metrics(ev.labels, probs, ev.devices)
-    out = {k: m[k] for k in ("accuracy", "log_loss", "micro_accuracy")}
-    if recs is not None and len(recs):
-        out["recording_accuracy"] = recording_accuracy(ev.names, probs, recs.files, recs.labels)
-    return out
+    # Scored as the run scores its rows (the same function), on clips and on whole recordings.
+    m = score(model, ev, recs=prep.splits.eval_recordings)
+    keep = ("accuracy", "log_loss", "micro_accuracy", "recording_accuracy")
+    return {k: m[k] for k in keep if k in m}

@@ -37,7 +37,7 @@ class Evaluation:
     int8_probs: np.ndarray
 
 
-def _scored(model_or_probs, split, history: Path | None = None, recs=None) -> dict:
+def score(model_or_probs, split, history: Path | None = None, recs=None) -> dict:
     """DCASE metrics of a model (or its probabilities) on ``split``; with ``history`` the last
     round's validation accuracy beside them; with ``recs`` the accuracy on whole recordings."""
     probs = model_or_probs
@@ -61,9 +61,9 @@ def evaluate_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
     tfl = TFLiteModel(tflite_path)
     p_int8 = tfl.predict(ev.inputs()[..., 0], batch_size=256)
     rows = {
-        "float": _scored(student, ev, files.history("student"), prep.splits.eval_recordings),
-        "compressed": _scored(compressed, ev),
-        "int8": _scored(p_int8, ev),
+        "float": score(student, ev, files.history("student"), prep.splits.eval_recordings),
+        "compressed": score(compressed, ev),
+        "int8": score(p_int8, ev),
     }
     complexity = _complexity(student, tflite_path, compress_info)
     f, c, q = (100 * rows[k]["accuracy"] for k in ("float", "compressed", "int8"))
@@ -119,7 +119,7 @@ def add_control_rows(results: dict, place: RunPlace, runner: StageRunner, prep: 
     """Add the CE control and baseline rows, the learning checks and the verdict to ``results``."""
     ev, student, files = prep.splits.evaluate, results["student"], place.files
     if control is not None:
-        m = _scored(control, ev, files.history("control"), prep.splits.eval_recordings)
+        m = score(control, ev, files.history("control"), prep.splits.eval_recordings)
         student["ce_control"] = m
         student["kd_gain_points"] = 100 * (student["float"]["accuracy"] - m["accuracy"])
         runner.log(f"CE control {100 * m['accuracy']:.1f} %, KD student "
@@ -144,7 +144,7 @@ def _baseline_row(model, split, history: Path) -> dict:
 
     official = model.get_layer("dcase_baseline")  # the official model inside the cache's Permute
     return {
-        "float": _scored(model, split, history),
+        "float": score(model, split, history),
         "features": dataclasses.asdict(BASELINE_FEATURES),
         "complexity": {
             **_summary(keras_complexity(official)),
