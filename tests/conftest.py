@@ -5,9 +5,9 @@
 * ``tiny_splits`` / ``tiny_student``: its fold-1 splits, and one small SERFR-CNN trained on them
   through the run's own recipe (plumbing tests use it instead of training their own);
 * ``damaged_tau``: the same set with one clip cut to 3,000 bytes;
-* ``tiny_run``: one whole system run (``asc-keras run``, a real subprocess) on ``damaged_tau``
-  with ``--skip-bad-audio``, tiny teachers (the MobileNetV2 from a PANNs checkpoint, frozen then
-  fine-tuned) and a width-8 student, in ``tiny_work``.
+* ``tiny_run``: one whole system run (``asc-keras run`` in a subprocess, the student recipe's
+  calls recorded) on ``damaged_tau`` with ``--skip-bad-audio``, tiny teachers (the MobileNetV2
+  from a PANNs checkpoint, frozen then fine-tuned) and a width-8 student, in ``tiny_work``.
 
 Upstream-behaviour canaries are marked ``canary`` and left out unless asked for
 (``pytest -m canary``).
@@ -137,12 +137,19 @@ def run_args(data: Path, work: Path, out: Path, *more: str) -> list[str]:
             "--out", str(out), "--quiet", "--skip-bad-audio", *more, "--set", *TINY]  # fmt: skip
 
 
+def asc_keras_command() -> list[str]:
+    """The installed ``asc-keras`` entry point (or its module where no script was installed)."""
+    cli = Path(sys.executable).with_name("asc-keras")
+    return [str(cli)] if cli.is_file() else [sys.executable, "-m", "asc_keras.cli"]
+
+
 @pytest.fixture(scope="session")
 def tiny_run(damaged_tau, tiny_work, tmp_path_factory):
-    """The output folder of the tiny system run (the installed ``asc-keras`` in a subprocess)."""
+    """The output folder of the tiny system run: ``asc-keras run`` in a subprocess, with the
+    student recipe's spies (``recipe_spy.py``), whose record is ``recipe_calls.json`` beside it."""
     out = tmp_path_factory.mktemp("runs") / "system2"
-    cli = Path(sys.executable).with_name("asc-keras")
-    cmd = [str(cli)] if cli.is_file() else [sys.executable, "-m", "asc_keras.cli"]
+    calls = out.with_name("recipe_calls.json")
+    cmd = [sys.executable, str(ROOT / "tests" / "recipe_spy.py"), str(calls)]
     r = subprocess.run([*cmd, *run_args(damaged_tau[0], tiny_work, out)], capture_output=True,
                        text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=1500)  # fmt: skip
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import PANNS, ROOT, TINY, run_args
+from conftest import PANNS, ROOT, TINY, asc_keras_command, run_args
+from recipe_spy import install as install_recipe_spies
 
 from asc_keras.cli import main
 
@@ -159,16 +160,18 @@ def test_submission_files_and_the_organisers_counts(tiny_run):
     assert mc["total_parameters_non_zero"] < mc["total_parameters"]
 
 
-def test_a_second_run_redoes_nothing_and_predict_uses_its_outputs(
-    tiny_run, damaged_tau, tiny_work, capsys
-):
+def test_a_second_run_redoes_nothing_and_predict_uses_its_outputs(tiny_run, damaged_tau, tiny_work):
+    """The run command's one real subprocess through the installed entry point."""
     before = {
         p: p.stat().st_mtime for p in (tiny_run / "student.keras", tiny_run / "student_int8.tflite")
     }
-    assert main(run_args(damaged_tau[0], tiny_work, tiny_run)) == 0
-    out = capsys.readouterr().out
+    r = subprocess.run([*asc_keras_command(), *run_args(damaged_tau[0], tiny_work, tiny_run)],
+                       capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                       timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
     assert _results(tiny_run)["redone_stages"] == []  # no output stage started again
-    assert "-- teacher" not in out  # no teacher trained (or even loaded: the stored outputs serve)
+    # No teacher trained (or even loaded: the stored outputs serve).
+    assert "-- teacher" not in r.stdout
     assert {p: p.stat().st_mtime for p in before} == before
     from asc_keras.evaluate.predict import predict_files
 
@@ -232,35 +235,15 @@ def test_clear_errors_before_work(tiny_run, tiny_work, tmp_path, capsys):
 
 @pytest.fixture()
 def recipe_calls(monkeypatch):
-    """Spies on the one student recipe: (width, alpha) of every student built and trained."""
-    import asc_keras.training.student as student
-
-    calls = {"build": [], "fit": []}
-    build, fit = student.build_student_trainer, student.fit_student
-
-    def spy_build(cfg, *a, **k):
-        calls["build"].append((cfg.student_width, cfg.seed))
-        return build(cfg, *a, **k)
-
-    def spy_fit(distiller, cfg, *a, **k):
-        calls["fit"].append((cfg.student_width, distiller.alpha))
-        return fit(distiller, cfg, *a, **k)
-
-    monkeypatch.setattr(student, "build_student_trainer", spy_build)
-    monkeypatch.setattr(student, "fit_student", spy_fit)
-    import asc_keras.training.tuning as tuning
-
-    monkeypatch.setattr(tuning, "build_student_trainer", spy_build)
-    monkeypatch.setattr(tuning, "fit_student", spy_fit)
-    return calls
+    """Spies on the one student recipe: (width, seed) of every student built, (width, alpha) of
+    every student trained."""
+    return install_recipe_spies(monkeypatch.setattr, {})
 
 
-def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(
-    tiny_run, damaged_tau, tiny_work, recipe_calls
-):
-    assert main(run_args(damaged_tau[0], tiny_work, tiny_run, "--force", "student", "control")) == 0
-    assert recipe_calls["fit"] == [(8, 0.1), (8, 1.0)]  # KD (alpha 0.1), then CE only
-    assert _results(tiny_run)["redone_stages"][:2] == ["student", "control"]
+def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(tiny_run):
+    calls = json.loads(tiny_run.with_name("recipe_calls.json").read_text())
+    assert calls["fit"] == [[8, 0.1], [8, 1.0]]  # KD (alpha 0.1), then CE only
+    assert calls["build"] == [[8, 42], [8, 42]]  # the run's seed for both
 
 
 def test_width_search_trains_the_runs_recipe_and_summarises(

@@ -168,7 +168,8 @@ def test_a_clip_a_few_samples_short_is_padded_and_counted(tmp_path):
 
 def test_kill_minus_9_during_teacher_training_then_resume(tmp_path):
     """A teacher killed after its first epoch resumes from its backup: three epochs in all, none
-    repeated or lost, then its final model and evaluation."""
+    repeated or lost, then its final model and evaluation (the small CNN: the resumption is the
+    same for all three teachers)."""
     import pandas as pd
 
     script = tmp_path / "teacher.py"
@@ -186,7 +187,7 @@ def test_kill_minus_9_during_teacher_training_then_resume(tmp_path):
         labels, devices, names = np.arange(24) % 10, np.array(["a"] * 24), tuple(map(str, range(24)))
         train = RecordingSplit(feats, np.arange(16), labels[:16], devices[:16], names[:16])
         val = RecordingSplit(feats, np.arange(16, 24), labels[16:], devices[16:], names[16:])
-        cfg = SystemConfig(teachers=TeacherConfig(names=("bcresnet",), epochs=3, batch_size=8, bcresnet_width=4))
+        cfg = SystemConfig(teachers=TeacherConfig(names=("cnn",), epochs=3, batch_size=8, cnn_width=4))
         def killer():  # a hard crash once the first epoch is logged (its backup is written first)
             log = run_dir / "train" / "history.csv"
             while not (log.is_file() and len(log.read_text().splitlines()) >= 2):
@@ -194,7 +195,7 @@ def test_kill_minus_9_during_teacher_training_then_resume(tmp_path):
             os.kill(os.getpid(), signal.SIGKILL)
         if kill:
             threading.Thread(target=killer, daemon=True).start()
-        model, metrics = train_teacher("bcresnet", cfg, train, val, run_dir=run_dir, verbose=0)
+        model, metrics = train_teacher("cnn", cfg, train, val, run_dir=run_dir, verbose=0)
         print("DONE", round(metrics["micro_accuracy"], 6))
     """)
     )

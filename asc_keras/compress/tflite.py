@@ -64,8 +64,15 @@ def convert_int8(
         def serve(x):
             return model(x, training=False)
 
+        # The converter saves the function with the object that keeps its variables alive.  A
+        # plain module holding just those variables gives the same flatbuffer, byte for byte,
+        # about 4.5x sooner than the tf_keras model itself, whose SavedModel serialisation
+        # traces every layer's call again (measured on 2 cores: 44 s -> 10 s, width 8).
+        holder = tf.Module()
+        holder.weights = list(model.variables)
+        holder.serve = serve
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
-            [serve.get_concrete_function()], model
+            [serve.get_concrete_function()], holder
         )
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))

@@ -119,7 +119,17 @@ def _fit_length(c: CompressConfig, phase: str, examples: int) -> TrainingLength:
 
 
 def _fit(model, data, length: TrainingLength, verbose, callbacks=()):
-    model.fit(data(length.stream), epochs=length.rounds, verbose=verbose, callbacks=list(callbacks),
+    ds = data(length.stream)
+    # tf_keras, like Keras 3 (asc_keras.training.loop.build_training_state), would create the
+    # optimiser's slots and the compiled loss and metric variables inside the first traced step
+    # and so trace it twice; built here from one zero example, the step is traced once.
+    y_spec = ds.element_spec[1]
+    y_true = tf.zeros((1, *y_spec.shape[1:]), y_spec.dtype)
+    y_pred = tf.zeros((1, *model.output_shape[1:]), model.output.dtype)
+    model.optimizer.build(model.trainable_variables)
+    model.compiled_loss.build(y_pred)
+    model.compiled_metrics.build(y_pred, y_true)
+    model.fit(ds, epochs=length.rounds, verbose=verbose, callbacks=list(callbacks),
               steps_per_epoch=length.steps_per_round if length.stream else None)  # fmt: skip
 
 

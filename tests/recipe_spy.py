@@ -1,0 +1,46 @@
+"""Spies on the one student recipe (``build_student_trainer`` and ``fit_student``): records the
+(width, seed) of every student built and the (width, alpha) of every student trained.
+
+Used in-process by the ``recipe_calls`` fixture, and as a script by the session's tiny run:
+``python recipe_spy.py CALLS.json ARGS...`` runs ``asc-keras ARGS...`` with the spies installed
+and writes what they saw to CALLS.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def install(patch, calls: dict) -> dict:
+    """Wraps the recipe's two functions where the run, the width search and the ablation look
+    them up; ``patch(module, name, value)`` is ``setattr`` or pytest's ``monkeypatch.setattr``."""
+    import asc_keras.training.student as student
+    import asc_keras.training.tuning as tuning
+
+    calls.setdefault("build", [])
+    calls.setdefault("fit", [])
+    build, fit = student.build_student_trainer, student.fit_student
+
+    def spy_build(cfg, *a, **k):
+        calls["build"].append((cfg.student_width, cfg.seed))
+        return build(cfg, *a, **k)
+
+    def spy_fit(distiller, cfg, *a, **k):
+        calls["fit"].append((cfg.student_width, distiller.alpha))
+        return fit(distiller, cfg, *a, **k)
+
+    for module in (student, tuning):
+        patch(module, "build_student_trainer", spy_build)
+        patch(module, "fit_student", spy_fit)
+    return calls
+
+
+if __name__ == "__main__":
+    calls = install(setattr, {})
+    from asc_keras.cli import main
+
+    code = main(sys.argv[2:])
+    Path(sys.argv[1]).write_text(json.dumps(calls))
+    sys.exit(code)
