@@ -40,6 +40,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def file_identity(path: str | Path) -> dict:
+    """A file as a stage input: its absolute path and the SHA-256 of its bytes."""
+    path = Path(path)
+    return {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

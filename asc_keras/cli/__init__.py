@@ -6,6 +6,7 @@
     asc-keras complexity serfr_cnn_32 | MODEL.keras | MODEL.tflite [--json]
     asc-keras import-panns MobileNetV2_mAP=0.383.pth teacher.keras
     asc-keras predict MODEL AUDIO... [--hop 1.0] [--format table|csv|json] [--output FILE] [--windows]
+    asc-keras finetune MODEL.keras DATA --out DIR [--epochs N] [--set finetune.lr=1e-3 ...]
 
 ``experiments/run_submission.py``, ``experiments/tune_width.py`` and ``experiments/ablation.py``
 are the same commands.  Exit status 2 on a usage, configuration, data or model error (the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from asc_keras.cli.finetune import add_finetune_command
 from asc_keras.cli.models import add_model_commands
 from asc_keras.cli.training import add_training_commands
 
@@ -29,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     add_training_commands(sub)
     add_model_commands(sub)
+    add_finetune_command(sub)
     return ap
 
 

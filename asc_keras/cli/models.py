@@ -42,7 +42,7 @@ def _complexity(args) -> int:
 
 
 def _import_panns(args) -> int:
-    from asc_keras.files import atomic_path
+    from asc_keras.models.classes import save_model_file
     from asc_keras.models.panns_import import panns_teacher
 
     out = Path(args.out)
@@ -51,8 +51,7 @@ def _import_panns(args) -> int:
             f"{out}: write the imported teacher to a .keras file (it keeps PANNs' layout)"
         )
     teacher, report = panns_teacher(args.checkpoint, n_classes=args.classes)
-    with atomic_path(out) as tmp:
-        teacher.save(tmp)
+    save_model_file(teacher, out)
     print(json.dumps(report, indent=1))
     print(
         f"wrote {out}: use it with --set teachers.pretrained_mobilenetv2={out} (or pass the .pth itself)"

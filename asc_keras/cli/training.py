@@ -83,7 +83,7 @@ def _run(args) -> int:
         args, args.out or Path("runs") / f"system{args.system}-{args.profile}"
     )
     place = _place(args, out, work, eval_data=args.eval_data, train_split=args.train_split,
-                   strategy=args.strategy)  # fmt: skip
+                   strategy=args.strategy, init_from=args.init_from)  # fmt: skip
     run(_config(args), place, force=frozenset(args.force or ()), label=args.label)
     return 0
 
@@ -173,6 +173,9 @@ def add_training_commands(sub) -> None:
         "--force", nargs="+", action="extend", help="stages to redo even if done (or 'all')"
     )
     p.add_argument("--label", help="DCASE submission label (default asc_keras_task1_N)")
+    p.add_argument("--init-from", type=Path, metavar="MODEL.keras",
+                   help="start the KD student from this model's weights (same width), e.g. the "
+                   "fold-1 student for --train-split all")  # fmt: skip
     p.set_defaults(func=_run)
 
     p = sub.add_parser(

@@ -172,6 +172,7 @@ class TFLiteModel:
         self.in_scale, self.in_zero = (float(v) for v in inp["quantization"])
         self.out_scale, self.out_zero = (float(v) for v in out["quantization"])
         self.input_shape = tuple(int(d) for d in inp["shape"][1:])
+        self.n_outputs = int(out["shape"][-1])
         self._batch = None
 
     def _make_interpreter(self, delegate: str):

@@ -101,12 +101,13 @@ def sparsity(model, min_size: int = 256) -> float:
     return zeros / max(1, total)
 
 
-def _tf_dataset(train: ClipSplit, soft, batch_size: int, seed: int, repeat: bool = False):
+def _tf_dataset(train: ClipSplit, soft, batch_size: int, seed: int, repeat: bool = False,
+                n_classes: int = N_CLASSES):  # fmt: skip
     """Shuffled (x, [hard | soft]) batches for tf_keras, gathered from the cache like the main pipeline."""
     from asc_keras.training.pipeline import make_dataset
 
     ds = make_dataset(train.features, train.rows, train.labels, soft, batch_size=batch_size,
-                      shuffle=True, seed=seed, repeat=repeat)  # fmt: skip
+                      shuffle=True, seed=seed, repeat=repeat, n_classes=n_classes)  # fmt: skip
     if soft is None:
         return ds.map(lambda x, y: (x, tf.concat([y, y], axis=-1)))
     return ds.map(lambda x, y: (x, tf.concat([y[0], y[1]], axis=-1)))
@@ -159,13 +160,14 @@ def prune_and_quantize(
     tf.random.set_seed(seed)
     soft = kd_soft_targets(targets, cfg.distill) if targets is not None else None
     alpha = cfg.distill.alpha if soft is not None else 1.0
-    loss = kd_loss_on_probs(alpha, cfg.distill.temperature, N_CLASSES)
+    n_classes = int(student.output_shape[-1])  # 10 scenes, or a fine-tuned model's own classes
+    loss = kd_loss_on_probs(alpha, cfg.distill.temperature, n_classes)
 
     def data(repeat: bool):
-        return _tf_dataset(train, soft, c.batch_size, seed, repeat)
+        return _tf_dataset(train, soft, c.batch_size, seed, repeat, n_classes)
 
     # BatchNorm re-estimation after the short fine-tunings (asc_keras.training.bn): clean batches.
-    clean = _tf_dataset(train, soft, c.batch_size, seed + 1)
+    clean = _tf_dataset(train, soft, c.batch_size, seed + 1, n_classes=n_classes)
     info = {"target_sparsity": c.target_sparsity if c.prune else 0.0}
     model = tf_keras_twin(student)
     pruned = c.prune and c.target_sparsity > 0 and (c.prune_epochs > 0 or bool(c.prune_steps))

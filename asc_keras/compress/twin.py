@@ -14,23 +14,8 @@ from collections.abc import Callable
 import numpy as np
 
 from asc_keras._runtime import import_tf_keras
+from asc_keras.models.common import copy_weights
 from asc_keras.models.serfr_cnn import SerfrCnn, build_serfr_cnn
-
-
-def copy_weights(src, dst) -> None:
-    """Copy weights layer by layer, matched by name (works across Keras 3 / tf_keras)."""
-    src_layers = {l.name: l for l in src.layers}
-    for layer in dst.layers:
-        if not layer.weights:
-            continue
-        if layer.name not in src_layers:
-            raise ValueError(f"layer {layer.name!r} of {dst.name} has no counterpart in {src.name}")
-        w = src_layers[layer.name].get_weights()
-        if [a.shape for a in w] != [tuple(v.shape) for v in layer.get_weights()]:
-            raise ValueError(
-                f"layer {layer.name!r}: weight shapes differ between {src.name} and {dst.name}"
-            )
-        layer.set_weights(w)
 
 
 def tf_keras_twin(model, builder: Callable | None = None, **builder_kwargs):

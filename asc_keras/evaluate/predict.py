@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from asc_keras.config import SCENE_CLASSES, FeatureConfig
+from asc_keras.config import FeatureConfig
 from asc_keras.data.audio import load_audio
 from asc_keras.data.errors import AudioError
 from asc_keras.features.logmel import logmel
+from asc_keras.features.windows import cut
+from asc_keras.models.classes import model_classes
 
 
 @dataclass
@@ -31,10 +33,12 @@ class FilePrediction:
     windows: list[dict] = field(default_factory=list)  # start_s, scene, probabilities
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. silent, or shorter than one window
+    classes: tuple[str, ...] = ()  # the model's class names, in the order of the probabilities
 
 
 def load_model(path: str | Path):
-    """Return a callable (N, frames, mels) float -> (N, classes) probabilities, and the input shape.
+    """Return a callable (N, frames, mels) float -> (N, classes) probabilities, the input shape
+    and the number of outputs.
 
     ``.keras`` files load in safe mode (no arbitrary code); ``.tflite`` files run on LiteRT.
     """
@@ -45,7 +49,7 @@ def load_model(path: str | Path):
         from asc_keras.compress.tflite import TFLiteModel
 
         m = TFLiteModel(path)
-        return m.predict, m.input_shape
+        return m.predict, m.input_shape, m.n_outputs
     if path.suffix == ".keras":
         import asc_keras.features.layer  # noqa: F401  (registers the log-mel layer)
         from asc_keras.models.common import load_model_file
@@ -59,7 +63,7 @@ def load_model(path: str | Path):
                 model.predict(x[..., None] if x.ndim == 3 else x, batch_size=batch_size, verbose=0)
             )
 
-        return run, tuple(model.input_shape[1:])
+        return run, tuple(model.input_shape[1:]), int(model.output_shape[-1])
     raise ValueError(f"{path}: unknown model type {path.suffix!r}; use a .tflite or .keras file")
 
 
@@ -119,12 +123,19 @@ def predict_files(
     model_path: str | Path,
     files: Sequence[str | Path],
     hop_seconds: float = 1.0,
-    classes: Sequence[str] = SCENE_CLASSES,
+    classes: Sequence[str] | None = None,
 ) -> list[FilePrediction]:
-    """Classify each file; failures are returned with ``error`` set, never raised."""
+    """Classify each file; failures are returned with ``error`` set, never raised.
+
+    ``classes``: the names of the model's outputs; None: the names kept with the model
+    (:func:`~asc_keras.models.classes.model_classes`; a model whose output count does not match
+    its class list is refused)."""
     if hop_seconds <= 0:
         raise ValueError("hop must be positive")
-    run, input_shape = load_model(model_path)
+    run, input_shape, n_outputs = load_model(model_path)
+    classes = tuple(classes) if classes is not None else model_classes(model_path, n_outputs)
+    if len(classes) != n_outputs:
+        raise ValueError(f"{model_path}: {n_outputs} outputs, {len(classes)} class names given")
     cfg = feature_config_for(model_path, input_shape)
     win = int(round(cfg.clip_seconds * cfg.sample_rate))
     hop = int(round(hop_seconds * cfg.sample_rate))
@@ -136,10 +147,7 @@ def predict_files(
             results.append(FilePrediction(str(f), error=str(e)))
             continue
         notes = _audio_warnings(f, y, win, cfg.sample_rate)
-        starts = list(range(0, max(1, len(y) - win + 1), hop))
-        if len(y) > win and starts[-1] + win < len(y):
-            starts.append(starts[-1] + hop)  # cover the tail with a padded window
-        segs = np.stack([np.pad(y[s : s + win], (0, max(0, s + win - len(y)))) for s in starts])
+        starts, segs = cut(y, win, hop)
         probs = run(logmel(segs, cfg))
         mean = probs.mean(axis=0)
         results.append(
@@ -156,6 +164,7 @@ def predict_files(
                     for s, p in zip(starts, probs)
                 ],
                 warnings=notes,
+                classes=classes,
             )
         )
     return results
@@ -181,15 +190,17 @@ def _audio_warnings(path, y: np.ndarray, win: int, rate: int) -> list[str]:
 
 
 def render_predictions(results: list[FilePrediction], fmt: str, windows: bool) -> str:
-    """The predictions as 'table' (screen), 'csv' or 'json' text; files with errors are left out."""
+    """The predictions as 'table' (screen), 'csv' or 'json' text, with the model's class names;
+    files with errors are left out."""
     ok = [r for r in results if r.error is None]
+    classes = ok[0].classes if ok else ()
     if fmt == "json":
         return json.dumps(
             [
                 {
                     "file": r.path,
                     "scene": r.scene,
-                    "probabilities": dict(zip(SCENE_CLASSES, r.probabilities)),
+                    "probabilities": dict(zip(r.classes, r.probabilities)),
                     **({"windows": r.windows} if windows else {}),
                 }
                 for r in ok
@@ -205,15 +216,19 @@ def render_predictions(results: list[FilePrediction], fmt: str, windows: bool) -
                 + [f"{p:.4f}" for p in w["probabilities"]]
                 for w in r.windows
             ]
-    header = ["file", "window_start_s", "scene"] + list(SCENE_CLASSES)
+    header = ["file", "window_start_s", "scene"] + list(classes)
     if fmt == "csv":
         buf = io.StringIO()
         csv.writer(buf).writerows([header] + rows)
         return buf.getvalue()
     short = [h[:8] for h in header[3:]]
     width = max([len(r[0]) for r in rows] + [4])
-    lines = [f"{'file':<{width}} {'window':>7} {'scene':<17} " + " ".join(f"{s:>8}" for s in short)]
+    scene = max([len(r[2]) for r in rows] + [17])
+    lines = [
+        f"{'file':<{width}} {'window':>7} {'scene':<{scene}} " + " ".join(f"{s:>8}" for s in short)
+    ]
     lines += [
-        f"{r[0]:<{width}} {r[1]:>7} {r[2]:<17} " + " ".join(f"{v:>8}" for v in r[3:]) for r in rows
+        f"{r[0]:<{width}} {r[1]:>7} {r[2]:<{scene}} " + " ".join(f"{v:>8}" for v in r[3:])
+        for r in rows
     ]
     return "\n".join(lines)

@@ -112,3 +112,19 @@ def load_model_file(path, what: str = "a Keras model"):
             f"{path}: cannot load {what} from it ({type(e).__name__}: {first}); pass a .keras file "
             "saved by asc_keras (nothing in a model file is executed: safe mode)"
         ) from None
+
+
+def copy_weights(src, dst) -> None:
+    """Copy weights layer by layer, matched by name (works across Keras 3 / tf_keras)."""
+    src_layers = {l.name: l for l in src.layers}
+    for layer in dst.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in src_layers:
+            raise ValueError(f"layer {layer.name!r} of {dst.name} has no counterpart in {src.name}")
+        w = src_layers[layer.name].get_weights()
+        if [a.shape for a in w] != [tuple(v.shape) for v in layer.get_weights()]:
+            raise ValueError(
+                f"layer {layer.name!r}: weight shapes differ between {src.name} and {dst.name}"
+            )
+        layer.set_weights(w)

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import yaml
 
-from asc_keras.config import SystemConfig
+from asc_keras.config import SCENE_CLASSES, SystemConfig
 from asc_keras.files import folder_lock, write_json, write_text
 from asc_keras.log import warnings_to
+from asc_keras.models.classes import write_classes
 from asc_keras.stages.outputs import baseline_stage, compress_stage, student_stage, tflite_stage
 from asc_keras.stages.results import add_control_rows, evaluate_stage, report_stage
 from asc_keras.stages.runner import STAGES, RunError, StageRunner
@@ -55,6 +56,12 @@ def check_run(cfg: SystemConfig, place: RunPlace) -> None:
         raise RunError(f"--eval-data {place.eval_data}: folder not found.")
     if place.train_split not in ("train", "all"):
         raise RunError(f"--train-split must be 'train' or 'all', got {place.train_split!r}")
+    if place.init_from is not None and not (
+        Path(place.init_from).is_file() and Path(place.init_from).suffix == ".keras"
+    ):
+        raise RunError(
+            f"--init-from {place.init_from}: not a .keras file; pass a student written by asc-keras run"
+        )
     check_pretrained(cfg)
     theirs, mine = _recorded_identity(place.files.config), run_identity(cfg, place)
     if theirs and theirs != mine:
@@ -142,6 +149,7 @@ def run_system(
     write_text(files.config,
                yaml.safe_dump({"run": run_identity(cfg, place), **cfg.to_dict()}, sort_keys=False))  # fmt: skip
     write_json(files.features, dataclasses.asdict(cfg.features))
+    write_classes(files.classes, SCENE_CLASSES)
     prep: Prepared = prepare(cfg, place, runner)  # data, features, teachers, soft targets
 
     with runner.stage("student"):  # SERFR-CNN distilled from the teacher ensemble

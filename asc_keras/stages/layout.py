@@ -68,6 +68,11 @@ class RunLayout:
         return self.out / "features.json"
 
     @property
+    def classes(self) -> Path:
+        """The class names of the models beside it (the ``.tflite`` has no room for them)."""
+        return self.out / "classes.json"
+
+    @property
     def results_json(self) -> Path:
         return self.out / "results.json"
 

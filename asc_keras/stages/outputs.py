@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import SystemConfig
-from asc_keras.files import atomic_path, content_hash, write_json
+from asc_keras.files import content_hash, file_identity, write_json
+from asc_keras.models.classes import save_model_file
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace
 
@@ -39,6 +40,8 @@ def student_inputs(
     }
     if stage == "student":
         inputs.update(distill=dataclasses.asdict(cfg.distill), targets=prep.targets_key)
+        if place.init_from is not None:  # a changed source (path or content) redoes the stage
+            inputs["init_from"] = file_identity(place.init_from)
     return inputs
 
 
@@ -55,8 +58,9 @@ def student_stage(
     runner.start(stage, inputs, scratch=files.training(stage))
     model = train_student(cfg, prep.splits.train, prep.splits.evaluate,
                           prep.targets if stage == "student" else None, run_dir=files.training(stage),
-                          strategy=place.strategy, verbose=place.verbose)  # fmt: skip
-    model.save(files.model(stage))
+                          strategy=place.strategy, verbose=place.verbose,
+                          init_from=place.init_from if stage == "student" else None)  # fmt: skip
+    save_model_file(model, files.model(stage))
     return model
 
 
@@ -82,7 +86,7 @@ def baseline_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
     runner.start("baseline", inputs, scratch=files.training("baseline"))
     model = train_baseline(cfg, train, evaluate, run_dir=files.training("baseline"),
                            strategy=place.strategy, verbose=place.verbose)  # fmt: skip
-    model.save(files.model("baseline"))
+    save_model_file(model, files.model("baseline"))
     return model, evaluate
 
 
@@ -136,8 +140,7 @@ def compress_stage(
     twin = keras_float_twin(qat, student)
     files.compress.mkdir(parents=True, exist_ok=True)
     qat.save_weights(files.qat_weights)
-    with atomic_path(files.compressed_float) as tmp:
-        twin.save(tmp)
+    save_model_file(twin, files.compressed_float)
     write_json(files.compress_info, info)
     files.int8.unlink(missing_ok=True)  # must be re-converted from this model
     return Compressed(qat, twin, info)

@@ -34,6 +34,7 @@ class RunPlace:
         train_split: 'train' (fold 1) or 'all' (train + evaluate, the final submission).
         strategy: 'default', 'mirrored' or 'multiworker' (tf.distribute); verbose: Keras verbosity.
         skip_bad_audio: leave out unreadable clips (listed in results.json) instead of stopping.
+        init_from: a ``.keras`` model whose weights the KD student starts from (``--init-from``).
     """
 
     out: Path
@@ -44,6 +45,7 @@ class RunPlace:
     strategy: str = "default"
     verbose: int | str = 2
     skip_bad_audio: bool = False  # leave out clips that cannot be read instead of stopping
+    init_from: Path | None = None
 
     @property
     def progress(self) -> bool:

@@ -7,8 +7,9 @@ from pathlib import Path
 from asc_keras._runtime import keras
 from asc_keras.config import SystemConfig
 from asc_keras.data.splits import ClipSplit
-from asc_keras.files import atomic_path, write_json
+from asc_keras.files import write_json
 from asc_keras.models.baseline import build_dcase_baseline_for_cache
+from asc_keras.models.classes import save_model_file
 from asc_keras.models.common import load_model_file
 from asc_keras.training.loop import fit_resumable, training_scope
 from asc_keras.training.optimizers import make_optimizer
@@ -56,7 +57,6 @@ def train_baseline(
         model.compile(opt, "categorical_crossentropy", metrics=["accuracy"])
     fit_resumable(model, train_ds, val_ds, epochs=length.rounds, run_dir=run_dir, verbose=verbose,
                   steps_per_epoch=length.steps_per_round if length.stream else None)  # fmt: skip
-    with atomic_path(final) as tmp:
-        model.save(tmp)
+    save_model_file(model, final)
     write_json(run_dir / "done.json", {"rounds": length.rounds, "steps": length.steps})
     return model

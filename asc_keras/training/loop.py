@@ -17,7 +17,7 @@ from pathlib import Path
 
 from asc_keras._runtime import keras, tf
 from asc_keras.config import STRATEGIES
-from asc_keras.files import atomic_path
+from asc_keras.models.classes import save_model_file
 
 _STRATEGIES: dict = {}
 
@@ -85,8 +85,7 @@ class SaveBest(keras.callbacks.Callback):
         if (value > self.best) if self.mode == "max" else (value < self.best):
             self.best = float(value)
             target = getattr(self.model, "student", self.model)
-            with atomic_path(self.path) as tmp:
-                target.save(tmp)
+            save_model_file(target, self.path)
             self._score_file.write_text(repr(self.best))
 
 

@@ -17,9 +17,10 @@ from asc_keras.config import SystemConfig
 from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.distiller import Distiller
 from asc_keras.distill.targets import SoftTargets, kd_soft_targets
-from asc_keras.files import atomic_path, write_json
+from asc_keras.files import write_json
 from asc_keras.models import build_serfr_cnn
-from asc_keras.models.common import load_model_file
+from asc_keras.models.classes import save_model_file
+from asc_keras.models.common import copy_weights, load_model_file
 from asc_keras.training.length import TrainingLength, training_length
 from asc_keras.training.loop import fit_resumable, training_scope
 from asc_keras.training.optimizers import make_optimizer
@@ -85,6 +86,18 @@ def fit_student(
     )  # fmt: skip
 
 
+def start_from(student, path: str | Path) -> None:
+    """Copy the weights of the model in ``path`` into ``student``, layer by layer (by name); a
+    model of another architecture or width is refused, naming the file."""
+    source = load_model_file(path, "the --init-from model")
+    source = getattr(source, "student", source)
+    try:
+        copy_weights(source, student)
+    except ValueError as e:
+        raise ValueError(f"{path}: cannot start {student.name} from it ({e}); pass a student of "
+                         f"the same width (--init-from)") from None  # fmt: skip
+
+
 def train_student(
     cfg: SystemConfig,
     train: ClipSplit,
@@ -94,6 +107,7 @@ def train_student(
     run_dir: str | Path,
     strategy: str = "default",
     verbose="auto",
+    init_from: str | Path | None = None,
 ):
     """Train SERFR-CNN-``cfg.student_width`` on cached clip features; return the student.
 
@@ -104,6 +118,8 @@ def train_student(
             ensemble's distribution at ``cfg.distill.temperature`` is made from them here.  None,
             or ``cfg.distill.enabled`` false: CE only (the CE control).
         run_dir: backups, CSV/TensorBoard logs, ``best.keras`` and ``final.keras``.
+        init_from: a ``.keras`` SERFR-CNN of the same architecture whose weights the student
+            starts from (e.g. the fold-1 student for the ``--train-split all`` retrain).
 
     The validation split only drives learning curves and ``best.keras``; the returned model is
     the one after the last round, as the report trains a fixed schedule (picking a round on
@@ -120,9 +136,10 @@ def train_student(
     kd = cfg.distill.enabled and targets is not None
     soft = kd_soft_targets(targets, cfg.distill) if kd else None
     distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy)
+    if init_from is not None:
+        start_from(distiller.student, init_from)
     fit_student(distiller, cfg, train, val, soft, run_dir=run_dir, verbose=verbose)
-    with atomic_path(final) as tmp:
-        distiller.student.save(tmp)
+    save_model_file(distiller.student, final)
     length = student_length(cfg, len(train))
     write_json(run_dir / "done.json", {"rounds": length.rounds, "steps": length.steps, "kd": kd})
     return distiller.student

@@ -13,6 +13,7 @@ from asc_keras.config import AugmentConfig, SystemConfig, TeacherConfig
 from asc_keras.data.splits import RecordingSplit
 from asc_keras.files import atomic_path, write_json
 from asc_keras.metrics import classification_metrics
+from asc_keras.models.classes import save_model_file
 from asc_keras.models.common import BN_MOMENTUM, load_model_file
 from asc_keras.models.panns_import import (
     is_panns_layout,
@@ -204,5 +205,4 @@ def _save_uncompiled(model, path: Path) -> None:
     """Save without optimizer/compile state, so any Keras loads it (no custom optimizer needed)."""
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    with atomic_path(path) as tmp:
-        clone.save(tmp)
+    save_model_file(clone, path)

@@ -1,0 +1,165 @@
+"""Your own recordings and classes: finetune -> int8 -> predict with the new names, models that
+carry their class names, and --init-from."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import zipfile
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import asc_keras_command
+from own_recordings import CLASSES, make_own_recordings
+
+from asc_keras.cli import main
+
+# Short phases and compression: the machinery is tested, on clearly different sounds.
+FAST = ["--epochs", "4", "--set", "finetune.frozen_epochs=2", "finetune.val_fraction=0.25",
+        "compress.prune_steps=10", "compress.qat_steps=10"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    root = make_own_recordings(tmp_path_factory.mktemp("own") / "recordings")
+    rng = np.random.default_rng(5)
+    # One file shorter than a window: padded to one, and counted.
+    sf.write(
+        root / "tap_running" / "short.wav", rng.normal(0, 0.2, 26000).astype(np.float32), 44100
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def tuned(own, tiny_student, tmp_path_factory):
+    """``asc-keras finetune`` of the session's tiny student (ten DCASE scenes) on three new classes."""
+    out = tmp_path_factory.mktemp("finetuned") / "out"
+    source = tiny_student[1] / "final.keras"
+    assert main(["finetune", str(source), str(own), "--out", str(out), "--quiet", *FAST]) == 0
+    return out
+
+
+def test_finetune_int8_and_predict_name_the_new_classes(tuned, own):
+    r = json.loads((tuned / "results.json").read_text())
+    assert r["classes"] == sorted(CLASSES) and r["new_head"] is True
+    assert r["padded_files"] == [str((own / "tap_running" / "short.wav").resolve())]
+    assert r["files"] == {"train": 19, "validation": 6} and r["export"]["method"] == "pruning + QAT"
+    assert r["export"]["nessi"]["within_dcase_limits"] and r["export"]["compress"]["sparsity"] > 0.2
+    # The validation split is by file: no recording has windows on both sides.
+    assert not set(r["validation_files"]) & set(r["train_files"])
+    md = (tuned / "results.md").read_text()
+    assert "## Confusion matrix" in md and all(f"| {c} |" in md for c in CLASSES)
+    # The models carry their class names: inside the .keras, beside the .tflite.
+    with zipfile.ZipFile(tuned / "student.keras") as z:
+        assert json.loads(z.read("asc_keras_classes.json")) == sorted(CLASSES)
+    assert json.loads((tuned / "classes.json").read_text()) == sorted(CLASSES)
+    # predict (the finetune output's one real subprocess), on the held-out files, reads the names.
+    held = [str(p) for p in r["validation_files"]]
+    cmd = [
+        *asc_keras_command(),
+        "predict",
+        str(tuned / "student_int8.tflite"),
+        *held,
+        "--format",
+        "csv",
+    ]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    assert list(rows[0])[3:] == sorted(CLASSES)
+    truth = {f: f.split("/")[-2] for f in held}
+    right = sum(row["scene"] == truth[row["file"]] for row in rows)
+    assert len(rows) == len(held) == 6 and right >= 0.8 * len(held), rows
+
+
+def test_finetune_resumes_and_redoes_nothing_done(tuned, own, tiny_student, capsys):
+    made = {p: p.stat().st_mtime_ns for p in (tuned / "student_int8.tflite", tuned / "windows.npz",
+                                              tuned / "finetune" / "final.keras")}  # fmt: skip
+    source = tiny_student[1] / "final.keras"
+    assert main(["finetune", str(source), str(own), "--out", str(tuned), "--quiet", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "cutting" not in out and "pruning" not in out  # windows and export reused
+    assert {p: p.stat().st_mtime_ns for p in made} == made  # nothing trained or converted again
+
+
+def test_a_csv_with_paths_outside_its_folder_is_refused(own, tmp_path, tiny_student, capsys):
+    (tmp_path / "list.csv").write_text("filename,label\n../../etc/passwd,x\nb.wav,y\n")
+    source = str(tiny_student[1] / "final.keras")
+    assert main(["finetune", source, str(tmp_path / "list.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "row 2 names '../../etc/passwd', outside the CSV's folder" in capsys.readouterr().err
+    from asc_keras.data.own import read_own_recordings
+
+    rows = ["filename,label,device"] + [f"{p.relative_to(own)},{p.parent.name},phone"
+                                        for p in sorted(own.rglob("*.flac"))]  # fmt: skip
+    (own / "list.csv").write_text("\n".join(rows) + "\n")
+    rec = read_own_recordings(own / "list.csv")
+    assert rec.classes == tuple(sorted(CLASSES)) and set(rec.devices) == {"phone"}
+    (own / "list.csv").unlink()
+
+
+def test_predict_refuses_a_model_whose_outputs_do_not_match_its_class_list(tuned, tmp_path, capsys):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.random.default_rng(0).normal(0, 0.1, 44100), 44100)
+    for name in ("student_int8.tflite", "features.json"):
+        shutil.copy(tuned / name, tmp_path / name)
+    model = str(tmp_path / "student_int8.tflite")
+    (tmp_path / "classes.json").write_text(json.dumps(["only", "two"]))
+    assert main(["predict", model, str(wav)]) == 2
+    assert "the model has 3 outputs but its class list names 2 classes" in capsys.readouterr().err
+    (tmp_path / "classes.json").write_text("!!python/object/apply:os.system ['touch pwned']")
+    assert main(["predict", model, str(wav)]) == 2
+    assert "classes.json: not a JSON class list" in capsys.readouterr().err
+    (tmp_path / "classes.json").unlink()  # no names, and not the ten scenes: refused, not guessed
+    assert main(["predict", model, str(wav)]) == 2
+    assert "3 outputs and no class names" in capsys.readouterr().err
+
+
+def test_the_head_is_kept_for_the_same_classes_and_new_for_others(tiny_student):
+    from asc_keras.config import SCENE_CLASSES
+    from asc_keras.training.finetune import with_classes
+
+    m = tiny_student[0]
+    assert with_classes(m, SCENE_CLASSES, SCENE_CLASSES) is m
+    new = with_classes(m, ("a", "b"), SCENE_CLASSES)
+    assert new.output_shape[-1] == 2 and new.class_names == ("a", "b")
+    for layer in new.layers:
+        if layer.weights and layer.name not in ("logits", "probabilities"):
+            for a, b in zip(
+                layer.get_weights(), m.get_layer(layer.name).get_weights(), strict=True
+            ):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_init_from_starts_the_student_there_and_a_changed_source_redoes_it(
+    tiny_student, tiny_splits, tmp_path, monkeypatch
+):
+    import asc_keras.training.student as student
+    from asc_keras.models.classes import save_model_file
+    from asc_keras.stages.outputs import student_inputs
+    from asc_keras.stages.shared import RunPlace
+
+    source, _, cfg = tiny_student
+    src = save_model_file(source, tmp_path / "fold1_student.keras")
+    monkeypatch.setattr(student, "fit_student", lambda *a, **k: None)  # no training: the start only
+    m = student.train_student(
+        cfg, tiny_splits[0], None, None, run_dir=tmp_path / "s", init_from=src
+    )
+    for a, b in zip(m.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The source is one of the student stage's inputs: another file (or the same file changed)
+    # makes the recorded stage stale, so it is trained again.
+    prep = SimpleNamespace(splits=SimpleNamespace(clip_cache_name="c"), targets_key="t")
+    place = RunPlace(tmp_path / "o", tmp_path / "w", init_from=src)
+    before = student_inputs(cfg, place, prep)
+    assert before["init_from"]["path"] == str(src.resolve())
+    src.write_bytes(src.read_bytes() + b"\0")
+    assert student_inputs(cfg, place, prep) != before
+    assert "init_from" not in student_inputs(cfg, RunPlace(tmp_path / "o", tmp_path / "w"), prep)
+    wide = save_model_file(student.build_serfr_cnn(12), tmp_path / "w12.keras")
+    with pytest.raises(ValueError, match="w12.keras: cannot start serfr_cnn_8 from it"):
+        student.start_from(source, wide)
