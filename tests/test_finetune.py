@@ -163,3 +163,23 @@ def test_init_from_starts_the_student_there_and_a_changed_source_redoes_it(
     wide = save_model_file(student.build_serfr_cnn(12), tmp_path / "w12.keras")
     with pytest.raises(ValueError, match="w12.keras: cannot start serfr_cnn_8 from it"):
         student.start_from(source, wide)
+
+
+def test_a_teacher_of_any_length_is_fine_tuned_and_converted_post_training(tmp_path, capsys):
+    """A teacher (any number of frames) gets a new head, post-training int8 of the 1 s windows,
+    and predict reads its names; the machinery, not its accuracy (two epochs)."""
+    from asc_keras.models.classes import save_model_file
+    from asc_keras.models.teachers import build_cnn_teacher
+
+    root = make_own_recordings(tmp_path / "own", per_class=3, seed=1)
+    teacher = save_model_file(build_cnn_teacher(width=4), tmp_path / "teacher.keras")
+    out = tmp_path / "out"
+    args = ["finetune", str(teacher), str(root), "--out", str(out), "--quiet", "--epochs", "1",
+            "--set", "finetune.frozen_epochs=1"]  # fmt: skip
+    assert main(args) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["export"]["method"] == "post-training int8" and r["new_head"] is True
+    capsys.readouterr()
+    wav = str(root / "fridge_hum" / "fridge_hum_00.wav")
+    assert main(["predict", str(out / "student_int8.tflite"), wav, "--format", "json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)[0]["probabilities"]) == sorted(CLASSES)

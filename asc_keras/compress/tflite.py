@@ -56,9 +56,11 @@ def convert_int8(
 
     from asc_keras._runtime import keras
 
-    if isinstance(model, keras.Model):  # Keras 3: the converter's own path freezes its variables
+    if isinstance(model, keras.Model) and None not in model.input_shape[1:]:
+        # Keras 3 with a fixed input: the converter's own path freezes its variables.
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    else:  # tf_keras (QAT twins): trace a serving function with a free batch axis
+    else:  # tf_keras (QAT twins), or a model of any length (a teacher): a serving function of
+        # ``shape`` with a free batch axis
 
         @tf.function(input_signature=[tf.TensorSpec((None,) + shape, tf.float32)])
         def serve(x):
@@ -69,7 +71,7 @@ def convert_int8(
         # about 4.5x sooner than the tf_keras model itself, whose SavedModel serialisation
         # traces every layer's call again (measured on 2 cores: 44 s -> 10 s, width 8).
         holder = tf.Module()
-        holder.weights = list(model.variables)
+        holder.weights = [getattr(v, "value", v) for v in model.variables]
         holder.serve = serve
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [serve.get_concrete_function()], holder

@@ -111,7 +111,8 @@ def feature_config_for(model_path: str | Path, input_shape: tuple) -> FeatureCon
     side = Path(model_path).with_name("features.json")
     cfg = read_feature_config(side) if side.is_file() else FeatureConfig()
     want = (cfg.n_frames(), cfg.n_mels)
-    if tuple(input_shape[:2]) != want:
+    # A teacher takes any number of frames (None): only the known axes must match.
+    if any(have is not None and have != w for have, w in zip(input_shape[:2], want, strict=True)):
         raise ValueError(
             f"{model_path}: model expects {tuple(input_shape[:2])} (frames, mels) but the feature "
             f"settings give {want}; put the matching features.json beside the model."

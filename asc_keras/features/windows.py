@@ -7,11 +7,13 @@ tail the others leave out; a recording shorter than one window is zero-padded to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from asc_keras.config import FeatureConfig
 from asc_keras.data.audio import load_audio
@@ -45,19 +47,18 @@ def cut(y: np.ndarray, window: int, hop: int | None = None) -> tuple[list[int], 
 
 
 def recording_windows(
-    files: Sequence[str | Path], cfg: FeatureConfig, progress: Callable | None = None
+    files: Sequence[str | Path], cfg: FeatureConfig, progress: bool = True
 ) -> Windows:
     """Every window of every recording (decoded, downmixed and resampled to ``cfg``'s rate) as
-    log-mels; an unreadable file raises its AudioError, naming it."""
+    log-mels, with a progress bar; an unreadable file raises its AudioError, naming it."""
     window = int(round(cfg.clip_seconds * cfg.sample_rate))
     feats, index, padded = [], [], []
-    for i, f in enumerate(files):
+    bar = tqdm(files, unit="file", desc="windows", disable=not progress, file=sys.stderr)
+    for i, f in enumerate(bar):
         y = load_audio(f, cfg.sample_rate, context="file")
         _, segs = cut(y, window)
         if len(y) < window:
             padded.append(str(f))
         feats.append(logmel(segs, cfg).astype(np.float16))
         index.append(np.full(len(segs), i, np.int64))
-        if progress is not None:
-            progress(i + 1, len(files))
     return Windows(np.concatenate(feats), np.concatenate(index), padded)

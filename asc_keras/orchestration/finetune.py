@@ -38,13 +38,13 @@ def _source_key(model_path: Path, rec: OwnRecordings) -> dict:
             "recordings": content_hash(files), "labels": rec.labels.tolist(), "classes": list(rec.classes)}  # fmt: skip
 
 
-def _windows(rec: OwnRecordings, feats_cfg, path: Path, key: str, log) -> Windows:
+def _windows(rec: OwnRecordings, feats_cfg, path: Path, key: str, log, progress: bool) -> Windows:
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) == key:
                 return Windows(z["features"], z["window_file"], [str(p) for p in z["padded"]])
     log(f"cutting {len(rec)} recordings into {feats_cfg.clip_seconds:g} s windows")
-    w = recording_windows(rec.files, feats_cfg)
+    w = recording_windows(rec.files, feats_cfg, progress)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, features=w.features, window_file=w.file, padded=np.array(w.padded, dtype=str),
@@ -94,7 +94,14 @@ def finetune(model_path: str | Path, data: str | Path, out: str | Path, cfg: Fin
                 p = out / stale
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         write_json(stamp, inputs)
-        w = _windows(rec, feats_cfg, out / "windows.npz", content_hash(inputs["source"]), log)
+        w = _windows(
+            rec,
+            feats_cfg,
+            out / "windows.npz",
+            content_hash(inputs["source"]),
+            log,
+            verbose not in (0, "0"),
+        )
         train_files, val_files = split_by_file(rec.labels, cfg.val_fraction, cfg.seed)
         train, val = _split(w, rec, train_files), _split(w, rec, val_files)
         log(f"{len(rec.classes)} classes, {len(train_files)} training and {len(val_files)} validation "
@@ -134,7 +141,8 @@ def _export(model, system: SystemConfig, train: ClipSplit, path: Path, log) -> d
                 model, system, train, None, verbose=0, log=log
             )
         rows = calibration_rows(train.rows, system.compress.representative_samples, system.seed)
-        convert_int8(convert, np.asarray(train.features[rows]), path)
+        frames, mels = train.features.shape[1:]
+        convert_int8(convert, np.asarray(train.features[rows]), path, input_shape=(frames, mels, 1))
         write_json(path.with_name("export.json"), info)
     info = json.loads(path.with_name("export.json").read_text())
     nessi = nessi_complexity(path)
