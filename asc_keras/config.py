@@ -83,6 +83,7 @@ class FeatureConfig:
     window: str = "hann"  # periodic 'hann' or 'hamming'
     center: bool = False  # pad n_fft // 2 samples on both sides (reflect), as librosa's center=True
     power: float = 2.0  # 2: power spectrogram (the report); 1: magnitude (the DCASE baseline)
+    peak_int16: bool = False  # log-mels / max|.| when > 1, through int16 (the baseline's h5)
 
     def n_frames(self, seconds: float | None = None) -> int:
         """Frames for a clip of ``seconds`` (default the clip length): no padding unless centred."""
@@ -102,7 +103,8 @@ class FeatureConfig:
         return content_hash(d, length=12)
 
 
-_LATER_FEATURE_FIELDS = {"win_length": None, "window": "hann", "center": False, "power": 2.0}
+_LATER_FEATURE_FIELDS = {"win_length": None, "window": "hann", "center": False, "power": 2.0,
+                         "peak_int16": False}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ and a submission package with every field the organisers' validator requires."""
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,21 +150,32 @@ def test_serfr_cnn_fits_the_organisers_limits(width, nessi):
     assert n.within_limits and n.param_bytes <= NESSI_MAX_PARAM_BYTES and n.macs <= NESSI_MAX_MACS
 
 
-def test_baseline_features_equal_the_official_extractor():
-    """dcase_util's mel extractor is librosa: magnitude STFT, 40 ms Hamming in 2048 points, centred."""
+def _official_baseline_features(y: np.ndarray) -> np.ndarray:
+    """The organisers' recipe written out independently: dcase_util's mel extractor (librosa:
+    magnitude STFT, 40 ms Hamming in 2048 points, centred, 40 Slaney mels, log of mel + eps),
+    then create_h5.py's utils.float32_to_int16 and the reader's int16_to_float32."""
     import librosa
 
-    from asc_keras.features.logmel import logmel
-    from asc_keras.models.baseline import BASELINE_FEATURES
-
-    y = np.random.default_rng(0).normal(size=44100).astype(np.float32) * 0.1
-    ours = logmel(y, BASELINE_FEATURES)
     spec = np.abs(librosa.stft(y, n_fft=2048, hop_length=882, win_length=1764, window="hamming",
                                center=True, pad_mode="reflect"))  # fmt: skip
     mel = librosa.filters.mel(sr=44100, n_fft=2048, n_mels=40, fmin=0, fmax=22050, htk=False)
-    ref = np.log(mel @ spec + np.spacing(1)).T
-    assert ours.shape == ref.shape == (51, 40) == (BASELINE_FEATURES.n_frames(), 40)
-    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    x = np.log(mel @ spec + np.spacing(1))  # (40 mels, 51 frames), as the h5 stores it
+    if np.max(np.abs(x)) > 1.0:
+        x /= np.max(np.abs(x))
+    return ((x * 32767.0).astype(np.int16) / 32767.0).astype(np.float32)
+
+
+def test_baseline_features_equal_the_official_extractor():
+    from asc_keras.features.logmel import logmel
+    from asc_keras.models.baseline import BASELINE_FEATURES
+
+    rng = np.random.default_rng(0)
+    for y in (rng.normal(size=44100).astype(np.float32) * 0.1,
+              np.sin(2 * np.pi * 440 * np.arange(44100) / 44100).astype(np.float32) * 0.5):  # fmt: skip
+        ours, ref = logmel(y, BASELINE_FEATURES), _official_baseline_features(y).T
+        assert ours.shape == ref.shape == (51, 40) == (BASELINE_FEATURES.n_frames(), 40)
+        np.testing.assert_allclose(ours, ref, atol=1e-4)
+        assert np.abs(ours).max() <= 1.0  # scaled: the log-mels themselves reach about -36
 
 
 def _results(rng):
@@ -222,3 +235,43 @@ def test_system_output_csv_is_in_the_official_layout(tmp_path):
     assert list(df["filename"]) == [f"{i}.wav" for i in range(5)]
     assert list(df["scene_label"]) == [SCENE_CLASSES[i] for i in probs.argmax(1)]
     np.testing.assert_allclose(df[list(SCENE_CLASSES)].to_numpy(), probs, atol=5e-5)
+
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+ORGANISERS_MODEL = REFERENCE / "dcase2022-task1-baseline" / "model_task1.tflite"
+
+
+@pytest.mark.skipif(not ORGANISERS_MODEL.is_file(),
+                    reason=f"{ORGANISERS_MODEL}: the organisers' baseline is absent (no ../shared)")  # fmt: skip
+def test_predict_runs_the_organisers_baseline_on_their_own_features(tmp_path, capsys):
+    """model_task1.tflite is recognised by its 40 x 51 input: each 1 s window gets the official
+    features (mels first), and the probabilities come out in the official class order."""
+    import shutil
+
+    import soundfile as sf
+
+    from asc_keras.cli import main
+    from asc_keras.compress.tflite import TFLiteModel
+    from asc_keras.config import SCENE_CLASSES
+    from asc_keras.evaluate.predict import predict_files
+
+    model = tmp_path / "model_task1.tflite"
+    shutil.copy(ORGANISERS_MODEL, model)
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 0.05, 3 * 44100) + 0.3 * np.sin(
+        2 * np.pi * 300 * np.arange(3 * 44100) / 44100
+    )
+    sf.write(tmp_path / "a.wav", y.astype(np.float32), 44100, subtype="FLOAT")
+    (r,) = predict_files(model, [tmp_path / "a.wav"])
+    windows = [y[s : s + 44100].astype(np.float32) for s in (0, 44100, 88200)]
+    ref = TFLiteModel(ORGANISERS_MODEL).predict(
+        np.stack([_official_baseline_features(w) for w in windows])
+    )
+    assert r.classes == SCENE_CLASSES and len(r.windows) == 3
+    # Equal to one step of its int8 softmax (1/256; the file dequantises its output to float):
+    # features equal to 1e-4 can still fall on either side of an int8 input step now and then.
+    np.testing.assert_allclose(r.probabilities, ref.mean(0), atol=1 / 256)
+    assert np.abs(np.asarray(r.probabilities) - ref.mean(0)).mean() < 1e-3
+    assert main(["predict", str(model), str(tmp_path / "a.wav"), "--features", "dcase2022-baseline",
+                 "--format", "json"]) == 0  # fmt: skip
+    assert list(json.loads(capsys.readouterr().out)[0]["probabilities"]) == list(SCENE_CLASSES)

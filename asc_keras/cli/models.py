@@ -62,7 +62,7 @@ def _import_panns(args) -> int:
 def _predict(args) -> int:
     from asc_keras.evaluate.predict import predict_files, render_predictions
 
-    results = predict_files(args.model, args.audio, hop_seconds=args.hop)
+    results = predict_files(args.model, args.audio, hop_seconds=args.hop, features=args.features)
     for r in results:
         if r.error:
             print(f"skipped: {r.error}", file=sys.stderr)
@@ -106,4 +106,7 @@ def add_model_commands(sub) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--output", help="write to this file instead of the screen")
     p.add_argument("--windows", action="store_true", help="also list per-window predictions")
+    p.add_argument("--features", choices=("auto", "dcase2022-baseline"), default="auto",
+                   help="the model's input features: 'auto' (its features.json, or the organisers' "
+                   "baseline features for a 40x51 input) or 'dcase2022-baseline'")  # fmt: skip
     p.set_defaults(func=_predict)

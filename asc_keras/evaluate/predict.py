@@ -101,8 +101,39 @@ def _check_features(c: FeatureConfig) -> None:
         raise ValueError(f"clip_seconds = {c.clip_seconds!r}")
     if c.mel_scale not in ("report", "htk", "slaney") or c.window not in ("hann", "hamming"):
         raise ValueError(f"mel_scale {c.mel_scale!r} / window {c.window!r}")
+    if not isinstance(c.center, bool) or not isinstance(c.peak_int16, bool):
+        raise ValueError(
+            f"center {c.center!r} / peak_int16 {c.peak_int16!r}: expected true or false"
+        )
     if c.n_frames() < 1:
         raise ValueError("the clip is shorter than one STFT window")
+
+
+# The organisers' trained DCASE 2022 baseline (model_task1.tflite): 40 mels x 51 frames, mels first.
+DCASE2022_BASELINE = "dcase2022-baseline"
+BASELINE_INPUT = (40, 51, 1)
+
+
+def input_features(model_path: str | Path, input_shape: tuple, features: str | None = None):
+    """(feature settings, mels_first) of a model's input.  ``features`` 'dcase2022-baseline', or a
+    model with the organisers' baseline input (40 mels x 51 frames) and no ``features.json``
+    beside it: the official baseline features (mels first); else :func:`feature_config_for`."""
+    from asc_keras.models.baseline import BASELINE_FEATURES
+
+    if features not in (None, "auto", DCASE2022_BASELINE):
+        raise ValueError(f"unknown --features {features!r}; use auto or {DCASE2022_BASELINE}")
+    side = Path(model_path).with_name("features.json")
+    if features == DCASE2022_BASELINE or (
+        tuple(input_shape) == BASELINE_INPUT and not side.is_file()
+    ):
+        mels_first = tuple(input_shape[:2]) == BASELINE_INPUT[:2]
+        want = (40, 51) if mels_first else (51, 40)
+        if tuple(input_shape[:2]) != want:
+            raise ValueError(
+                f"{model_path}: input {tuple(input_shape)} is not the DCASE 2022 baseline's"
+            )
+        return BASELINE_FEATURES, mels_first
+    return feature_config_for(model_path, input_shape), False
 
 
 def feature_config_for(model_path: str | Path, input_shape: tuple) -> FeatureConfig:
@@ -125,19 +156,21 @@ def predict_files(
     files: Sequence[str | Path],
     hop_seconds: float = 1.0,
     classes: Sequence[str] | None = None,
+    features: str | None = None,
 ) -> list[FilePrediction]:
     """Classify each file; failures are returned with ``error`` set, never raised.
 
     ``classes``: the names of the model's outputs; None: the names kept with the model
     (:func:`~asc_keras.models.classes.model_classes`; a model whose output count does not match
-    its class list is refused)."""
+    its class list is refused).  ``features``: :func:`input_features` ('dcase2022-baseline' for the
+    organisers' model file; recognised by its input when left out)."""
     if hop_seconds <= 0:
         raise ValueError("hop must be positive")
     run, input_shape, n_outputs = load_model(model_path)
     classes = tuple(classes) if classes is not None else model_classes(model_path, n_outputs)
     if len(classes) != n_outputs:
         raise ValueError(f"{model_path}: {n_outputs} outputs, {len(classes)} class names given")
-    cfg = feature_config_for(model_path, input_shape)
+    cfg, mels_first = input_features(model_path, input_shape, features)
     win = int(round(cfg.clip_seconds * cfg.sample_rate))
     hop = int(round(hop_seconds * cfg.sample_rate))
     results = []
@@ -149,7 +182,8 @@ def predict_files(
             continue
         notes = _audio_warnings(f, y, win, cfg.sample_rate)
         starts, segs = cut(y, win, hop)
-        probs = run(logmel(segs, cfg))
+        x = logmel(segs, cfg)
+        probs = run(x.transpose(0, 2, 1) if mels_first else x)
         mean = probs.mean(axis=0)
         results.append(
             FilePrediction(

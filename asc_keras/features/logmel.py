@@ -48,6 +48,17 @@ def filterbank(cfg: FeatureConfig) -> np.ndarray:
 DEFAULT_FEATURES = FeatureConfig()  # the report's settings (frozen, so one shared instance)
 
 
+def peak_int16(features: np.ndarray) -> np.ndarray:
+    """Each clip's log-mels (the last two axes) as the official DCASE 2022 baseline stores them
+    (``create_h5.py``: ``utils.float32_to_int16``, read back by ``int16_to_float32``): divided by
+    their largest |value| when it exceeds 1, scaled by 32767 and truncated to int16, then divided
+    by 32767.  Its model was trained on these inputs; fed unscaled log-mels it answers one class
+    for everything."""
+    peak = np.abs(features).max(axis=(-2, -1), keepdims=True)
+    scaled = np.where(peak > 1.0, features / np.maximum(peak, 1.0), features)
+    return ((scaled * 32767.0).astype(np.int16) / 32767.0).astype(np.float32)
+
+
 def logmel(audio: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
     """Log-mel spectrogram.
 
@@ -75,4 +86,5 @@ def logmel(audio: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarr
     mel = (power.reshape(-1, power.shape[-1]) @ _filterbank_T(cfg)).reshape(
         power.shape[:-1] + (-1,)
     )
-    return np.log(mel + np.float32(cfg.log_offset)).astype(np.float32)
+    out = np.log(mel + np.float32(cfg.log_offset)).astype(np.float32)
+    return peak_int16(out) if cfg.peak_int16 else out

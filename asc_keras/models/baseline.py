@@ -18,7 +18,8 @@ from asc_keras.models.common import BN_MOMENTUM, classifier_head
 # as librosa did before 0.10), so 1 s gives 51 frames; magnitude spectrum; 40 Slaney mel bands
 # from 0 Hz to Nyquist with librosa's default (Slaney) normalisation; natural log of mel + eps
 # with eps = numpy.spacing(1).  (The official pipeline also standardises each band with training
-# statistics; here the first BatchNorm plays that part.)
+# statistics; here the first BatchNorm plays that part.)  Then each clip's log-mels are divided by
+# their largest |value| and stored as int16 (create_h5.py; :func:`~asc_keras.features.logmel.peak_int16`).
 BASELINE_FEATURES = FeatureConfig(
     sample_rate=44100,
     n_fft=2048,
@@ -31,6 +32,7 @@ BASELINE_FEATURES = FeatureConfig(
     mel_scale="slaney",
     mel_norm="slaney",
     log_offset=float(np.spacing(1)),
+    peak_int16=True,
 )
 
 
