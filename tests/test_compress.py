@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -44,8 +45,8 @@ def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, 
     from asc_keras.compress.tfmot_compress import prune_and_quantize
 
     m, rows, labels = trained_student
-    cfg = SystemConfig(compress=CompressConfig(prune=True, target_sparsity=0.5, prune_steps=24, qat=True,
-                                               qat_steps=8, qat_lr=1e-4, batch_size=32,
+    cfg = SystemConfig(compress=CompressConfig(prune=True, target_sparsity=0.5, prune_steps=12, qat=True,
+                                               qat_steps=4, qat_lr=1e-4, batch_size=32,
                                                bn_recalibration_batches=4))  # fmt: skip
     train = ClipSplit(
         clip_cache.features, rows, labels, np.array(["a"] * len(rows)), tuple(map(str, rows))
@@ -213,3 +214,19 @@ def test_predict_cli_formats_and_exit_codes(exported, tmp_path, capsys):
     wrong.write_bytes(b"not a model")
     assert main(["predict", str(wrong), str(tmp_path / "a.wav")]) == 2
     assert "model.tflite: not a TFLite model" in capsys.readouterr().err
+
+
+def test_last_epoch_validation_is_the_returned_students_score(tiny_student, tiny_splits):
+    """Validation during training uses the weights' own BatchNorm statistics: the learning curve's
+    last point is exactly the returned model's accuracy on the same clips; a step budget gives
+    its rounds of equal steps."""
+    m, run_dir, cfg = tiny_student
+    ev = tiny_splits[1]
+    assert m.get_layer("stem_bn").momentum == pytest.approx(0.9)
+    hist = pd.read_csv(run_dir / "history.csv")
+    assert len(hist) == cfg.optim.rounds == 4
+    probs = m.predict(ev.inputs(), verbose=0)
+    acc = float((probs.argmax(1) == ev.labels).mean())
+    assert abs(hist["val_accuracy"].iloc[-1] - acc) < 1e-6, (hist["val_accuracy"].tolist(), acc)
+    done = json.loads((run_dir / "done.json").read_text())
+    assert (done["rounds"], done["steps"]) == (4, 80)

@@ -14,14 +14,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import asc_keras_command
+from conftest import TINY_STUDENT, asc_keras_command
 from own_recordings import CLASSES, make_own_recordings
 
 from asc_keras.cli import main
 
 # Short phases and compression: the machinery is tested, on clearly different sounds.
 FAST = ["--epochs", "4", "--set", "finetune.frozen_epochs=2", "finetune.val_fraction=0.25",
-        "compress.prune_steps=10", "compress.qat_steps=10"]  # fmt: skip
+        "compress.prune_steps=6", "compress.qat_steps=4"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,19 @@ def own(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tuned(own, tiny_student, tmp_path_factory):
-    """``asc-keras finetune`` of the session's tiny student (ten DCASE scenes) on three new classes."""
+def source(tmp_path_factory):
+    """A width-8 SERFR-CNN of the ten DCASE scenes as ``run`` writes it (untrained: the machinery
+    is tested; fine-tuning from it still separates the three sounds)."""
+    from asc_keras.models import build_serfr_cnn
+    from asc_keras.models.classes import save_model_file
+
+    return save_model_file(build_serfr_cnn(8), tmp_path_factory.mktemp("source") / "student.keras")
+
+
+@pytest.fixture(scope="module")
+def tuned(own, source, tmp_path_factory):
+    """``asc-keras finetune`` of the ten-scene student on three new classes."""
     out = tmp_path_factory.mktemp("finetuned") / "out"
-    source = tiny_student[1] / "final.keras"
     assert main(["finetune", str(source), str(own), "--out", str(out), "--quiet", *FAST]) == 0
     return out
 
@@ -77,20 +86,21 @@ def test_finetune_int8_and_predict_name_the_new_classes(tuned, own):
     assert len(rows) == len(held) == 6 and right >= 0.8 * len(held), rows
 
 
-def test_finetune_resumes_and_redoes_nothing_done(tuned, own, tiny_student, capsys):
+def test_finetune_resumes_and_redoes_nothing_done(tuned, own, source, capsys):
     made = {p: p.stat().st_mtime_ns for p in (tuned / "student_int8.tflite", tuned / "windows.npz",
                                               tuned / "finetune" / "final.keras")}  # fmt: skip
-    source = tiny_student[1] / "final.keras"
     assert main(["finetune", str(source), str(own), "--out", str(tuned), "--quiet", *FAST]) == 0
     out = capsys.readouterr().out
     assert "cutting" not in out and "pruning" not in out  # windows and export reused
     assert {p: p.stat().st_mtime_ns for p in made} == made  # nothing trained or converted again
 
 
-def test_a_csv_with_paths_outside_its_folder_is_refused(own, tmp_path, tiny_student, capsys):
+def test_a_csv_with_paths_outside_its_folder_is_refused(own, tmp_path, source, capsys):
     (tmp_path / "list.csv").write_text("filename,label\n../../etc/passwd,x\nb.wav,y\n")
-    source = str(tiny_student[1] / "final.keras")
-    assert main(["finetune", source, str(tmp_path / "list.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["finetune", str(source), str(tmp_path / "list.csv"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "row 2 names '../../etc/passwd', outside the CSV's folder" in capsys.readouterr().err
     from asc_keras.data.own import read_own_recordings
 
@@ -119,11 +129,12 @@ def test_predict_refuses_a_model_whose_outputs_do_not_match_its_class_list(tuned
     assert "3 outputs and no class names" in capsys.readouterr().err
 
 
-def test_the_head_is_kept_for_the_same_classes_and_new_for_others(tiny_student):
+def test_the_head_is_kept_for_the_same_classes_and_new_for_others(source):
     from asc_keras.config import SCENE_CLASSES
+    from asc_keras.models.common import load_model_file
     from asc_keras.training.finetune import with_classes
 
-    m = tiny_student[0]
+    m = load_model_file(source)
     assert with_classes(m, SCENE_CLASSES, SCENE_CLASSES) is m
     new = with_classes(m, ("a", "b"), SCENE_CLASSES)
     assert new.output_shape[-1] == 2 and new.class_names == ("a", "b")
@@ -135,20 +146,21 @@ def test_the_head_is_kept_for_the_same_classes_and_new_for_others(tiny_student):
                 np.testing.assert_array_equal(a, b)
 
 
-def test_init_from_starts_the_student_there_and_a_changed_source_redoes_it(
-    tiny_student, tiny_splits, tmp_path, monkeypatch
-):
+def test_init_from_starts_the_student_there_and_a_changed_source_redoes_it(tmp_path, monkeypatch):
     import asc_keras.training.student as student
+    from asc_keras.data.splits import ClipSplit
     from asc_keras.models.classes import save_model_file
     from asc_keras.stages.outputs import student_inputs
     from asc_keras.stages.shared import RunPlace
 
-    source, _, cfg = tiny_student
+    cfg = TINY_STUDENT
+    source = student.build_serfr_cnn(8, name="fold1")
     src = save_model_file(source, tmp_path / "fold1_student.keras")
+    rng = np.random.default_rng(0)
+    train = ClipSplit(rng.normal(size=(40, 28, 256)).astype(np.float16), np.arange(40), np.arange(40) % 10,
+                      np.array(["a"] * 40), tuple(map(str, range(40))))  # fmt: skip
     monkeypatch.setattr(student, "fit_student", lambda *a, **k: None)  # no training: the start only
-    m = student.train_student(
-        cfg, tiny_splits[0], None, None, run_dir=tmp_path / "s", init_from=src
-    )
+    m = student.train_student(cfg, train, None, None, run_dir=tmp_path / "s", init_from=src)
     for a, b in zip(m.get_weights(), source.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     # The source is one of the student stage's inputs: another file (or the same file changed)
@@ -161,7 +173,7 @@ def test_init_from_starts_the_student_there_and_a_changed_source_redoes_it(
     assert student_inputs(cfg, place, prep) != before
     assert "init_from" not in student_inputs(cfg, RunPlace(tmp_path / "o", tmp_path / "w"), prep)
     wide = save_model_file(student.build_serfr_cnn(12), tmp_path / "w12.keras")
-    with pytest.raises(ValueError, match="w12.keras: cannot start serfr_cnn_8 from it"):
+    with pytest.raises(ValueError, match="w12.keras: cannot start fold1 from it"):
         student.start_from(source, wide)
 
 

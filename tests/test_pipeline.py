@@ -274,7 +274,7 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     # One small teacher per seed: the table's machinery is what is tested, not the recipe.
     args = ["ablation", "--system", "2", "--data", str(damaged_tau[0]), "--work", str(tiny_work), "--out",
             str(tmp_path / "abl"), "--seeds", "0", "1", "--rows", "ce_only", "kd_cnn", "--quiet", "--skip-bad-audio",
-            "--set", *TINY, "teachers.names=[cnn]", "optim.steps=6"]  # fmt: skip
+            "--set", *TINY, "teachers.names=[cnn]", "optim.steps=6", "optim.rounds=1"]  # fmt: skip
     assert main(args) == 0
     assert (
         recipe_calls["fit"] == [(8, 1.0), (8, 0.1)] * 2

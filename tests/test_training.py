@@ -143,8 +143,8 @@ def test_training_is_bit_identical_at_any_pipeline_parallelism(clip_cache, tiny_
     and at 4 parallel calls: the same weights, bit for bit."""
     from asc_keras.models import build_serfr_cnn
 
-    rows = clip_cache.rows(tiny_dataset.train["filename"])[:96]
-    labels = tiny_dataset.train["label"].to_numpy()[:96]
+    rows = clip_cache.rows(tiny_dataset.train["filename"])[:64]
+    labels = tiny_dataset.train["label"].to_numpy()[:64]
 
     def train(parallel_calls):
         keras.utils.set_random_seed(0)
@@ -423,22 +423,6 @@ def test_batchnorm_recalibration_matches_data_statistics():
     np.testing.assert_allclose(
         bn.moving_variance.numpy(), x.reshape(8, 32, 4).var(1).mean(0), rtol=1e-4
     )
-
-
-def test_last_epoch_validation_is_the_returned_students_score(tiny_student, tiny_splits):
-    """Validation during training uses the weights' own BatchNorm statistics: the learning curve's
-    last point is exactly the returned model's accuracy on the same clips; a step budget gives
-    its rounds of equal steps."""
-    m, run_dir, cfg = tiny_student
-    ev = tiny_splits[1]
-    assert m.get_layer("stem_bn").momentum == pytest.approx(0.9)
-    hist = pd.read_csv(run_dir / "history.csv")
-    assert len(hist) == cfg.optim.rounds == 4
-    probs = m.predict(ev.inputs(), verbose=0)
-    acc = float((probs.argmax(1) == ev.labels).mean())
-    assert abs(hist["val_accuracy"].iloc[-1] - acc) < 1e-6, (hist["val_accuracy"].tolist(), acc)
-    done = json.loads((run_dir / "done.json").read_text())
-    assert (done["rounds"], done["steps"]) == (4, 80)
 
 
 def test_mixed_precision_switch(clip_cache, tiny_dataset, tmp_path):
