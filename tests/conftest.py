@@ -37,6 +37,7 @@ TINY = [
     "optim.batch_size=32", "teachers.steps=6", "teachers.batch_size=8", "teachers.cnn_width=4",
     "teachers.bcresnet_width=4", "teachers.mobilenet_alpha=0.35", "compress.prune_steps=6",
     "compress.qat_steps=4", "compress.representative_samples=64", "compress.bn_recalibration_batches=2",
+    "controls.baseline_steps=12",
 ]  # fmt: skip
 # The tiny student: width 8, the run's recipe (system 1's augmentation), a short length.
 TINY_STUDENT = SystemConfig(
@@ -45,14 +46,31 @@ TINY_STUDENT = SystemConfig(
 )
 
 
+def pytest_collection_modifyitems(items):
+    """The tiny run's file first: the worker that takes it is busy for a third of the suite, while
+    the other works through the rest; then they share what is left."""
+    items.sort(key=lambda item: item.path.name != "test_pipeline.py")  # stable: the rest in order
+
+
+def shared_folder(tmp_path_factory, name: str) -> Path:
+    """``name`` in a folder every xdist worker of this session shares (the parent of their own
+    temporary folders), or in the session's own one without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
 @pytest.fixture(scope="session")
 def tiny_tau(tmp_path_factory):
-    """~900 clips: 10 classes x 3 sources x 3 devices x 10 s, 3 cities."""
+    """~900 clips: 10 classes x 3 sources x 3 devices x 10 s, 3 cities; generated once for all
+    workers (the first generates, the others wait for it)."""
     from asc_keras.data.synthetic import make_synthetic_tau
+    from asc_keras.files import work_lock
 
-    return make_synthetic_tau(
-        tmp_path_factory.mktemp("tau") / "dev", recordings_per_class=3, cities=3, seed=1, workers=2
-    )
+    root = shared_folder(tmp_path_factory, "tau") / "dev"
+    with work_lock(root, "the tiny set"):
+        if not (root / "meta.csv").is_file():
+            make_synthetic_tau(root, recordings_per_class=3, cities=3, seed=1, workers=2)
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +88,7 @@ def clip_cache(tiny_dataset, tmp_path_factory):
         tiny_dataset.root,
         list(tiny_dataset.clips["filename"]),
         FeatureConfig(),
-        tmp_path_factory.mktemp("cache"),
+        shared_folder(tmp_path_factory, "cache"),  # one worker extracts, the other waits for it
         workers=1,
         progress=False,
     )
@@ -137,16 +155,11 @@ def run_args(data: Path, work: Path, out: Path, *more: str) -> list[str]:
             "--out", str(out), "--quiet", "--skip-bad-audio", *more, "--set", *TINY]  # fmt: skip
 
 
-def asc_keras_command() -> list[str]:
-    """The installed ``asc-keras`` entry point (or its module where no script was installed)."""
-    cli = Path(sys.executable).with_name("asc-keras")
-    return [str(cli)] if cli.is_file() else [sys.executable, "-m", "asc_keras.cli"]
-
-
 @pytest.fixture(scope="session")
 def tiny_run(damaged_tau, tiny_work, tmp_path_factory):
-    """The output folder of the tiny system run: ``asc-keras run`` in a subprocess, with the
-    student recipe's spies (``recipe_spy.py``), whose record is ``recipe_calls.json`` beside it."""
+    """The output folder of the tiny system run: the run command's one real subprocess
+    (``asc_keras.cli.main`` in a fresh interpreter, as the ``asc-keras`` script calls it), with
+    the student recipe's spies (``recipe_spy.py``), whose record is ``recipe_calls.json`` beside it."""
     out = tmp_path_factory.mktemp("runs") / "system2"
     calls = out.with_name("recipe_calls.json")
     cmd = [sys.executable, str(ROOT / "tests" / "recipe_spy.py"), str(calls)]

@@ -494,3 +494,26 @@ def test_a_step_budget_is_rounds_of_full_batches_over_a_reshuffled_stream(clip_c
     seen = [key[x[..., 0].tobytes()] for b in batches for x in b]
     assert sorted(seen) == sorted(list(range(40)) * 2)  # two passes of 40: each example twice
     assert seen[:40] != seen[40:]  # the second pass is reshuffled
+
+
+def test_the_baselines_validation_is_a_class_balanced_hold_out_of_whole_recordings():
+    """The organisers' 30 % hold-out (task1.yaml, seed 0): per class, whole recordings."""
+    from asc_keras.data.splits import ClipSplit
+    from asc_keras.training.baseline import official_validation
+
+    names = tuple(
+        f"audio/{c}-lyon-{r}-{r}00-{i}-a.wav"
+        for c in ("bus", "park")
+        for r in range(10)
+        for i in range(5)
+    )
+    labels = np.repeat([0, 1], 50)
+    split = ClipSplit(np.zeros((100, 2, 2)), np.arange(100), labels, np.array(["a"] * 100), names)
+    fit, val = official_validation(split, 0.3, seed=0)
+    recording = [n.rsplit("-", 2)[0] for n in names]
+    held = {recording[i] for i in val}
+    assert len(held) == 6 and {recording[i] for i in fit}.isdisjoint(held)  # 3 of 10 per class
+    assert (labels[val] == 0).sum() == (labels[val] == 1).sum() == 15
+    assert np.array_equal(
+        official_validation(split, 0.3, seed=0)[1], val
+    )  # seed 0: always the same

@@ -29,9 +29,13 @@ def write_system_output(
     return path
 
 
-# What the organisers' submission validator requires of the meta YAML (DCASE 2023 Task 1: the
-# first version of toni-heittola/dcase2024_task1_submission_validator, written for 2023;
-# "split_adaptations" and "system_adaptations" are the 2024 edition's additions, written too).
+# What the organisers' submission validator requires of the meta YAML.  Exactly: the checks of
+# toni-heittola/dcase2020_task1_submission_validator (commit 0235e91, task 1a: overall, class-wise
+# and device-wise results, outputs named <label>.output.csv), whose result layout the 2021-2023
+# editions kept, plus the complexity and energy fields of 2022-2023 and the 2024 description's
+# "split_adaptations" and "system_adaptations".  Not the 2024 validator (dcase2024_task1_
+# submission_validator c868be0): it wants results and outputs for the 2024 training subsets
+# (split_5 ... split_100), which need five trainings on subsets a run does not make.
 REQUIRED_META_FIELDS = {
     "submission": ["label", "name", "abbreviation", "authors"],
     "submission.authors[]": ["lastname", "firstname", "email", "affiliation"],

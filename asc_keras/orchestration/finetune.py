@@ -131,10 +131,13 @@ def _export(model, system: SystemConfig, train: ClipSplit, path: Path, log) -> d
     from asc_keras.compress.tflite import calibration_rows, convert_int8
     from asc_keras.models.serfr_cnn import SerfrCnn
 
-    info = {"method": "pruning + QAT" if isinstance(model, SerfrCnn) else "post-training int8"}
+    c = system.compress
+    tfmot = isinstance(model, SerfrCnn) and (c.prune or c.qat)  # run's compression for a student
+    steps = [name for name, on in (("pruning", c.prune), ("QAT", c.qat)) if on]
+    info = {"method": " + ".join(steps) if tfmot else "post-training int8"}
     if not path.is_file():
         convert = model
-        if isinstance(model, SerfrCnn) and (system.compress.prune or system.compress.qat):
+        if tfmot:
             from asc_keras.compress.tfmot_compress import prune_and_quantize
 
             convert, info["compress"] = prune_and_quantize(

@@ -86,8 +86,14 @@ class RunLayout:
 
     @property
     def submission(self) -> Path:
-        """The DCASE submission package: system output CSVs and the meta YAML."""
+        """The DCASE submission package: the evaluation set's system output and the meta YAML."""
         return self.out / "submission"
+
+    def development_output(self, label: str) -> Path:
+        """The system output on the fold-1 evaluation clips, named as the validator names every
+        output (``<label>.output.csv``) but kept out of the package, so it is never zipped as
+        the evaluation set's."""
+        return self.out / "development" / f"{label}.output.csv"
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def baseline_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
         for split in (s.train, s.evaluate)
     )
     inputs = {"seed": cfg.seed, "optim": dataclasses.asdict(cfg.optim), "features": cache.path.name,
-              "train_split": place.train_split}  # fmt: skip
+              "controls": dataclasses.asdict(cfg.controls), "train_split": place.train_split}  # fmt: skip
     if runner.done("baseline", inputs, files.model("baseline")):
         return _load(files.model("baseline")), evaluate
     runner.start("baseline", inputs, scratch=files.training("baseline"))

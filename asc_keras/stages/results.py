@@ -10,6 +10,7 @@ files are made from it.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -145,8 +146,12 @@ def _baseline_row(model, split, history: Path) -> dict:
     from asc_keras.models.baseline import BASELINE_FEATURES
 
     official = model.get_layer("dcase_baseline")  # the official model inside the cache's Permute
+    done = history.with_name("done.json")
     return {
         "float": score(model, split, history),
+        # The organisers' recipe: its validation is held out of the training split, and the model
+        # kept is its best round after the delay (so not the last round's validation score).
+        "training": json.loads(done.read_text()) if done.is_file() else None,
         "features": dataclasses.asdict(BASELINE_FEATURES),
         "complexity": {
             **_summary(keras_complexity(official)),
@@ -201,7 +206,7 @@ def report_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep: 
     _plots(cfg, place, evaluation.results)
     sub = place.files.submission
     write_system_output(prep.splits.evaluate.names, evaluation.int8_probs,
-                        sub / f"{label}.development.output.csv")  # fmt: skip
+                        place.files.development_output(label))  # fmt: skip
     if place.eval_data is not None:
         predict_eval_set(cfg, place, runner, sub / f"{label}.output.csv")
     _meta_file(cfg, place, runner, evaluation.results, label)
