@@ -59,7 +59,7 @@ def _split(w: Windows, rec: OwnRecordings, files: np.ndarray) -> ClipSplit:
                      tuple(str(rec.files[i]) for i in w.file[rows]))  # fmt: skip
 
 
-def _file_scores(probs: np.ndarray, split: ClipSplit, rec: OwnRecordings, classes) -> dict:
+def _file_scores(probs: np.ndarray, split: ClipSplit, classes) -> dict:
     """Per-file predictions (the mean of each file's windows, as ``predict`` makes them)."""
     names = np.array(split.names)
     order = list(dict.fromkeys(split.names))
@@ -161,8 +161,8 @@ def _report(model, out: Path, val: ClipSplit, rec: OwnRecordings, export: dict, 
 
     x = np.asarray(val.features[val.rows], np.float32)
     rows = {
-        "float": _file_scores(np.asarray(model.predict(x[..., None], verbose=0)), val, rec, rec.classes),
-        "int8": _file_scores(TFLiteModel(out / "student_int8.tflite").predict(x), val, rec, rec.classes),
+        "float": _file_scores(np.asarray(model.predict(x[..., None], verbose=0)), val, rec.classes),
+        "int8": _file_scores(TFLiteModel(out / "student_int8.tflite").predict(x), val, rec.classes),
     }  # fmt: skip
     results = {"validation": rows, "export": export}
     (out / "results.md").write_text(finetune_markdown(results, rec.classes))
