@@ -230,6 +230,10 @@ class TeacherConfig:
     )
     # Recordings per forward pass when the teachers evaluate and give their soft targets.
     inference_batch_size: int = 16
+    # Per class, this fraction of the training recordings is kept from the teachers' training and
+    # the ensemble's weights are fitted on it (asc_keras.distill.targets.fit_ensemble_weights);
+    # 0: the report's plain average of teachers trained on every training recording.
+    holdout_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -334,13 +338,6 @@ def _from_dict(cls, d: Mapping[str, Any]):
     return cls(**kwargs)
 
 
-_NESTED = {
-    "features": FeatureConfig,
-    "augment": AugmentConfig,
-    "optim": OptimConfig,
-    "distill": DistillConfig,
-    "teachers": TeacherConfig,
-    "compress": CompressConfig,
-    "controls": ControlsConfig,
-    "data": DataConfig,
-}
+# The nested sections of SystemConfig, by field name.
+_NESTED = {f.name: f.default_factory for f in dataclasses.fields(SystemConfig)
+           if f.default_factory is not dataclasses.MISSING}  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -159,50 +161,47 @@ def test_mobilenetv2_loads_user_weights_and_rejects_wrong_file(tmp_path):
 def test_transfer_learning_phases(tmp_path):
     from asc_keras.config import SystemConfig, TeacherConfig
     from asc_keras.data.splits import RecordingSplit
-    from asc_keras.training.teachers import train_teacher
+    from asc_keras.training.teachers import _phases, build_teacher, train_teacher
 
     build_mobilenetv2_teacher(alpha=0.35).get_layer("backbone").save_weights(
         tmp_path / "bb.weights.h5"
     )
+    chain = dict(pretrained_mobilenetv2=str(tmp_path / "bb.weights.h5"), frozen_epochs=1,
+                 pretrain_data="(another TAU set)", pretrain_frozen_epochs=1, pretrain_epochs=1,
+                 pretrain_lr=5e-4)  # fmt: skip
+    full = TeacherConfig(names=("mobilenetv2",), epochs=1, batch_size=4, mobilenet_alpha=0.35, **chain)
+    # The whole chain: pretrained weights -> other data (frozen, unfrozen) -> this data (frozen,
+    # unfrozen), each phase with its learning rate.
+    phases = _phases(full, full.pretrained_mobilenetv2, pretrain=True)
+    assert [(p["phase"], p["data"], p["backbone_trainable"], p["peak_lr"]) for p in phases] == [
+        ("pretrain_frozen", "pretrain", False, 5e-4), ("pretrain", "pretrain", True, 5e-4),
+        ("frozen", "system", False, full.peak_lr), ("finetune", "system", True, full.peak_lr)]  # fmt: skip
+    # Trained (each phase costs a trace of MobileNetV2, so two of them): from the pretrained
+    # backbone, first frozen, then unfrozen, on this data set.
+    cfg = SystemConfig(teachers=dataclasses.replace(full, pretrain_data=None))
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(12, 28, 256)).astype(np.float16)  # any length: 1 s keeps the test fast
     labels = np.arange(12) % 10
-    cfg = SystemConfig(
-        teachers=TeacherConfig(
-            names=("mobilenetv2",),
-            epochs=1,
-            batch_size=4,
-            mobilenet_alpha=0.35,
-            pretrained_mobilenetv2=str(tmp_path / "bb.weights.h5"),
-            frozen_epochs=1,
-            pretrain_data="(another TAU set)",  # the splits are passed in below
-            pretrain_frozen_epochs=1,
-            pretrain_epochs=1,
-            pretrain_lr=5e-4,
-        )
-    )
     devices = np.array(["a"] * 12)
     names = tuple(f"r{i}" for i in range(12))
     train = RecordingSplit(feats, np.arange(8), labels[:8], devices[:8], names[:8])
     val = RecordingSplit(feats, np.arange(8, 12), labels[8:], devices[8:], names[8:])
-    other = RecordingSplit(feats[::-1].copy(), np.arange(12), labels, devices, names)
-    model, metrics = train_teacher(
-        "mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0, pretrain=(other, other)
-    )
-    # The chain: pretrained weights -> other data (frozen, unfrozen) -> this data (frozen, unfrozen).
-    phases = [
-        (p["phase"], p["data"], p["backbone_trainable"]) for p in metrics["transfer"]["phases"]
-    ]
-    assert phases == [("pretrain_frozen", "pretrain", False), ("pretrain", "pretrain", True),
-                      ("frozen", "system", False), ("finetune", "system", True)]  # fmt: skip
-    assert metrics["transfer"]["phases"][1]["peak_lr"] == 5e-4
-    for name, _, _ in phases:
+    model, metrics = train_teacher("mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0)
+    trained = [(p["phase"], p["data"], p["backbone_trainable"]) for p in metrics["transfer"]["phases"]]
+    assert trained == [("frozen", "system", False), ("finetune", "system", True)]
+    for name, _, _ in trained:
         assert (tmp_path / "t" / f"{name}.weights.h5").is_file()
         assert len(pd.read_csv(tmp_path / "t" / name / "history.csv")) == 1
     assert model.get_layer("backbone").trainable and 0 <= metrics["accuracy"] <= 1
-    again, m2 = train_teacher(
-        "mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0, pretrain=(other, other)
-    )
+    # The frozen phase left the pretrained backbone as it was; the unfrozen one moved it.
+    after_frozen = build_teacher("mobilenetv2", cfg.teachers)
+    after_frozen.load_weights(tmp_path / "t" / "frozen.weights.h5")
+    start = build_mobilenetv2_teacher(alpha=0.35, pretrained=tmp_path / "bb.weights.h5")
+    for got, want in zip(after_frozen.get_layer("backbone").weights, start.get_layer("backbone").weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=got.path)
+    moved = model.get_layer("backbone").weights
+    assert any(not np.array_equal(np.asarray(m), np.asarray(w)) for m, w in zip(moved, start.get_layer("backbone").weights))
+    again, m2 = train_teacher("mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0)
     assert m2 == metrics  # finished teacher is loaded, not retrained
 
 

@@ -9,7 +9,7 @@ name).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,15 @@ class ClipSplit:
         """(n, frames, mels, 1) float32 model inputs, in example order (loads them into memory)."""
         return self.features[self.rows].astype(np.float32)[..., None]
 
+    def take(self, index) -> ClipSplit:
+        """The examples at ``index`` (ints), in that order: the same kind of split on the same cache."""
+        i = np.asarray(index, np.int64)
+        return replace(self, rows=self.rows[i], labels=self.labels[i], devices=self.devices[i],
+                       names=tuple(self.names[k] for k in i), **self._take_more(i))  # fmt: skip
+
+    def _take_more(self, i: np.ndarray) -> dict:
+        return {}
+
 
 @dataclass(frozen=True)
 class RecordingSplit(ClipSplit):
@@ -68,3 +77,6 @@ class RecordingSplit(ClipSplit):
         """The recordings of ``table`` (columns files, label, device; ``rebuild_recordings``) in ``cache``."""
         files = tuple(tuple(f) for f in table["files"])
         return cls._of(cache, table, tuple("|".join(f) for f in files), files=files)
+
+    def _take_more(self, i: np.ndarray) -> dict:
+        return {"files": tuple(self.files[k] for k in i)}

@@ -6,8 +6,11 @@ TF ops serve the Keras 3 :class:`~asc_keras.distill.Distiller`, the tf_keras pru
 
 Soft target of an ensemble of K teachers with logits z_k, at temperature T:
 
-    mode 'probabilities':  p_T = 1/K * sum_k softmax(z_k / T)      (each teacher tempered, then averaged)
-    mode 'logits':         p_T = softmax((1/K * sum_k z_k) / T)    (logits averaged, then tempered)
+    mode 'probabilities':  p_T = sum_k w_k * softmax(z_k / T)      (each teacher tempered, then averaged)
+    mode 'logits':         p_T = softmax((sum_k w_k * z_k) / T)    (logits averaged, then tempered)
+
+with weights w_k >= 0 summing to 1: 1/K each (the report's plain ensemble), or fitted on
+recordings the teachers did not train on (:func:`asc_keras.distill.targets.fit_ensemble_weights`).
 
 Student loss with logits z, hard (one-hot or mixed) labels y and soft targets p_T:
 
@@ -25,14 +28,24 @@ ENSEMBLE_MODES = ("probabilities", "logits")
 _EPS = 1e-7  # KL's clip of the soft targets, as keras.losses.KLDivergence
 
 
-def ensemble_soft_targets(logits, temperature: float = 1.0, mode: str = "probabilities"):
-    """(N, K, C) per-teacher logits -> (N, C) ensemble distribution at ``temperature`` (module doc)."""
+def ensemble_soft_targets(
+    logits, temperature: float = 1.0, mode: str = "probabilities", weights=None
+):
+    """(N, K, C) per-teacher logits -> (N, C) ensemble distribution at ``temperature`` (module doc).
+
+    ``weights``: (K,) teacher weights summing to 1; None: 1/K each.
+    """
     if mode not in ENSEMBLE_MODES:
         raise ValueError(f"unknown ensemble mode {mode!r}; use one of {ENSEMBLE_MODES}")
     z = tf.convert_to_tensor(logits)
+    if weights is None:  # the plain average
+        if mode == "logits":
+            return tf.nn.softmax(tf.reduce_mean(z, axis=1) / temperature, axis=-1)
+        return tf.reduce_mean(tf.nn.softmax(z / temperature, axis=-1), axis=1)
+    w = tf.cast(tf.convert_to_tensor(weights), z.dtype)[None, :, None]
     if mode == "logits":
-        return tf.nn.softmax(tf.reduce_mean(z, axis=1) / temperature, axis=-1)
-    return tf.reduce_mean(tf.nn.softmax(z / temperature, axis=-1), axis=1)
+        return tf.nn.softmax(tf.reduce_sum(w * z, axis=1) / temperature, axis=-1)
+    return tf.reduce_sum(w * tf.nn.softmax(z / temperature, axis=-1), axis=1)
 
 
 def distillation_terms(hard, soft, logits, temperature: float):

@@ -68,6 +68,14 @@ def _teachers(r: dict) -> list[str]:
     lines = ["## Teachers on 10 s fold-1 evaluation recordings (report Table 2)", ""]
     lines += [_METRIC_HEADER, "|---|---|---|---|---|"]
     lines += [_metric_row(name, m) for name, m in teachers.items()]
+    ens = teachers.get("ensemble") or {}
+    if ens.get("weights"):  # fitted on training recordings the teachers did not learn from
+        held = ens.get("held_out") or {}
+        acc = held.get("accuracy") or {}
+        lines += ["", "The ensemble weighs its teachers " + ", ".join(
+            f"{n} {w:.1f}" + (f" ({_pct(acc[n])} %)" if n in acc else "") for n, w in ens["weights"].items())
+            + f": the weights with the lowest log loss on {held.get('recordings', '?')} training recordings "
+            "held out from the teachers' training (their accuracy there in brackets)."]  # fmt: skip
     own = ((r.get("student") or {}).get("ce_control") or {}).get("recording_accuracy")
     if own is not None:  # the yardstick: what the student knows alone, on the same recordings
         lines += ["", f"The CE control on the same recordings (its clips' probabilities averaged): "

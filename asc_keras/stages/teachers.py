@@ -1,13 +1,16 @@
 """The teacher stages: train each teacher once, then store what the teachers say.
 
 * ``teachers``: every teacher is trained once per work folder, on 10 s recordings (report sec.
-  3.1), into ``work/teachers/<name>-<key>/`` (``final.keras`` and ``eval.json``), the key being
-  everything it depends on; runs sharing a work folder wait for each other instead of training
+  3.1) -- all training recordings but those held out to weigh the ensemble
+  (``teachers.holdout_fraction``, :func:`held_out_recordings`) -- into
+  ``work/teachers/<name>-<key>/`` (``final.keras`` and ``eval.json``), the key being everything
+  it depends on; runs sharing a work folder wait for each other instead of training
   the same teacher twice.  A trained teacher is not even loaded here.
 * ``targets``: the teachers' logits of every training clip (the distillation targets) and of
   every evaluation recording (the teachers' and their ensemble's scores) are computed once and
   stored beside each other (:class:`~asc_keras.distill.targets.SoftTargets`); only then are the
-  teachers loaded.  A run whose targets exist loads no teacher at all.  The temperature and the
+  teachers loaded.  With held-out recordings the ensemble's weights are fitted on them and stored
+  with the logits.  A run whose targets exist loads no teacher at all.  The temperature and the
   ensemble mode are applied by whoever reads the logits, so one stored file serves any T and
   either mode.
 """
@@ -23,8 +26,14 @@ import numpy as np
 
 from asc_keras.config import N_CLASSES, SystemConfig, TeacherConfig
 from asc_keras.data import DataError, read_tau, rebuild_recordings
+from asc_keras.data.own import split_by_file
 from asc_keras.data.splits import RecordingSplit
-from asc_keras.distill.targets import SoftTargets, ensemble_distribution, teacher_logits
+from asc_keras.distill.losses import ENSEMBLE_MODES
+from asc_keras.distill.targets import (
+    SoftTargets,
+    fit_ensemble_weights,
+    teacher_logits,
+)
 from asc_keras.files import content_hash, work_lock
 from asc_keras.metrics import classification_metrics
 from asc_keras.stages.runner import StageRunner
@@ -90,6 +99,18 @@ def is_trained(folder: Path) -> bool:
     return (folder / "final.keras").is_file() and (folder / "eval.json").is_file()
 
 
+def held_out_recordings(
+    cfg: SystemConfig, recs: RecordingSplit
+) -> tuple[RecordingSplit, RecordingSplit | None]:
+    """(the training recordings the teachers learn from, those kept from them to weigh the
+    ensemble): per class, ``teachers.holdout_fraction`` of the recordings drawn with the run's
+    seed; (all, None) at 0."""
+    if cfg.teachers.holdout_fraction <= 0 or recs is None:
+        return recs, None
+    fit, held = split_by_file(recs.labels, cfg.teachers.holdout_fraction, cfg.seed)
+    return recs.take(fit), recs.take(held)
+
+
 def teachers_stage(
     cfg: SystemConfig, place: RunPlace, runner: StageRunner, data_root: Path, splits: Splits
 ) -> dict[str, Path]:
@@ -97,6 +118,7 @@ def teachers_stage(
     from asc_keras.training.teachers import train_teacher
 
     folders, pretrain = {}, None
+    learn, _ = held_out_recordings(cfg, splits.train_recordings)
     for name in cfg.teachers.names:
         d = teacher_dir(cfg, place, data_root, name)
         # Runs sharing a work folder train each teacher once: the others wait, then use it.
@@ -107,7 +129,7 @@ def teachers_stage(
                 runner.log(f"-- teacher {name} ({d.name})")
                 if name == "mobilenetv2" and pretrain is None:
                     pretrain = pretrain_splits(cfg, place)
-                train_teacher(name, cfg, splits.train_recordings, splits.eval_recordings, run_dir=d,
+                train_teacher(name, cfg, learn, splits.eval_recordings, run_dir=d,
                               strategy=place.strategy, verbose=place.verbose,
                               pretrain=pretrain if name == "mobilenetv2" else None)  # fmt: skip
         folders[name] = d
@@ -159,6 +181,7 @@ def targets_stage(
     ):  # one run computes, others wait
         if runner.forced("targets") or not (_stored(path) and _stored(ev_path)):
             models = [_load_teacher(f) for f in folders.values()]
+            meta.update(_ensemble_weights(cfg, list(folders), models, splits.train_recordings))
             SoftTargets(_teacher_logits_per_clip(cfg, models, splits), train.names, meta).save(path)
             z = teacher_logits(models, val.features, val.rows, batch_size=cfg.teachers.inference_batch_size) \
                 if val is not None else np.zeros((0, len(models), N_CLASSES), np.float32)  # fmt: skip
@@ -178,11 +201,39 @@ def teacher_scores(cfg: SystemConfig, folders: dict[str, Path], outputs: SoftTar
         metrics[name] = {k: m[k] for k in _BRIEF if k in m}
         log(f"   {name}: {100 * m['accuracy']:.1f} % on {m['n']} evaluation recordings (10 s)")
     if len(folders) > 1 and val is not None and len(val):
-        p = ensemble_distribution(outputs.select(val.names).logits, 1.0, cfg.distill.ensemble)
+        mode = cfg.distill.ensemble
+        p = outputs.select(val.names).distribution(1.0, mode)
         m = classification_metrics(val.labels, p, val.devices)
         metrics["ensemble"] = {k: m[k] for k in _BRIEF if k in m}
-        log(f"   ensemble: {100 * m['accuracy']:.1f} %")
+        w = outputs.weights(mode)
+        if w is not None:
+            metrics["ensemble"]["weights"] = dict(zip(folders, w.round(3).tolist()))
+            metrics["ensemble"]["held_out"] = held = outputs.meta.get("held_out", {})
+        weighing = (
+            "plain average"
+            if w is None
+            else "weights "
+            + ", ".join(f"{n} {v:.1f}" for n, v in zip(folders, w))
+            + f" (fitted on {held.get('recordings', '?')} held-out training recordings)"
+        )
+        log(f"   ensemble: {100 * m['accuracy']:.1f} % ({weighing})")
     return metrics
+
+
+def _ensemble_weights(
+    cfg: SystemConfig, names: list[str], models, recs: RecordingSplit | None
+) -> dict:
+    """{'weights': {mode: fitted weights}, 'held_out': {...}} from the held-out training recordings
+    (:func:`held_out_recordings`); {} without them (the plain average)."""
+    _, held = held_out_recordings(cfg, recs)
+    if held is None or len(models) < 2:
+        return {}
+    z = teacher_logits(
+        models, held.features, held.rows, batch_size=cfg.teachers.inference_batch_size
+    )
+    own = {name: float(np.mean(z[:, k].argmax(-1) == held.labels)) for k, name in enumerate(names)}
+    weights = {mode: fit_ensemble_weights(z, held.labels, mode).tolist() for mode in ENSEMBLE_MODES}
+    return {"weights": weights, "held_out": {"recordings": len(held), "accuracy": own}}
 
 
 def _stored(path: Path) -> bool:

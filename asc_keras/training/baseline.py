@@ -14,7 +14,6 @@ The fold-1 evaluation clips are never seen during training: the row is scored on
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -54,11 +53,6 @@ def official_validation(
     held = names[held_recs]
     val = np.isin(recs, held)
     return np.flatnonzero(~val), np.flatnonzero(val)
-
-
-def _subset(split: ClipSplit, index: np.ndarray) -> ClipSplit:
-    return dataclasses.replace(split, rows=split.rows[index], labels=split.labels[index],
-                               devices=split.devices[index], names=tuple(split.names[i] for i in index))  # fmt: skip
 
 
 class KeepBestAfter(keras.callbacks.Callback):
@@ -108,7 +102,7 @@ def train_baseline(
     keras.utils.set_random_seed(cfg.seed)
     c = cfg.controls
     fit_idx, held_idx = official_validation(train, c.baseline_validation, seed=0)
-    fit, held = _subset(train, fit_idx), _subset(train, held_idx)
+    fit, held = train.take(fit_idx), train.take(held_idx)
     length = training_length(len(fit), c.baseline_batch_size, c.baseline_epochs, c.baseline_steps,
                              rounds=cfg.optim.rounds)  # fmt: skip
     train_ds = make_dataset(fit.features, fit.rows, fit.labels, batch_size=c.baseline_batch_size,
