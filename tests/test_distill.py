@@ -187,3 +187,65 @@ def test_tf_keras_qat_loss_equals_the_distiller_loss():
     loss = kd_loss_on_probs(0.3, 2.5, 10)
     got = float(tf.reduce_mean(loss(np.concatenate([hard, soft], 1), tf.nn.softmax(z))))
     assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_ensemble_weights_fitted_on_held_out_recordings_follow_the_teacher_that_knows():
+    from asc_keras.distill.targets import fit_ensemble_weights
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 80)
+    knows = 4.0 * np.eye(10)[y] + rng.normal(0, 1, (80, 10))
+    guesses = 3.0 * rng.normal(
+        0, 1, (80, 10)
+    )  # confident and uninformed (a teacher that memorised)
+    wrong = 5.0 * np.eye(10)[(y + 1) % 10]  # confidently one class off
+    z = np.stack([guesses, knows, wrong], axis=1)
+    for mode in ("probabilities", "logits"):
+        np.testing.assert_array_equal(fit_ensemble_weights(z, y, mode), [0.0, 1.0, 0.0])
+    # Teachers that say the same get the plain average (ties go to the weights nearest it).
+    same = np.stack([knows] * 3, axis=1)
+    np.testing.assert_allclose(fit_ensemble_weights(same, y, step=1 / 3), [1 / 3] * 3)
+    # Two good teachers that err on different recordings share the weight.
+    other = knows.copy()
+    other[:40] = 4.0 * np.eye(10)[(y[:40] + 2) % 10]
+    both = knows.copy()
+    both[40:] = 4.0 * np.eye(10)[(y[40:] + 3) % 10]
+    w = fit_ensemble_weights(np.stack([both, other], axis=1), y)
+    assert w.sum() == pytest.approx(1.0) and 0.3 <= w[0] <= 0.7
+
+
+def test_weighted_ensemble_targets_are_the_weighted_average_and_travel_with_the_logits(tmp_path):
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2, (5, 3, 10)).astype(np.float32)
+    w = np.array([0.2, 0.8, 0.0])
+    p = np.exp(z / 2.0) / np.exp(z / 2.0).sum(-1, keepdims=True)
+    np.testing.assert_allclose(ensemble_distribution(z, 2.0, "probabilities", w),
+                               (w[None, :, None] * p).sum(1), rtol=1e-5)  # fmt: skip
+    zl = (w[None, :, None] * z).sum(1) / 2.0
+    np.testing.assert_allclose(ensemble_distribution(z, 2.0, "logits", w),
+                               np.exp(zl) / np.exp(zl).sum(-1, keepdims=True), rtol=1e-5)  # fmt: skip
+    meta = {
+        "teachers": ["a", "b", "c"],
+        "weights": {"probabilities": w.tolist(), "logits": [0.5, 0.5, 0.0]},
+    }
+    st = SoftTargets(z, tuple("vwxyz"), meta)
+    st.save(tmp_path / "t.npy")
+    back = SoftTargets.load(tmp_path / "t.npy")
+    np.testing.assert_array_equal(
+        back.distribution(2.0, "probabilities"), st.distribution(2.0, "probabilities")
+    )
+    d = DistillConfig(temperature=2.0, ensemble="logits")
+    np.testing.assert_allclose(
+        kd_soft_targets(back, d), ensemble_distribution(z, 2.0, "logits", [0.5, 0.5, 0])
+    )
+    # Some teachers: their weights renormalised; teachers of no weight: the plain average of them.
+    assert back.select(teachers=["a", "b"]).weights("probabilities").tolist() == pytest.approx(
+        [0.2, 0.8]
+    )
+    assert back.select(teachers=["c"]).weights("probabilities") is None
+    # A crafted weights entry is refused by name, not used.
+    for bad in ({"probabilities": [0.5, 0.5]}, {"probabilities": [2.0, -1.0, 0.0]}, {"median": [1, 0, 0]},
+                ["x"], {"logits": "abc"}):  # fmt: skip
+        SoftTargets(z, tuple("vwxyz"), {**meta, "weights": bad}).save(tmp_path / "bad.npy")
+        with pytest.raises(ValueError, match=r"bad\.json: 'weights' must"):
+            SoftTargets.load(tmp_path / "bad.npy")

@@ -169,7 +169,9 @@ def test_transfer_learning_phases(tmp_path):
     chain = dict(pretrained_mobilenetv2=str(tmp_path / "bb.weights.h5"), frozen_epochs=1,
                  pretrain_data="(another TAU set)", pretrain_frozen_epochs=1, pretrain_epochs=1,
                  pretrain_lr=5e-4)  # fmt: skip
-    full = TeacherConfig(names=("mobilenetv2",), epochs=1, batch_size=4, mobilenet_alpha=0.35, **chain)
+    full = TeacherConfig(
+        names=("mobilenetv2",), epochs=1, batch_size=4, mobilenet_alpha=0.35, **chain
+    )
     # The whole chain: pretrained weights -> other data (frozen, unfrozen) -> this data (frozen,
     # unfrozen), each phase with its learning rate.
     phases = _phases(full, full.pretrained_mobilenetv2, pretrain=True)
@@ -186,8 +188,12 @@ def test_transfer_learning_phases(tmp_path):
     names = tuple(f"r{i}" for i in range(12))
     train = RecordingSplit(feats, np.arange(8), labels[:8], devices[:8], names[:8])
     val = RecordingSplit(feats, np.arange(8, 12), labels[8:], devices[8:], names[8:])
-    model, metrics = train_teacher("mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0)
-    trained = [(p["phase"], p["data"], p["backbone_trainable"]) for p in metrics["transfer"]["phases"]]
+    model, metrics = train_teacher(
+        "mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0
+    )
+    trained = [
+        (p["phase"], p["data"], p["backbone_trainable"]) for p in metrics["transfer"]["phases"]
+    ]
     assert trained == [("frozen", "system", False), ("finetune", "system", True)]
     for name, _, _ in trained:
         assert (tmp_path / "t" / f"{name}.weights.h5").is_file()
@@ -197,10 +203,12 @@ def test_transfer_learning_phases(tmp_path):
     after_frozen = build_teacher("mobilenetv2", cfg.teachers)
     after_frozen.load_weights(tmp_path / "t" / "frozen.weights.h5")
     start = build_mobilenetv2_teacher(alpha=0.35, pretrained=tmp_path / "bb.weights.h5")
-    for got, want in zip(after_frozen.get_layer("backbone").weights, start.get_layer("backbone").weights):
+    for got, want in zip(
+        after_frozen.get_layer("backbone").weights, start.get_layer("backbone").weights
+    ):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=got.path)
-    moved = model.get_layer("backbone").weights
-    assert any(not np.array_equal(np.asarray(m), np.asarray(w)) for m, w in zip(moved, start.get_layer("backbone").weights))
+    moved = zip(model.get_layer("backbone").weights, start.get_layer("backbone").weights)
+    assert any(not np.array_equal(np.asarray(m), np.asarray(w)) for m, w in moved)
     again, m2 = train_teacher("mobilenetv2", cfg, train, val, run_dir=tmp_path / "t", verbose=0)
     assert m2 == metrics  # finished teacher is loaded, not retrained
 

@@ -43,6 +43,13 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau):
     )
     ce, base, teachers = s["ce_control"], r["baseline"]["float"], r["teachers"]
     assert set(teachers) == {"mobilenetv2", "cnn", "bcresnet", "ensemble"}
+    # The quick profile weighs its teachers by training recordings kept from their training: at
+    # least one per class (10 classes), each teacher's accuracy there, weights on the simplex.
+    ens = teachers["ensemble"]
+    assert list(ens["weights"]) == ["mobilenetv2", "cnn", "bcresnet"]
+    assert sum(ens["weights"].values()) == pytest.approx(1.0) and min(ens["weights"].values()) >= 0
+    assert ens["held_out"]["recordings"] >= 10
+    assert set(ens["held_out"]["accuracy"]) == {"mobilenetv2", "cnn", "bcresnet"}
     assert ce["n"] == base["n"] == s["float"]["n"] == s["int8"]["n"]
     v = r["verdict"]
     assert v["kd_gain_points"] == pytest.approx(100 * (s["float"]["accuracy"] - ce["accuracy"]))
@@ -97,7 +104,7 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
         and "Teacher ensemble over the CE control" in head
     )
     for label in ("| CE control", "| DCASE baseline", "KD student, trained", "KD student, compressed",
-                  "KD student, int8", "Trained to the end?"):  # fmt: skip
+                  "KD student, int8", "Trained to the end?", "The ensemble weighs its teachers"):  # fmt: skip
         assert label in md, label
     for png in ("confusion_int8.png", "confusion_float.png", "per_device_accuracy.png",
                 "learning_curves.png", "learning_curves_control.png", "learning_curves_baseline.png"):  # fmt: skip

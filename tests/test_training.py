@@ -517,3 +517,43 @@ def test_the_baselines_validation_is_a_class_balanced_hold_out_of_whole_recordin
     assert np.array_equal(
         official_validation(split, 0.3, seed=0)[1], val
     )  # seed 0: always the same
+
+
+def test_teachers_learn_from_all_training_recordings_but_those_held_out_to_weigh_them():
+    import dataclasses
+
+    from asc_keras.config import SCENE_CLASSES, SystemConfig
+    from asc_keras.data.splits import RecordingSplit
+    from asc_keras.stages.teachers import held_out_recordings
+
+    # Per class 5 locations (7 for the first five classes); every location's 10 s segment
+    # recorded by devices a, b and c: three recordings of one sound.
+    files, labels = [], []
+    for c, scene in enumerate(SCENE_CLASSES):
+        for loc in range(7 if c < 5 else 5):
+            for dev in "abc":
+                files.append(
+                    tuple(f"audio/{scene}-lyon-{loc}-{loc}0-{k}-{dev}.wav" for k in range(2))
+                )
+                labels.append(c)
+    n, labels = len(files), np.array(labels)
+    recs = RecordingSplit(np.zeros((n + 5, 2, 2)), np.arange(n) + 5, labels, np.array(["a"] * n),
+                          tuple("|".join(f) for f in files), tuple(files))  # fmt: skip
+    cfg = SystemConfig()
+    assert held_out_recordings(cfg, recs) == (recs, None)  # the report: none held out
+    cfg = dataclasses.replace(cfg, teachers=dataclasses.replace(cfg.teachers, holdout_fraction=0.2))
+    learn, held = held_out_recordings(cfg, recs)
+    # Per class round(20 %) of the locations, at least one: 1 of 7 or of 5, with all three of its
+    # devices' recordings, so no sound the teachers learned is among those that weigh them.
+    place = lambda name: name.split("/")[1].rsplit("-", 3)[0]  # noqa: E731
+    assert np.bincount(held.labels, minlength=10).tolist() == [3] * 10
+    assert {place(n) for n in held.names}.isdisjoint({place(n) for n in learn.names})
+    assert len(learn) + len(held) == n and sorted(learn.names + held.names) == sorted(recs.names)
+    for part in (learn, held):  # rows, labels and files kept together
+        for name, row, label, f in zip(part.names, part.rows, part.labels, part.files):
+            i = recs.names.index(name)
+            assert (row, label, f) == (recs.rows[i], recs.labels[i], recs.files[i])
+    # The run's seed draws them: the same again, others with another seed.
+    assert held_out_recordings(cfg, recs)[1].names == held.names
+    other = held_out_recordings(dataclasses.replace(cfg, seed=cfg.seed + 1), recs)[1]
+    assert other.names != held.names
