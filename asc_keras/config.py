@@ -230,9 +230,9 @@ class TeacherConfig:
     )
     # Recordings per forward pass when the teachers evaluate and give their soft targets.
     inference_batch_size: int = 16
-    # Per class, this fraction of the training recordings is kept from the teachers' training and
-    # the ensemble's weights are fitted on it (asc_keras.distill.targets.fit_ensemble_weights);
-    # 0: the report's plain average of teachers trained on every training recording.
+    # Per class, this fraction of the training locations (all their recordings) is kept from the
+    # teachers' training and the ensemble's weights are fitted on it (stages.teachers
+    # .held_out_recordings, distill.targets.fit_ensemble_weights); 0: the report's plain average.
     holdout_fraction: float = 0.0
 
 

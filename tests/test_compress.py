@@ -66,6 +66,7 @@ def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, 
     assert json.loads(path.with_name(path.name + ".json").read_text())["input_scale"] > 0
     tfl = TFLiteModel(path)
     p_int8 = tfl.predict(ev_x)
+    assert tfl.delegate == "xnnpack"  # the compressed int8 graph runs on XNNPACK, no fallback
     p_float = qat.predict(ev_x[..., None], verbose=0)
     assert p_int8.shape == (len(ev_x), 10)
     # The tiny student is barely trained, so near-ties are common; where the float model's top-1
@@ -93,7 +94,9 @@ def test_post_training_quantization_quick_path(trained_student, clip_cache, tiny
     ev = tiny_dataset.evaluate
     x = clip_cache.features[clip_cache.rows(ev["filename"])].astype(np.float32)
     f = classification_metrics(ev["label"], m.predict(x[..., None], verbose=0), ev["device"])
-    q = classification_metrics(ev["label"], TFLiteModel(path).predict(x), ev["device"])
+    ptq = TFLiteModel(path)
+    q = classification_metrics(ev["label"], ptq.predict(x), ev["device"])
+    assert ptq.delegate == "xnnpack"  # the post-training-quantised SE graph too
     assert abs(f["accuracy"] - q["accuracy"]) <= 0.015 + 1e-9, (f["accuracy"], q["accuracy"])
     assert set(q["per_device"]) == set(ev["device"])
     tc, kc = tflite_complexity(path), keras_complexity(m)

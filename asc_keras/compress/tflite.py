@@ -19,6 +19,7 @@ import numpy as np
 from asc_keras._runtime import _silenced_stderr, tf
 from asc_keras.config import N_CLASSES
 from asc_keras.files import atomic_path
+from asc_keras.log import warn
 
 
 def calibration_rows(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -202,7 +203,9 @@ class TFLiteModel:
                 if self.delegate != "xnnpack":
                     raise
                 # XNNPACK refuses some int8 graphs (seen: post-training-quantised SE blocks);
-                # LiteRT's built-in int8 kernels run them.
+                # LiteRT's built-in int8 kernels run them, slower: said, never silent.
+                warn(f"{self.path}: XNNPACK refused this int8 graph; it runs on LiteRT's built-in "
+                     "kernels (correct, slower; results.json records the delegate)")  # fmt: skip
                 self.delegate = "builtin"
                 self.interpreter = self._make_interpreter("builtin")
                 self.interpreter.resize_tensor_input(self._in, (n,) + self.input_shape)
