@@ -84,7 +84,9 @@ def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, 
     assert c.params == keras_complexity(m).deployed_params
 
 
-def test_post_training_quantization_quick_path(trained_student, clip_cache, tiny_dataset, tmp_path):
+def test_post_training_quantization_quick_path(
+    trained_student, clip_cache, tiny_dataset, tmp_path, caplog
+):
     from asc_keras.compress.tflite import TFLiteModel, convert_int8
     from asc_keras.metrics import classification_metrics
 
@@ -96,7 +98,10 @@ def test_post_training_quantization_quick_path(trained_student, clip_cache, tiny
     f = classification_metrics(ev["label"], m.predict(x[..., None], verbose=0), ev["device"])
     ptq = TFLiteModel(path)
     q = classification_metrics(ev["label"], ptq.predict(x), ev["device"])
-    assert ptq.delegate == "xnnpack"  # the post-training-quantised SE graph too
+    # The post-training-quantised SE graph runs on XNNPACK too: this student has an SE 'reduce'
+    # unit that stays at zero on the calibration data, whose empty range XNNPACK refused before
+    # it was widened (compress.tflite.widen_empty_ranges).
+    assert ptq.delegate == "xnnpack" and "XNNPACK refused" not in caplog.text
     assert abs(f["accuracy"] - q["accuracy"]) <= 0.015 + 1e-9, (f["accuracy"], q["accuracy"])
     assert set(q["per_device"]) == set(ev["device"])
     tc, kc = tflite_complexity(path), keras_complexity(m)

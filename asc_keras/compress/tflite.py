@@ -82,9 +82,17 @@ def convert_int8(
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    qat = any("quantize" in type(layer).__name__.lower() for layer in getattr(model, "layers", []))
     # Keras 3's export (inside from_keras_model) prints its SavedModel signature listing to stdout.
     with _silenced_stderr(), contextlib.redirect_stdout(io.StringIO()):
-        flat = converter.convert()
+        if qat:  # its ranges were learnt (fake-quantisation); nothing to calibrate
+            flat = converter.convert()
+        else:  # post-training: calibrate, widen empty ranges, quantise -- convert()'s own steps
+            from tensorflow.lite.python.convert import mlir_quantize
+
+            converter._experimental_calibrate_only = True
+            calibrated = widen_empty_ranges(converter.convert())
+            flat = mlir_quantize(calibrated, input_data_type=tf.int8, output_data_type=tf.int8)
     if fold_flatten:
         flat = fold_flatten_into_fully_connected(flat)
     with atomic_path(path) as tmp:
@@ -101,6 +109,39 @@ def convert_int8(
     }
     path.with_name(path.name + ".json").write_text(json.dumps(info, indent=1))
     return info
+
+
+def widen_empty_ranges(calibrated: bytes, floor: float = 1e-3) -> bytes:
+    """A calibrated model whose activation ranges narrower than ``floor`` are widened to it.
+
+    Why: a ReLU unit that stays at zero on every calibration input (seen: a SERFR-CNN's
+    squeeze-and-excitation 'reduce' units after a short training) is calibrated to [0, 1e-38]
+    and quantised with a scale of ~1e-8.  Its convolution's requantisation scale (input scale x
+    weight scale / output scale) is then ~1e4, beyond the 256 XNNPACK accepts, and LiteRT runs
+    the whole graph on its slower builtin kernels.  A tensor whose values all lie within
+    ``floor`` of each other carries nothing at int8 resolution, so widening its range changes
+    no output the calibration data saw; ranges of ``floor`` or more are left as they are.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(calibrated, 0)
+    changed = False
+    for graph in model.subgraphs:
+        for t in graph.tensors:
+            q = t.quantization
+            if q is None or q.min is None or q.max is None or not len(q.min):
+                continue
+            lo, hi = np.asarray(q.min, np.float64), np.asarray(q.max, np.float64)
+            narrow = hi - lo < floor
+            if narrow.any():
+                q.max = np.where(narrow, lo + floor, hi).astype(np.float32).tolist()
+                changed = True
+    if not changed:
+        return calibrated
+    builder = flatbuffers.Builder(len(calibrated))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def fold_flatten_into_fully_connected(flatbuffer: bytes) -> bytes:
