@@ -111,6 +111,22 @@ def convert_int8(
     return info
 
 
+def _unpacked(flatbuffer: bytes):
+    """The ``.tflite`` flatbuffer as LiteRT's editable schema object (``ModelT``)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+
+
+def _packed(model, size_hint: int) -> bytes:
+    """An edited ``ModelT`` written back as a ``.tflite`` flatbuffer."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def widen_empty_ranges(calibrated: bytes, floor: float = 1e-3) -> bytes:
     """A calibrated model whose activation ranges narrower than ``floor`` are widened to it.
 
@@ -122,10 +138,7 @@ def widen_empty_ranges(calibrated: bytes, floor: float = 1e-3) -> bytes:
     ``floor`` of each other carries nothing at int8 resolution, so widening its range changes
     no output the calibration data saw; ranges of ``floor`` or more are left as they are.
     """
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(calibrated, 0)
+    model = _unpacked(calibrated)
     changed = False
     for graph in model.subgraphs:
         for t in graph.tensors:
@@ -139,9 +152,7 @@ def widen_empty_ranges(calibrated: bytes, floor: float = 1e-3) -> bytes:
                 changed = True
     if not changed:
         return calibrated
-    builder = flatbuffers.Builder(len(calibrated))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return _packed(model, len(calibrated))
 
 
 def fold_flatten_into_fully_connected(flatbuffer: bytes) -> bytes:
@@ -155,10 +166,9 @@ def fold_flatten_into_fully_connected(flatbuffer: bytes) -> bytes:
     dropped; their tensors stay in the file, unreferenced.  Files without such a pair are returned
     unchanged.
     """
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    model = _unpacked(flatbuffer)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     changed = False
     for g in model.subgraphs:
@@ -187,9 +197,7 @@ def fold_flatten_into_fully_connected(flatbuffer: bytes) -> bytes:
             g.operators = alive
     if not changed:
         return flatbuffer
-    builder = flatbuffers.Builder(len(flatbuffer))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return _packed(model, len(flatbuffer))
 
 
 class TFLiteModel:
