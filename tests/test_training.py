@@ -557,3 +557,10 @@ def test_teachers_learn_from_all_training_recordings_but_those_held_out_to_weigh
     assert held_out_recordings(cfg, recs)[1].names == held.names
     other = held_out_recordings(dataclasses.replace(cfg, seed=cfg.seed + 1), recs)[1]
     assert other.names != held.names
+    # A share that would leave the teachers nothing (or is negative) is refused by its name.
+    for bad in (1.0, 1.5, -0.2):
+        wrong = dataclasses.replace(
+            cfg, teachers=dataclasses.replace(cfg.teachers, holdout_fraction=bad)
+        )
+        with pytest.raises(ValueError, match=r"teachers\.holdout_fraction must be in \[0, 1\)"):
+            held_out_recordings(wrong, recs)

@@ -178,9 +178,8 @@ class SoftTargets:
                 raise KeyError(f"no stored logits of teacher(s) {unknown}; stored: {names}")
             keep = [names.index(t) for t in teachers]
             z, names = z[:, keep], list(teachers)
-            if meta.get(
-                "weights"
-            ):  # the chosen teachers' weights, renormalised (none left: average)
+            # The chosen teachers' weights, renormalised (none of them weighed: their average).
+            if meta.get("weights"):
                 meta["weights"] = {mode: _renormalised(np.asarray(w, np.float64)[keep])
                                    for mode, w in meta["weights"].items()}  # fmt: skip
         kept = self.items

@@ -115,7 +115,10 @@ def held_out_recordings(
     another device's copy of it.  Measured on the built-in data, held out by recording: the
     teachers 55 / 50 / 45 % there against 22 / 40 / 29 % on the evaluation fold.
     """
-    if cfg.teachers.holdout_fraction <= 0 or recs is None:
+    if not 0 <= cfg.teachers.holdout_fraction < 1:
+        raise ValueError(f"teachers.holdout_fraction must be in [0, 1) (0: every training recording "
+                         f"teaches, the plain average), got {cfg.teachers.holdout_fraction}")  # fmt: skip
+    if cfg.teachers.holdout_fraction == 0 or recs is None:
         return recs, None
     places = np.array(
         [_location(files[0]) if files else name for name, files in zip(recs.names, recs.files)]
@@ -205,8 +208,12 @@ def targets_stage(
     ):  # one run computes, others wait
         if runner.forced("targets") or not (_stored(path) and _stored(ev_path)):
             models = [_load_teacher(f) for f in folders.values()]
-            meta.update(_ensemble_weights(cfg, list(folders), models, splits.train_recordings))
-            SoftTargets(_teacher_logits_per_clip(cfg, models, splits), train.names, meta).save(path)
+            recs = splits.train_recordings
+            rec_z = _recording_logits(cfg, models, recs)  # once: for the targets and the weights
+            meta.update(_ensemble_weights(cfg, list(folders), rec_z, recs))
+            SoftTargets(
+                _teacher_logits_per_clip(cfg, models, splits, rec_z), train.names, meta
+            ).save(path)
             z = teacher_logits(models, val.features, val.rows, batch_size=cfg.teachers.inference_batch_size) \
                 if val is not None else np.zeros((0, len(models), N_CLASSES), np.float32)  # fmt: skip
             SoftTargets(z, tuple(val_names), meta).save(ev_path)
@@ -244,17 +251,27 @@ def teacher_scores(cfg: SystemConfig, folders: dict[str, Path], outputs: SoftTar
     return metrics
 
 
-def _ensemble_weights(
-    cfg: SystemConfig, names: list[str], models, recs: RecordingSplit | None
-) -> dict:
-    """{'weights': {mode: fitted weights}, 'held_out': {...}} from the held-out training recordings
-    (:func:`held_out_recordings`); {} without them (the plain average)."""
-    _, held = held_out_recordings(cfg, recs)
-    if held is None or len(models) < 2:
-        return {}
-    z = teacher_logits(
-        models, held.features, held.rows, batch_size=cfg.teachers.inference_batch_size
+def _recording_logits(cfg: SystemConfig, models, recs: RecordingSplit | None) -> np.ndarray | None:
+    """(recordings, teachers, classes) logits of every training recording, when the soft targets
+    come from recordings or the ensemble is weighed on held-out ones; else None."""
+    needed = cfg.distill.target_source == "recording" or cfg.teachers.holdout_fraction > 0
+    if not needed or recs is None or not len(recs):
+        return None
+    return teacher_logits(
+        models, recs.features, recs.rows, batch_size=cfg.teachers.inference_batch_size
     )
+
+
+def _ensemble_weights(cfg: SystemConfig, names: list[str], rec_z: np.ndarray | None,
+                      recs: RecordingSplit | None) -> dict:  # fmt: skip
+    """{'weights': {mode: fitted weights}, 'held_out': {...}} from the teachers' logits ``rec_z`` of
+    the training recordings ``recs``, on those held out (:func:`held_out_recordings`); {} without
+    them (the plain average)."""
+    _, held = held_out_recordings(cfg, recs)
+    if held is None or not len(held) or len(names) < 2:
+        return {}
+    at = {name: i for i, name in enumerate(recs.names)}
+    z = rec_z[[at[name] for name in held.names]]
     own = {name: float(np.mean(z[:, k].argmax(-1) == held.labels)) for k, name in enumerate(names)}
     weights = {mode: fit_ensemble_weights(z, held.labels, mode).tolist() for mode in ENSEMBLE_MODES}
     return {"weights": weights, "held_out": {"recordings": len(held), "accuracy": own}}
@@ -270,12 +287,12 @@ def _load_teacher(folder: Path):
     return load_model_file(folder / "final.keras", "a teacher")
 
 
-def _teacher_logits_per_clip(cfg: SystemConfig, teachers, splits: Splits) -> np.ndarray:
-    """(clips, teachers, classes) logits: each clip's recording's, else the clip's own."""
+def _teacher_logits_per_clip(cfg: SystemConfig, teachers, splits: Splits, rec_logits) -> np.ndarray:
+    """(clips, teachers, classes) logits: each clip's recording's (``rec_logits``, those of
+    ``splits.train_recordings``), else the clip's own."""
     train, recs, batch = splits.train, splits.train_recordings, cfg.teachers.inference_batch_size
     logits = np.full((len(train), len(teachers), N_CLASSES), np.nan, np.float32)
-    if cfg.distill.target_source == "recording" and recs is not None and len(recs):
-        rec_logits = teacher_logits(teachers, recs.features, recs.rows, batch_size=batch)
+    if cfg.distill.target_source == "recording" and rec_logits is not None:
         pos = {f: i for i, f in enumerate(train.names)}
         for r, files in enumerate(recs.files):
             for f in files:
