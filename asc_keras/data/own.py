@@ -133,3 +133,20 @@ def split_by_file(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
         val += rng.permutation(files)[:k].tolist()
     val = np.array(sorted(val), np.int64)
     return np.setdiff1d(np.arange(len(labels)), val), val
+
+
+def split_by_group(
+    groups, labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) item indices, whole groups on each side: :func:`split_by_file` over the
+    groups (a group's class is its first item's), every item of a drawn group held out.
+
+    Args:
+        groups: (n,) a group name per item (e.g. its recording, or its location).
+        labels: (n,) class per item.
+    """
+    groups = np.asarray(groups)
+    names, first = np.unique(groups, return_index=True)
+    _, drawn = split_by_file(np.asarray(labels)[first], fraction, seed)
+    held = np.isin(groups, names[drawn])
+    return np.flatnonzero(~held), np.flatnonzero(held)

@@ -26,7 +26,7 @@ import numpy as np
 
 from asc_keras.config import N_CLASSES, SystemConfig, TeacherConfig
 from asc_keras.data import DataError, read_tau, rebuild_recordings
-from asc_keras.data.own import split_by_file
+from asc_keras.data.own import split_by_group
 from asc_keras.data.splits import RecordingSplit
 from asc_keras.data.tau import parse_clip_name
 from asc_keras.distill.losses import ENSEMBLE_MODES
@@ -120,13 +120,9 @@ def held_out_recordings(
                          f"teaches, the plain average), got {cfg.teachers.holdout_fraction}")  # fmt: skip
     if cfg.teachers.holdout_fraction == 0 or recs is None:
         return recs, None
-    places = np.array(
-        [_location(files[0]) if files else name for name, files in zip(recs.names, recs.files)]
-    )
-    names, first = np.unique(places, return_index=True)
-    _, held_places = split_by_file(recs.labels[first], cfg.teachers.holdout_fraction, cfg.seed)
-    held = np.isin(places, names[held_places])
-    return recs.take(np.flatnonzero(~held)), recs.take(np.flatnonzero(held))
+    places = [_location(files[0]) if files else name for name, files in zip(recs.names, recs.files)]
+    learn, held = split_by_group(places, recs.labels, cfg.teachers.holdout_fraction, cfg.seed)
+    return recs.take(learn), recs.take(held)
 
 
 def _location(clip: str) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from asc_keras._runtime import keras
 from asc_keras.config import SystemConfig
-from asc_keras.data.own import split_by_file
+from asc_keras.data.own import split_by_group
 from asc_keras.data.splits import ClipSplit
 from asc_keras.data.tau import parse_clip_name
 from asc_keras.files import write_json
@@ -45,14 +45,9 @@ def official_validation(
     split: ClipSplit, fraction: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(fit, validation) example indices: per class, ``fraction`` of its recordings (at least one
-    where it has two or more) drawn with ``seed``, all their clips held out -- ``split_by_file``
-    over the recordings."""
-    recs = np.array([_recording(n) for n in split.names])
-    names, first = np.unique(recs, return_index=True)
-    _, held_recs = split_by_file(split.labels[first], fraction, seed)
-    held = names[held_recs]
-    val = np.isin(recs, held)
-    return np.flatnonzero(~val), np.flatnonzero(val)
+    where it has two or more) drawn with ``seed``, all their clips held out (``split_by_group``
+    over the recordings)."""
+    return split_by_group([_recording(n) for n in split.names], split.labels, fraction, seed)
 
 
 class KeepBestAfter(keras.callbacks.Callback):
