@@ -50,9 +50,10 @@ TINY_STUDENT = SystemConfig(
 # next file (once two of its tests are left) only quick ones remain.
 LONG_PIPELINE_TESTS = ("test_tiny_ablation", "test_width_search")
 # Files by their measured time, longest first (pytest --durations, 2-core machine: the tiny run's
-# 550 s, models 200, training 215, compress 145, finetune 120, reliability 50, panns 40); the rest
-# after them in their order.  Whole files go to a worker (--dist loadfile), so handing out the
-# long ones first leaves only short ones for the end, and the two workers finish together.
+# 550 s, training 215, models 250 before its transfer test went from 110 s to 45, compress 145,
+# finetune 120, reliability 50, panns 40); the rest after them in their order.  Whole files go to
+# a worker (--dist loadfile), so handing out the long ones first leaves only short ones for the
+# end, and the two workers finish together.
 LONGEST_FILES = ("test_pipeline.py", "test_training.py", "test_models.py", "test_compress.py",
                  "test_finetune.py", "test_reliability.py", "test_panns.py")  # fmt: skip
 
