@@ -74,6 +74,7 @@ class FeatureConfig:
     # what librosa-based reference code gets by default.  None = peak 1.
     mel_norm: str | None = "slaney"
     log_offset: float = 1e-6  # log(mel_power + offset): silence maps to log(1e-6) ~ -13.8
+    log: str = "natural"  # 'db': 10 log10(max(mel_power, log_offset)), PANNs' power_to_db (ref 1)
     clip_seconds: float = 1.0
     cache_dtype: str = "float16"  # the cache halves its disk/page-cache size; float32 compute
     # STFT framing beyond the report's (which uses the defaults); the DCASE baseline's own
@@ -104,7 +105,7 @@ class FeatureConfig:
 
 
 _LATER_FEATURE_FIELDS = {"win_length": None, "window": "hann", "center": False, "power": 2.0,
-                         "peak_int16": False}  # fmt: skip
+                         "peak_int16": False, "log": "natural"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,10 @@ class TeacherConfig:
     # teachers' training and the ensemble's weights are fitted on it (stages.teachers
     # .held_out_recordings, distill.targets.fit_ensemble_weights); 0: the report's plain average.
     holdout_fraction: float = 0.0
+    # The pretrained MobileNetV2's input: 'panns' (PANNs' own front end from the audio, bn0 kept:
+    # asc_keras.features.logmel.PANNS_FEATURES), 'report' (the report's log-mels pooled to 64
+    # bands, bn0 re-estimated) or 'auto' ('panns' whenever the checkpoint is PANNs').
+    mobilenetv2_front_end: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,11 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau):
         ("frozen", False),
         ("finetune", True),
     ]
+    # ... and was fed PANNs' own front end (32 kHz, 64 dB bands), bn0 kept: the default for one.
+    front = teachers["mobilenetv2"]["front_end"]
+    assert front["name"] == "panns" and (front["features"]["sample_rate"], front["features"]["n_mels"],
+                                         front["features"]["log"]) == (32000, 64, "db")  # fmt: skip
+    assert "front_end" not in teachers["cnn"]
     # The truncated clip was left out, named, and the run went on (--skip-bad-audio).
     assert r["skipped_bad_audio"] == {"count": 1, "files": [damaged_tau[1]]}
     b = r["baseline"]["complexity"]

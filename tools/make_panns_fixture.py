@@ -1,6 +1,7 @@
-"""Write the PANNs-import test fixture with real PyTorch (run once; CI needs no torch).
+"""Write the PANNs-import test fixture with real PyTorch and torchlibrosa (run once; CI needs neither).
 
-    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 numpy
+    python3 -m venv /tmp/torchenv
+    /tmp/torchenv/bin/pip install torch==2.14.1 torchlibrosa==0.1.0 librosa numpy
     /tmp/torchenv/bin/python tools/make_panns_fixture.py tests/fixtures
 
 A width-reduced MobileNetV2 in the layout of PANNs' ``MobileNetV2`` (qiuqiangkong/
@@ -12,7 +13,16 @@ with random weights and BatchNorm statistics, saved as PANNs saves checkpoints
 * ``panns_mobilenetv2_tiny_legacy.pth``: the pre-1.6 format of the published 2019-2020 files;
 * ``panns_mobilenetv2_tiny_zip.pth``: today's zip format;
 * ``panns_mobilenetv2_tiny_io.npz``: a fixed log-mel input (batch, time, mels) and PyTorch's
-  ``clipwise_output`` for it (eval mode), which the Keras import must reproduce.
+  ``clipwise_output`` for it (eval mode), which the Keras import must reproduce;
+* ``panns_mobilenetv2_tiny_audio.npz``: a fixed 32 kHz waveform (batch, samples) and what the
+  model gives for it with PANNs' own front end in front, as PANNs' ``MobileNetV2.forward`` runs
+  it: torchlibrosa's ``Spectrogram`` (window 1024, hop 320, periodic Hann, centred, reflect
+  padding, power) and ``LogmelFilterBank`` (64 Slaney mel bands from 50 to 14,000 Hz, power in dB:
+  ref 1.0, amin 1e-10, no top_db) -- the log-mels, ``embedding`` (``fc1`` after ReLU) and
+  ``clipwise_output``.  asc_keras' NumPy front end and the Keras model must reproduce them.
+
+The front end's tensors (the STFT's DFT matrices and the mel filters: fixed constants, 4 MB here)
+are left out of the saved checkpoints to keep the fixture small; the import drops them anyway.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torchlibrosa.stft import LogmelFilterBank, Spectrogram
 
 SETTING = [
     (1, 16, 1, 1),
@@ -34,6 +45,8 @@ SETTING = [
     (6, 320, 1, 1),
 ]
 WIDTH, LAST, FC1, CLASSES, MELS = 0.0625, 32, 16, 527, 64
+# PANNs' front end (pytorch/main.py's defaults for the AudioSet models).
+SAMPLE_RATE, WINDOW, HOP, FMIN, FMAX = 32000, 1024, 320, 50, 14000
 
 
 class InvertedResidual(nn.Module):
@@ -87,12 +100,39 @@ class TinyPannsMobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
         self.fc1 = nn.Linear(LAST, FC1)
         self.fc_audioset = nn.Linear(FC1, CLASSES)
+        # Made last, so the random weights above are those of the earlier fixture.
+        self.spectrogram_extractor = Spectrogram(
+            n_fft=WINDOW,
+            hop_length=HOP,
+            win_length=WINDOW,
+            window="hann",
+            center=True,
+            pad_mode="reflect",
+            freeze_parameters=True,
+        )
+        self.logmel_extractor = LogmelFilterBank(
+            sr=SAMPLE_RATE,
+            n_fft=WINDOW,
+            n_mels=MELS,
+            fmin=FMIN,
+            fmax=FMAX,
+            ref=1.0,
+            amin=1e-10,
+            top_db=None,
+            freeze_parameters=True,
+        )
 
-    def forward(self, x):  # x: (batch, 1, time, mels) log-mels, as after PANNs' logmel_extractor
+    def logmel(self, waveform):  # (batch, samples) -> (batch, 1, time, mels), PANNs' front end
+        return self.logmel_extractor(self.spectrogram_extractor(waveform))
+
+    def embedding(self, x):  # x: (batch, 1, time, mels) log-mels, as after PANNs' logmel_extractor
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
         x = self.features(x).mean(dim=3)
         x = x.max(dim=2)[0] + x.mean(dim=2)
-        return torch.sigmoid(self.fc_audioset(torch.relu(self.fc1(x))))
+        return torch.relu(self.fc1(x))
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc_audioset(self.embedding(x)))
 
 
 def main(out: Path) -> None:
@@ -109,8 +149,29 @@ def main(out: Path) -> None:
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 1, 64, MELS)).astype(np.float32))
     with torch.no_grad():
         y = model(x).numpy()
+        # 1 s of noise with a tone and a chirp, loud enough that no band is near amin.
+        t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+        rng = np.random.default_rng(1)
+        wave = np.stack(
+            [
+                0.05 * rng.normal(size=t.size) + 0.3 * np.sin(2 * np.pi * f0 * t + 900 * t**2)
+                for f0 in (440.0, 2500.0)
+            ]
+        ).astype(np.float32)
+        mels = model.logmel(torch.from_numpy(wave))
+        audio_io = {
+            "waveform": wave,
+            "logmel": mels.numpy()[:, 0],
+            "embedding": model.embedding(mels).numpy(),
+            "clipwise_output": model(mels).numpy(),
+        }
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = {"iteration": 0, "model": model.state_dict()}
+    state = {
+        k: v
+        for k, v in model.state_dict().items()
+        if not k.startswith(("spectrogram_extractor.", "logmel_extractor."))
+    }
+    checkpoint = {"iteration": 0, "model": state}
     torch.save(
         checkpoint, out / "panns_mobilenetv2_tiny_legacy.pth", _use_new_zipfile_serialization=False
     )
@@ -124,7 +185,8 @@ def main(out: Path) -> None:
         fc1_units=FC1,
         audioset_classes=CLASSES,
     )
-    n = sum(p.numel() for p in model.state_dict().values())
+    np.savez(out / "panns_mobilenetv2_tiny_audio.npz", sample_rate=SAMPLE_RATE, **audio_io)
+    n = sum(p.numel() for p in state.values())
     print(f"{n:,} numbers; torch {torch.__version__}; wrote {out}")
 
 

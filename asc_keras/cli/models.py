@@ -50,7 +50,9 @@ def _import_panns(args) -> int:
         raise ValueError(
             f"{out}: write the imported teacher to a .keras file (it keeps PANNs' layout)"
         )
-    teacher, report = panns_teacher(args.checkpoint, n_classes=args.classes)
+    teacher, report = panns_teacher(
+        args.checkpoint, front_end=args.front_end, n_classes=args.classes
+    )
     save_model_file(teacher, out)
     print(json.dumps(report, indent=1))
     print(
@@ -94,6 +96,9 @@ def add_model_commands(sub) -> None:
     )
     p.add_argument("checkpoint", help="PANNs checkpoint, e.g. MobileNetV2_mAP=0.383.pth")
     p.add_argument("out", help="output .keras file (the 10-class teacher in PANNs' layout)")
+    p.add_argument("--front-end", choices=("panns", "report"), default="panns",
+                   help="what the teacher is fed: PANNs' own 32 kHz dB log-mels, bn0 kept (default), or "
+                        "the report's log-mels pooled to 64 bands, bn0 re-initialised")  # fmt: skip
     p.add_argument("--classes", type=int, default=10, help="classes of the new head (default 10)")
     p.set_defaults(func=_import_panns)
 

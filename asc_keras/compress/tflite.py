@@ -127,6 +127,47 @@ def _packed(model, size_hint: int) -> bytes:
     return bytes(builder.Output())
 
 
+def _op_kinds(model) -> list[str]:
+    """The builtin operator name of each entry of ``model.operatorCodes`` ('CONV_2D', ...)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return [
+        names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "CUSTOM")
+        for c in model.operatorCodes
+    ]
+
+
+def single_op_models(flatbuffer: bytes) -> list[tuple[str, bytes]]:
+    """Each operator of the main graph as a model of its own, in execution order: (operator name,
+    ``.tflite`` flatbuffer) whose inputs are the operator's non-constant inputs and whose outputs
+    are its outputs, with their quantisation as in the whole model.
+
+    What a per-operator profile times one by one (LiteRT's Python API has no op profiler; its
+    C++ ``benchmark_model --enable_op_profiling`` is not in the wheel).  Every other tensor and
+    buffer stays in each file, unreferenced; signatures are dropped (they name the whole model's
+    inputs).
+    """
+    model = _unpacked(flatbuffer)
+    kinds = _op_kinds(model)
+    graph = model.subgraphs[0]
+    ops, saved = list(graph.operators), (graph.inputs, graph.outputs, model.signatureDefs)
+
+    def constant(t: int) -> bool:
+        data = model.buffers[graph.tensors[t].buffer].data
+        return data is not None and len(data) > 0
+
+    out = []
+    for op in ops:
+        graph.operators = [op]
+        graph.inputs = [int(t) for t in op.inputs if t >= 0 and not constant(t)]
+        graph.outputs = [int(t) for t in op.outputs]
+        model.signatureDefs = []
+        out.append((kinds[op.opcodeIndex], _packed(model, len(flatbuffer))))
+    graph.operators, (graph.inputs, graph.outputs, model.signatureDefs) = ops, saved
+    return out
+
+
 def widen_empty_ranges(calibrated: bytes, floor: float = 1e-3) -> bytes:
     """A calibrated model whose activation ranges narrower than ``floor`` are widened to it.
 
@@ -166,16 +207,13 @@ def fold_flatten_into_fully_connected(flatbuffer: bytes) -> bytes:
     dropped; their tensors stay in the file, unreferenced.  Files without such a pair are returned
     unchanged.
     """
-    from ai_edge_litert import schema_py_generated as schema
-
     model = _unpacked(flatbuffer)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    kinds = _op_kinds(model)
     changed = False
     for g in model.subgraphs:
 
         def kind(op):
-            code = model.operatorCodes[op.opcodeIndex]
-            return names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            return kinds[op.opcodeIndex]
 
         readers: dict[int, int] = {}
         for op in g.operators:

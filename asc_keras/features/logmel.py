@@ -1,4 +1,4 @@
-"""NumPy reference log-mel (report sec. 2.1) for offline extraction.
+"""NumPy reference log-mel (report sec. 2.1) for offline extraction, and PANNs' front end.
 
 The report's settings: STFT with a periodic Hann window of ``n_fft`` samples, hop
 ``hop_length``, no centring and no padding, so 1 s at 16 kHz gives exactly 28 frames; power
@@ -47,6 +47,15 @@ def filterbank(cfg: FeatureConfig) -> np.ndarray:
 
 DEFAULT_FEATURES = FeatureConfig()  # the report's settings (frozen, so one shared instance)
 
+# PANNs' front end (Kong et al. 2020; audioset_tagging_cnn pytorch/main.py's AudioSet settings,
+# torchlibrosa's Spectrogram and LogmelFilterBank), what its pretrained MobileNetV2 learnt on:
+# 32 kHz, window 1024 (periodic Hann), hop 320 (10 ms), centred with reflect padding, power
+# spectrum, 64 Slaney mel bands (librosa's filters: Slaney scale and area) from 50 to 14,000 Hz,
+# 10 log10(max(power, 1e-10)) dB with ref 1.0 and no top_db.  1 s gives 101 frames, 10 s 1001.
+PANNS_FEATURES = FeatureConfig(sample_rate=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50.0,
+                               fmax=14000.0, mel_scale="slaney", mel_norm="slaney", center=True,
+                               log="db", log_offset=1e-10)  # fmt: skip
+
 
 def peak_int16(features: np.ndarray) -> np.ndarray:
     """Each clip's log-mels (the last two axes) as the official DCASE 2022 baseline stores them
@@ -86,5 +95,10 @@ def logmel(audio: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarr
     mel = (power.reshape(-1, power.shape[-1]) @ _filterbank_T(cfg)).reshape(
         power.shape[:-1] + (-1,)
     )
-    out = np.log(mel + np.float32(cfg.log_offset)).astype(np.float32)
+    if cfg.log == "db":  # power_to_db with ref 1: a floor, not an offset
+        out = (10.0 * np.log10(np.maximum(mel, np.float32(cfg.log_offset)))).astype(np.float32)
+    elif cfg.log == "natural":
+        out = np.log(mel + np.float32(cfg.log_offset)).astype(np.float32)
+    else:
+        raise ValueError(f"unknown log {cfg.log!r}; use 'natural' or 'db'")
     return peak_int16(out) if cfg.peak_int16 else out

@@ -14,26 +14,31 @@ front end (``spectrogram_extractor.*``, ``logmel_extractor.*``: asc_keras comput
 offline).  A checkpoint with missing, extra or mis-shaped tensors is refused with a message that
 lists them, before any weight is set: nothing is loaded half-way.
 
-For a scene-classification teacher (:func:`panns_teacher`) two more things are done on purpose:
-``fc_audioset`` (527 AudioSet tags) is replaced by a new 10-class softmax head, and ``bn0`` is
-re-initialised (scale 1, offset 0, mean 0, variance 1), because its statistics are those of
-PANNs' 32 kHz, 64-band dB log-mels, while the teacher sees asc_keras' natural-log bands pooled
-to 64; with BatchNorm momentum 0.9 it re-estimates them within a few steps.
+For a scene-classification teacher (:func:`panns_teacher`) ``fc_audioset`` (527 AudioSet tags)
+is replaced by a new 10-class softmax head.  By default the teacher is fed PANNs' own front end
+(32 kHz, 64-band dB log-mels, computed by :data:`asc_keras.features.logmel.PANNS_FEATURES` from
+the audio, with a cache of its own) and keeps ``bn0``.  The other choice, the report's log-mels
+pooled to 64 bands, re-initialises ``bn0`` (scale 1, offset 0, mean 0, variance 1), whose
+statistics are those of PANNs' bands; with BatchNorm momentum 0.9 it re-estimates them within a
+few steps.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from asc_keras._runtime import keras
-from asc_keras.config import N_CLASSES
+from asc_keras.config import N_CLASSES, FeatureConfig
+from asc_keras.features.logmel import PANNS_FEATURES
 from asc_keras.models.common import BN_MOMENTUM, load_model_file
 from asc_keras.models.panns import PANNS_SETTING, build_panns_mobilenetv2, build_panns_teacher
 from asc_keras.models.torch_checkpoint import CheckpointError, state_dict
 
 FRONT_END_PREFIXES = ("spectrogram_extractor.", "logmel_extractor.")
+FRONT_ENDS = ("panns", "report")  # what a PANNs teacher is fed (panns_teacher)
 
 
 def is_torch_checkpoint(path) -> bool:
@@ -153,36 +158,95 @@ def load_panns_tagger(checkpoint: str | Path):
     return model, {**report, "checkpoint": str(checkpoint), "sizes": panns_sizes(sd)}
 
 
-def panns_teacher(checkpoint: str | Path, *, n_classes: int = N_CLASSES, input_mels: int = 256,
-                  bn_momentum: float = BN_MOMENTUM, name: str = "mobilenetv2_teacher"):  # fmt: skip
+def panns_teacher(checkpoint: str | Path, *, front_end: str = "panns", n_classes: int = N_CLASSES,
+                  input_mels: int = 256, bn_momentum: float = BN_MOMENTUM,
+                  name: str = "mobilenetv2_teacher"):  # fmt: skip
     """A scene-classification teacher on the checkpoint's backbone and ``fc1``: (model, report).
 
-    ``bn0`` is re-initialised and ``fc_audioset`` replaced by a new ``n_classes`` head (module
-    docstring); the report lists what was loaded, dropped, re-initialised and replaced.
+    ``fc_audioset`` is replaced by a new ``n_classes`` head.  ``front_end``:
+
+    * 'panns': the teacher takes PANNs' own log-mels (:data:`asc_keras.features.logmel
+      .PANNS_FEATURES`, 64 bands, 10 ms frames) and keeps every tensor of the checkpoint,
+      ``bn0`` included: it sees what it learnt on;
+    * 'report': it takes the report's ``input_mels`` log-mels, averaged to the checkpoint's bands
+      and each 32 ms frame repeated three times, and ``bn0`` is re-initialised (scale 1, offset 0,
+      mean 0, variance 1): its statistics are those of PANNs' dB bands, not of these.
+
+    The report lists what was loaded, dropped, re-initialised and replaced.
     """
+    if front_end not in FRONT_ENDS:
+        raise ValueError(f"unknown front end {front_end!r}; use one of {FRONT_ENDS}")
     tagger, report = load_panns_tagger(checkpoint)
     sizes = report["sizes"]
+    own = front_end == "panns"
     teacher = build_panns_teacher(
-        input_mels=input_mels, mels=sizes["mels"], width_mult=sizes["width_mult"],
+        input_mels=sizes["mels"] if own else input_mels, mels=sizes["mels"],
+        time_upsample=1 if own else 3, width_mult=sizes["width_mult"],
         last_channel=sizes["last_channel"], fc1_units=sizes["fc1_units"], n_classes=n_classes,
         bn_momentum=bn_momentum, name=name,
     )  # fmt: skip
     teacher.get_layer("backbone").set_weights(tagger.get_layer("backbone").get_weights())
-    bn0 = teacher.get_layer("backbone").get_layer("bn0")
-    bn0.set_weights(
-        [
-            np.ones(sizes["mels"]),
-            np.zeros(sizes["mels"]),
-            np.zeros(sizes["mels"]),
-            np.ones(sizes["mels"]),
-        ]
-    )
     teacher.get_layer("fc1").set_weights(tagger.get_layer("fc1").get_weights())
-    report.update(
-        reinitialised=["bn0 (statistics of PANNs' own 32 kHz dB log-mels)"],
-        replaced={"fc_audioset": f"a new {n_classes}-class softmax head ('logits')"},
-    )
+    report.update(front_end=front_end, reinitialised=[],
+                  replaced={"fc_audioset": f"a new {n_classes}-class softmax head ('logits')"})  # fmt: skip
+    if not own:
+        m = sizes["mels"]
+        bn0 = teacher.get_layer("backbone").get_layer("bn0")
+        bn0.set_weights([np.ones(m), np.zeros(m), np.zeros(m), np.ones(m)])
+        report["reinitialised"] = ["bn0 (statistics of PANNs' own 32 kHz dB log-mels)"]
     return teacher, report
+
+
+def resolved_front_end(t) -> str:
+    """What the MobileNetV2 teacher of ``t`` (a :class:`~asc_keras.config.TeacherConfig`) is fed:
+    'panns' or 'report'.  'auto' is 'panns' for a PANNs checkpoint (.pth) and, for a teacher file
+    ``asc-keras import-panns`` wrote, the front end it was written for; 'report' otherwise."""
+    choice, path = t.mobilenetv2_front_end, t.pretrained_mobilenetv2
+    if choice not in ("auto", *FRONT_ENDS):
+        raise ValueError(
+            f"teachers.mobilenetv2_front_end must be 'auto', 'panns' or 'report', got {choice!r}"
+        )
+    if is_torch_checkpoint(path):
+        return "report" if choice == "report" else "panns"
+    written = (
+        _file_front_end(str(path), Path(path).stat().st_mtime)
+        if path and Path(path).is_file()
+        else None
+    )
+    if choice == "panns" and written != "panns":
+        raise ValueError(f"teachers.mobilenetv2_front_end 'panns' needs a PANNs checkpoint in "
+                         f"teachers.pretrained_mobilenetv2 (a .pth, or a teacher import-panns wrote for "
+                         f"PANNs' front end); it is {path!r}")  # fmt: skip
+    if choice == "report" and written == "panns":
+        raise ValueError(
+            f"{path}: this teacher was written for PANNs' front end; write it again with "
+            "`asc-keras import-panns --front-end report`, or set mobilenetv2_front_end: auto"
+        )
+    return written or "report"
+
+
+@lru_cache(maxsize=8)
+def _file_front_end(path: str, mtime: float) -> str | None:
+    model = load_panns_teacher_file(path)
+    return None if model is None else teacher_front_end(model)
+
+
+def teacher_features(name: str, t, features: FeatureConfig) -> FeatureConfig:
+    """The log-mel settings teacher ``name`` is fed: PANNs' for a MobileNetV2 on PANNs' front end
+    (:func:`resolved_front_end`), else the run's ``features``."""
+    if name == "mobilenetv2" and t.pretrained_mobilenetv2 and resolved_front_end(t) == "panns":
+        return PANNS_FEATURES
+    return features
+
+
+def teacher_front_end(model) -> str:
+    """'panns' for a PANNs-layout teacher that takes PANNs' own log-mels (its input has the
+    backbone's bands and no frame repetition), else 'report'."""
+    if not is_panns_layout(model):
+        return "report"
+    names = [layer.name for layer in model.layers]
+    own = "time_upsample" not in names and "mel_pool" not in names
+    return "panns" if own else "report"
 
 
 def load_panns_teacher_file(path: str | Path):

@@ -96,7 +96,11 @@ def _recorded_identity(path: Path) -> dict:
 def check_pretrained(cfg: SystemConfig) -> None:
     """A pretrained teacher file is read (safely) now, so a bad or crafted one stops the run before
     any data is generated or trained on."""
-    from asc_keras.models.panns_import import check_checkpoint, is_torch_checkpoint
+    from asc_keras.models.panns_import import (
+        check_checkpoint,
+        is_torch_checkpoint,
+        resolved_front_end,
+    )
 
     path = cfg.teachers.pretrained_mobilenetv2
     if not (path and cfg.distill.enabled and "mobilenetv2" in cfg.teachers.names):
@@ -111,6 +115,10 @@ def check_pretrained(cfg: SystemConfig) -> None:
         from asc_keras.models.common import load_model_file
 
         load_model_file(path, "teacher weights")  # safe mode: a crafted file is refused now
+    try:  # what the teacher is fed ('auto': PANNs' front end for a PANNs checkpoint)
+        resolved_front_end(cfg.teachers)
+    except ValueError as e:
+        raise RunError(str(e)) from None
 
 
 def run_identity(cfg: SystemConfig, place: RunPlace) -> dict:

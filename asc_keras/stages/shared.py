@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from asc_keras.config import SystemConfig
+from asc_keras.config import FeatureConfig, SystemConfig
 from asc_keras.data import DataError, TauDataset, read_tau, rebuild_recordings
 from asc_keras.data.splits import ClipSplit, RecordingSplit
 from asc_keras.data.synthetic import is_complete, make_synthetic_tau
@@ -63,6 +63,18 @@ class RunPlace:
 
 
 @dataclasses.dataclass(frozen=True)
+class OwnFrontEnd:
+    """A teacher's own front end (PANNs' log-mels for the pretrained MobileNetV2): the run's
+    training recordings, evaluation recordings and -- when a target comes from a clip --
+    training clips, in the same order, from caches of its ``features``."""
+
+    features: FeatureConfig
+    train_recordings: RecordingSplit | None
+    eval_recordings: RecordingSplit | None
+    train: ClipSplit | None
+
+
+@dataclasses.dataclass(frozen=True)
 class Splits:
     """The clips and recordings of a run, each split built once from its feature cache."""
 
@@ -71,6 +83,16 @@ class Splits:
     train_recordings: RecordingSplit | None
     eval_recordings: RecordingSplit | None
     clip_cache_name: str  # the clip cache's folder name: what its features were made from
+    own_front_end: dict[str, OwnFrontEnd] = dataclasses.field(default_factory=dict)  # by teacher
+
+    def of_teacher(self, name: str) -> Splits:
+        """The splits as teacher ``name`` sees them: its own front end's, where it has one (the
+        same examples in the same order; training clips only when a target comes from a clip)."""
+        own = self.own_front_end.get(name)
+        if own is None:
+            return self
+        return dataclasses.replace(self, train=own.train or self.train, train_recordings=own.train_recordings,
+                                   eval_recordings=own.eval_recordings, own_front_end={})  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,12 +167,42 @@ def features_stage(cfg: SystemConfig, place: RunPlace, ds: TauDataset):
         train_recs,
         eval_recs,
         clip_cache.path.name,
+        _own_front_ends(cfg, place, ds, recs, train_clips, eval_clips)
+        if train_recs is not None
+        else {},
     )
     if bad:
         warn(
             f"left out {len(bad)} clip(s) that cannot be read (--skip-bad-audio), e.g. {sorted(bad)[0]}"
         )
     return clip_cache, splits, sorted(bad)
+
+
+def _own_front_ends(
+    cfg: SystemConfig, place: RunPlace, ds: TauDataset, recs, train_clips, eval_clips
+):
+    """{teacher: OwnFrontEnd} for the teachers fed features other than the run's (PANNs'
+    MobileNetV2: :func:`asc_keras.models.panns_import.teacher_features`), from caches of their own."""
+    from asc_keras.features.cache import extract_features
+    from asc_keras.models.panns_import import teacher_features
+
+    out = {}
+    for name in cfg.teachers.names:
+        f = teacher_features(name, cfg.teachers, cfg.features)
+        if f == cfg.features:
+            continue
+        tag = "panns" if f.log == "db" else f.key()
+        cache = extract_features(ds.root, list(recs["files"]), f, place.shared.features, name=f"recordings-{tag}",
+                                 progress=place.progress)  # fmt: skip
+        clips = None
+        in_recordings = {c for files in recordings_of(recs, train_clips)["files"] for c in files}
+        if cfg.distill.target_source == "clip" or not set(train_clips["filename"]) <= in_recordings:
+            clip_cache = extract_features(ds.root, list(train_clips["filename"]), f, place.shared.features,
+                                          name=f"clips-{tag}", progress=place.progress)  # fmt: skip
+            clips = ClipSplit.from_table(clip_cache, train_clips)
+        out[name] = OwnFrontEnd(f, RecordingSplit.from_table(cache, recordings_of(recs, train_clips)),
+                                RecordingSplit.from_table(cache, recordings_of(recs, eval_clips)), clips)  # fmt: skip
+    return out
 
 
 def recordings_of(recs, clips):

@@ -42,7 +42,7 @@ from asc_keras.stages.shared import RunPlace, Splits, recordings_of
 
 # The entries of a teacher's evaluation that results.json keeps.
 _BRIEF = ("accuracy", "log_loss", "micro_accuracy", "per_device", "per_device_log_loss", "n",
-          "transfer", "last_epoch_val_accuracy")  # fmt: skip
+          "transfer", "last_epoch_val_accuracy", "front_end")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,10 @@ def teacher_dir(cfg: SystemConfig, place: RunPlace, data_root: Path, name: str) 
         for k, v in dataclasses.asdict(cfg.optim).items()
         if k not in ("epochs", "steps", "batch_size", "peak_lr")
     }
-    depends = {"name": name, "teachers": teacher_settings(cfg.teachers, name), "features": cfg.features,
+    from asc_keras.models.panns_import import teacher_features
+
+    features = teacher_features(name, cfg.teachers, cfg.features)  # PANNs' for a PANNs MobileNetV2
+    depends = {"name": name, "teachers": teacher_settings(cfg.teachers, name), "features": features,
                "augment": cfg.augment,
                "optim": optim, "data": str(Path(data_root).resolve()), "train_split": place.train_split,
                "seed": cfg.seed}  # fmt: skip
@@ -81,7 +84,8 @@ def teacher_dir(cfg: SystemConfig, place: RunPlace, data_root: Path, name: str) 
 
 
 _ONLY = {"mobilenetv2": ("mobilenet_alpha", "pretrained_mobilenetv2", "frozen_epochs", "finetune_lr",
-                         "pretrain_data", "pretrain_frozen_epochs", "pretrain_epochs", "pretrain_lr"),
+                         "pretrain_data", "pretrain_frozen_epochs", "pretrain_epochs", "pretrain_lr",
+                         "mobilenetv2_front_end"),
          "cnn": ("cnn_width",), "bcresnet": ("bcresnet_width",)}  # fmt: skip
 
 
@@ -141,8 +145,9 @@ def teachers_stage(
     from asc_keras.training.teachers import train_teacher
 
     folders, pretrain = {}, None
-    learn, _ = held_out_recordings(cfg, splits.train_recordings)
     for name in cfg.teachers.names:
+        own = splits.of_teacher(name)  # its own front end's features, where it has one
+        learn, _ = held_out_recordings(cfg, own.train_recordings)
         d = teacher_dir(cfg, place, data_root, name)
         # Runs sharing a work folder train each teacher once: the others wait, then use it.
         with work_lock(d, f"teacher {d.name}", runner.log):
@@ -152,7 +157,7 @@ def teachers_stage(
                 runner.log(f"-- teacher {name} ({d.name})")
                 if name == "mobilenetv2" and pretrain is None:
                     pretrain = pretrain_splits(cfg, place)
-                train_teacher(name, cfg, learn, splits.eval_recordings, run_dir=d,
+                train_teacher(name, cfg, learn, own.eval_recordings, run_dir=d,
                               strategy=place.strategy, verbose=place.verbose,
                               pretrain=pretrain if name == "mobilenetv2" else None)  # fmt: skip
         folders[name] = d
@@ -160,8 +165,10 @@ def teachers_stage(
 
 
 def pretrain_splits(cfg: SystemConfig, place: RunPlace):
-    """(train, evaluation) recordings of ``teachers.pretrain_data`` (fold 1), or None without it."""
+    """(train, evaluation) recordings of ``teachers.pretrain_data`` (fold 1), or None without it,
+    in the MobileNetV2 teacher's features."""
     from asc_keras.features.cache import extract_features
+    from asc_keras.models.panns_import import teacher_features
 
     t = cfg.teachers
     if not t.pretrain_data or t.pretrain_epochs <= 0:
@@ -172,7 +179,8 @@ def pretrain_splits(cfg: SystemConfig, place: RunPlace):
         raise DataError(
             f"{t.pretrain_data}: no complete 10 s recordings to pretrain the teacher on"
         )
-    cache = extract_features(ds.root, list(recs["files"]), cfg.features, place.shared.features,
+    features = teacher_features("mobilenetv2", t, cfg.features)
+    cache = extract_features(ds.root, list(recs["files"]), features, place.shared.features,
                              name="pretrain-recordings", progress=place.progress)  # fmt: skip
     return (RecordingSplit.from_table(cache, recordings_of(recs, ds.train)),
             RecordingSplit.from_table(cache, recordings_of(recs, ds.evaluate)))  # fmt: skip
@@ -203,15 +211,15 @@ def targets_stage(
         path, f"teacher outputs {path.name}", runner.log
     ):  # one run computes, others wait
         if runner.forced("targets") or not (_stored(path) and _stored(ev_path)):
-            models = [_load_teacher(f) for f in folders.values()]
+            models = {name: _load_teacher(f) for name, f in folders.items()}
             recs = splits.train_recordings
-            rec_z = _recording_logits(cfg, models, recs)  # once: for the targets and the weights
+            rec_z = _recording_logits(cfg, models, splits)  # once: for the targets and the weights
             meta.update(_ensemble_weights(cfg, list(folders), rec_z, recs))
             SoftTargets(
                 _teacher_logits_per_clip(cfg, models, splits, rec_z), train.names, meta
             ).save(path)
-            z = teacher_logits(models, val.features, val.rows, batch_size=cfg.teachers.inference_batch_size) \
-                if val is not None else np.zeros((0, len(models), N_CLASSES), np.float32)  # fmt: skip
+            z = _each(cfg, models, splits, "eval_recordings") if val is not None \
+                else np.zeros((0, len(models), N_CLASSES), np.float32)  # fmt: skip
             SoftTargets(z, tuple(val_names), meta).save(ev_path)
     targets = SoftTargets.load(path).select(train.names)
     metrics = teacher_scores(cfg, folders, SoftTargets.load(ev_path), val, runner.log)
@@ -247,15 +255,27 @@ def teacher_scores(cfg: SystemConfig, folders: dict[str, Path], outputs: SoftTar
     return metrics
 
 
-def _recording_logits(cfg: SystemConfig, models, recs: RecordingSplit | None) -> np.ndarray | None:
+def _each(cfg: SystemConfig, models: dict, splits: Splits, split: str, index=None) -> np.ndarray:
+    """(examples, teachers, classes) logits of ``splits.<split>`` (at ``index``), each teacher
+    fed its own front end's features of the same examples (:meth:`Splits.of_teacher`)."""
+    out = []
+    for name, model in models.items():
+        s = getattr(splits.of_teacher(name), split)
+        rows = s.rows if index is None else s.rows[index]
+        out.append(
+            teacher_logits([model], s.features, rows, batch_size=cfg.teachers.inference_batch_size)
+        )
+    return np.concatenate(out, axis=1)
+
+
+def _recording_logits(cfg: SystemConfig, models: dict, splits: Splits) -> np.ndarray | None:
     """(recordings, teachers, classes) logits of every training recording, when the soft targets
     come from recordings or the ensemble is weighed on held-out ones; else None."""
     needed = cfg.distill.target_source == "recording" or cfg.teachers.holdout_fraction > 0
+    recs = splits.train_recordings
     if not needed or recs is None or not len(recs):
         return None
-    return teacher_logits(
-        models, recs.features, recs.rows, batch_size=cfg.teachers.inference_batch_size
-    )
+    return _each(cfg, models, splits, "train_recordings")
 
 
 def _ensemble_weights(cfg: SystemConfig, names: list[str], rec_z: np.ndarray | None,
@@ -283,10 +303,12 @@ def _load_teacher(folder: Path):
     return load_model_file(folder / "final.keras", "a teacher")
 
 
-def _teacher_logits_per_clip(cfg: SystemConfig, teachers, splits: Splits, rec_logits) -> np.ndarray:
+def _teacher_logits_per_clip(
+    cfg: SystemConfig, teachers: dict, splits: Splits, rec_logits
+) -> np.ndarray:
     """(clips, teachers, classes) logits: each clip's recording's (``rec_logits``, those of
     ``splits.train_recordings``), else the clip's own."""
-    train, recs, batch = splits.train, splits.train_recordings, cfg.teachers.inference_batch_size
+    train, recs = splits.train, splits.train_recordings
     logits = np.full((len(train), len(teachers), N_CLASSES), np.nan, np.float32)
     if cfg.distill.target_source == "recording" and rec_logits is not None:
         pos = {f: i for i, f in enumerate(train.names)}
@@ -296,5 +318,10 @@ def _teacher_logits_per_clip(cfg: SystemConfig, teachers, splits: Splits, rec_lo
                     logits[pos[f]] = rec_logits[r]
     todo = np.where(np.isnan(logits[:, 0, 0]))[0]
     if len(todo):
-        logits[todo] = teacher_logits(teachers, train.features, train.rows[todo], batch_size=batch)
+        missing = [n for n, own in splits.own_front_end.items() if own.train is None]
+        if missing:  # the features stage extracts them whenever a clip needs its own target
+            raise RuntimeError(
+                f"no clip features of {missing}'s own front end for {len(todo)} clip(s)"
+            )
+        logits[todo] = _each(cfg, teachers, splits, "train", todo)
     return logits

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras._runtime import keras
-from asc_keras.config import AugmentConfig, SystemConfig, TeacherConfig
+from asc_keras.config import AugmentConfig, FeatureConfig, SystemConfig, TeacherConfig
 from asc_keras.data.splits import RecordingSplit
 from asc_keras.files import atomic_path, write_json
 from asc_keras.metrics import classification_metrics
@@ -20,6 +20,8 @@ from asc_keras.models.panns_import import (
     is_torch_checkpoint,
     load_panns_teacher_file,
     panns_teacher,
+    resolved_front_end,
+    teacher_features,
 )
 from asc_keras.models.teachers import TEACHERS, load_pretrained
 from asc_keras.training.history import last_value
@@ -36,8 +38,11 @@ def build_teacher(name: str, cfg: TeacherConfig, bn_momentum: float = BN_MOMENTU
     if name == "mobilenetv2" and cfg.pretrained_mobilenetv2:
         # PANNs' AudioSet MobileNetV2 in its own layout: imported from the .pth, or the teacher
         # `asc-keras import-panns` wrote.  Either comes with its weights.
+        front_end = resolved_front_end(cfg)  # refuses a file written for the other front end
         if is_torch_checkpoint(cfg.pretrained_mobilenetv2):
-            return panns_teacher(cfg.pretrained_mobilenetv2, bn_momentum=bn_momentum)[0]
+            return panns_teacher(
+                cfg.pretrained_mobilenetv2, front_end=front_end, bn_momentum=bn_momentum
+            )[0]
         imported = load_panns_teacher_file(cfg.pretrained_mobilenetv2)
         if imported is not None:
             return imported
@@ -50,11 +55,17 @@ def build_teacher(name: str, cfg: TeacherConfig, bn_momentum: float = BN_MOMENTU
                           input_norm=cfg.input_norm.get(name, "none"), **size)  # fmt: skip
 
 
-def teacher_augment(augment: AugmentConfig, frames: int, clip_frames: int) -> AugmentConfig:
-    """The student's augmentation (made for ``clip_frames``) with the time mask scaled to ``frames``."""
-    return dataclasses.replace(
-        augment, time_mask_param=max(1, augment.time_mask_param * frames // clip_frames)
+def teacher_augment(augment: AugmentConfig, frames: int, clip_frames: int, mels: int | None = None,
+                    clip_mels: int | None = None) -> AugmentConfig:  # fmt: skip
+    """The student's augmentation (made for ``clip_frames`` x ``clip_mels``) with each mask the same
+    share of a ``frames`` x ``mels`` window (a whole recording; another front end's bands)."""
+    freq = (
+        augment.freq_mask_param
+        if not (mels and clip_mels)
+        else augment.freq_mask_param * mels // clip_mels
     )
+    return dataclasses.replace(augment, time_mask_param=max(1, augment.time_mask_param * frames // clip_frames),
+                               freq_mask_param=max(1, freq))  # fmt: skip
 
 
 def train_teacher(
@@ -95,6 +106,7 @@ def train_teacher(
     if final.is_file() and result.is_file():
         return load_model_file(final, "a teacher"), json.loads(result.read_text())
     t = cfg.teachers
+    features = teacher_features(name, t, cfg.features)  # what ``train`` and ``val`` hold
     keras.utils.set_random_seed(cfg.seed)
     data = {"system": (train, _eval_batches(t, val))}
     if pretrain is not None:
@@ -115,8 +127,8 @@ def train_teacher(
             if "backbone" in [layer.name for layer in model.layers]:
                 model.get_layer("backbone").trainable = phase["backbone_trainable"]
             split, val_ds = data[phase["data"]]
-            length = _phase_length(cfg, split, phase)
-            train_ds = _teacher_batches(cfg, split, length.stream)
+            length = _phase_length(cfg, split, phase, features)
+            train_ds = _teacher_batches(cfg, split, length.stream, features)
             opt = make_optimizer(
                 cfg.optim, length.steps_per_round, length.rounds, peak_lr=phase["peak_lr"]
             )
@@ -132,6 +144,11 @@ def train_teacher(
     metrics["last_epoch_val_accuracy"] = last_value(run_dir / phases[-1]["phase"] / "history.csv")
     if pretrained or pretrain is not None:
         metrics["transfer"] = {"pretrained": pretrained and str(pretrained), "phases": phases}
+    if is_panns_layout(model):
+        metrics["front_end"] = {
+            "name": resolved_front_end(t),
+            "features": dataclasses.asdict(features),
+        }
     _save_uncompiled(model, final)
     write_json(result, metrics)
     return model, metrics
@@ -171,16 +188,16 @@ def _eval_batches(t: TeacherConfig, split: RecordingSplit):
     return make_dataset(split.features, split.rows, split.labels, batch_size=t.batch_size)
 
 
-def _crop_frames(cfg: SystemConfig, train: RecordingSplit) -> int | None:
+def _crop_frames(cfg: SystemConfig, train: RecordingSplit, features: FeatureConfig) -> int | None:
     """Frames of the random training window (``teachers.crop_seconds``); None: whole recordings."""
     t, frames = cfg.teachers, train.features.shape[1]
-    return None if t.crop_seconds is None else min(cfg.features.n_frames(t.crop_seconds), frames)
+    return None if t.crop_seconds is None else min(features.n_frames(t.crop_seconds), frames)
 
 
-def _phase_length(cfg: SystemConfig, train: RecordingSplit, phase: dict):
+def _phase_length(cfg: SystemConfig, train: RecordingSplit, phase: dict, features: FeatureConfig):
     """A phase's training length: ``teachers.steps`` for the last phase when set, else epochs."""
     t, frames = cfg.teachers, train.features.shape[1]
-    crop = _crop_frames(cfg, train)
+    crop = _crop_frames(cfg, train, features)
     # With crops, an epoch draws frames // crop windows from every recording, so it sees as much
     # audio as an epoch of whole recordings and "epochs" means the same in both modes.
     per_epoch = len(train) * (1 if crop is None else max(1, frames // crop))
@@ -188,13 +205,18 @@ def _phase_length(cfg: SystemConfig, train: RecordingSplit, phase: dict):
     return training_length(per_epoch, t.batch_size, phase["epochs"], steps, cfg.optim.rounds)
 
 
-def _teacher_batches(cfg: SystemConfig, train: RecordingSplit, stream: bool):
-    """Augmented training batches of the recordings (random windows with ``crop_seconds``)."""
+def _teacher_batches(
+    cfg: SystemConfig, train: RecordingSplit, stream: bool, features: FeatureConfig
+):
+    """Augmented training batches of the recordings (random windows with ``crop_seconds``): the
+    masks as wide in seconds and in the share of bands as the student's on ``cfg.features``."""
     t, frames = cfg.teachers, train.features.shape[1]
-    crop = _crop_frames(cfg, train)
-    aug = dataclasses.replace(
-        teacher_augment(cfg.augment, crop or frames, cfg.features.n_frames()), mixup=t.mixup
-    )
+    crop = _crop_frames(cfg, train, features)
+    # The mask is the same share of the window as the student's (time_mask_param of its clip's
+    # frames), whatever the frame rate.
+    aug = teacher_augment(cfg.augment, crop or frames, cfg.features.n_frames(), features.n_mels,
+                          cfg.features.n_mels)  # fmt: skip
+    aug = dataclasses.replace(aug, mixup=t.mixup)
     repeats = 1 if crop is None else max(1, frames // crop)
     rows, labels = np.tile(train.rows, repeats), np.tile(train.labels, repeats)
     return make_dataset(train.features, rows, labels, batch_size=t.batch_size, shuffle=True,
