@@ -238,3 +238,17 @@ def test_last_epoch_validation_is_the_returned_students_score(tiny_student, tiny
     assert abs(hist["val_accuracy"].iloc[-1] - acc) < 1e-6, (hist["val_accuracy"].tolist(), acc)
     done = json.loads((run_dir / "done.json").read_text())
     assert (done["rounds"], done["steps"]) == (4, 80)
+
+
+def test_predicts_keras_runner_matches_model_predict_across_a_partial_batch(exported):
+    """``asc-keras predict``'s float path: batches of 64 through one compiled call, the last one
+    partial; the same probabilities as ``model.predict``, in order; no windows, no rows."""
+    from asc_keras.evaluate.predict import keras_runner
+    from asc_keras.models.common import load_model_file
+
+    model = load_model_file(exported / "student.keras")
+    x = np.random.default_rng(3).normal(-5, 2, (70,) + model.input_shape[1:3]).astype(np.float32)
+    run = keras_runner(model)
+    np.testing.assert_allclose(run(x), model.predict(x[..., None], verbose=0), atol=1e-6)
+    np.testing.assert_allclose(run(x, batch_size=7)[::-1], run(x[::-1]), atol=1e-6)
+    assert run(x[:0]).shape == (0, 10)
