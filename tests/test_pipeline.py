@@ -26,7 +26,7 @@ def _results(out):
     return json.loads((out / "results.json").read_text())
 
 
-def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau):
+def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work):
     r = _results(tiny_run)
     s = r["student"]
     assert r["system"] == 2 and r["profile"] == "quick"
@@ -94,6 +94,10 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau):
     assert front["name"] == "panns" and (front["features"]["sample_rate"], front["features"]["n_mels"],
                                          front["features"]["log"]) == (32000, 64, "db")  # fmt: skip
     assert "front_end" not in teachers["cnn"]
+    # Its features have caches of their own: the recordings, and the training clips too, because
+    # the damaged clip's recording is incomplete and its other clips take clip-level targets.
+    caches = sorted(p.name.rsplit("-", 1)[0] for p in (tiny_work / "features").iterdir())
+    assert {"recordings-panns", "clips-panns", "recordings", "clips"} <= set(caches)
     # The truncated clip was left out, named, and the run went on (--skip-bad-audio).
     assert r["skipped_bad_audio"] == {"count": 1, "files": [damaged_tau[1]]}
     b = r["baseline"]["complexity"]
