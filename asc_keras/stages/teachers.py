@@ -84,8 +84,7 @@ def teacher_dir(cfg: SystemConfig, place: RunPlace, data_root: Path, name: str) 
 
 
 _ONLY = {"mobilenetv2": ("mobilenet_alpha", "pretrained_mobilenetv2", "frozen_epochs", "finetune_lr",
-                         "pretrain_data", "pretrain_frozen_epochs", "pretrain_epochs", "pretrain_lr",
-                         "mobilenetv2_front_end"),
+                         "pretrain_data", "pretrain_frozen_epochs", "pretrain_epochs", "pretrain_lr"),
          "cnn": ("cnn_width",), "bcresnet": ("bcresnet_width",)}  # fmt: skip
 
 
@@ -96,9 +95,9 @@ def teacher_settings(t: TeacherConfig, name: str) -> dict:
     d = dataclasses.asdict(t)
     d["pooling"], d["input_norm"] = t.pooling.get(name), t.input_norm.get(name)
     others = {k for n, keys in _ONLY.items() if n != name for k in keys}
-    return {
-        k: v for k, v in d.items() if k not in others and k not in ("names", "inference_batch_size")
-    }
+    # The front end shows in the key as the features the teacher is fed (teacher_dir).
+    skip = ("names", "inference_batch_size", "mobilenetv2_front_end")
+    return {k: v for k, v in d.items() if k not in others and k not in skip}
 
 
 def is_trained(folder: Path) -> bool:
