@@ -136,6 +136,9 @@ def main() -> None:
     ref = (
         rows[-1] if args.organisers else next(r for r in rows if r["name"].startswith("dcase2022"))
     )
+    if not args.organisers:
+        print("(no --organisers: the ratios are to the rebuilt baseline; pass the organisers' own file with "
+              "--organisers path/to/model_task1.tflite)")  # fmt: skip
     print(
         f"int8, LiteRT, batch 1, 1 thread: median (p90) of {args.runs} runs; ratio to {ref['name']}"
     )
