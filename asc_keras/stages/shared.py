@@ -91,7 +91,8 @@ class Splits:
         own = self.own_front_end.get(name)
         if own is None:
             return self
-        return dataclasses.replace(self, train=own.train or self.train, train_recordings=own.train_recordings,
+        train = self.train if own.train is None else own.train
+        return dataclasses.replace(self, train=train, train_recordings=own.train_recordings,
                                    eval_recordings=own.eval_recordings, own_front_end={})  # fmt: skip
 
 
