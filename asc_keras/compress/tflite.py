@@ -48,9 +48,8 @@ def convert_int8(
         representative: (N, frames, mels[, 1]) training features used to calibrate ranges.
         path: output file.
         input_shape: (frames, mels[, 1]) when the model's own is not fully known.
-        fold_flatten: feed fully-connected layers their unflattened input
-            (:func:`~asc_keras.compress.graph_edits.fold_flatten_into_fully_connected`), as the
-            organisers' converter did.
+        fold_flatten: feed fully-connected layers their unflattened input, as the organisers'
+            converter did (``graph_edits.fold_flatten_into_fully_connected``).
     Returns:
         dict with the input/output quantisation parameters (scale, zero point) and size,
         also written beside the model as ``<path>.json``.

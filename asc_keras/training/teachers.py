@@ -114,9 +114,8 @@ def train_teacher(
     pretrained = t.pretrained_mobilenetv2 if name == "mobilenetv2" else None
     phases = _phases(t, pretrained, pretrain is not None)
     with training_scope(strategy, cfg.optim.mixed_precision):
-        model = build_teacher(
-            name, t, cfg.optim.bn_momentum
-        )  # a PANNs teacher comes with its weights
+        # A PANNs teacher comes with its weights.
+        model = build_teacher(name, t, cfg.optim.bn_momentum)
         if pretrained and not is_panns_layout(model):
             load_pretrained(model, pretrained)
         for phase in phases:
@@ -142,16 +141,22 @@ def train_teacher(
     metrics = classification_metrics(val.labels, probs, val.devices)
     # The learning curve's last point, from the last phase: the same weights and statistics.
     metrics["last_epoch_val_accuracy"] = last_value(run_dir / phases[-1]["phase"] / "history.csv")
-    if pretrained or pretrain is not None:
-        metrics["transfer"] = {"pretrained": pretrained and str(pretrained), "phases": phases}
-    if is_panns_layout(model):
-        metrics["front_end"] = {
-            "name": resolved_front_end(t),
-            "features": dataclasses.asdict(features),
-        }
+    metrics.update(_provenance(model, t, features, pretrained, pretrain is not None, phases))
     _save_uncompiled(model, final)
     write_json(result, metrics)
     return model, metrics
+
+
+def _provenance(model, t: TeacherConfig, features: FeatureConfig, pretrained, pretrain: bool,
+                phases: list[dict]) -> dict:  # fmt: skip
+    """What a teacher started from and was fed, for its evaluation: the transfer-learning chain
+    (when it had one) and, for a PANNs teacher, its front end and features."""
+    out = {}
+    if pretrained or pretrain:
+        out["transfer"] = {"pretrained": pretrained and str(pretrained), "phases": phases}
+    if is_panns_layout(model):
+        out["front_end"] = {"name": resolved_front_end(t), "features": dataclasses.asdict(features)}
+    return out
 
 
 def _phases(t: TeacherConfig, pretrained, pretrain: bool) -> list[dict]:
