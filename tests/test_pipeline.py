@@ -95,9 +95,11 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work
                                          front["features"]["log"]) == (32000, 64, "db")  # fmt: skip
     assert "front_end" not in teachers["cnn"]
     # Its features have caches of their own: the recordings, and the training clips too, because
-    # the damaged clip's recording is incomplete and its other clips take clip-level targets.
+    # the damaged clip's recording is incomplete: its other nine clips take clip-level targets.
     caches = sorted(p.name.rsplit("-", 1)[0] for p in (tiny_work / "features").iterdir())
     assert {"recordings-panns", "clips-panns", "recordings", "clips"} <= set(caches)
+    (own_clips,) = (tiny_work / "features").glob("clips-panns-*")
+    assert len((own_clips / "items.csv").read_text().split()) == 1 + 9  # header + the nine
     # The truncated clip was left out, named, and the run went on (--skip-bad-audio).
     assert r["skipped_bad_audio"] == {"count": 1, "files": [damaged_tau[1]]}
     b = r["baseline"]["complexity"]

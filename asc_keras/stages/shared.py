@@ -65,8 +65,9 @@ class RunPlace:
 @dataclasses.dataclass(frozen=True)
 class OwnFrontEnd:
     """A teacher's own front end (PANNs' log-mels for the pretrained MobileNetV2): the run's
-    training recordings, evaluation recordings and -- when a target comes from a clip --
-    training clips, in the same order, from caches of its ``features``."""
+    training recordings and evaluation recordings, in the same order, and the training clips that
+    take a target of their own (all with target_source 'clip', else those outside every complete
+    recording; None when none do), from caches of its ``features``."""
 
     features: FeatureConfig
     train_recordings: RecordingSplit | None
@@ -87,7 +88,7 @@ class Splits:
 
     def of_teacher(self, name: str) -> Splits:
         """The splits as teacher ``name`` sees them: its own front end's, where it has one (the
-        same examples in the same order; training clips only when a target comes from a clip)."""
+        same recordings in the same order; of the training clips, those that need it)."""
         own = self.own_front_end.get(name)
         if own is None:
             return self
@@ -195,12 +196,18 @@ def _own_front_ends(
         tag = "panns" if f.log == "db" else f.key()
         cache = extract_features(ds.root, list(recs["files"]), f, place.shared.features, name=f"recordings-{tag}",
                                  progress=place.progress)  # fmt: skip
+        # Clips get their own target with target_source 'clip', else only outside complete recordings.
+        need = train_clips
+        if cfg.distill.target_source != "clip":
+            in_recordings = {
+                c for files in recordings_of(recs, train_clips)["files"] for c in files
+            }
+            need = train_clips[~train_clips["filename"].isin(in_recordings)]
         clips = None
-        in_recordings = {c for files in recordings_of(recs, train_clips)["files"] for c in files}
-        if cfg.distill.target_source == "clip" or not set(train_clips["filename"]) <= in_recordings:
-            clip_cache = extract_features(ds.root, list(train_clips["filename"]), f, place.shared.features,
+        if len(need):
+            clip_cache = extract_features(ds.root, list(need["filename"]), f, place.shared.features,
                                           name=f"clips-{tag}", progress=place.progress)  # fmt: skip
-            clips = ClipSplit.from_table(clip_cache, train_clips)
+            clips = ClipSplit.from_table(clip_cache, need)
         out[name] = OwnFrontEnd(f, RecordingSplit.from_table(cache, recordings_of(recs, train_clips)),
                                 RecordingSplit.from_table(cache, recordings_of(recs, eval_clips)), clips)  # fmt: skip
     return out

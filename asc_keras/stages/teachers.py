@@ -256,11 +256,15 @@ def teacher_scores(cfg: SystemConfig, folders: dict[str, Path], outputs: SoftTar
 
 def _each(cfg: SystemConfig, models: dict, splits: Splits, split: str, index=None) -> np.ndarray:
     """(examples, teachers, classes) logits of ``splits.<split>`` (at ``index``), each teacher
-    fed its own front end's features of the same examples (:meth:`Splits.of_teacher`)."""
+    fed its own front end's features of the same examples (:meth:`Splits.of_teacher`), found by
+    name: a teacher's own clip split may hold only the clips that need it."""
+    names = getattr(splits, split).names
+    wanted = names if index is None else [names[i] for i in index]
     out = []
     for name, model in models.items():
         s = getattr(splits.of_teacher(name), split)
-        rows = s.rows if index is None else s.rows[index]
+        at = dict(zip(s.names, s.rows))
+        rows = np.array([at[n] for n in wanted], np.int64)
         out.append(
             teacher_logits([model], s.features, rows, batch_size=cfg.teachers.inference_batch_size)
         )
