@@ -29,23 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras._runtime import keras, tf
-from asc_keras.compress.graph_edits import fold_stride_into_channels
 from asc_keras.compress.nessi import nessi_complexity
 from asc_keras.compress.tflite import TFLiteModel, convert_int8
-from asc_keras.evaluate.op_profile import by_kind, op_profile
+from asc_keras.evaluate.op_profile import by_kind, op_profile, timed_ms
 from asc_keras.evaluate.predict import keras_runner
 from asc_keras.models import build_dcase_baseline, build_serfr_cnn
-
-
-def _time(fn, runs: int) -> tuple[float, float]:
-    for _ in range(20):
-        fn()
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts) * 1e3), float(np.percentile(ts, 90) * 1e3)
 
 
 def int8_row(name: str, path: Path, runs: int, rng) -> dict:
@@ -66,10 +54,9 @@ def int8_row(name: str, path: Path, runs: int, rng) -> dict:
             m.interpreter.set_tensor(m._in, xq)
             m.interpreter.invoke()
 
-        row[key] = _time(invoke, runs)
+        row[key] = timed_ms(invoke, runs)
         row[f"{key}_delegate"] = m.delegate
-    data = path.read_bytes()
-    row["profile"] = op_profile(fold_stride_into_channels(data), x, runs=max(50, runs // 3))
+    row["profile"] = op_profile(m._data, x, runs=max(50, runs // 3))  # as run: the stem folded
     return row
 
 
@@ -80,7 +67,7 @@ def float_rows(name: str, model, runs: int, rng) -> dict:
     shape = model.input_shape[1:]
     x1 = tf.constant(rng.normal(-5, 2, (1,) + shape).astype(np.float32))
     fn = tf.function(lambda v: model(v, training=False))
-    one = _time(lambda: fn(x1), runs)
+    one = timed_ms(lambda: fn(x1), runs)
     windows = rng.normal(-5, 2, (600,) + shape).astype(np.float32)
     run = keras_runner(model)
 

@@ -116,6 +116,15 @@ def convert_int8(
     return info
 
 
+def quantize(x: np.ndarray, dtype, scale: float, zero: float) -> np.ndarray:
+    """Float values as a model input of ``dtype`` with quantisation (``scale``, ``zero``): rounded
+    and clipped to the integer range; float inputs pass as float32."""
+    if not np.issubdtype(dtype, np.integer):
+        return x.astype(np.float32)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
 class TFLiteModel:
     """A ``.tflite`` classifier run with LiteRT: ``predict(x)`` takes float features, returns
     float probabilities, quantising/dequantising at the int8 boundary.
@@ -190,11 +199,7 @@ class TFLiteModel:
             self._batch = n
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        if self.in_dtype == np.float32:
-            return x.astype(np.float32)
-        info = np.iinfo(self.in_dtype)
-        q = np.round(x / self.in_scale + self.in_zero)
-        return np.clip(q, info.min, info.max).astype(self.in_dtype)
+        return quantize(x, self.in_dtype, self.in_scale, self.in_zero)
 
     def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, frames, mels[, 1]) float features -> (N, classes) float probabilities."""

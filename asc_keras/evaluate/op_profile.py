@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asc_keras.compress.tflite import quantize
+
 
 @dataclasses.dataclass(frozen=True)
 class OpTime:
@@ -34,8 +36,9 @@ class OpTime:
     runs_on: str
 
 
-def median_ms(fn, runs: int, warmup: int = 20) -> float:
-    """Median wall time of ``fn()`` in milliseconds over ``runs`` calls after ``warmup`` calls."""
+def timed_ms(fn, runs: int, warmup: int = 20) -> tuple[float, float]:
+    """(median, 90th percentile) wall time of ``fn()`` in milliseconds over ``runs`` calls after
+    ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     ts = []
@@ -43,7 +46,7 @@ def median_ms(fn, runs: int, warmup: int = 20) -> float:
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    return float(np.median(ts) * 1e3)
+    return float(np.median(ts) * 1e3), float(np.percentile(ts, 90) * 1e3)
 
 
 def _interpreter(content: bytes, num_threads: int, preserve: bool = False):
@@ -65,12 +68,7 @@ def whole_model_tensors(content: bytes, x: np.ndarray | None = None) -> dict[int
     if x is None:
         q = np.zeros(d["shape"], d["dtype"])
     else:
-        scale, zero = d["quantization"]
-        q = np.asarray(x, np.float32).reshape(d["shape"])
-        if scale:
-            info = np.iinfo(d["dtype"])
-            q = np.clip(np.round(q / scale + zero), info.min, info.max)
-        q = q.astype(d["dtype"])
+        q = quantize(np.asarray(x, np.float32).reshape(d["shape"]), d["dtype"], *d["quantization"])
     it.set_tensor(d["index"], q)
     it.invoke()
     out = {}
@@ -97,7 +95,7 @@ def op_profile(model: str | Path | bytes, x: np.ndarray | None = None, runs: int
             it.set_tensor(d["index"], values[d["index"]].reshape(d["shape"]))
         delegated = any(op["op_name"] == "DELEGATE" for op in it._get_ops_details())
         out = it.get_output_details()[0]
-        rows.append(OpTime(i, kind, tuple(int(v) for v in out["shape"]), median_ms(it.invoke, runs),
+        rows.append(OpTime(i, kind, tuple(int(v) for v in out["shape"]), timed_ms(it.invoke, runs)[0],
                            "xnnpack" if delegated else "builtin"))  # fmt: skip
     return rows
 

@@ -188,6 +188,11 @@ def _own_front_ends(
     from asc_keras.features.cache import extract_features
     from asc_keras.models.panns_import import teacher_features
 
+    train_recs, eval_recs = recordings_of(recs, train_clips), recordings_of(recs, eval_clips)
+    need = train_clips  # the clips that take a target of their own: all with target_source 'clip',
+    if cfg.distill.target_source != "clip":  # else those outside every complete recording
+        in_recordings = {c for files in train_recs["files"] for c in files}
+        need = train_clips[~train_clips["filename"].isin(in_recordings)]
     out = {}
     for name in cfg.teachers.names:
         f = teacher_features(name, cfg.teachers, cfg.features)
@@ -196,20 +201,13 @@ def _own_front_ends(
         tag = "panns" if f.log == "db" else f.key()
         cache = extract_features(ds.root, list(recs["files"]), f, place.shared.features, name=f"recordings-{tag}",
                                  progress=place.progress)  # fmt: skip
-        # Clips get their own target with target_source 'clip', else only outside complete recordings.
-        need = train_clips
-        if cfg.distill.target_source != "clip":
-            in_recordings = {
-                c for files in recordings_of(recs, train_clips)["files"] for c in files
-            }
-            need = train_clips[~train_clips["filename"].isin(in_recordings)]
         clips = None
         if len(need):
             clip_cache = extract_features(ds.root, list(need["filename"]), f, place.shared.features,
                                           name=f"clips-{tag}", progress=place.progress)  # fmt: skip
             clips = ClipSplit.from_table(clip_cache, need)
-        out[name] = OwnFrontEnd(f, RecordingSplit.from_table(cache, recordings_of(recs, train_clips)),
-                                RecordingSplit.from_table(cache, recordings_of(recs, eval_clips)), clips)  # fmt: skip
+        out[name] = OwnFrontEnd(f, RecordingSplit.from_table(cache, train_recs),
+                                RecordingSplit.from_table(cache, eval_recs), clips)  # fmt: skip
     return out
 
 
