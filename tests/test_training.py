@@ -564,3 +564,36 @@ def test_teachers_learn_from_all_training_recordings_but_those_held_out_to_weigh
         )
         with pytest.raises(ValueError, match=r"teachers\.holdout_fraction must be in \[0, 1\)"):
             held_out_recordings(wrong, recs)
+
+
+def test_teachers_masks_off_leaves_their_recordings_whole_and_changes_their_key(tmp_path):
+    """``teachers.masks = false``: the teachers' batches are the recordings as stored (no mixup
+    either), where the system's masks hide a band and a stretch of frames of each; the setting is
+    in the teachers' key only when it is not the default, so trained teachers keep their folders."""
+    import dataclasses
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.data.splits import RecordingSplit
+    from asc_keras.stages.teachers import teacher_settings
+    from asc_keras.training.teachers import _teacher_batches
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(4, 280, 256)).astype(np.float16)  # four 10 s recordings
+    names = tuple(f"r{i}" for i in range(4))
+    recs = RecordingSplit(feats, np.arange(4), np.arange(4), np.array(["a"] * 4), names)
+
+    def batch(masks: bool) -> np.ndarray:
+        t = dataclasses.replace(SystemConfig().teachers, batch_size=4, masks=masks)
+        x, _ = next(
+            iter(_teacher_batches(SystemConfig(teachers=t), recs, False, SystemConfig().features))
+        )
+        return np.asarray(x)[..., 0] if np.asarray(x).ndim == 4 else np.asarray(x)
+
+    whole = {np.asarray(feats[i], np.float32).tobytes() for i in range(4)}
+    off = batch(False)
+    assert {np.asarray(r, np.float32).tobytes() for r in off} == whole
+    on = batch(True)
+    assert not any(np.asarray(r, np.float32).tobytes() in whole for r in on)
+    t = SystemConfig().teachers
+    assert "masks" not in teacher_settings(t, "cnn")
+    assert teacher_settings(dataclasses.replace(t, masks=False), "cnn")["masks"] is False

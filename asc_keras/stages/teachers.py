@@ -97,6 +97,8 @@ def teacher_settings(t: TeacherConfig, name: str) -> dict:
     others = {k for n, keys in _ONLY.items() if n != name for k in keys}
     # The front end shows in the key as the features the teacher is fed (teacher_dir).
     skip = ("names", "inference_batch_size", "mobilenetv2_front_end")
+    if t.masks:  # the default before the field existed: trained teachers keep their keys
+        skip += ("masks",)
     return {k: v for k, v in d.items() if k not in others and k not in skip}
 
 

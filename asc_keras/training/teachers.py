@@ -221,7 +221,8 @@ def _teacher_batches(
     # frames), whatever the frame rate.
     aug = teacher_augment(cfg.augment, crop or frames, cfg.features.n_frames(), features.n_mels,
                           cfg.features.n_mels)  # fmt: skip
-    aug = dataclasses.replace(aug, mixup=t.mixup)
+    aug = dataclasses.replace(aug, mixup=t.mixup, freq_mask=aug.freq_mask and t.masks,
+                              time_mask=aug.time_mask and t.masks)  # fmt: skip
     repeats = 1 if crop is None else max(1, frames // crop)
     rows, labels = np.tile(train.rows, repeats), np.tile(train.labels, repeats)
     return make_dataset(train.features, rows, labels, batch_size=t.batch_size, shuffle=True,
