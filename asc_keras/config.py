@@ -207,13 +207,7 @@ class TeacherConfig:
     # and time stretching, and mixup only when this is set.  Measured (CNN teacher, quick
     # sizes, generated data): 47 % with mixup, 56 % without, in the same steps.
     mixup: bool = False
-    # The system's time-frequency masks for the teachers too (each the same share of a recording as
-    # of the student's clip).  The report gives no teacher augmentation.  Where a scene lives in a
-    # few short events, a mask that hides one (a time mask up to 1.4 s of a 10 s recording, a
-    # frequency mask up to 19 % of the bands) turns the recording into a mislabelled one: on such
-    # a set (benchmarks/probe_sets.py sparse, quick profile, seed 42) BC-ResNet reached 15 % on
-    # recordings with masks and 57 % without, the ensemble 8 % and 60 %.
-    masks: bool = True
+    masks: bool = True  # the system's masks for them too (the report is silent; quick.yaml: off)
     # Average-pool the mel axis by this factor at the teachers' input (1: the report's 256 mels;
     # 4: 64 mel bands as in PANNs' AudioSet models) -- a cost knob for CPU-sized runs.
     mel_pool: int = 1
