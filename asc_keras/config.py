@@ -293,6 +293,7 @@ class DataConfig:
 
     recordings_per_class: int = 60
     cities: int = 6
+    extra_devices: int = 2  # devices besides 'a' rendering each 10 s source recording
     seed: int = 0
     workers: int = 2  # processes writing the generated audio
 

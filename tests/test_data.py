@@ -179,3 +179,22 @@ def test_fixups_are_counted_not_fatal(tmp_path):
     st = sf.read(tmp_path / "stereo.wav", dtype="float32")[0].mean(axis=1)
     y = load_audio(tmp_path / "stereo.wav", 44100)
     np.testing.assert_allclose(y, st, atol=1e-6)
+
+
+def test_the_data_stage_generates_the_configured_devices_per_recording(tmp_path):
+    """``data.extra_devices`` reaches the generator and names the set's folder (a set with the
+    default two keeps the name it had before the number could change)."""
+    from asc_keras.config import DataConfig, SystemConfig
+    from asc_keras.stages.runner import StageRunner
+    from asc_keras.stages.shared import RunPlace, data_stage
+
+    size = DataConfig(recordings_per_class=1, cities=2, extra_devices=1, workers=1)
+    place = RunPlace(out=tmp_path / "out", work=tmp_path / "work")
+    ds, root = data_stage(SystemConfig(data=size), place, StageRunner(place.out, log=lambda m: None))
+    assert root == tmp_path / "work" / "generated-r1-c2-s0-e1"
+    clips = pd.concat([ds.train, ds.evaluate])
+    assert len(clips) == 10 * 1 * 2 * 10  # classes x recordings x (a + 1 other) x 1 s clips
+    sources = clips["filename"].str.rsplit("-", n=2).str[0]  # the name without segment and device
+    assert (clips.groupby(sources)["filename"].count() == 2 * 10).all()
+    default = place.shared.generated(DataConfig(recordings_per_class=1, cities=2))
+    assert default.name == "generated-r1-c2-s0"

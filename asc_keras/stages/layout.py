@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from asc_keras.config import DataConfig
+
 # The output stages that train a clip model: the KD student, the CE control, the DCASE baseline.
 TRAINED = ("student", "control", "baseline")
 
@@ -106,9 +108,13 @@ class WorkLayout:
     def features(self) -> Path:
         return self.work / "features"
 
-    def generated(self, recordings_per_class: int, cities: int, seed: int) -> Path:
-        """The built-in generated data set of that size and seed."""
-        return self.work / f"generated-r{recordings_per_class}-c{cities}-s{seed}"
+    def generated(self, size: DataConfig) -> Path:
+        """The built-in generated data set of that size and seed (the name of a set with the
+        default two extra devices is the name it had before their number could change)."""
+        extra = "" if size.extra_devices == 2 else f"-e{size.extra_devices}"
+        return (
+            self.work / f"generated-r{size.recordings_per_class}-c{size.cities}-s{size.seed}{extra}"
+        )
 
     def teacher(self, name: str, key: str) -> Path:
         """A teacher's folder: ``final.keras``, ``eval.json`` and its training phases."""

@@ -121,12 +121,11 @@ def data_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner):
     """The dataset index and its folder; the built-in set is generated into ``work`` if needed."""
     if place.data is None:
         size = cfg.data
-        root = place.shared.generated(size.recordings_per_class, size.cities, size.seed)
+        root = place.shared.generated(size)
         if not is_complete(root) or runner.forced("data"):
             runner.log(f"generating the built-in dataset in {root} ...")
-            make_synthetic_tau(
-                root, size.recordings_per_class, size.cities, size.seed, workers=size.workers
-            )
+            make_synthetic_tau(root, size.recordings_per_class, size.cities, size.seed,
+                               extra_devices=size.extra_devices, workers=size.workers)  # fmt: skip
     else:
         root = Path(place.data)
     ds = read_tau(root)
