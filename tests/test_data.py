@@ -190,7 +190,9 @@ def test_the_data_stage_generates_the_configured_devices_per_recording(tmp_path)
 
     size = DataConfig(recordings_per_class=1, cities=2, extra_devices=1, workers=1)
     place = RunPlace(out=tmp_path / "out", work=tmp_path / "work")
-    ds, root = data_stage(SystemConfig(data=size), place, StageRunner(place.out, log=lambda m: None))
+    ds, root = data_stage(
+        SystemConfig(data=size), place, StageRunner(place.out, log=lambda m: None)
+    )
     assert root == tmp_path / "work" / "generated-r1-c2-s0-e1"
     clips = pd.concat([ds.train, ds.evaluate])
     assert len(clips) == 10 * 1 * 2 * 10  # classes x recordings x (a + 1 other) x 1 s clips
