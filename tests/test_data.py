@@ -200,3 +200,8 @@ def test_the_data_stage_generates_the_configured_devices_per_recording(tmp_path)
     assert (clips.groupby(sources)["filename"].count() == 2 * 10).all()
     default = place.shared.generated(DataConfig(recordings_per_class=1, cities=2))
     assert default.name == "generated-r1-c2-s0"
+    # A number of devices the generator cannot draw is refused by its setting, before any file.
+    for bad in (-1, 6):
+        with pytest.raises(ValueError, match=r"extra_devices = -?\d+: .*data\.extra_devices"):
+            make_synthetic_tau(tmp_path / f"bad{bad}", 1, 2, extra_devices=bad)
+        assert not (tmp_path / f"bad{bad}").exists()

@@ -566,7 +566,7 @@ def test_teachers_learn_from_all_training_recordings_but_those_held_out_to_weigh
             held_out_recordings(wrong, recs)
 
 
-def test_teachers_masks_off_leaves_their_recordings_whole_and_changes_their_key(tmp_path):
+def test_teachers_masks_off_leaves_their_recordings_whole_and_changes_their_key():
     """``teachers.masks = false``: the teachers' batches are the recordings as stored (no mixup
     either), where the system's masks hide a band and a stretch of frames of each; the setting is
     in the teachers' key only when it is not the default, so trained teachers keep their folders."""

@@ -120,6 +120,11 @@ def make_synthetic_tau(root: str | Path, recordings_per_class: int = 20, cities:
         last, so an interrupted run never looks like a complete dataset.
     """
     root = Path(root)
+    # Training recordings draw their other devices from b, c, s1-s3 without repeats.
+    if not 0 <= extra_devices < len(TRAIN_DEVICES):
+        raise ValueError(f"extra_devices = {extra_devices}: a recording is heard by device a and 0 to "
+                         f"{len(TRAIN_DEVICES) - 1} others; set data.extra_devices (or "
+                         "--extra-devices) in that range")  # fmt: skip
     (root / "audio").mkdir(parents=True, exist_ok=True)
     (root / "evaluation_setup").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
