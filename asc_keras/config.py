@@ -262,8 +262,8 @@ class CompressConfig:
     batch_size: int = 128  # pruning and QAT fine-tuning batches
     representative_samples: int = 512
     # Batches of clean training data over which BatchNorm statistics are re-estimated after
-    # pruning and after QAT (asc_keras.training.bn); 0 disables.  Short tfmot fine-tuning moves
-    # the weights under statistics that were estimated for the unpruned float model.
+    # pruning and QAT (asc_keras.training.bn), and QAT's activation ranges measured before and
+    # after it (asc_keras.compress.ranges); 0 disables both.
     bn_recalibration_batches: int = 50
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from asc_keras._runtime import import_tf_keras, tf
 from asc_keras.cli import main
 from asc_keras.compress.complexity import keras_complexity, tflite_complexity
 from asc_keras.compress.tflite import calibration_rows
@@ -41,8 +42,10 @@ def test_student_learns_generated_scenes_well_above_chance(
 
 
 def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, tmp_path):
+    from asc_keras.compress.ranges import activation_range_variables, measured_ranges
     from asc_keras.compress.tflite import TFLiteModel, convert_int8
-    from asc_keras.compress.tfmot_compress import prune_and_quantize
+    from asc_keras.compress.tfmot_compress import calibration_batches, prune_and_quantize
+    from asc_keras.compress.twin import keras_float_twin
 
     m, rows, labels = trained_student
     cfg = SystemConfig(compress=CompressConfig(prune=True, target_sparsity=0.5, prune_steps=12, qat=True,
@@ -57,6 +60,16 @@ def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, 
     assert info["sparsity_after_pruning"] > 0.4  # polynomial decay reached (about) the target
     assert info["sparsity"] > 0.4  # pruning preserved through QAT
     assert any("quant" in l.__class__.__name__.lower() for l in qat.layers)
+    # The activation ranges it converts with are those of its final float weights on the clean
+    # batches (not tfmot's initial [-6, 6] moved 4 % by 4 steps): ReLU outputs start at 0.
+    ranges = activation_range_variables(qat)
+    assert len(ranges) > 20 and ("logits", "output") in ranges
+    final = keras_float_twin(qat, m, keras_module=import_tf_keras())
+    clean = calibration_batches(train, 32, 4, cfg.seed + 1)
+    for key, want in measured_ranges(final, clean, ranges, 4).items():
+        got = [float(v.numpy()) for v in ranges[key]]
+        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=str(key))
+        assert got[0] == 0.0 or not key[0].endswith("relu"), key
     ev_rows = clip_cache.rows(tiny_dataset.evaluate["filename"])
     ev_x = clip_cache.features[ev_rows].astype(np.float32)
     rep = clip_cache.features[calibration_rows(rows, 128)]
@@ -82,6 +95,32 @@ def test_prune_qat_convert_and_agree(trained_student, clip_cache, tiny_dataset, 
     assert c.tensor_types == {"INT8", "INT32"}, c.tensor_types
     assert c.macs == keras_complexity(m).macs
     assert c.params == keras_complexity(m).deployed_params
+
+
+def test_activation_ranges_are_the_float_models_mean_batch_extremes():
+    """Each QAT activation range becomes the mean over batches of min(x, 0) and max(x, 0) of the
+    float model's tensor: a ReLU's output, a sigmoid's input (numbers worked out by hand)."""
+    from asc_keras.compress.ranges import activation_range_variables, calibrate_activation_ranges
+    from asc_keras.compress.tfmot_compress import apply_qat
+
+    tfk = import_tf_keras()
+    inp = tfk.Input((2,), name="x")
+    h = tfk.layers.ReLU(name="act")(tfk.layers.Dense(2, name="lin")(inp))
+    m = tfk.Model(inp, tfk.layers.Dense(2, activation="sigmoid", name="gate")(h))
+    m.get_layer("lin").set_weights([np.eye(2, dtype="f4"), np.zeros(2, "f4")])
+    m.get_layer("gate").set_weights([np.array([[1, 0], [0, -3]], "f4"), np.array([0.5, 0], "f4")])
+    qat = apply_qat(m, pruned=False)
+    ranges = activation_range_variables(qat)
+    assert {k: [float(v.numpy()) for v in r] for k, r in ranges.items()} == {
+        ("act", "output"): [-6.0, 6.0], ("gate", "linear"): [-6.0, 6.0]}  # fmt: skip
+    x = np.array([[1, -3], [2, 5], [-1, 1], [4, 0.5]], "f4")
+    assert (
+        calibrate_activation_ranges(qat, m, tf.data.Dataset.from_tensor_slices(x).batch(2), 9) == 2
+    )
+    # ReLU outputs: batch maxima 5 and 4; sigmoid inputs: batch 1 (1.5, 0; 2.5, -15), batch 2
+    # (0.5, -3; 4.5, -1.5): minima -15 and -3, maxima 2.5 and 4.5.
+    assert [float(v.numpy()) for v in ranges[("act", "output")]] == [0.0, 4.5]
+    assert [float(v.numpy()) for v in ranges[("gate", "linear")]] == [-9.0, 3.5]
 
 
 def test_post_training_quantization_quick_path(

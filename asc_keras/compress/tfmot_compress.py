@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from asc_keras._runtime import import_tf_keras, import_tfmot, tf
-from asc_keras.compress.twin import tf_keras_twin
+from asc_keras.compress.ranges import calibrate_activation_ranges
+from asc_keras.compress.twin import keras_float_twin, tf_keras_twin
 from asc_keras.config import N_CLASSES, CompressConfig, SystemConfig
 from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.losses import kd_loss_on_probs
@@ -113,6 +114,16 @@ def _tf_dataset(train: ClipSplit, soft, batch_size: int, seed: int, repeat: bool
     return ds.map(lambda x, y: (x, tf.concat([y[0], y[1]], axis=-1)))
 
 
+def calibration_batches(train: ClipSplit, batch_size: int, batches: int, seed: int):
+    """``batches`` shuffled clean batches of training inputs (no labels), the same at every pass."""
+    ds = _tf_dataset(train, None, batch_size, seed).take(batches)
+    x = [np.asarray(b[0]) for b in ds]
+    shape = (0, *train.features.shape[1:], 1)
+    return tf.data.Dataset.from_tensor_slices(
+        np.concatenate(x) if x else np.zeros(shape, "f4")
+    ).batch(batch_size)
+
+
 def _fit_length(c: CompressConfig, phase: str, examples: int) -> TrainingLength:
     """A fine-tuning phase's length: ``<phase>_steps`` updates when set, else ``<phase>_epochs``."""
     epochs, steps = getattr(c, f"{phase}_epochs"), getattr(c, f"{phase}_steps")
@@ -166,8 +177,9 @@ def prune_and_quantize(
     def data(repeat: bool):
         return _tf_dataset(train, soft, c.batch_size, seed, repeat, n_classes)
 
-    # BatchNorm re-estimation after the short fine-tunings (asc_keras.training.bn): clean batches.
-    clean = _tf_dataset(train, soft, c.batch_size, seed + 1, n_classes=n_classes)
+    # BatchNorm re-estimation after the short fine-tunings (asc_keras.training.bn) and the
+    # activation ranges (asc_keras.compress.ranges) all use these clean batches, drawn once.
+    clean = calibration_batches(train, c.batch_size, c.bn_recalibration_batches, seed + 1)
     info = {"target_sparsity": c.target_sparsity if c.prune else 0.0}
     model = tf_keras_twin(student)
     pruned = c.prune and c.target_sparsity > 0 and (c.prune_epochs > 0 or bool(c.prune_steps))
@@ -176,14 +188,22 @@ def prune_and_quantize(
         recalibrate_batchnorm(model, clean, c.bn_recalibration_batches)
         info["sparsity_after_pruning"] = sparsity(model)
     if c.qat:
-        model = apply_qat(model, pruned=pruned)
+        qat = apply_qat(model, pruned=pruned)
+        # tfmot starts every activation range at +-6 and moves it slowly (asc_keras.compress.ranges):
+        # QAT trains under the ranges the float model's activations have.  (Measured on a fresh
+        # twin: the stripped model's layers also sit in the graphs pruning and QAT cloned.)
+        start = keras_float_twin(model, student, keras_module=import_tf_keras())
+        calibrate_activation_ranges(qat, start, clean, c.bn_recalibration_batches)
         length = _fit_length(c, "qat", len(train))
         if length.steps and (c.qat_epochs > 0 or c.qat_steps):
-            model.compile(import_tf_keras().optimizers.Adam(c.qat_lr), loss, metrics=["accuracy"])
+            qat.compile(import_tf_keras().optimizers.Adam(c.qat_lr), loss, metrics=["accuracy"])
             log(f"quantisation-aware training: {length.steps} steps")
-            _fit(model, data, length, verbose)
-        # Also refreshes the activation quantisers' moving ranges to the recalibrated statistics.
-        recalibrate_batchnorm(model, clean, c.bn_recalibration_batches)
+            _fit(qat, data, length, verbose)
+        recalibrate_batchnorm(qat, clean, c.bn_recalibration_batches)
+        # ... and converts with the ranges of its final float weights and BatchNorm statistics.
+        final = keras_float_twin(qat, student, keras_module=import_tf_keras())
+        calibrate_activation_ranges(qat, final, clean, c.bn_recalibration_batches)
+        model = qat
     info["sparsity"] = sparsity(model)
     return model, info
 

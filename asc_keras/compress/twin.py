@@ -63,14 +63,17 @@ def float_weights_of(model) -> dict[str, list]:
     return out
 
 
-def keras_float_twin(compressed, student):
-    """The compressed tf_keras model (pruned and/or QAT) as a Keras 3 SERFR-CNN without fake
+def keras_float_twin(compressed, student, keras_module=None):
+    """The compressed tf_keras model (pruned and/or QAT) as a SERFR-CNN without fake
     quantisation: the student's architecture holding the compressed float weights, so it scores
-    what the int8 model was converted from, and int8 against it measures quantisation alone."""
+    what the int8 model was converted from, and int8 against it measures quantisation alone.
+    A Keras 3 model by default; ``keras_module=tf_keras`` gives the tf_keras one (the float model
+    the activation ranges are measured on, asc_keras.compress.ranges)."""
     if not isinstance(student, SerfrCnn):
         raise ValueError(f"{student.name!r} is not a SERFR-CNN that remembers its build arguments")
     weights = float_weights_of(compressed)
-    twin = build_serfr_cnn(**student.build_args())
+    more = {} if keras_module is None else {"keras_module": keras_module}
+    twin = build_serfr_cnn(**student.build_args(), **more)
     for layer in twin.layers:
         if not layer.weights:
             continue
