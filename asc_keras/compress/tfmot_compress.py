@@ -5,8 +5,10 @@ copied) -> ``prune_low_magnitude`` with polynomial decay to the target sparsity 
 fine-tuning on the distillation targets -> ``strip_pruning`` -> annotate every layer for
 8-bit QAT, the SE block's ``Multiply`` with :class:`MultiplyQuantizeConfig` (tfmot's
 default registry refuses it) -> ``quantize_apply`` with the pruning-preserving scheme when
-pruned -> QAT fine-tuning at a low learning rate.  The result converts to full-int8
-TFLite with :func:`asc_keras.compress.tflite.convert_int8`.
+pruned -> activation ranges measured on the float model (:mod:`asc_keras.compress.ranges`) ->
+QAT fine-tuning at a low learning rate -> BatchNorm statistics and activation ranges measured
+again on the final weights.  The result converts to full-int8 TFLite with
+:func:`asc_keras.compress.tflite.convert_int8`.
 """
 
 from __future__ import annotations
@@ -114,9 +116,11 @@ def _tf_dataset(train: ClipSplit, soft, batch_size: int, seed: int, repeat: bool
     return ds.map(lambda x, y: (x, tf.concat([y[0], y[1]], axis=-1)))
 
 
-def calibration_batches(train: ClipSplit, batch_size: int, batches: int, seed: int):
-    """``batches`` shuffled clean batches of training inputs (no labels), the same at every pass."""
-    ds = _tf_dataset(train, None, batch_size, seed).take(batches)
+def calibration_batches(train: ClipSplit, batch_size: int, batches: int, seed: int,
+                        n_classes: int = N_CLASSES):  # fmt: skip
+    """``batches`` shuffled clean batches of training inputs (no labels), the same at every pass
+    (held in memory: 50 batches of 128 1 s log-mels, the paper profile's, are 180 MB)."""
+    ds = _tf_dataset(train, None, batch_size, seed, n_classes=n_classes).take(batches)
     x = [np.asarray(b[0]) for b in ds]
     shape = (0, *train.features.shape[1:], 1)
     return tf.data.Dataset.from_tensor_slices(
@@ -179,7 +183,9 @@ def prune_and_quantize(
 
     # BatchNorm re-estimation after the short fine-tunings (asc_keras.training.bn) and the
     # activation ranges (asc_keras.compress.ranges) all use these clean batches, drawn once.
-    clean = calibration_batches(train, c.batch_size, c.bn_recalibration_batches, seed + 1)
+    clean = calibration_batches(
+        train, c.batch_size, c.bn_recalibration_batches, seed + 1, n_classes
+    )
     info = {"target_sparsity": c.target_sparsity if c.prune else 0.0}
     model = tf_keras_twin(student)
     pruned = c.prune and c.target_sparsity > 0 and (c.prune_epochs > 0 or bool(c.prune_steps))
