@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from asc_keras._runtime import import_tf_keras
+from asc_keras._runtime import import_tf_keras, keras
 from asc_keras.models.common import copy_weights
 from asc_keras.models.serfr_cnn import SerfrCnn, build_serfr_cnn
 
@@ -63,7 +63,7 @@ def float_weights_of(model) -> dict[str, list]:
     return out
 
 
-def keras_float_twin(compressed, student, keras_module=None):
+def keras_float_twin(compressed, student, keras_module=keras):
     """The compressed tf_keras model (pruned and/or QAT) as a SERFR-CNN without fake
     quantisation: the student's architecture holding the compressed float weights, so it scores
     what the int8 model was converted from, and int8 against it measures quantisation alone.
@@ -72,8 +72,7 @@ def keras_float_twin(compressed, student, keras_module=None):
     if not isinstance(student, SerfrCnn):
         raise ValueError(f"{student.name!r} is not a SERFR-CNN that remembers its build arguments")
     weights = float_weights_of(compressed)
-    more = {} if keras_module is None else {"keras_module": keras_module}
-    twin = build_serfr_cnn(**student.build_args(), **more)
+    twin = build_serfr_cnn(**student.build_args(), keras_module=keras_module)
     for layer in twin.layers:
         if not layer.weights:
             continue
