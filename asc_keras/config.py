@@ -31,9 +31,8 @@ REPORT_FINAL_LR = 1e-5  # sec. 4.2 "linear decrease to 1e-5 until epoch 800"
 REPORT_WEIGHT_DECAY = 1e-3  # sec. 4.2 "Adam with a weight decay of 0.001"
 REPORT_STUDENT_WIDTHS = (32, 24)  # sec. 4.3 submissions 1/3 (SERFR-CNN-32) and 2/4 (SERFR-CNN-24)
 REPORT_HEAD_CHANNELS = 256  # Table 1 "1x1 conv-256"
-# DCASE 2023 Task 1 complexity limits (docs/sources.md): per 1 s input.
-# 128 kB of parameter memory: 128,000 bytes, as the organisers' NeSsi counts it (MAX_PARAMS = 128e3),
-# not 128 x 1024.
+# DCASE 2023 Task 1 complexity limits (docs/sources.md): per 1 s input.  128 kB of parameter
+# memory: 128,000 bytes, as the organisers' NeSsi counts it (MAX_PARAMS = 128e3), not 128 x 1024.
 DCASE_MAX_PARAM_BYTES = 128_000
 DCASE_MAX_MACS = 30_000_000
 
@@ -164,10 +163,11 @@ class DistillConfig:
     alpha: float = 0.1
     temperature: float = 2.0
     ensemble: str = "probabilities"  # average teachers' 'probabilities' or 'logits'
-    # 'recording': a clip's target is the teachers' output on its whole 10 s
-    # recording (what the teachers were trained on; the richer context is the
-    # point of the report's 10 s teachers).  'clip': teachers see the 1 s clip.
+    # 'recording': a clip's target is the teachers' output on its whole 10 s recording (what they
+    # were trained on; the richer context is the point of the report's 10 s teachers).  'clip': 1 s.
     target_source: str = "recording"
+    # Where the ensemble's top class is not the label, swap the two (distill.targets.swap_to_label).
+    swap_wrong: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from asc_keras._runtime import keras, tf
 from asc_keras.config import DistillConfig
 from asc_keras.distill import Distiller, SoftTargets, ensemble_distribution, teacher_logits, temper
-from asc_keras.distill.targets import kd_soft_targets
+from asc_keras.distill.targets import kd_soft_targets, swap_to_label
 
 
 def _mlp_student(n_in=20, n_classes=10, hidden=32, seed=0):
@@ -170,6 +170,25 @@ def test_stored_and_live_soft_targets_are_equal(mode):
         3.0, "logits" if mode == "probabilities" else "probabilities"
     )
     assert np.abs(other - stored).max() > 1e-3
+
+
+def test_wrong_targets_are_swapped_to_the_label_and_right_ones_kept():
+    """swap_to_label exchanges a wrong target's top class with its label, nothing else; the
+    configured switch reaches kd_soft_targets (and needs the labels)."""
+    soft = np.array([[0.6, 0.3, 0.1],  # right (label 0): unchanged
+                     [0.7, 0.2, 0.1],  # wrong (label 2): 0.7 and 0.1 swap
+                     [0.2, 0.5, 0.3]], np.float32)  # fmt: skip
+    before = soft.copy()
+    out = swap_to_label(soft, np.array([0, 2, 0]))
+    np.testing.assert_array_equal(out, soft[[[0], [1], [2]], [[0, 1, 2], [2, 1, 0], [1, 0, 2]]])
+    np.testing.assert_array_equal(soft, before)  # the input is not changed
+    z = np.log(soft)[:, None, :]  # one teacher whose T = 1 distribution is ``soft``
+    t = SoftTargets(z, ("a", "b", "c"), {})
+    swapped = DistillConfig(temperature=1.0, swap_wrong=True)
+    np.testing.assert_allclose(kd_soft_targets(t, swapped, np.array([0, 2, 0])), out, atol=1e-6)
+    np.testing.assert_allclose(kd_soft_targets(t, DistillConfig(temperature=1.0)), soft, atol=1e-6)
+    with pytest.raises(ValueError, match="labels"):
+        kd_soft_targets(t, swapped)
 
 
 def test_tf_keras_qat_loss_equals_the_distiller_loss():

@@ -173,7 +173,7 @@ def prune_and_quantize(
     """
     c, seed = cfg.compress, cfg.seed
     tf.random.set_seed(seed)
-    soft = kd_soft_targets(targets, cfg.distill) if targets is not None else None
+    soft = kd_soft_targets(targets, cfg.distill, train.labels) if targets is not None else None
     alpha = cfg.distill.alpha if soft is not None else 1.0
     n_classes = int(student.output_shape[-1])  # 10 scenes, or a fine-tuned model's own classes
     loss = kd_loss_on_probs(alpha, cfg.distill.temperature, n_classes)

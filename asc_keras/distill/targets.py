@@ -219,11 +219,42 @@ def _valid_weights(w, k: int) -> bool:
     )
 
 
-def kd_soft_targets(targets: SoftTargets, distill: DistillConfig) -> np.ndarray:
+def swap_to_label(soft: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(items, classes) targets with each wrong one's top class and label swapped.
+
+    Knowledge adjustment (Wen et al., 2019, "Preparing lessons"): where the teachers' most
+    probable class is not the label, the two classes exchange their probabilities, so the target
+    ranks the label first and keeps the rest of the teachers' distribution (which other scenes
+    it resembles); right targets are unchanged and every row still sums to 1.  Why: a clip's
+    recording-level target is a sample of the clip's posterior with less variance than its label
+    only where the teachers are right; where they are confidently wrong (teachers that fitted a
+    recording's background, not its scene) the student would learn the wrong scene for all ten
+    of its clips, with alpha = 0.1 of the label left to argue.
+    """
+    out = np.array(soft, np.float32, copy=True)
+    labels = np.asarray(labels, np.int64)
+    rows = np.arange(len(out))
+    top = out.argmax(axis=1)
+    wrong = top != labels
+    r, t, y = rows[wrong], top[wrong], labels[wrong]
+    out[r, t], out[r, y] = out[r, y], out[r, t]
+    return out
+
+
+def kd_soft_targets(
+    targets: SoftTargets, distill: DistillConfig, labels: np.ndarray | None = None
+) -> np.ndarray:
     """The distillation targets of a training: the ensemble (``distill.ensemble``) of the stored
-    teachers' logits at ``distill.temperature``, (items, classes).
+    teachers' logits at ``distill.temperature``, (items, classes), with wrong ones swapped to
+    the label (:func:`swap_to_label`) when ``distill.swap_wrong`` is set.
 
     The one place the configured temperature and ensemble mode meet the teachers' outputs; the
     student's side of the same loss takes its T from the same ``distill`` (Distiller, QAT loss).
+    ``labels``: (items,) the clips' classes, needed for ``swap_wrong``.
     """
-    return targets.distribution(distill.temperature, distill.ensemble)
+    soft = targets.distribution(distill.temperature, distill.ensemble)
+    if not distill.swap_wrong:
+        return soft
+    if labels is None or len(labels) != len(soft):
+        raise ValueError("distill.swap_wrong needs the labels of the targets' clips")
+    return swap_to_label(soft, labels)

@@ -73,12 +73,14 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
         StudentRow("kd_logits", "KD from the ensemble, logits averaged", _distill(ensemble="logits"), ()),
         StudentRow("kd_clip_targets", "KD from the ensemble, teachers on 1 s clips",
                    _distill(target_source="clip"), ()),
+        StudentRow("kd_swap_wrong", "KD from the ensemble, wrong targets swapped to the label",
+                   _distill(swap_wrong=True), ()),
     ]  # fmt: skip
     return rows
 
 
 # The rows of the settings the report leaves open: run with --rows (they are not in the default table).
-SETTING_ROWS = ("kd_alpha_0.5", "kd_T1", "kd_T4", "kd_logits", "kd_clip_targets")
+SETTING_ROWS = ("kd_alpha_0.5", "kd_T1", "kd_T4", "kd_logits", "kd_clip_targets", "kd_swap_wrong")
 
 
 def select_rows(cfg: SystemConfig, rows: list[str] | None) -> list[StudentRow]:

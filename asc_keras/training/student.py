@@ -134,7 +134,7 @@ def train_student(
         return load_model_file(final)
     keras.utils.set_random_seed(cfg.seed)
     kd = cfg.distill.enabled and targets is not None
-    soft = kd_soft_targets(targets, cfg.distill) if kd else None
+    soft = kd_soft_targets(targets, cfg.distill, train.labels) if kd else None
     distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy)
     if init_from is not None:
         start_from(distiller.student, init_from)

@@ -93,7 +93,9 @@ class StudentHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         cfg = dataclasses.replace(self.trial_config(hp), seed=model._trial_seed)
         d = self.data
-        soft = None if d.targets is None else kd_soft_targets(d.targets, cfg.distill)
+        soft = (
+            None if d.targets is None else kd_soft_targets(d.targets, cfg.distill, d.train.labels)
+        )
         history = fit_student(model, cfg, d.train, d.val, soft, run_dir=None,
                               verbose=kwargs.get("verbose", "auto"), callbacks=kwargs.get("callbacks", ()))  # fmt: skip
         last = float(history.history["val_accuracy"][-1])
