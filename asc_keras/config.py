@@ -166,7 +166,8 @@ class DistillConfig:
     # 'recording': a clip's target is the teachers' output on its whole 10 s recording (what they
     # were trained on; the richer context is the point of the report's 10 s teachers).  'clip': 1 s.
     target_source: str = "recording"
-    # Where the ensemble's top class is not the label, swap the two (distill.targets.swap_to_label).
+    # Swap a wrong target's top class with the label (distill.targets.swap_to_label).  Off: on the
+    # 'sparse' probe set it made KD worse (6.3 % against 9.0 %, seed 42; README).
     swap_wrong: bool = False
 
 
@@ -219,11 +220,10 @@ class TeacherConfig:
     # MobileNetV2 pools as PANNs' AudioSet model does (mean over mels, max + mean over time); and
     # BC-ResNet sees each band's deviation from its own level beside the input (what its ASC
     # version's residual normalisation is for, Kim et al. 2021) and keeps the bands apart in its
-    # head, so a short event in one band is found and placed.  Measured on two generated sets with
-    # other signal models (benchmarks/probe_sets.py; 300 steps on whole recordings): where scenes
-    # live in sparse events, BC-ResNet 72 / 63 / 13 % on recordings (width 16, 3 seeds), the CNN
-    # and MobileNetV2 about chance; where scenes are steady spectra, the CNN 85-95 %,
-    # MobileNetV2 70 %, BC-ResNet 15 %.  Each teacher's key holds only its own entry.
+    # head, so a short event in one band is found and placed.  Measured on generated sets with other
+    # signal models (benchmarks/probe_sets.py; 300 steps on whole recordings): sparse events:
+    # BC-ResNet 60 / 57 / 55 % on recordings (width 24, 3 seeds), the CNN and MobileNetV2 chance;
+    # steady spectra: CNN 82-95 %, MobileNetV2 43-57 %, BC-ResNet 15-30 %.  A key: one teacher.
     pooling: dict = field(
         default_factory=lambda: {"mobilenetv2": "max+mean", "cnn": "mean", "bcresnet": "bands"}
     )
