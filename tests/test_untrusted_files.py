@@ -108,3 +108,40 @@ def test_csv_rows_naming_files_outside_the_data_set_are_refused(tiny_tau, tmp_pa
         )
         with pytest.raises(DataError, match="row 2 names .* outside the data set folder"):
             read_tau(root)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("distill.alpha=abc", "distill.alpha must be a number, got 'abc' (str)"),
+        ("distill.swap_wrong=maybe", "distill.swap_wrong must be true or false, got 'maybe' (str)"),
+        ("optim.steps=1.5", "optim.steps must be a whole number or null, got 1.5 (float)"),
+        ("optim.steps=true", "optim.steps must be a whole number or null, got True (bool)"),
+        ("teachers.names=cnn", "teachers.names must be a list, got 'cnn' (str)"),
+        ("teachers.names=[cnn, 3]", "teachers.names must be a list, got ('cnn', 3) (tuple)"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_refused_naming_the_setting(override, message):
+    from asc_keras.presets import parse_overrides, system_config
+
+    with pytest.raises(ValueError) as e:
+        system_config(1, "quick", parse_overrides([override]))
+    assert str(e.value) == f"configuration (system1.yaml <- quick.yaml <- --set): {message}"
+
+
+def test_a_yaml_file_with_a_wrongly_typed_value_is_refused_and_numbers_read(tmp_path):
+    from asc_keras.presets import CONFIG_DIR, load_system_config, parse_overrides
+
+    system = CONFIG_DIR / "systems" / "system1.yaml"
+    crafted = tmp_path / "profile.yaml"
+    crafted.write_text("teachers:\n  masks: 'no'\n")  # a string, not YAML 1.1's false
+    with pytest.raises(
+        ValueError, match=r"profile.yaml <- --set\): teachers.masks must be true or false"
+    ):
+        load_system_config(system, crafted)
+    # YAML 1.1 reads 3e-3 (no dot) as a string: a float setting takes it as the number it is.
+    cfg = load_system_config(
+        system, None, parse_overrides(["optim.peak_lr=3e-3", "optim.steps=null"])
+    )
+    assert cfg.optim.peak_lr == 0.003 and isinstance(cfg.optim.peak_lr, float)
+    assert cfg.optim.steps is None

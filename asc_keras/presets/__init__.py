@@ -7,6 +7,9 @@ the report's schedule and ``profiles/quick.yaml`` a 2-core CPU run.  Defaults <-
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,10 +48,70 @@ def load_system_config(
         merged = _deep_merge(merged, loaded)
     merged = _deep_merge(merged, overrides or {})
     try:
-        return SystemConfig.from_dict(merged)
+        return typed(SystemConfig.from_dict(merged))
     except ValueError as e:
         sources = [Path(f).name for f in (system_file, profile_file) if f] + ["--set"]
         raise ValueError(f"configuration ({' <- '.join(sources)}): {e}") from None
+
+
+def typed(cfg, where: str = ""):
+    """``cfg`` (a config dataclass) with every field checked against its annotation, recursively.
+
+    Why: YAML gives any value any type, and a wrong one would otherwise fail much later or never
+    (``--set distill.swap_wrong=maybe`` is a truthy string; ``distill.alpha=abc`` fails inside the
+    first training step).  Numbers given as strings are read for float fields, because YAML 1.1
+    reads ``3e-3`` (no dot) as a string; ints are accepted for floats.  Raises ValueError naming
+    the setting, the expected type and the value given.
+    """
+    changes = {}
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, name = getattr(cfg, f.name), f"{where}{f.name}"
+        if dataclasses.is_dataclass(value):
+            changes[f.name] = typed(value, f"{name}.")
+            continue
+        ok, value = _conform(value, hints[f.name])
+        if not ok:
+            raise ValueError(f"{name} must be {_describe(hints[f.name])}, got {value!r} "
+                             f"({type(value).__name__})")  # fmt: skip
+        changes[f.name] = value
+    return dataclasses.replace(cfg, **changes)
+
+
+def _conform(value, hint) -> tuple[bool, Any]:
+    """(whether ``value`` is of type ``hint``, the value -- a float field's number read)."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType):  # X | None
+        for h in args:
+            ok, v = (value is None, value) if h is type(None) else _conform(value, h)
+            if ok:
+                return True, v
+        return False, value
+    origin = typing.get_origin(hint) or hint
+    if origin is bool:
+        return isinstance(value, bool), value
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if origin is float:
+        if isinstance(value, str):
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
+        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_conform(v, args[0])[0] for v in value), value
+    if origin is dict:
+        return isinstance(value, Mapping), value
+    return isinstance(value, origin), value
+
+
+def _describe(hint) -> str:
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+             dict: "a mapping", tuple: "a list", type(None): "null"}  # fmt: skip
+    if isinstance(hint, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    return names.get(typing.get_origin(hint) or hint, str(hint))
 
 
 CONFIG_DIR = Path(__file__).resolve().parent
