@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from asc_keras.files import content_hash
 
@@ -36,18 +36,9 @@ REPORT_HEAD_CHANNELS = 256  # Table 1 "1x1 conv-256"
 DCASE_MAX_PARAM_BYTES = 128_000
 DCASE_MAX_MACS = 30_000_000
 
-SCENE_CLASSES = (
-    "airport",
-    "bus",
-    "metro",
-    "metro_station",
-    "park",
-    "public_square",
-    "shopping_mall",
-    "street_pedestrian",
-    "street_traffic",
-    "tram",
-)  # official order (DCASE task 1)
+SCENE_CLASSES = ("airport", "bus", "metro", "metro_station", "park", "public_square",
+                 "shopping_mall", "street_pedestrian", "street_traffic", "tram")  # fmt: skip
+# (the official order of DCASE task 1)
 N_CLASSES = len(SCENE_CLASSES)
 
 # tf.distribute strategies a run can train under (asc_keras.training.loop.get_strategy).
@@ -162,10 +153,13 @@ class DistillConfig:
     # we take 0.1 and T = 2 (docs/sources.md, KD practice).
     alpha: float = 0.1
     temperature: float = 2.0
-    ensemble: str = "probabilities"  # average teachers' 'probabilities' or 'logits'
+    ensemble: Literal["probabilities", "logits"] = "probabilities"  # what the teachers average
     # 'recording': a clip's target is the teachers' output on its whole 10 s recording (what they
-    # were trained on; the richer context is the point of the report's 10 s teachers).  'clip': 1 s.
-    target_source: str = "recording"
+    # were trained on); 'clip': on the 1 s clip; 'auto': 'clip' where the ensemble gives the label
+    # auto_label_probability or more on average on the recordings the teachers learned from, else
+    # 'recording' (distill.targets.choose_target_source; the measurements behind it: README).
+    target_source: Literal["auto", "recording", "clip"] = "auto"
+    auto_label_probability: float = 0.78
     # Swap a wrong target's top class with the label (distill.targets.swap_to_label).  Off: on the
     # 'sparse' probe set it made KD worse (6.3 % against 9.0 %, seed 42; README).
     swap_wrong: bool = False

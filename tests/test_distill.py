@@ -9,7 +9,7 @@ import pytest
 from asc_keras._runtime import keras, tf
 from asc_keras.config import DistillConfig
 from asc_keras.distill import Distiller, SoftTargets, ensemble_distribution, teacher_logits, temper
-from asc_keras.distill.targets import kd_soft_targets, swap_to_label
+from asc_keras.distill.targets import choose_target_source, kd_soft_targets, swap_to_label
 
 
 def _mlp_student(n_in=20, n_classes=10, hidden=32, seed=0):
@@ -268,3 +268,25 @@ def test_weighted_ensemble_targets_are_the_weighted_average_and_travel_with_the_
         SoftTargets(z, tuple("vwxyz"), {**meta, "weights": bad}).save(tmp_path / "bad.npy")
         with pytest.raises(ValueError, match=r"bad\.json: 'weights' must"):
             SoftTargets.load(tmp_path / "bad.npy")
+
+
+def test_auto_target_source_takes_the_clips_where_the_teachers_fitted_their_recordings():
+    labels = np.array([0, 1, 2, 3])
+    p = np.full((4, 10), 0.02)
+    p[np.arange(4), labels] = 0.82  # each row sums to 1: the label 0.82, nine others 0.02
+    fitted = choose_target_source(p, labels, 0.8)
+    assert fitted == {"source": "clip", "label_probability": 0.82, "limit": 0.8, "recordings": 4}
+    p[0] = 0.1  # one recording the teachers did not fit: the mean falls to (0.1 + 3 * 0.82) / 4
+    unfitted = choose_target_source(p, labels, 0.8)
+    assert unfitted == {
+        "source": "recording",
+        "label_probability": 0.64,
+        "limit": 0.8,
+        "recordings": 4,
+    }
+    half = np.full((4, 10), 0.5 / 9)
+    half[np.arange(4), labels] = 0.5
+    assert choose_target_source(half, labels, 0.5)["source"] == "clip"  # the limit itself: clips
+    # No complete recording: every clip takes its own target.
+    assert choose_target_source(None, None, 0.8) == {
+        "source": "clip", "label_probability": None, "limit": 0.8, "recordings": 0}  # fmt: skip

@@ -20,14 +20,18 @@ from conftest import PANNS, ROOT, TINY, run_args
 from recipe_spy import install as install_recipe_spies
 
 from asc_keras.cli import main
+from asc_keras.data import rebuild_recordings
 
 
 def _results(out):
     return json.loads((out / "results.json").read_text())
 
 
-def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work):
+def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work, tiny_dataset):
     r = _results(tiny_run)
+    # The run's training clips (the damaged one left out) and complete training recordings.
+    kept = tiny_dataset.train[tiny_dataset.train["filename"] != damaged_tau[1]]
+    train_clips, train_recordings = len(kept), len(rebuild_recordings(kept)[0])
     s = r["student"]
     assert r["system"] == 2 and r["profile"] == "quick"
     for key in ("float", "compressed", "int8"):
@@ -95,11 +99,18 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work
                                          front["features"]["log"]) == (32000, 64, "db")  # fmt: skip
     assert "front_end" not in teachers["cnn"]
     # Its features have caches of their own: the recordings, and the training clips too, because
-    # the damaged clip's recording is incomplete: its other nine clips take clip-level targets.
+    # with target_source 'auto' any clip may take a target of its own (header + every one).
     caches = sorted(p.name.rsplit("-", 1)[0] for p in (tiny_work / "features").iterdir())
     assert {"recordings-panns", "clips-panns", "recordings", "clips"} <= set(caches)
     (own_clips,) = (tiny_work / "features").glob("clips-panns-*")
-    assert len((own_clips / "items.csv").read_text().split()) == 1 + 9  # header + the nine
+    assert len((own_clips / "items.csv").read_text().split()) == 1 + train_clips
+    # 'auto' chose by the ensemble's mean p[label] on the recordings the teachers learned from:
+    # every complete training recording but those held out to weigh the ensemble.
+    t = r["soft_targets"]
+    a = t["auto"]
+    assert a["recordings"] + ens["held_out"]["recordings"] == train_recordings
+    assert a["limit"] == 0.78
+    assert t["source"] == a["source"] == ("clip" if a["label_probability"] >= 0.78 else "recording")
     # The truncated clip was left out, named, and the run went on (--skip-bad-audio).
     assert r["skipped_bad_audio"] == {"count": 1, "files": [damaged_tau[1]]}
     b = r["baseline"]["complexity"]
@@ -300,13 +311,16 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     # One small teacher per seed: the table's machinery is what is tested, not the recipe.
     args = ["ablation", "--system", "2", "--data", str(damaged_tau[0]), "--work", str(tiny_work), "--out",
             str(tmp_path / "abl"), "--seeds", "0", "1", "--rows", "ce_only", "kd_cnn", "--quiet", "--skip-bad-audio",
-            "--set", *TINY, "teachers.names=[cnn]", "optim.steps=6", "optim.rounds=1"]  # fmt: skip
+            "--set", *TINY, "teachers.names=[cnn]", "optim.steps=6", "optim.rounds=1",
+            "distill.auto_label_probability=0"]  # fmt: skip
     assert main(args) == 0
     assert (
         recipe_calls["fit"] == [(8, 1.0), (8, 0.1)] * 2
     )  # CE only, then KD from the CNN; per seed
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert set(r["teachers"]) == {"cnn"} and list(r["students"]) == ["ce_only", "kd_cnn"]
+    # target_source 'auto' with a limit of 0 takes the teachers' output on each clip, every seed.
+    assert [(c["source"], c["auto"]["limit"]) for c in r["soft_targets"]] == [("clip", 0.0)] * 2
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in r["students"].values())
     md = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| student, CE only (no teachers) |" in md and "± " in md and "| cnn |" in md

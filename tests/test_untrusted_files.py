@@ -118,6 +118,14 @@ def test_csv_rows_naming_files_outside_the_data_set_are_refused(tiny_tau, tmp_pa
         ("optim.steps=1.5", "optim.steps must be a whole number or null, got 1.5 (float)"),
         ("optim.steps=true", "optim.steps must be a whole number or null, got True (bool)"),
         ("teachers.names=cnn", "teachers.names must be a list, got 'cnn' (str)"),
+        (
+            "distill.target_source=clips",
+            "distill.target_source must be one of 'auto', 'recording', 'clip', got 'clips' (str)",
+        ),
+        (
+            "distill.ensemble=mean",
+            "distill.ensemble must be one of 'probabilities', 'logits', got 'mean' (str)",
+        ),
         ("teachers.names=[cnn, 3]", "teachers.names must be a list, got ('cnn', 3) (tuple)"),
     ],
 )

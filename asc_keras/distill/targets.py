@@ -258,3 +258,40 @@ def kd_soft_targets(
     if labels is None or len(labels) != len(soft):
         raise ValueError("distill.swap_wrong needs the labels of the targets' clips")
     return swap_to_label(soft, labels)
+
+
+def choose_target_source(
+    fitted: np.ndarray | None, labels: np.ndarray | None, limit: float
+) -> dict:
+    """What ``distill.target_source = 'auto'`` takes: 'recording' or 'clip'.
+
+    Args:
+        fitted: (recordings, classes) the teachers' ensemble at T = 1 on the training recordings
+            they learned from (None: no complete recording); labels: (recordings,) their classes.
+        limit: ``distill.auto_label_probability``.
+
+    Returns {'source', 'label_probability' (the mean p[label] over ``fitted``), 'limit',
+    'recordings'}: 'clip' where that mean is at least ``limit``, else 'recording'.
+
+    Why: a target teaches what it says beyond the label.  Where the teachers have fitted their own
+    training recordings (mean p[label] near 1), the recording-level targets of the training clips
+    *are* the labels, softened, and KD learns what CE learns; their output on a 1 s clip, a view
+    they did not fit, still carries what they know (which classes sound alike, where a clip
+    shows no scene).  Where they have not (the built-in data's 300-step teachers: 0.65-0.72), the
+    recording's output carries more than its label and is what the report's 10 s teachers are for.
+    """
+    if fitted is None or not len(fitted):  # no recording-level target to take
+        return {"source": "clip", "label_probability": None, "limit": limit, "recordings": 0}
+    p = float(np.mean(fitted[np.arange(len(labels)), labels]))
+    source = "clip" if p >= limit else "recording"
+    return {"source": source, "label_probability": round(p, 4), "limit": limit,
+            "recordings": len(labels)}  # fmt: skip
+
+
+def target_choice(targets: SoftTargets | None) -> dict | None:
+    """{'source': 'recording' or 'clip', 'auto': the evidence when 'auto' chose} of stored
+    targets (results.json's 'soft_targets'); None without targets."""
+    if targets is None:
+        return None
+    auto = targets.meta.get("auto")
+    return {"source": targets.meta.get("target_source"), **({"auto": auto} if auto else {})}

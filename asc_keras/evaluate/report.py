@@ -76,6 +76,8 @@ def _teachers(r: dict) -> list[str]:
             f"{n} {w:.1f}" + (f" ({_pct(acc[n])} %)" if n in acc else "") for n, w in ens["weights"].items())
             + f": the weights with the lowest log loss on {held.get('recordings', '?')} training recordings "
             "held out from the teachers' training (their accuracy there in brackets)."]  # fmt: skip
+    if r.get("soft_targets"):
+        lines += ["", f"The KD student's soft targets: {describe_targets(r['soft_targets'])}."]
     own = ((r.get("student") or {}).get("ce_control") or {}).get("recording_accuracy")
     if own is not None:  # the yardstick: what the student knows alone, on the same recordings
         lines += ["", f"The CE control on the same recordings (its clips' probabilities averaged): "
@@ -224,3 +226,20 @@ def write_results_md(results: dict, path: str | Path) -> Path:
         "",
     ]
     return write_text(path, "\n".join(lines))
+
+
+def describe_targets(t: dict | None) -> str:
+    """Where the soft targets came from (``results.json``'s 'soft_targets'), and why where
+    ``distill.target_source`` 'auto' chose."""
+    if not t:
+        return "none"
+    where = {"recording": "the teachers' output on each clip's whole 10 s recording",
+             "clip": "the teachers' output on each 1 s clip"}.get(t.get("source"), str(t.get("source")))  # fmt: skip
+    a = t.get("auto")
+    if not a or a.get("label_probability") is None:
+        return where
+    return (
+        f"{where} (target_source 'auto': on the {a['recordings']} training recordings the "
+        f"teachers learned from, their ensemble gives the label {a['label_probability']:.2f} on "
+        f"average, {'at least' if a['source'] == 'clip' else 'below'} {a['limit']:.2f})"
+    )

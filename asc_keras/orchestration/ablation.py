@@ -73,6 +73,8 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
         StudentRow("kd_logits", "KD from the ensemble, logits averaged", _distill(ensemble="logits"), ()),
         StudentRow("kd_clip_targets", "KD from the ensemble, teachers on 1 s clips",
                    _distill(target_source="clip"), ()),
+        StudentRow("kd_recording_targets", "KD from the ensemble, teachers on 10 s recordings",
+                   _distill(target_source="recording"), ()),
         StudentRow("kd_swap_wrong", "KD from the ensemble, wrong targets swapped to the label",
                    _distill(swap_wrong=True), ()),
     ]  # fmt: skip
@@ -80,7 +82,15 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
 
 
 # The rows of the settings the report leaves open: run with --rows (they are not in the default table).
-SETTING_ROWS = ("kd_alpha_0.5", "kd_T1", "kd_T4", "kd_logits", "kd_clip_targets", "kd_swap_wrong")
+SETTING_ROWS = (
+    "kd_alpha_0.5",
+    "kd_T1",
+    "kd_T4",
+    "kd_logits",
+    "kd_clip_targets",
+    "kd_recording_targets",
+    "kd_swap_wrong",
+)
 
 
 def select_rows(cfg: SystemConfig, rows: list[str] | None) -> list[StudentRow]:
@@ -119,6 +129,7 @@ def run_ablation(cfg: SystemConfig, place, *, seeds=(0, 1, 2), rows: list[str] |
 
 def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dict, log) -> None:
     """The shared stages and every row of one seed; the table so far is written after it."""
+    from asc_keras.distill.targets import target_choice
     from asc_keras.orchestration.run import prepare_shared
 
     out, seed = place.out, cfg.seed
@@ -127,6 +138,9 @@ def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dic
     prep = prepare_shared(cfg, seed_place, log=log)
     for name, m in prep.teacher_metrics.items():
         result["teachers"].setdefault(name, []).append(m["accuracy"])
+    result.setdefault("soft_targets", []).append(
+        target_choice(prep.targets)
+    )  # the base's, per seed
     for row in chosen:
         done = seed_place.out / f"{row.key}.json"
         if not done.is_file():  # the row's skip rule

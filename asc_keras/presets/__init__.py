@@ -88,6 +88,8 @@ def _conform(value, hint) -> tuple[bool, Any]:
                 return True, v
         return False, value
     origin = typing.get_origin(hint) or hint
+    if origin is typing.Literal:  # one of a few words (e.g. distill.target_source)
+        return isinstance(value, str) and value in args, value
     if origin is bool:
         return isinstance(value, bool), value
     if origin is int:
@@ -111,6 +113,8 @@ def _describe(hint) -> str:
              dict: "a mapping", tuple: "a list", type(None): "null"}  # fmt: skip
     if isinstance(hint, types.UnionType):
         return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     return names.get(typing.get_origin(hint) or hint, str(hint))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import SystemConfig
+from asc_keras.distill.targets import target_choice
 from asc_keras.files import file_identity
 from asc_keras.metrics import classification_metrics, recording_accuracy
 from asc_keras.stages.layout import TRAINED
@@ -77,6 +78,7 @@ def evaluate_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
         "data": str(prep.data_root), "train_split": place.train_split,
         "init_from": file_identity(place.init_from) if place.init_from else None,
         "evaluated_on": "fold1_evaluate" + also, "teachers": prep.teacher_metrics,
+        "soft_targets": target_choice(prep.targets),
         "student": {
             **rows,
             # Compression (pruning + QAT fine-tuning) against the trained model; quantisation

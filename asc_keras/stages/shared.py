@@ -66,8 +66,8 @@ class RunPlace:
 class OwnFrontEnd:
     """A teacher's own front end (PANNs' log-mels for the pretrained MobileNetV2): the run's
     training recordings and evaluation recordings, in the same order, and the training clips that
-    take a target of their own (all with target_source 'clip', else those outside every complete
-    recording; None when none do), from caches of its ``features``."""
+    may take a target of their own (all unless target_source is 'recording', then those outside
+    every complete recording; None when none do), from caches of its ``features``."""
 
     features: FeatureConfig
     train_recordings: RecordingSplit | None
@@ -188,8 +188,10 @@ def _own_front_ends(
     from asc_keras.models.panns_import import teacher_features
 
     train_recs, eval_recs = recordings_of(recs, train_clips), recordings_of(recs, eval_clips)
-    need = train_clips  # the clips that take a target of their own: all with target_source 'clip',
-    if cfg.distill.target_source != "clip":  # else those outside every complete recording
+    need = train_clips  # the clips that may take a target of their own: all unless target_source
+    if (
+        cfg.distill.target_source == "recording"
+    ):  # is 'recording', then those outside every recording
         in_recordings = {c for files in train_recs["files"] for c in files}
         need = train_clips[~train_clips["filename"].isin(in_recordings)]
     out = {}

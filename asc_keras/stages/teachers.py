@@ -10,9 +10,8 @@
   every evaluation recording (the teachers' and their ensemble's scores) are computed once and
   stored beside each other (:class:`~asc_keras.distill.targets.SoftTargets`); only then are the
   teachers loaded.  With held-out recordings the ensemble's weights are fitted on them and stored
-  with the logits.  A run whose targets exist loads no teacher at all.  The temperature and the
-  ensemble mode are applied by whoever reads the logits, so one stored file serves any T and
-  either mode.
+  with the logits.  A run whose targets exist loads no teacher.  T and the ensemble mode are
+  applied by whoever reads the logits: one stored file serves any T and either mode.
 """
 
 from __future__ import annotations
@@ -32,9 +31,12 @@ from asc_keras.data.tau import parse_clip_name
 from asc_keras.distill.losses import ENSEMBLE_MODES
 from asc_keras.distill.targets import (
     SoftTargets,
+    choose_target_source,
     fit_ensemble_weights,
+    target_choice,
     teacher_logits,
 )
+from asc_keras.evaluate.report import describe_targets
 from asc_keras.files import content_hash, work_lock
 from asc_keras.metrics import classification_metrics
 from asc_keras.stages.runner import StageRunner
@@ -63,23 +65,18 @@ def teacher_dir(cfg: SystemConfig, place: RunPlace, data_root: Path, name: str) 
     """``work/teachers/<name>-<key>``: key = everything a teacher depends on."""
     # The teachers have their own length, batch size and peak LR (cfg.teachers); from cfg.optim
     # they take the schedule's shape, the weight decay, the rounds and the BatchNorm momentum.
-    optim = {
-        k: v
-        for k, v in dataclasses.asdict(cfg.optim).items()
-        if k not in ("epochs", "steps", "batch_size", "peak_lr")
-    }
+    optim = {k: v for k, v in dataclasses.asdict(cfg.optim).items()
+             if k not in ("epochs", "steps", "batch_size", "peak_lr")}  # fmt: skip
     from asc_keras.models.panns_import import teacher_features
 
     features = teacher_features(name, cfg.teachers, cfg.features)  # PANNs' for a PANNs MobileNetV2
     depends = {"name": name, "teachers": teacher_settings(cfg.teachers, name), "features": features,
-               "augment": cfg.augment,
-               "optim": optim, "data": str(Path(data_root).resolve()), "train_split": place.train_split,
-               "seed": cfg.seed}  # fmt: skip
+               "augment": cfg.augment, "optim": optim, "data": str(Path(data_root).resolve()),
+               "train_split": place.train_split, "seed": cfg.seed}  # fmt: skip
     if cfg.teachers.holdout_fraction > 0:  # what is held out: whole locations (held_out_recordings)
         depends["held_out_by"] = "location"
-    key = content_hash(
-        {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in depends.items()}
-    )  # (the teacher settings are already a dict: teacher_settings)
+    key = content_hash({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                        for k, v in depends.items()})  # fmt: skip
     return place.shared.teacher(name, key)
 
 
@@ -199,11 +196,13 @@ def targets_stage(
 
     With ``distill.target_source = 'recording'`` a clip's target is the teachers' output on its
     whole 10 s recording (its ten clips share it); clips of incomplete recordings, and every
-    clip with 'clip', get the teachers' output on the 1 s clip.
+    clip with 'clip', get the teachers' output on the 1 s clip; 'auto' takes one of the two by
+    :func:`choose_target_source` (its evidence in the targets' meta, 'auto').
     """
     d, train, val = cfg.distill, splits.train, splits.eval_recordings
     dirs = [f.name for f in folders.values()]
-    key = content_hash((dirs, d.target_source, splits.clip_cache_name, place.train_split))
+    source = d.target_source if d.target_source != "auto" else ("auto", d.auto_label_probability)
+    key = content_hash((dirs, source, splits.clip_cache_name, place.train_split))
     path = place.shared.targets(d.target_source, key)
     val_names = val.names if val is not None else ()
     ev_path = place.shared.ensemble_outputs(content_hash((dirs, val_names)))
@@ -216,15 +215,34 @@ def targets_stage(
             recs = splits.train_recordings
             rec_z = _recording_logits(cfg, models, splits)  # once: for the targets and the weights
             meta.update(_ensemble_weights(cfg, list(folders), rec_z, recs))
+            if d.target_source == "auto":
+                meta["auto"] = _auto_choice(cfg, rec_z, recs, meta)
+                meta["target_source"] = meta["auto"]["source"]
+            source = meta["target_source"]
             SoftTargets(
-                _teacher_logits_per_clip(cfg, models, splits, rec_z), train.names, meta
+                _teacher_logits_per_clip(cfg, models, splits, rec_z, source), train.names, meta
             ).save(path)
             z = _each(cfg, models, splits, "eval_recordings") if val is not None \
                 else np.zeros((0, len(models), N_CLASSES), np.float32)  # fmt: skip
             SoftTargets(z, tuple(val_names), meta).save(ev_path)
     targets = SoftTargets.load(path).select(train.names)
     metrics = teacher_scores(cfg, folders, SoftTargets.load(ev_path), val, runner.log)
+    runner.log(f"   soft targets: {describe_targets(target_choice(targets))}")
     return TeacherOutputs(targets, path.name, metrics)
+
+
+def _auto_choice(cfg: SystemConfig, rec_z: np.ndarray | None, recs: RecordingSplit | None,
+                 meta: dict) -> dict:  # fmt: skip
+    """:func:`choose_target_source` on the ensemble (its stored weights) at T = 1 over the training
+    recordings the teachers learned from (not those held out to weigh them)."""
+    limit = cfg.distill.auto_label_probability
+    if rec_z is None or recs is None:  # no complete recording: every clip takes its own target
+        return choose_target_source(None, None, limit)
+    learned, _ = held_out_recordings(cfg, recs)
+    at = {name: i for i, name in enumerate(recs.names)}
+    z = rec_z[[at[name] for name in learned.names]]
+    p = SoftTargets(z, learned.names, meta).distribution(1.0, cfg.distill.ensemble)
+    return choose_target_source(p, learned.labels, limit)
 
 
 def teacher_scores(cfg: SystemConfig, folders: dict[str, Path], outputs: SoftTargets,
@@ -275,8 +293,8 @@ def _each(cfg: SystemConfig, models: dict, splits: Splits, split: str, index=Non
 
 def _recording_logits(cfg: SystemConfig, models: dict, splits: Splits) -> np.ndarray | None:
     """(recordings, teachers, classes) logits of every training recording, when the soft targets
-    come from recordings or the ensemble is weighed on held-out ones; else None."""
-    needed = cfg.distill.target_source == "recording" or cfg.teachers.holdout_fraction > 0
+    may come from recordings or the ensemble is weighed on held-out ones; else None."""
+    needed = cfg.distill.target_source != "clip" or cfg.teachers.holdout_fraction > 0
     recs = splits.train_recordings
     if not needed or recs is None or not len(recs):
         return None
@@ -309,13 +327,13 @@ def _load_teacher(folder: Path):
 
 
 def _teacher_logits_per_clip(
-    cfg: SystemConfig, teachers: dict, splits: Splits, rec_logits
+    cfg: SystemConfig, teachers: dict, splits: Splits, rec_logits, source: str
 ) -> np.ndarray:
-    """(clips, teachers, classes) logits: each clip's recording's (``rec_logits``, those of
-    ``splits.train_recordings``), else the clip's own."""
+    """(clips, teachers, classes) logits: with ``source`` 'recording' each clip's recording's
+    (``rec_logits``, of ``splits.train_recordings``), else (or outside them) the clip's own."""
     train, recs = splits.train, splits.train_recordings
     logits = np.full((len(train), len(teachers), N_CLASSES), np.nan, np.float32)
-    if cfg.distill.target_source == "recording" and rec_logits is not None:
+    if source == "recording" and rec_logits is not None:
         pos = {f: i for i, f in enumerate(train.names)}
         for r, files in enumerate(recs.files):
             for f in files:
