@@ -126,7 +126,8 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
         and "Teacher ensemble over the CE control" in head
     )
     for label in ("| CE control", "| DCASE baseline", "KD student, trained", "KD student, compressed",
-                  "KD student, int8", "Trained to the end?", "The ensemble weighs its teachers"):  # fmt: skip
+                  "KD student, int8", "Trained to the end?", "The ensemble weighs its teachers",
+                  "The KD student's soft targets: the teachers' output on each"):  # fmt: skip
         assert label in md, label
     for png in ("confusion_int8.png", "confusion_float.png", "per_device_accuracy.png",
                 "learning_curves.png", "learning_curves_control.png", "learning_curves_baseline.png"):  # fmt: skip
