@@ -41,6 +41,9 @@ SCENE_CLASSES = ("airport", "bus", "metro", "metro_station", "park", "public_squ
 # (the official order of DCASE task 1)
 N_CLASSES = len(SCENE_CLASSES)
 
+# How the teachers' outputs combine into one soft target (asc_keras.distill.losses).
+ENSEMBLE_MODES = ("probabilities", "logits")
+
 # tf.distribute strategies a run can train under (asc_keras.training.loop.get_strategy).
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -153,7 +156,7 @@ class DistillConfig:
     # we take 0.1 and T = 2 (docs/sources.md, KD practice).
     alpha: float = 0.1
     temperature: float = 2.0
-    ensemble: Literal["probabilities", "logits"] = "probabilities"  # what the teachers average
+    ensemble: Literal[ENSEMBLE_MODES] = "probabilities"  # what the teachers average
     # 'recording': a clip's target is the teachers' output on its whole 10 s recording (what they
     # were trained on); 'clip': on the 1 s clip; 'auto': 'clip' where the ensemble gives the label
     # auto_label_probability or more on average on the recordings the teachers learned from, else

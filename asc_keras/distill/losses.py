@@ -23,8 +23,8 @@ keeps the balance of the two terms independent of T.
 from __future__ import annotations
 
 from asc_keras._runtime import tf
+from asc_keras.config import ENSEMBLE_MODES
 
-ENSEMBLE_MODES = ("probabilities", "logits")
 _EPS = 1e-7  # KL's clip of the soft targets, as keras.losses.KLDivergence
 
 

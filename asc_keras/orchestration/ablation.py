@@ -138,9 +138,8 @@ def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dic
     prep = prepare_shared(cfg, seed_place, log=log)
     for name, m in prep.teacher_metrics.items():
         result["teachers"].setdefault(name, []).append(m["accuracy"])
-    result.setdefault("soft_targets", []).append(
-        target_choice(prep.targets)
-    )  # the base's, per seed
+    # Which soft targets the base row learns from ('auto' may choose differently per seed).
+    result.setdefault("soft_targets", []).append(target_choice(prep.targets))
     for row in chosen:
         done = seed_place.out / f"{row.key}.json"
         if not done.is_file():  # the row's skip rule

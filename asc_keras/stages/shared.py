@@ -188,10 +188,10 @@ def _own_front_ends(
     from asc_keras.models.panns_import import teacher_features
 
     train_recs, eval_recs = recordings_of(recs, train_clips), recordings_of(recs, eval_clips)
-    need = train_clips  # the clips that may take a target of their own: all unless target_source
-    if (
-        cfg.distill.target_source == "recording"
-    ):  # is 'recording', then those outside every recording
+    # The clips that may take a target of their own: all unless target_source is 'recording'
+    # ('auto' chooses after this stage), then those outside every complete recording.
+    need = train_clips
+    if cfg.distill.target_source == "recording":
         in_recordings = {c for files in train_recs["files"] for c in files}
         need = train_clips[~train_clips["filename"].isin(in_recordings)]
     out = {}

@@ -201,8 +201,8 @@ def targets_stage(
     """
     d, train, val = cfg.distill, splits.train, splits.eval_recordings
     dirs = [f.name for f in folders.values()]
-    source = d.target_source if d.target_source != "auto" else ("auto", d.auto_label_probability)
-    key = content_hash((dirs, source, splits.clip_cache_name, place.train_split))
+    kind = d.target_source if d.target_source != "auto" else ("auto", d.auto_label_probability)
+    key = content_hash((dirs, kind, splits.clip_cache_name, place.train_split))
     path = place.shared.targets(d.target_source, key)
     val_names = val.names if val is not None else ()
     ev_path = place.shared.ensemble_outputs(content_hash((dirs, val_names)))
@@ -218,10 +218,8 @@ def targets_stage(
             if d.target_source == "auto":
                 meta["auto"] = _auto_choice(cfg, rec_z, recs, meta)
                 meta["target_source"] = meta["auto"]["source"]
-            source = meta["target_source"]
-            SoftTargets(
-                _teacher_logits_per_clip(cfg, models, splits, rec_z, source), train.names, meta
-            ).save(path)
+            SoftTargets(_teacher_logits_per_clip(cfg, models, splits, rec_z, meta["target_source"]),
+                        train.names, meta).save(path)  # fmt: skip
             z = _each(cfg, models, splits, "eval_recordings") if val is not None \
                 else np.zeros((0, len(models), N_CLASSES), np.float32)  # fmt: skip
             SoftTargets(z, tuple(val_names), meta).save(ev_path)
@@ -239,9 +237,11 @@ def _auto_choice(cfg: SystemConfig, rec_z: np.ndarray | None, recs: RecordingSpl
     if rec_z is None or recs is None:  # no complete recording: every clip takes its own target
         return choose_target_source(None, None, limit)
     learned, _ = held_out_recordings(cfg, recs)
-    at = {name: i for i, name in enumerate(recs.names)}
-    z = rec_z[[at[name] for name in learned.names]]
-    p = SoftTargets(z, learned.names, meta).distribution(1.0, cfg.distill.ensemble)
+    p = (
+        SoftTargets(rec_z, recs.names, meta)
+        .select(learned.names)
+        .distribution(1.0, cfg.distill.ensemble)
+    )
     return choose_target_source(p, learned.labels, limit)
 
 
@@ -309,8 +309,7 @@ def _ensemble_weights(cfg: SystemConfig, names: list[str], rec_z: np.ndarray | N
     _, held = held_out_recordings(cfg, recs)
     if held is None or not len(held) or len(names) < 2:
         return {}
-    at = {name: i for i, name in enumerate(recs.names)}
-    z = rec_z[[at[name] for name in held.names]]
+    z = SoftTargets(rec_z, recs.names, {}).select(held.names).logits
     own = {name: float(np.mean(z[:, k].argmax(-1) == held.labels)) for k, name in enumerate(names)}
     weights = {mode: fit_ensemble_weights(z, held.labels, mode).tolist() for mode in ENSEMBLE_MODES}
     return {"weights": weights, "held_out": {"recordings": len(held), "accuracy": own}}
