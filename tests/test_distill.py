@@ -268,6 +268,17 @@ def test_weighted_ensemble_targets_are_the_weighted_average_and_travel_with_the_
         SoftTargets(z, tuple("vwxyz"), {**meta, "weights": bad}).save(tmp_path / "bad.npy")
         with pytest.raises(ValueError, match=r"bad\.json: 'weights' must"):
             SoftTargets.load(tmp_path / "bad.npy")
+    # So is a crafted record of where the targets came from (it is printed in every run's log).
+    good = {"source": "clip", "label_probability": 0.9, "limit": 0.78, "recordings": 4}
+    for bad in ({"target_source": "evil"}, {"auto": "x"}, {"auto": {**good, "source": "both"}},
+                {"auto": {**good, "limit": "0.78"}}, {"auto": {**good, "recordings": 4.5}}):  # fmt: skip
+        SoftTargets(z, tuple("vwxyz"), {**meta, **bad}).save(tmp_path / "bad.npy")
+        with pytest.raises(ValueError, match=r"bad\.json: 'target_source' must"):
+            SoftTargets.load(tmp_path / "bad.npy")
+    SoftTargets(z, tuple("vwxyz"), {**meta, "target_source": "clip", "auto": good}).save(
+        tmp_path / "ok.npy"
+    )
+    assert SoftTargets.load(tmp_path / "ok.npy").meta["auto"] == good
 
 
 def test_auto_target_source_takes_the_clips_where_the_teachers_fitted_their_recordings():
@@ -287,6 +298,12 @@ def test_auto_target_source_takes_the_clips_where_the_teachers_fitted_their_reco
     half = np.full((4, 10), 0.5 / 9)
     half[np.arange(4), labels] = 0.5
     assert choose_target_source(half, labels, 0.5)["source"] == "clip"  # the limit itself: clips
+    # The limit is a probability: outside [0, 1] (or NaN) it is refused by its setting's name.
+    for limit in (1.5, -0.1, float("nan")):
+        with pytest.raises(
+            ValueError, match=r"distill\.auto_label_probability must be in \[0, 1\]"
+        ):
+            choose_target_source(p, labels, limit)
     # No complete recording: every clip takes its own target.
     assert choose_target_source(None, None, 0.8) == {
         "source": "clip", "label_probability": None, "limit": 0.8, "recordings": 0}  # fmt: skip

@@ -269,6 +269,12 @@ def test_clear_errors_before_work(tiny_run, tiny_work, tmp_path, capsys):
         main(["run", "--system", "1", "--out", str(tmp_path / "o3"), "--set", "optim.epoch=3"]) == 2
     )
     assert "unknown OptimConfig setting" in capsys.readouterr().err
+    # A limit that is no probability stops the run before any data is generated or trained on.
+    work = tmp_path / "w4"
+    assert main(["run", "--system", "1", "--profile", "quick", "--out", str(tmp_path / "o4"), "--work", str(work),
+                 "--set", "distill.auto_label_probability=1.5"]) == 2  # fmt: skip
+    assert "distill.auto_label_probability must be in [0, 1], got 1.5" in capsys.readouterr().err
+    assert not work.exists() or not any(work.iterdir())
 
 
 @pytest.fixture()

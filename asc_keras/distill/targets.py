@@ -33,6 +33,8 @@ from asc_keras.config import N_CLASSES, DistillConfig
 from asc_keras.distill.losses import ENSEMBLE_MODES, ensemble_soft_targets
 from asc_keras.files import atomic_path, write_text
 
+TARGET_KINDS = ("recording", "clip")  # what a stored target is the teachers' output on
+
 
 def temper(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """softmax(logits / T) along the last axis, float32 (computed in float64)."""
@@ -164,6 +166,13 @@ class SoftTargets:
                 f"{path.with_suffix('.json')}: 'weights' must map an ensemble mode to "
                 f"{logits.shape[1]} numbers >= 0 summing to 1; delete the file to compute the targets again"
             )
+        if meta.get("target_source") not in (None, *TARGET_KINDS) or not _valid_auto(
+            meta.get("auto")
+        ):
+            raise ValueError(
+                f"{path.with_suffix('.json')}: 'target_source' must be 'recording' or 'clip' and "
+                "'auto' the record of choose_target_source; delete the file to compute the targets again"
+            )
         return cls(logits, tuple(d["items"]), meta)
 
     def select(
@@ -205,6 +214,16 @@ class SoftTargets:
 
 def _renormalised(w: np.ndarray) -> list[float] | None:
     return (w / w.sum()).tolist() if w.sum() > 0 else None
+
+
+def _valid_auto(a) -> bool:
+    """Whether ``a`` (a stored targets' meta 'auto') is None or what choose_target_source returns."""
+    if a is None:
+        return True
+    number = (int, float)
+    return (isinstance(a, dict) and a.get("source") in TARGET_KINDS
+            and (a.get("label_probability") is None or isinstance(a["label_probability"], number))
+            and isinstance(a.get("limit"), number) and isinstance(a.get("recordings"), int))  # fmt: skip
 
 
 def _valid_weights(w, k: int) -> bool:
@@ -280,12 +299,19 @@ def choose_target_source(
     shows no scene).  Where they have not (the built-in data's 300-step teachers: 0.65-0.72), the
     recording's output carries more than its label and is what the report's 10 s teachers are for.
     """
+    check_auto_limit(limit)
     if fitted is None or not len(fitted):  # no recording-level target to take
         return {"source": "clip", "label_probability": None, "limit": limit, "recordings": 0}
     p = float(np.mean(fitted[np.arange(len(labels)), labels]))
     source = "clip" if p >= limit else "recording"
     return {"source": source, "label_probability": round(p, 4), "limit": limit,
             "recordings": len(labels)}  # fmt: skip
+
+
+def check_auto_limit(limit: float) -> None:
+    """``distill.auto_label_probability`` is a probability: ValueError naming it otherwise (NaN too)."""
+    if not 0 <= limit <= 1:
+        raise ValueError(f"distill.auto_label_probability must be in [0, 1], got {limit}")
 
 
 def target_choice(targets: SoftTargets | None) -> dict | None:

@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from asc_keras.config import SCENE_CLASSES, SystemConfig
+from asc_keras.distill.targets import check_auto_limit
 from asc_keras.files import folder_lock, write_json, write_text
 from asc_keras.log import warnings_to
 from asc_keras.models.classes import write_classes
@@ -63,6 +64,7 @@ def check_run(cfg: SystemConfig, place: RunPlace) -> None:
             f"--init-from {place.init_from}: not a .keras file; pass a student written by asc-keras run"
         )
     check_pretrained(cfg)
+    check_auto_limit(cfg.distill.auto_label_probability)  # before the teachers, not after them
     theirs, mine = _recorded_identity(place.files.config), run_identity(cfg, place)
     if theirs and theirs != mine:
         diff = ", ".join(
