@@ -113,11 +113,20 @@ def test_csv_rows_naming_files_outside_the_data_set_are_refused(tiny_tau, tmp_pa
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("distill.alpha=abc", "distill.alpha must be a number, got 'abc' (str)"),
+        ("distill.alpha=abc", "distill.alpha must be a finite number, got 'abc' (str)"),
+        ("optim.peak_lr=.inf", "optim.peak_lr must be a finite number, got inf (float)"),
+        ("optim.peak_lr=inf", "optim.peak_lr must be a finite number, got inf (float)"),
+        (
+            "distill.temperature=.nan",
+            "distill.temperature must be a finite number, got nan (float)",
+        ),
         ("distill.swap_wrong=maybe", "distill.swap_wrong must be true or false, got 'maybe' (str)"),
         ("optim.steps=1.5", "optim.steps must be a whole number or null, got 1.5 (float)"),
         ("optim.steps=true", "optim.steps must be a whole number or null, got True (bool)"),
-        ("teachers.names=cnn", "teachers.names must be a list, got 'cnn' (str)"),
+        (
+            "teachers.names=cnn",
+            "teachers.names must be a list of strings ([a, b] in YAML), got 'cnn' (str)",
+        ),
         (
             "distill.target_source=clips",
             "distill.target_source must be one of 'auto', 'recording', 'clip', got 'clips' (str)",
@@ -126,7 +135,10 @@ def test_csv_rows_naming_files_outside_the_data_set_are_refused(tiny_tau, tmp_pa
             "distill.ensemble=mean",
             "distill.ensemble must be one of 'probabilities', 'logits', got 'mean' (str)",
         ),
-        ("teachers.names=[cnn, 3]", "teachers.names must be a list, got ('cnn', 3) (tuple)"),
+        (
+            "teachers.names=[cnn, 3]",
+            "teachers.names must be a list of strings ([a, b] in YAML), got ('cnn', 3) (tuple)",
+        ),
     ],
 )
 def test_settings_of_the_wrong_type_are_refused_naming_the_setting(override, message):

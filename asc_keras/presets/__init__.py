@@ -8,6 +8,7 @@ the report's schedule and ``profiles/quick.yaml`` a 2-core CPU run.  Defaults <-
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -95,12 +96,15 @@ def _conform(value, hint) -> tuple[bool, Any]:
     if origin is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if origin is float:
+        # inf and nan are numbers to YAML (.inf, .nan) but no setting means either: a learning
+        # rate of inf would train to NaN weights, a limit of nan would compare False everywhere.
         if isinstance(value, str):
             try:
-                return True, float(value)
+                value = float(value)
             except ValueError:
                 return False, value
-        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and math.isfinite(value), value
     if origin is tuple:
         return isinstance(value, tuple) and all(_conform(v, args[0])[0] for v in value), value
     if origin is dict:
@@ -109,12 +113,16 @@ def _conform(value, hint) -> tuple[bool, Any]:
 
 
 def _describe(hint) -> str:
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
-             dict: "a mapping", tuple: "a list", type(None): "null"}  # fmt: skip
+    names = {bool: "true or false", int: "a whole number", float: "a finite number",
+             str: "a string", dict: "a mapping", type(None): "null"}  # fmt: skip
     if isinstance(hint, types.UnionType):
         return " or ".join(_describe(h) for h in typing.get_args(hint))
     if typing.get_origin(hint) is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:  # e.g. teachers.names=[cnn, bcresnet]
+        plural = {str: "strings", int: "whole numbers", float: "numbers"}
+        item = plural.get(typing.get_args(hint)[0], "values")
+        return f"a list of {item} ([a, b] in YAML)"
     return names.get(typing.get_origin(hint) or hint, str(hint))
 
 
