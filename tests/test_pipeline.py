@@ -132,6 +132,11 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
     for png in ("confusion_int8.png", "confusion_float.png", "per_device_accuracy.png",
                 "learning_curves.png", "learning_curves_control.png", "learning_curves_baseline.png"):  # fmt: skip
         assert (tiny_run / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The teachers' section says whether the ensemble is ahead of the control as the verdict does.
+    ahead = _results(tiny_run)["verdict"]["ensemble_over_ce_recordings_points"] > 0
+    assert ("The ensemble is ahead of it: the teachers can teach" in md) == ahead
+    assert ("The ensemble is not ahead of it (the warning above)" in md) == (not ahead)
+    assert ("the teacher ensemble is not ahead of the CE-only student" in md) == (not ahead)
     log = (tiny_run / "run.log").read_text()
     assert "WARNING: left out 1 clip(s) that cannot be read" in log
     assert not re.search(r"\.py:\d+: \w*Warning", log), "a warning printed with its source line"

@@ -80,8 +80,12 @@ def _teachers(r: dict) -> list[str]:
         lines += ["", f"The KD student's soft targets: {describe_targets(r['soft_targets'])}."]
     own = ((r.get("student") or {}).get("ce_control") or {}).get("recording_accuracy")
     if own is not None:  # the yardstick: what the student knows alone, on the same recordings
+        # the verdict's number, so this line and the run's warning never disagree
+        ahead = ((r.get("verdict") or {}).get("ensemble_over_ce_recordings_points") or 0) > 0
         lines += ["", f"The CE control on the same recordings (its clips' probabilities averaged): "
-                      f"{_pct(own)} %. Teachers ahead of it can teach the student something."]  # fmt: skip
+                      f"{_pct(own)} %. " + ("The ensemble is ahead of it: the teachers can teach the "
+                      "student something." if ahead else "The ensemble is not ahead of it (the "
+                      "warning above).")]  # fmt: skip
     return lines + [""]
 
 
