@@ -145,6 +145,23 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
     assert json.loads((tiny_run / "features.json").read_text())["n_mels"] == 256
 
 
+@pytest.mark.parametrize("ahead", [None, 2.0, 0.0, -3.0])
+def test_the_teachers_line_and_the_warning_read_the_verdict_alike(ahead):
+    from asc_keras.evaluate.report import _teachers
+    from asc_keras.stages.results import _warnings
+
+    r = {"teachers": {"cnn": {"accuracy": 0.8, "log_loss": 0.5}}, "learning": {},
+         "student": {"ce_control": {"recording_accuracy": 0.9}},
+         "verdict": {"ensemble_over_ce_recordings_points": ahead}}  # fmt: skip
+    line = next(x for x in _teachers(r) if x.startswith("The CE control on the same recordings"))
+    warned = any("the teacher ensemble is not ahead" in w for w in _warnings(r))
+    assert line.endswith({None: "Teachers ahead of it can teach the student something.",
+                          2.0: "The ensemble is ahead of it: the teachers can teach the student something.",
+                          0.0: "The ensemble is not ahead of it (the warning above).",
+                          -3.0: "The ensemble is not ahead of it (the warning above)."}[ahead])  # fmt: skip
+    assert warned == (ahead is not None and ahead <= 0)
+
+
 def test_the_compressed_row_is_the_converted_models_float_twin(tiny_run, tiny_splits):
     """student_compressed.keras holds exactly the pruned + QAT model's float weights (rebuilt here
     from the weights the conversion used) and scores the compressed row."""

@@ -80,12 +80,16 @@ def _teachers(r: dict) -> list[str]:
         lines += ["", f"The KD student's soft targets: {describe_targets(r['soft_targets'])}."]
     own = ((r.get("student") or {}).get("ce_control") or {}).get("recording_accuracy")
     if own is not None:  # the yardstick: what the student knows alone, on the same recordings
-        # the verdict's number, so this line and the run's warning never disagree
-        ahead = ((r.get("verdict") or {}).get("ensemble_over_ce_recordings_points") or 0) > 0
+        # the verdict's number, read as the run's warning reads it, so the two never disagree
+        ahead = (r.get("verdict") or {}).get("ensemble_over_ce_recordings_points")
+        if ahead is None:  # no ensemble to compare
+            verdict = "Teachers ahead of it can teach the student something."
+        elif ahead > 0:
+            verdict = "The ensemble is ahead of it: the teachers can teach the student something."
+        else:
+            verdict = "The ensemble is not ahead of it (the warning above)."
         lines += ["", f"The CE control on the same recordings (its clips' probabilities averaged): "
-                      f"{_pct(own)} %. " + ("The ensemble is ahead of it: the teachers can teach the "
-                      "student something." if ahead else "The ensemble is not ahead of it (the "
-                      "warning above).")]  # fmt: skip
+                      f"{_pct(own)} %. {verdict}"]  # fmt: skip
     return lines + [""]
 
 
