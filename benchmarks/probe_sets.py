@@ -111,7 +111,11 @@ def clear_source(scene: str, rng: np.random.Generator, city_hum: float, tilt: fl
 
 
 _F0 = np.geomspace(110.0, 880.0, len(SCENE_CLASSES))  # one pitch per scene, 1/3 octave apart (Hz)
-_AM = np.geomspace(0.5, 8.0, len(SCENE_CLASSES))[np.argsort(np.arange(len(SCENE_CLASSES)) * 7 % 10)]
+# One modulation rate per scene (Hz), shuffled (stride 7 through the ten scenes) so that rate
+# does not rise with pitch: neighbouring pitches get unrelated rates.
+_AM = np.geomspace(0.5, 8.0, len(SCENE_CLASSES))[
+    np.argsort(np.arange(len(SCENE_CLASSES)) * 7 % len(SCENE_CLASSES))
+]
 
 
 def tonal_source(scene: str, rng: np.random.Generator, city_hum: float, tilt: float) -> np.ndarray:
