@@ -23,9 +23,8 @@ REPORT_HOP = 512  # sec. 2.1 "frame-shift ... 512-samples"
 REPORT_N_FRAMES_1S = 28  # sec. 2.1 "divided into 28 frames" (no centring: 1 + (16000-2048)//512)
 REPORT_N_MELS = 256  # sec. 2.1 "256-bit Mel filter bank", features (N, 28, 256)
 REPORT_EPOCHS = 800  # sec. 4.2 "maximum 800 epochs"
-REPORT_WARMUP_EPOCHS = (
-    300  # sec. 4.2 "for the first 300 epochs the learning rate is exponentially increased"
-)
+# sec. 4.2 "for the first 300 epochs the learning rate is exponentially increased"
+REPORT_WARMUP_EPOCHS = 300
 REPORT_PEAK_LR = 1e-3  # sec. 4.2 "... increased to 0.001"
 REPORT_FINAL_LR = 1e-5  # sec. 4.2 "linear decrease to 1e-5 until epoch 800"
 REPORT_WEIGHT_DECAY = 1e-3  # sec. 4.2 "Adam with a weight decay of 0.001"
@@ -36,16 +35,15 @@ REPORT_HEAD_CHANNELS = 256  # Table 1 "1x1 conv-256"
 DCASE_MAX_PARAM_BYTES = 128_000
 DCASE_MAX_MACS = 30_000_000
 
+# The scenes in the official order of DCASE task 1.
 SCENE_CLASSES = ("airport", "bus", "metro", "metro_station", "park", "public_square",
                  "shopping_mall", "street_pedestrian", "street_traffic", "tram")  # fmt: skip
-# (the official order of DCASE task 1)
 N_CLASSES = len(SCENE_CLASSES)
 
-# How the teachers' outputs combine into one soft target (asc_keras.distill.losses).
-ENSEMBLE_MODES = ("probabilities", "logits")
-
-# tf.distribute strategies a run can train under (asc_keras.training.loop.get_strategy).
-STRATEGIES = ("default", "mirrored", "multiworker")
+ENSEMBLE_MODES = ("probabilities", "logits")  # how teachers combine (asc_keras.distill.losses)
+STRATEGIES = ("default", "mirrored", "multiworker")  # tf.distribute (training.loop.get_strategy)
+# The teacher settings one teacher may set for itself (TeacherConfig.views).
+VIEW_SETTINGS = ("crop_seconds", "masks", "mel_pool", "mixup", "steps", "batch_size", "peak_lr")
 
 TRAIN_DEVICES = ("a", "b", "c", "s1", "s2", "s3")
 UNSEEN_DEVICES = ("s4", "s5", "s6")  # fold 1: only in fold1_evaluate
@@ -237,6 +235,13 @@ class TeacherConfig:
     # asc_keras.features.logmel.PANNS_FEATURES), 'report' (the report's log-mels pooled to 64
     # bands, bn0 re-estimated) or 'auto' ('panns' whenever the checkpoint is PANNs').
     mobilenetv2_front_end: str = "auto"
+    # Per teacher, its own values of VIEW_SETTINGS in place of the shared ones above (what it
+    # trains on, how long): {"mobilenetv2": {"crop_seconds": 1.0, "mel_pool": 1}}; {}: all shared.
+    views: dict = field(default_factory=dict)
+
+    def view(self, name: str) -> TeacherConfig:
+        """The settings teacher ``name`` trains with: its ``views`` entry in place of the shared."""
+        return dataclasses.replace(self, views={}, **self.views.get(name, {}))
 
 
 @dataclass(frozen=True)
@@ -325,8 +330,7 @@ def _from_dict(cls, d: Mapping[str, Any]):
     if not isinstance(d, Mapping):
         raise ValueError(f"expected a mapping for {cls.__name__}, got {type(d).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(d) - set(fields)
-    if unknown:
+    if unknown := set(d) - set(fields):
         raise ValueError(
             f"unknown {cls.__name__} setting(s): {sorted(unknown)}; known: {sorted(fields)}"
         )
@@ -335,10 +339,8 @@ def _from_dict(cls, d: Mapping[str, Any]):
         sub = _NESTED.get(fields[name].name) if cls is SystemConfig else None
         if sub is not None:
             kwargs[name] = _from_dict(sub, value)
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
+        else:  # YAML lists are tuples here (frozen configs)
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)
 
 

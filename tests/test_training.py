@@ -597,3 +597,41 @@ def test_teachers_masks_off_leaves_their_recordings_whole_and_changes_their_key(
     t = SystemConfig().teachers
     assert "masks" not in teacher_settings(t, "cnn")
     assert teacher_settings(dataclasses.replace(t, masks=False), "cnn")["masks"] is False
+
+
+def test_a_teachers_own_view_replaces_the_shared_settings_for_it_alone():
+    """``teachers.views``: one teacher's own crop, masks, mel pooling and length replace the shared
+    ones where it is trained (its batches, its model, its step budget) and in its key alone; the
+    others keep theirs, and a view equal to the shared settings is no change at all."""
+    import dataclasses
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.data.splits import RecordingSplit
+    from asc_keras.presets import parse_overrides, system_config
+    from asc_keras.stages.teachers import teacher_settings
+    from asc_keras.training.teachers import _phase_length, _teacher_batches, build_teacher
+
+    base = system_config(1, "quick")
+    view = ["teachers.views.cnn={crop_seconds: 1.0, masks: true, mel_pool: 1, steps: 80}"]
+    cfg = system_config(1, "quick", parse_overrides(view))
+    cnn, bc = cfg.teachers.view("cnn"), cfg.teachers.view("bcresnet")
+    assert (cnn.crop_seconds, cnn.masks, cnn.mel_pool, cnn.steps) == (1.0, True, 1, 80)
+    assert bc == dataclasses.replace(base.teachers, views={})
+    assert teacher_settings(cfg.teachers, "bcresnet") == teacher_settings(base.teachers, "bcresnet")
+    assert teacher_settings(cfg.teachers, "cnn") != teacher_settings(base.teachers, "cnn")
+    same = {"mel_pool": base.teachers.mel_pool, "steps": base.teachers.steps}
+    equal = dataclasses.replace(base.teachers, views={"cnn": same})
+    assert teacher_settings(equal, "cnn") == teacher_settings(base.teachers, "cnn")
+    # Where it trains: 1 s windows of the recordings, masked, at 256 bands, 80 steps.
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(4, 280, 256)).astype(np.float16)
+    recs = RecordingSplit(feats, np.arange(4), np.arange(4), np.array(["a"] * 4),
+                          tuple(f"r{i}" for i in range(4)))  # fmt: skip
+    own = dataclasses.replace(cfg, teachers=cnn)
+    x, _ = next(iter(_teacher_batches(own, recs, False, cfg.features)))
+    assert np.asarray(x).shape[1] == cfg.features.n_frames(1.0)
+    assert _phase_length(own, recs, {"phase": "train", "epochs": 1}, cfg.features).steps == 80
+    pooled = [l.name for l in build_teacher("cnn", cnn).layers if "mel_pool" in l.name]
+    assert not pooled and [l for l in build_teacher("cnn", base.teachers).layers
+                           if "mel_pool" in l.name]  # fmt: skip
+    assert SystemConfig().teachers.views == {}

@@ -139,6 +139,28 @@ def test_csv_rows_naming_files_outside_the_data_set_are_refused(tiny_tau, tmp_pa
             "teachers.names=[cnn, 3]",
             "teachers.names must be a list of strings ([a, b] in YAML), got ('cnn', 3) (tuple)",
         ),
+        # A teacher's own view: a known teacher, a mapping, only the view settings, each typed.
+        (
+            "teachers.views.mobilenet.mel_pool=1",
+            "teachers.views.mobilenet: no such teacher; use mobilenetv2, cnn, bcresnet",
+        ),
+        (
+            "teachers.views.cnn=1",
+            "teachers.views.cnn must be a mapping of settings ({mel_pool: 1} in YAML), got 1 (int)",
+        ),
+        (
+            "teachers.views.cnn.cnn_width=24",
+            "teachers.views.cnn: cnn_width cannot differ per teacher; these can: crop_seconds, "
+            "masks, mel_pool, mixup, steps, batch_size, peak_lr",
+        ),
+        (
+            "teachers.views.cnn.peak_lr=.nan",
+            "teachers.views.cnn.peak_lr must be a finite number, got nan (float)",
+        ),
+        (
+            "teachers.views.bcresnet.crop_seconds=whole",
+            "teachers.views.bcresnet.crop_seconds must be a finite number or null, got 'whole' (str)",
+        ),
     ],
 )
 def test_settings_of_the_wrong_type_are_refused_naming_the_setting(override, message):

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from asc_keras.config import SystemConfig
+from asc_keras.config import VIEW_SETTINGS, SystemConfig, TeacherConfig
 
 
 def _deep_merge(base: dict, over: Mapping) -> dict:
@@ -76,7 +76,27 @@ def typed(cfg, where: str = ""):
             raise ValueError(f"{name} must be {_describe(hints[f.name])}, got {value!r} "
                              f"({type(value).__name__})")  # fmt: skip
         changes[f.name] = value
-    return dataclasses.replace(cfg, **changes)
+    cfg = dataclasses.replace(cfg, **changes)
+    return _typed_views(cfg) if isinstance(cfg, TeacherConfig) else cfg
+
+
+def _typed_views(t: TeacherConfig) -> TeacherConfig:
+    """``t`` with each teacher's ``views`` entry checked: a known teacher, settings of
+    ``VIEW_SETTINGS`` only, each of its field's type (read as :func:`typed` reads it)."""
+    views = {}
+    for name, own in t.views.items():
+        where = f"teachers.views.{name}"
+        if name not in TeacherConfig().names:
+            raise ValueError(f"{where}: no such teacher; use {', '.join(TeacherConfig().names)}")
+        if not isinstance(own, Mapping):
+            raise ValueError(f"{where} must be a mapping of settings ({{mel_pool: 1}} in YAML), "
+                             f"got {own!r} ({type(own).__name__})")  # fmt: skip
+        if unknown := sorted(set(own) - set(VIEW_SETTINGS)):
+            raise ValueError(f"{where}: {', '.join(map(str, unknown))} cannot differ per teacher; "
+                             f"these can: {', '.join(VIEW_SETTINGS)}")  # fmt: skip
+        checked = typed(dataclasses.replace(t, views={}, **own), f"{where}.")
+        views[name] = {k: getattr(checked, k) for k in own}
+    return dataclasses.replace(t, views=views)
 
 
 def _conform(value, hint) -> tuple[bool, Any]:

@@ -89,11 +89,12 @@ def teacher_settings(t: TeacherConfig, name: str) -> dict:
     """The teacher settings teacher ``name`` depends on: the shared ones (length, batch, LR, crop,
     mel pooling, mixup), its own entry of the per-teacher ones, not the other teachers' sizes and
     transfer learning, nor which teachers the ensemble holds."""
+    t = t.view(name)  # its own view in place of the shared settings ('views' then {})
     d = dataclasses.asdict(t)
     d["pooling"], d["input_norm"] = t.pooling.get(name), t.input_norm.get(name)
     others = {k for n, keys in _ONLY.items() if n != name for k in keys}
     # The front end shows in the key as the features the teacher is fed (teacher_dir).
-    skip = ("names", "inference_batch_size", "mobilenetv2_front_end")
+    skip = ("names", "inference_batch_size", "mobilenetv2_front_end", "views")
     if t.masks:  # the default before the field existed: trained teachers keep their keys
         skip += ("masks",)
     return {k: v for k, v in d.items() if k not in others and k not in skip}

@@ -105,6 +105,7 @@ def train_teacher(
     final, result = run_dir / "final.keras", run_dir / "eval.json"
     if final.is_file() and result.is_file():
         return load_model_file(final, "a teacher"), json.loads(result.read_text())
+    cfg = dataclasses.replace(cfg, teachers=cfg.teachers.view(name))  # its own view
     t = cfg.teachers
     features = teacher_features(name, t, cfg.features)  # what ``train`` and ``val`` hold
     keras.utils.set_random_seed(cfg.seed)
