@@ -35,19 +35,24 @@ REPORT_HEAD_CHANNELS = 256  # Table 1 "1x1 conv-256"
 DCASE_MAX_PARAM_BYTES = 128_000
 DCASE_MAX_MACS = 30_000_000
 
-# The scenes in the official order of DCASE task 1.
 SCENE_CLASSES = ("airport", "bus", "metro", "metro_station", "park", "public_square",
                  "shopping_mall", "street_pedestrian", "street_traffic", "tram")  # fmt: skip
-N_CLASSES = len(SCENE_CLASSES)
+N_CLASSES = len(SCENE_CLASSES)  # the scenes above: the official order of DCASE task 1
 
 ENSEMBLE_MODES = ("probabilities", "logits")  # how teachers combine (asc_keras.distill.losses)
 STRATEGIES = ("default", "mirrored", "multiworker")  # tf.distribute (training.loop.get_strategy)
+TEACHER_ARCHITECTURES = ("mobilenetv2", "cnn", "bcresnet")  # asc_keras.models.teachers.TEACHERS
 # The teacher settings one teacher may set for itself (TeacherConfig.views).
 VIEW_SETTINGS = ("crop_seconds", "masks", "mel_pool", "mixup", "steps", "batch_size", "peak_lr")
 
 TRAIN_DEVICES = ("a", "b", "c", "s1", "s2", "s3")
 UNSEEN_DEVICES = ("s4", "s5", "s6")  # fold 1: only in fold1_evaluate
 ALL_DEVICES = TRAIN_DEVICES + UNSEEN_DEVICES
+
+
+def teacher_architecture(name: str) -> str:
+    """Teacher ``name``'s architecture: ``name`` up to its label ('cnn_clips' -> 'cnn')."""
+    return name.split("_", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -61,16 +66,15 @@ class FeatureConfig:
     fmin: float = 0.0
     fmax: float | None = None  # None = Nyquist
     mel_scale: str = "report"
-    # The report does not say how filters are normalised; 'slaney' (equal area) is
-    # what librosa-based reference code gets by default.  None = peak 1.
+    # The report does not say how filters are normalised; 'slaney' (equal area) is what
+    # librosa-based reference code gets by default.  None = peak 1.
     mel_norm: str | None = "slaney"
     log_offset: float = 1e-6  # log(mel_power + offset): silence maps to log(1e-6) ~ -13.8
     log: str = "natural"  # 'db': 10 log10(max(mel_power, log_offset)), PANNs' power_to_db (ref 1)
     clip_seconds: float = 1.0
     cache_dtype: str = "float16"  # the cache halves its disk/page-cache size; float32 compute
-    # STFT framing beyond the report's (which uses the defaults); the DCASE baseline's own
-    # features need them (asc_keras.models.baseline.BASELINE_FEATURES).  Only the NumPy
-    # extractor supports non-default values.
+    # STFT framing beyond the report's (its defaults); the DCASE baseline's features need them
+    # (asc_keras.models.baseline.BASELINE_FEATURES).  Only the NumPy extractor supports others.
     win_length: int | None = None  # window samples, zero-padded (centred) to n_fft; None: n_fft
     window: str = "hann"  # periodic 'hann' or 'hamming'
     center: bool = False  # pad n_fft // 2 samples on both sides (reflect), as librosa's center=True
@@ -83,11 +87,8 @@ class FeatureConfig:
         return 1 + n // self.hop_length if self.center else 1 + (n - self.n_fft) // self.hop_length
 
     def key(self) -> str:
-        """Short stable hash of every setting that changes the feature values.
-
-        The framing fields added later hash only when they differ from their defaults, so caches
-        made before they existed keep their keys.
-        """
+        """Short stable hash of every setting that changes the feature values (the framing fields
+        added later only when not their defaults, so older caches keep their keys)."""
         d = dataclasses.asdict(self)
         for name, default in _LATER_FEATURE_FIELDS.items():
             if d[name] == default:
@@ -131,16 +132,15 @@ class OptimConfig:
     final_lr: float = REPORT_FINAL_LR
     warmup_fraction: float = REPORT_WARMUP_EPOCHS / REPORT_EPOCHS
     weight_decay: float = REPORT_WEIGHT_DECAY
-    # 'l2': Adam with the decay added to the gradient, i.e. PyTorch's
-    # Adam(weight_decay=1e-3), which the report's wording ("Adam [24] with a
-    # weight decay of 0.001") most plausibly describes.  'decoupled': AdamW.
-    weight_decay_mode: str = "l2"
+    # 'l2': Adam with the decay added to the gradient, i.e. PyTorch's Adam(weight_decay=1e-3), which
+    # the report's wording ("Adam [24] with a weight decay of 0.001") most plausibly describes.
+    weight_decay_mode: str = "l2"  # 'decoupled': AdamW
     # BatchNorm moving-average momentum (Keras convention) for the student, the teachers and the
     # baseline.  Not in the report; its lineage (RFR-CNN / CP-JKU, PyTorch momentum 0.1) is
     # Keras 0.9.  Keras' default 0.99 lags ~100 steps and leaves short runs at chance.
     bn_momentum: float = 0.9
-    # Keras 'mixed_float16' for the students, teachers and baseline: float16 compute on GPUs with
-    # tensor cores, float32 weights and outputs, loss scaling.  Off: float32 (CPUs gain nothing).
+    # Keras 'mixed_float16' for students, teachers, baseline: float16 compute on GPUs with tensor
+    # cores, float32 weights and outputs, loss scaling.  Off: float32 (CPUs gain nothing).
     mixed_precision: bool = False
 
 
@@ -149,9 +149,8 @@ class DistillConfig:
     """Knowledge distillation (report sec. 3); alpha and T are not given in the report."""
 
     enabled: bool = True
-    # loss = alpha*CE(hard) + (1-alpha)*T^2*KL(teacher_T || student_T).  CP-JKU's
-    # 0.02*CE + 0.98*T^2*KL_mean-over-classes equals alpha ~0.17 with a summed KL;
-    # we take 0.1 and T = 2 (docs/sources.md, KD practice).
+    # loss = alpha*CE(hard) + (1-alpha)*T^2*KL(teacher_T || student_T).  CP-JKU's 0.02*CE + 0.98*
+    # T^2*KL_mean-over-classes is alpha ~0.17 with a summed KL; we take 0.1, T 2 (docs/sources.md).
     alpha: float = 0.1
     temperature: float = 2.0
     ensemble: Literal[ENSEMBLE_MODES] = "probabilities"  # what the teachers average
@@ -170,7 +169,9 @@ class DistillConfig:
 class TeacherConfig:
     """Teacher training on 10 s recordings (report sec. 3.1)."""
 
-    names: tuple[str, ...] = ("mobilenetv2", "cnn", "bcresnet")
+    # Each an architecture of TEACHER_ARCHITECTURES, or one with a label after '_' (cnn_clips: a
+    # second CNN teacher, with a view of its own in ``views``); pretrained weights: 'mobilenetv2'.
+    names: tuple[str, ...] = TEACHER_ARCHITECTURES
     epochs: int = 200
     steps: int | None = None  # a step budget for the (last) training phase, in optim.rounds rounds
     batch_size: int = 32

@@ -635,3 +635,13 @@ def test_a_teachers_own_view_replaces_the_shared_settings_for_it_alone():
     assert not pooled and [l for l in build_teacher("cnn", base.teachers).layers
                            if "mel_pool" in l.name]  # fmt: skip
     assert SystemConfig().teachers.views == {}
+    # A second teacher of one architecture, told apart by a label: the quick profile's cnn_clips
+    # is a CNN of the CNN's width with its own view; its key holds the CNN's width, not the others'.
+    clips = base.teachers.view("cnn_clips")
+    assert (clips.crop_seconds, clips.masks, clips.mel_pool) == (1.0, True, 1)
+    key = teacher_settings(base.teachers, "cnn_clips")
+    assert key["cnn_width"] == base.teachers.cnn_width and "bcresnet_width" not in key
+    assert key != teacher_settings(base.teachers, "cnn")
+    layers = [l.name for l in build_teacher("cnn_clips", clips).layers]
+    assert layers == [l for l in (l.name for l in build_teacher("cnn", base.teachers).layers)
+                      if l != "mel_pool"]  # fmt: skip

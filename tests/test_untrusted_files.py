@@ -142,7 +142,17 @@ def test_csv_rows_naming_files_outside_the_data_set_are_refused(tiny_tau, tmp_pa
         # A teacher's own view: a known teacher, a mapping, only the view settings, each typed.
         (
             "teachers.views.mobilenet.mel_pool=1",
-            "teachers.views.mobilenet: no such teacher; use mobilenetv2, cnn, bcresnet",
+            "teachers.views.mobilenet: no such teacher; use mobilenetv2, cnn, bcresnet, or one of "
+            "them with a label after '_' (cnn_clips)",
+        ),
+        (
+            "teachers.names=[cnn, rnn_x]",
+            "teachers.names: no teacher 'rnn_x'; use mobilenetv2, cnn, bcresnet, or one of them "
+            "with a label after '_' (cnn_clips)",
+        ),
+        (
+            "teachers.names=[cnn, bcresnet, cnn]",
+            "teachers.names: a teacher named twice in ['cnn', 'bcresnet', 'cnn']",
         ),
         (
             "teachers.views.cnn=1",

@@ -17,7 +17,13 @@ from typing import Any
 
 import yaml
 
-from asc_keras.config import VIEW_SETTINGS, SystemConfig, TeacherConfig
+from asc_keras.config import (
+    TEACHER_ARCHITECTURES,
+    VIEW_SETTINGS,
+    SystemConfig,
+    TeacherConfig,
+    teacher_architecture,
+)
 
 
 def _deep_merge(base: dict, over: Mapping) -> dict:
@@ -81,13 +87,21 @@ def typed(cfg, where: str = ""):
 
 
 def _typed_views(t: TeacherConfig) -> TeacherConfig:
-    """``t`` with each teacher's ``views`` entry checked: a known teacher, settings of
-    ``VIEW_SETTINGS`` only, each of its field's type (read as :func:`typed` reads it)."""
+    """``t`` with its names and each teacher's ``views`` entry checked: names of known
+    architectures, each once; a view for a teacher of such a name, settings of ``VIEW_SETTINGS``
+    only, each of its field's type (read as :func:`typed` reads it)."""
+    for name in t.names:
+        if teacher_architecture(name) not in TEACHER_ARCHITECTURES:
+            raise ValueError(f"teachers.names: no teacher {name!r}; use {', '.join(TEACHER_ARCHITECTURES)}, "
+                             "or one of them with a label after '_' (cnn_clips)")  # fmt: skip
+    if len(set(t.names)) < len(t.names):
+        raise ValueError(f"teachers.names: a teacher named twice in {list(t.names)}")
     views = {}
     for name, own in t.views.items():
         where = f"teachers.views.{name}"
-        if name not in TeacherConfig().names:
-            raise ValueError(f"{where}: no such teacher; use {', '.join(TeacherConfig().names)}")
+        if teacher_architecture(name) not in TEACHER_ARCHITECTURES:  # one not in names: unused
+            raise ValueError(f"{where}: no such teacher; use {', '.join(TEACHER_ARCHITECTURES)}, "
+                             "or one of them with a label after '_' (cnn_clips)")  # fmt: skip
         if not isinstance(own, Mapping):
             raise ValueError(f"{where} must be a mapping of settings ({{mel_pool: 1}} in YAML), "
                              f"got {own!r} ({type(own).__name__})")  # fmt: skip

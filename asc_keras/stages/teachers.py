@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc_keras.config import N_CLASSES, SystemConfig, TeacherConfig
+from asc_keras.config import N_CLASSES, SystemConfig, TeacherConfig, teacher_architecture
 from asc_keras.data import DataError, read_tau, rebuild_recordings
 from asc_keras.data.own import split_by_group
 from asc_keras.data.splits import RecordingSplit
@@ -92,7 +92,7 @@ def teacher_settings(t: TeacherConfig, name: str) -> dict:
     t = t.view(name)  # its own view in place of the shared settings ('views' then {})
     d = dataclasses.asdict(t)
     d["pooling"], d["input_norm"] = t.pooling.get(name), t.input_norm.get(name)
-    others = {k for n, keys in _ONLY.items() if n != name for k in keys}
+    others = {k for n, keys in _ONLY.items() if n != teacher_architecture(name) for k in keys}
     # The front end shows in the key as the features the teacher is fed (teacher_dir).
     skip = ("names", "inference_batch_size", "mobilenetv2_front_end", "views")
     if t.masks:  # the default before the field existed: trained teachers keep their keys

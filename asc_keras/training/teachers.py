@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras._runtime import keras
-from asc_keras.config import AugmentConfig, FeatureConfig, SystemConfig, TeacherConfig
+from asc_keras.config import (
+    AugmentConfig,
+    FeatureConfig,
+    SystemConfig,
+    TeacherConfig,
+    teacher_architecture,
+)
 from asc_keras.data.splits import RecordingSplit
 from asc_keras.files import atomic_path, write_json
 from asc_keras.metrics import classification_metrics
@@ -32,9 +38,12 @@ from asc_keras.training.pipeline import make_dataset
 
 
 def build_teacher(name: str, cfg: TeacherConfig, bn_momentum: float = BN_MOMENTUM):
-    """Teacher ``name`` (a key of ``TEACHERS``) with the width and mel pooling of ``cfg``."""
-    if name not in TEACHERS:
-        raise ValueError(f"unknown teacher {name!r}; use {', '.join(TEACHERS)}")
+    """Teacher ``name`` (a key of ``TEACHERS``, or one with a label: ``cnn_clips``) with the width
+    and mel pooling of ``cfg``."""
+    arch = teacher_architecture(name)  # 'cnn_clips' is a CNN
+    if arch not in TEACHERS:
+        raise ValueError(f"unknown teacher {name!r}; use {', '.join(TEACHERS)}, or one of them "
+                         "with a label after '_' (cnn_clips)")  # fmt: skip
     if name == "mobilenetv2" and cfg.pretrained_mobilenetv2:
         # PANNs' AudioSet MobileNetV2 in its own layout: imported from the .pth, or the teacher
         # `asc-keras import-panns` wrote.  Either comes with its weights.
@@ -50,8 +59,8 @@ def build_teacher(name: str, cfg: TeacherConfig, bn_momentum: float = BN_MOMENTU
         "mobilenetv2": {"alpha": cfg.mobilenet_alpha},
         "cnn": {"width": cfg.cnn_width},
         "bcresnet": {"width": cfg.bcresnet_width},
-    }[name]
-    return TEACHERS[name](bn_momentum=bn_momentum, mel_pool=cfg.mel_pool, pooling=cfg.pooling.get(name, "mean"),
+    }[arch]
+    return TEACHERS[arch](bn_momentum=bn_momentum, mel_pool=cfg.mel_pool, pooling=cfg.pooling.get(name, "mean"),
                           input_norm=cfg.input_norm.get(name, "none"), **size)  # fmt: skip
 
 
