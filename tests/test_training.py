@@ -635,6 +635,11 @@ def test_a_teachers_own_view_replaces_the_shared_settings_for_it_alone():
     assert not pooled and [l for l in build_teacher("cnn", base.teachers).layers
                            if "mel_pool" in l.name]  # fmt: skip
     assert SystemConfig().teachers.views == {}
+    # The configuration's architecture names are the builders' (names are checked against them).
+    from asc_keras.config import TEACHER_ARCHITECTURES
+    from asc_keras.models.teachers import TEACHERS
+
+    assert tuple(TEACHERS) == TEACHER_ARCHITECTURES
     # A second teacher of one architecture, told apart by a label: the quick profile's cnn_clips
     # is a CNN of the CNN's width with its own view; its key holds the CNN's width, not the others'.
     clips = base.teachers.view("cnn_clips")

@@ -142,13 +142,23 @@ def test_csv_rows_naming_files_outside_the_data_set_are_refused(tiny_tau, tmp_pa
         # A teacher's own view: a known teacher, a mapping, only the view settings, each typed.
         (
             "teachers.views.mobilenet.mel_pool=1",
-            "teachers.views.mobilenet: no such teacher; use mobilenetv2, cnn, bcresnet, or one of "
-            "them with a label after '_' (cnn_clips)",
+            "teachers.views.mobilenet: no teacher 'mobilenet'; use mobilenetv2, cnn, bcresnet, or "
+            "one of them with a label of ASCII letters and digits after '_' (cnn_clips)",
         ),
         (
             "teachers.names=[cnn, rnn_x]",
             "teachers.names: no teacher 'rnn_x'; use mobilenetv2, cnn, bcresnet, or one of them "
-            "with a label after '_' (cnn_clips)",
+            "with a label of ASCII letters and digits after '_' (cnn_clips)",
+        ),
+        (  # a name is a folder name in the work folder: a crafted label must not leave it
+            "teachers.names=[cnn, cnn_../../evil]",
+            "teachers.names: no teacher 'cnn_../../evil'; use mobilenetv2, cnn, bcresnet, or one of "
+            "them with a label of ASCII letters and digits after '_' (cnn_clips)",
+        ),
+        (
+            "teachers.views.cnn_/x.steps=1",
+            "teachers.views.cnn_/x: no teacher 'cnn_/x'; use mobilenetv2, cnn, bcresnet, or one of "
+            "them with a label of ASCII letters and digits after '_' (cnn_clips)",
         ),
         (
             "teachers.names=[cnn, bcresnet, cnn]",

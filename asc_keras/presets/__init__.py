@@ -17,13 +17,7 @@ from typing import Any
 
 import yaml
 
-from asc_keras.config import (
-    TEACHER_ARCHITECTURES,
-    VIEW_SETTINGS,
-    SystemConfig,
-    TeacherConfig,
-    teacher_architecture,
-)
+from asc_keras.config import TEACHER_ARCHITECTURES, VIEW_SETTINGS, SystemConfig, TeacherConfig
 
 
 def _deep_merge(base: dict, over: Mapping) -> dict:
@@ -83,25 +77,34 @@ def typed(cfg, where: str = ""):
                              f"({type(value).__name__})")  # fmt: skip
         changes[f.name] = value
     cfg = dataclasses.replace(cfg, **changes)
-    return _typed_views(cfg) if isinstance(cfg, TeacherConfig) else cfg
+    return _checked_teachers(cfg) if isinstance(cfg, TeacherConfig) else cfg
 
 
-def _typed_views(t: TeacherConfig) -> TeacherConfig:
-    """``t`` with its names and each teacher's ``views`` entry checked: names of known
-    architectures, each once; a view for a teacher of such a name, settings of ``VIEW_SETTINGS``
-    only, each of its field's type (read as :func:`typed` reads it)."""
+def _check_teacher_name(name: str, where: str) -> None:
+    """Refuse a teacher name that is not an architecture, or one with a label of letters and
+    digits after '_': the name becomes a folder name in the work folder (``cnn_../x`` would leave
+    it)."""
+    arch, labelled, label = str(name).partition("_")
+    if arch not in TEACHER_ARCHITECTURES or (
+        labelled and not (label.isascii() and label.isalnum())
+    ):
+        raise ValueError(f"{where}: no teacher {name!r}; use {', '.join(TEACHER_ARCHITECTURES)}, or "
+                         "one of them with a label of ASCII letters and digits after '_' (cnn_clips)")  # fmt: skip
+
+
+def _checked_teachers(t: TeacherConfig) -> TeacherConfig:
+    """``t`` with its names and each teacher's ``views`` entry checked: valid names
+    (:func:`_check_teacher_name`), each once; a view for a validly named teacher (one not in
+    ``names`` is unused), settings of ``VIEW_SETTINGS`` only, each of its field's type (read as
+    :func:`typed` reads it)."""
     for name in t.names:
-        if teacher_architecture(name) not in TEACHER_ARCHITECTURES:
-            raise ValueError(f"teachers.names: no teacher {name!r}; use {', '.join(TEACHER_ARCHITECTURES)}, "
-                             "or one of them with a label after '_' (cnn_clips)")  # fmt: skip
+        _check_teacher_name(name, "teachers.names")
     if len(set(t.names)) < len(t.names):
         raise ValueError(f"teachers.names: a teacher named twice in {list(t.names)}")
     views = {}
     for name, own in t.views.items():
         where = f"teachers.views.{name}"
-        if teacher_architecture(name) not in TEACHER_ARCHITECTURES:  # one not in names: unused
-            raise ValueError(f"{where}: no such teacher; use {', '.join(TEACHER_ARCHITECTURES)}, "
-                             "or one of them with a label after '_' (cnn_clips)")  # fmt: skip
+        _check_teacher_name(name, where)
         if not isinstance(own, Mapping):
             raise ValueError(f"{where} must be a mapping of settings ({{mel_pool: 1}} in YAML), "
                              f"got {own!r} ({type(own).__name__})")  # fmt: skip
