@@ -169,8 +169,8 @@ class DistillConfig:
 class TeacherConfig:
     """Teacher training on 10 s recordings (report sec. 3.1)."""
 
-    # Each an architecture of TEACHER_ARCHITECTURES, or one with a label after '_' (cnn_clips: a
-    # second CNN teacher, with a view of its own in ``views``); pretrained weights: 'mobilenetv2'.
+    # Architectures, or one with a label after '_' (cnn_clips: a second CNN teacher, its own view in
+    # ``views``; pooling, input_norm: its architecture's unless its own); pretrained: 'mobilenetv2'.
     names: tuple[str, ...] = TEACHER_ARCHITECTURES
     epochs: int = 200
     steps: int | None = None  # a step budget for the (last) training phase, in optim.rounds rounds
@@ -186,23 +186,19 @@ class TeacherConfig:
     pretrained_mobilenetv2: str | None = None
     frozen_epochs: int = 0
     finetune_lr: float | None = None
-    # Optional first fine-tune of the MobileNetV2 teacher on another TAU-layout data set (e.g. the
-    # TAU Urban Acoustic Scenes 2020 Mobile development set: the same ten scenes, 10 s recordings)
-    # before the system's data, as the report's teacher went AudioSet -> DCASE 2020 -> DCASE 2023:
-    # pretrain_frozen_epochs frozen, then pretrain_epochs unfrozen at pretrain_lr (None: peak_lr).
+    # Optional first fine-tune of MobileNetV2 on another TAU-layout set (TAU 2020 Mobile) before the
+    # system's data, as the report's went AudioSet -> DCASE 2020 -> 2023: pretrain_frozen_epochs
+    # frozen, then pretrain_epochs unfrozen at pretrain_lr (None: peak_lr).
     pretrain_data: str | None = None
     pretrain_frozen_epochs: int = 0
     pretrain_epochs: int = 0
     pretrain_lr: float | None = None
-    # Training window: None trains on whole 10 s recordings (the report); a number of seconds
-    # trains on one random window of that length per recording and step (evaluation and soft
-    # targets always use the whole recording: the models are fully convolutional + GAP).
-    # Shorter windows cost proportionally less per step, so more steps fit a small budget.
+    # Training window: None trains on whole 10 s recordings (the report); a number of seconds, one
+    # random window of that length per recording and step (evaluation and soft targets always use
+    # the whole recording: fully convolutional + GAP), proportionally cheaper per step.
     crop_seconds: float | None = None
-    # Mixup for the teachers.  The report lists mixup among the *student* systems' settings
-    # (sec. 4.3) and says nothing of the teachers' augmentation; they get the system's masks
-    # and time stretching, and mixup only when this is set.  Measured (CNN teacher, quick
-    # sizes, generated data): 47 % with mixup, 56 % without, in the same steps.
+    # Mixup for the teachers: the report lists it for the *students* (sec. 4.3), nothing for the
+    # teachers.  Measured (CNN teacher, quick sizes, generated data): 47 % with, 56 % without.
     mixup: bool = False
     masks: bool = True  # the system's masks for them too (the report is silent; quick.yaml: off)
     # Average-pool the mel axis by this factor at the teachers' input (1: the report's 256 mels;
@@ -243,6 +239,10 @@ class TeacherConfig:
     def view(self, name: str) -> TeacherConfig:
         """The settings teacher ``name`` trains with: its ``views`` entry in place of the shared."""
         return dataclasses.replace(self, views={}, **self.views.get(name, {}))
+
+    def entry(self, table: dict, name: str):
+        """Teacher ``name``'s entry of ``pooling`` or ``input_norm``, else its architecture's."""
+        return table.get(name, table.get(teacher_architecture(name)))
 
 
 @dataclass(frozen=True)

@@ -650,3 +650,13 @@ def test_a_teachers_own_view_replaces_the_shared_settings_for_it_alone():
     layers = [l.name for l in build_teacher("cnn_clips", clips).layers]
     assert layers == [l for l in (l.name for l in build_teacher("cnn", base.teachers).layers)
                       if l != "mel_pool"]  # fmt: skip
+    # A labelled teacher keeps its architecture's head and input (BC-ResNet: per-band pooling, the
+    # residual input) unless it names its own.
+    t = base.teachers
+    names = lambda name, cfg=t: [l.name for l in build_teacher(name, cfg).layers]  # noqa: E731
+    assert names("bcresnet_x") == names("bcresnet") != names("cnn")
+    assert teacher_settings(t, "bcresnet_x")["pooling"] == t.pooling["bcresnet"] == "bands"
+    own = dataclasses.replace(t, pooling={**t.pooling, "bcresnet_x": "mean"},
+                              input_norm={**t.input_norm, "bcresnet_x": "none"})  # fmt: skip
+    assert names("bcresnet_x", own) != names("bcresnet", own)
+    assert teacher_settings(own, "bcresnet_x")["pooling"] == "mean"

@@ -91,7 +91,7 @@ def teacher_settings(t: TeacherConfig, name: str) -> dict:
     transfer learning, nor which teachers the ensemble holds."""
     t = t.view(name)  # its own view in place of the shared settings ('views' then {})
     d = dataclasses.asdict(t)
-    d["pooling"], d["input_norm"] = t.pooling.get(name), t.input_norm.get(name)
+    d["pooling"], d["input_norm"] = t.entry(t.pooling, name), t.entry(t.input_norm, name)
     others = {k for n, keys in _ONLY.items() if n != teacher_architecture(name) for k in keys}
     # The front end shows in the key as the features the teacher is fed (teacher_dir).
     skip = ("names", "inference_batch_size", "mobilenetv2_front_end", "views")

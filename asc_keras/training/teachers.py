@@ -60,8 +60,12 @@ def build_teacher(name: str, cfg: TeacherConfig, bn_momentum: float = BN_MOMENTU
         "cnn": {"width": cfg.cnn_width},
         "bcresnet": {"width": cfg.bcresnet_width},
     }[arch]
-    return TEACHERS[arch](bn_momentum=bn_momentum, mel_pool=cfg.mel_pool, pooling=cfg.pooling.get(name, "mean"),
-                          input_norm=cfg.input_norm.get(name, "none"), **size)  # fmt: skip
+    pooling, norm = (
+        cfg.entry(cfg.pooling, name) or "mean",
+        cfg.entry(cfg.input_norm, name) or "none",
+    )
+    return TEACHERS[arch](bn_momentum=bn_momentum, mel_pool=cfg.mel_pool, pooling=pooling, input_norm=norm,
+                          **size)  # fmt: skip
 
 
 def teacher_augment(augment: AugmentConfig, frames: int, clip_frames: int, mels: int | None = None,
