@@ -42,6 +42,8 @@ N_CLASSES = len(SCENE_CLASSES)  # the scenes above: the official order of DCASE 
 ENSEMBLE_MODES = ("probabilities", "logits")  # how teachers combine (asc_keras.distill.losses)
 STRATEGIES = ("default", "mirrored", "multiworker")  # tf.distribute (training.loop.get_strategy)
 TEACHER_ARCHITECTURES = ("mobilenetv2", "cnn", "bcresnet")  # asc_keras.models.teachers.TEACHERS
+TEACHER_POOLINGS = ("mean", "max+mean", "bands")  # TeacherConfig.pooling (models.teacher_parts)
+TEACHER_INPUT_NORMS = ("none", "residual", "both")  # TeacherConfig.input_norm (the same)
 # The teacher settings one teacher may set for itself (TeacherConfig.views).
 VIEW_SETTINGS = ("crop_seconds", "masks", "mel_pool", "mixup", "steps", "batch_size", "peak_lr")
 
@@ -139,8 +141,7 @@ class OptimConfig:
     # baseline.  Not in the report; its lineage (RFR-CNN / CP-JKU, PyTorch momentum 0.1) is
     # Keras 0.9.  Keras' default 0.99 lags ~100 steps and leaves short runs at chance.
     bn_momentum: float = 0.9
-    # Keras 'mixed_float16' for students, teachers, baseline: float16 compute on GPUs with tensor
-    # cores, float32 weights and outputs, loss scaling.  Off: float32 (CPUs gain nothing).
+    # 'mixed_float16' (all models): float16 compute on tensor cores; CPUs gain nothing.
     mixed_precision: bool = False
 
 
@@ -160,8 +161,7 @@ class DistillConfig:
     # 'recording' (distill.targets.choose_target_source; the measurements behind it: README).
     target_source: Literal["auto", "recording", "clip"] = "auto"
     auto_label_probability: float = 0.78
-    # Swap a wrong target's top class with the label (distill.targets.swap_to_label).  Off: on the
-    # 'sparse' probe set it made KD worse (6.3 % against 9.0 %, seed 42; README).
+    # Swap a wrong target's top class with the label (distill.targets.swap_to_label); off (README).
     swap_wrong: bool = False
 
 

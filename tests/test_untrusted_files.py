@@ -177,6 +177,21 @@ def test_csv_rows_naming_files_outside_the_data_set_are_refused(tiny_tau, tmp_pa
             "teachers.views.cnn.peak_lr=.nan",
             "teachers.views.cnn.peak_lr must be a finite number, got nan (float)",
         ),
+        # A teacher's own pooling or input: a known teacher, a value its builder takes.
+        (
+            "teachers.pooling.cnn=maxmean",
+            "teachers.pooling.cnn must be one of 'mean', 'max+mean', 'bands', got 'maxmean' (str)",
+        ),
+        (
+            "teachers.input_norm.bcresnet_clips=true",
+            "teachers.input_norm.bcresnet_clips must be one of 'none', 'residual', 'both', got "
+            "True (bool)",
+        ),
+        (
+            "teachers.pooling.cnn-clips=bands",
+            "teachers.pooling.cnn-clips: no teacher 'cnn-clips'; use mobilenetv2, cnn, bcresnet, or "
+            "one of them with a label of ASCII letters and digits after '_' (cnn_clips)",
+        ),
         (
             "teachers.views.bcresnet.crop_seconds=whole",
             "teachers.views.bcresnet.crop_seconds must be a finite number or null, got 'whole' (str)",

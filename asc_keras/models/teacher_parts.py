@@ -5,6 +5,8 @@ before the classifier."""
 from __future__ import annotations
 
 from asc_keras._runtime import keras, tf
+from asc_keras.config import TEACHER_INPUT_NORMS as INPUT_NORMS
+from asc_keras.config import TEACHER_POOLINGS as POOLINGS
 from asc_keras.models.common import BandDeviation, FrequencyNorm
 from asc_keras.models.panns import panns_pool
 
@@ -34,9 +36,6 @@ class MinFrames(keras.layers.Layer):
         return {**super().get_config(), "frames": self.frames}
 
 
-POOLINGS = ("mean", "max+mean", "bands")
-
-
 def clip_pooling(x, pooling: str):
     """(B, T, F, C) -> (B, features), pooled over time (and frequency):
 
@@ -62,9 +61,6 @@ def clip_pooling(x, pooling: str):
         y = keras.layers.Add(name="band_max_plus_mean")([top, avg])  # (B, F, C)
         return keras.layers.Flatten(name="bands_flat")(y)
     raise ValueError(f"unknown teacher pooling {pooling!r}; use one of {POOLINGS}")
-
-
-INPUT_NORMS = ("none", "residual", "both")
 
 
 def teacher_input(input_shape: tuple, input_norm: str | bool):

@@ -17,7 +17,14 @@ from typing import Any
 
 import yaml
 
-from asc_keras.config import TEACHER_ARCHITECTURES, VIEW_SETTINGS, SystemConfig, TeacherConfig
+from asc_keras.config import (
+    TEACHER_ARCHITECTURES,
+    TEACHER_INPUT_NORMS,
+    TEACHER_POOLINGS,
+    VIEW_SETTINGS,
+    SystemConfig,
+    TeacherConfig,
+)
 
 
 def _deep_merge(base: dict, over: Mapping) -> dict:
@@ -93,14 +100,23 @@ def _check_teacher_name(name: str, where: str) -> None:
 
 
 def _checked_teachers(t: TeacherConfig) -> TeacherConfig:
-    """``t`` with its names and each teacher's ``views`` entry checked: valid names
-    (:func:`_check_teacher_name`), each once; a view for a validly named teacher (one not in
-    ``names`` is unused), settings of ``VIEW_SETTINGS`` only, each of its field's type (read as
-    :func:`typed` reads it)."""
+    """``t`` with its names and each teacher's ``views``, ``pooling`` and ``input_norm`` entry
+    checked: valid names (:func:`_check_teacher_name`), each once; an entry for a validly named
+    teacher (one not in ``names`` is unused); a pooling or input of the builders'; a view of
+    ``VIEW_SETTINGS`` only, each of its field's type (read as :func:`typed` reads it)."""
     for name in t.names:
         _check_teacher_name(name, "teachers.names")
     if len(set(t.names)) < len(t.names):
         raise ValueError(f"teachers.names: a teacher named twice in {list(t.names)}")
+    # A misspelt teacher here would be silently unused, a misspelt value fail only when its
+    # teacher is built, after the data and features stages.
+    for table, allowed in (("pooling", TEACHER_POOLINGS), ("input_norm", TEACHER_INPUT_NORMS)):
+        for name, value in getattr(t, table).items():
+            _check_teacher_name(name, f"teachers.{table}.{name}")
+            if value not in allowed:
+                raise ValueError(f"teachers.{table}.{name} must be one of "
+                                 f"{', '.join(map(repr, allowed))}, got {value!r} "
+                                 f"({type(value).__name__})")  # fmt: skip
     views = {}
     for name, own in t.views.items():
         where = f"teachers.views.{name}"
