@@ -199,9 +199,12 @@ def test_predict_odd_files_and_corrupt(exported, tmp_path):
         assert len(by["short_8k.flac"].windows) == 1
         for r in (by["long_stereo_48k.wav"], by["short_8k.flac"], by["mono_22k.ogg"]):
             assert r.error is None and abs(sum(r.probabilities) - 1) < 0.02 and r.scene
-        # 5000 samples at 8 kHz = 0.625 s: padded by 0.375 s, and said so.
+        # 5000 samples at 8 kHz = 0.625 s: padded by 0.375 s, and said so; and 8 kHz holds
+        # nothing above 4 kHz, where the 16 kHz model's features reach 8 kHz.
         assert by["short_8k.flac"].warnings == [
-            f"{files[1]}: 0.62 s is shorter than the model's 1.00 s window: padded with 0.38 s of silence"
+            f"{files[1]}: recorded at 8000 Hz, it holds nothing above 4000 Hz where the model's "
+            "features reach 8000 Hz: the prediction may be biased (record at 16000 Hz or more)",
+            f"{files[1]}: 0.62 s is shorter than the model's 1.00 s window: padded with 0.38 s of silence",
         ]
         assert by["long_stereo_48k.wav"].warnings == [] and by["mono_22k.ogg"].warnings == []
 

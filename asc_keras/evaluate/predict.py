@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from asc_keras.config import FeatureConfig
 from asc_keras.data.audio import load_audio
@@ -224,10 +225,20 @@ def predict_files(
 
 
 def _audio_warnings(path, y: np.ndarray, win: int, rate: int) -> list[str]:
-    """What makes a prediction of ``y`` doubtful: silence, or less audio than one model window."""
+    """What makes a prediction of ``y`` (``path`` at ``rate`` Hz) doubtful: a file recorded at a
+    lower rate, silence, or less audio than one model window."""
     from asc_keras.data.audio import SILENCE_PEAK
 
     notes = []
+    source = sf.info(str(path)).samplerate  # the file decoded already (load_audio)
+    if source < rate:
+        # Upsampling adds no content: the mel bands above its Nyquist frequency are empty, a
+        # spectrum no training clip had (a phone call's 8 kHz audio for a 16 kHz model).
+        notes.append(
+            f"{path}: recorded at {source} Hz, it holds nothing above {source / 2:.0f} Hz where "
+            f"the model's features reach {rate / 2:.0f} Hz: the prediction may be biased "
+            f"(record at {rate} Hz or more)"
+        )
     peak = float(np.abs(y).max()) if len(y) else 0.0
     if peak < SILENCE_PEAK:
         level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
