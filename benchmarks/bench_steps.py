@@ -1,0 +1,105 @@
+"""Training step times of every model a system trains, and the training time they predict.
+
+    python benchmarks/bench_steps.py [--profile quick] [--steps 40]
+
+Each model is built as the run builds it (the student and the CE control in their Distiller, each
+teacher with its own view, the DCASE baseline on its own features) and trained on one random
+batch of its shapes and size: 1 s clips for the students, whole 10 s recordings (or the view's
+windows) for the teachers.  After tracing, the median time between consecutive optimiser steps
+is kept.  Multiplied by the profile's steps, it gives the seconds of optimiser steps each stage
+of ``run`` holds -- without its validation rounds, input pipeline, data, features, targets and
+compression, so a run takes longer.  What it is for: to see, in two minutes, how fast a machine
+trains now (the 2-core development machine ran the same student step in 72-85 ms and in 171 ms,
+minutes apart: README, "The quick profile, measured").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from asc_keras._runtime import keras, tf
+from asc_keras.config import N_CLASSES
+from asc_keras.models.baseline import BASELINE_FEATURES, build_dcase_baseline_for_cache
+from asc_keras.presets import system_config
+from asc_keras.training.optimizers import make_optimizer
+from asc_keras.training.student import build_student_trainer
+from asc_keras.training.teachers import build_teacher
+
+
+def _batches(shape: tuple, batch: int, soft: bool):
+    """An endless dataset of one random batch: (x, y) or (x, (y, soft targets))."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(-5, 2, (batch, *shape)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(batch) % N_CLASSES, N_CLASSES)
+    target = (y, np.full_like(y, 1 / N_CLASSES)) if soft else y
+    return tf.data.Dataset.from_tensors((x, target)).repeat()
+
+
+class _StepTimes(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.ends = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+
+def _ms_per_step(model, ds, steps: int) -> float:
+    """Median time between the ends of consecutive optimiser steps, after tracing; milliseconds."""
+    model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # tracing
+    timer = _StepTimes()
+    model.fit(ds, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[timer])
+    return statistics.median(np.diff(timer.ends)) * 1000
+
+
+def _models(cfg):
+    """(stage, model, input shape, batch, soft targets, the profile's steps) of each trained model."""
+    o, t, c = cfg.optim, cfg.teachers, cfg.controls
+    clip = (cfg.features.n_frames(), cfg.features.n_mels)
+    student = build_student_trainer(cfg, 2800, kd=True)
+    yield "student (and the CE control)", student, clip, o.batch_size, True, o.steps
+    for name in t.names:
+        view = t.view(name)
+        model = build_teacher(name, view, o.bn_momentum)
+        seconds = view.crop_seconds or 10.0
+        shape = tuple(cfg.features.n_frames(seconds) if d is None else d
+                      for d in model.input_shape[1:])  # fmt: skip
+        model.compile(make_optimizer(o, 100, 3, peak_lr=view.peak_lr), "categorical_crossentropy")
+        yield f"teacher {name}", model, shape, view.batch_size, False, view.steps
+    base = (BASELINE_FEATURES.n_frames(), BASELINE_FEATURES.n_mels)
+    model = build_dcase_baseline_for_cache(*base, bn_momentum=o.bn_momentum)
+    model.compile(keras.optimizers.Adam(c.baseline_lr), "categorical_crossentropy")
+    yield "DCASE baseline", model, base, c.baseline_batch_size, False, c.baseline_steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--system", type=int, default=1)
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per model")
+    args = ap.parse_args()
+    cfg = system_config(args.system, args.profile)
+    print(f"system {args.system}, profile {args.profile}, {os.cpu_count()} CPUs")
+    print(f"{'model':34s} {'batch':>5s} {'ms/step':>8s} {'steps':>6s} {'seconds':>8s}")
+    total = 0.0
+    for stage, model, shape, batch, soft, steps in _models(cfg):
+        keras.utils.set_random_seed(0)
+        ms = _ms_per_step(model, _batches(shape, batch, soft), args.steps)
+        if steps is None:  # a length in epochs: its steps depend on the data set
+            print(f"{stage:34s} {batch:5d} {ms:8.0f} {'epochs':>6s} {'-':>8s}", flush=True)
+            continue
+        runs = 2 if stage.startswith("student") and cfg.controls.ce_control else 1
+        seconds = ms * steps * runs / 1000
+        total += seconds
+        print(f"{stage:34s} {batch:5d} {ms:8.0f} {steps * runs:6d} {seconds:8.0f}", flush=True)
+    print(
+        f"optimiser steps of the run (lengths in steps only): {total:.0f} s ({total / 60:.1f} min)"
+    )
+
+
+if __name__ == "__main__":
+    main()
