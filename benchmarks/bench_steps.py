@@ -57,11 +57,13 @@ def _ms_per_step(model, ds, steps: int) -> float:
 
 
 def _models(cfg):
-    """(stage, model, input shape, batch, soft targets, the profile's steps) of each trained model."""
+    """(stage, model, input shape, batch, soft targets, the profile's steps, trainings in a run)
+    of each trained model."""
     o, t, c = cfg.optim, cfg.teachers, cfg.controls
     clip = (cfg.features.n_frames(), cfg.features.n_mels)
     student = build_student_trainer(cfg, 2800, kd=True)
-    yield "student (and the CE control)", student, clip, o.batch_size, True, o.steps
+    runs = 2 if c.ce_control else 1  # the CE control is the same model, trained alike
+    yield "student (and the CE control)", student, clip, o.batch_size, True, o.steps, runs
     for name in t.names:
         view = t.view(name)
         model = build_teacher(name, view, o.bn_momentum)
@@ -69,11 +71,11 @@ def _models(cfg):
         shape = tuple(cfg.features.n_frames(seconds) if d is None else d
                       for d in model.input_shape[1:])  # fmt: skip
         model.compile(make_optimizer(o, 100, 3, peak_lr=view.peak_lr), "categorical_crossentropy")
-        yield f"teacher {name}", model, shape, view.batch_size, False, view.steps
+        yield f"teacher {name}", model, shape, view.batch_size, False, view.steps, 1
     base = (BASELINE_FEATURES.n_frames(), BASELINE_FEATURES.n_mels)
     model = build_dcase_baseline_for_cache(*base, bn_momentum=o.bn_momentum)
     model.compile(keras.optimizers.Adam(c.baseline_lr), "categorical_crossentropy")
-    yield "DCASE baseline", model, base, c.baseline_batch_size, False, c.baseline_steps
+    yield "DCASE baseline", model, base, c.baseline_batch_size, False, c.baseline_steps, 1
 
 
 def main() -> None:
@@ -86,13 +88,11 @@ def main() -> None:
     print(f"system {args.system}, profile {args.profile}, {os.cpu_count()} CPUs")
     print(f"{'model':34s} {'batch':>5s} {'ms/step':>8s} {'steps':>6s} {'seconds':>8s}")
     total = 0.0
-    for stage, model, shape, batch, soft, steps in _models(cfg):
-        keras.utils.set_random_seed(0)
+    for stage, model, shape, batch, soft, steps, runs in _models(cfg):
         ms = _ms_per_step(model, _batches(shape, batch, soft), args.steps)
         if steps is None:  # a length in epochs: its steps depend on the data set
             print(f"{stage:34s} {batch:5d} {ms:8.0f} {'epochs':>6s} {'-':>8s}", flush=True)
             continue
-        runs = 2 if stage.startswith("student") and cfg.controls.ce_control else 1
         seconds = ms * steps * runs / 1000
         total += seconds
         print(f"{stage:34s} {batch:5d} {ms:8.0f} {steps * runs:6d} {seconds:8.0f}", flush=True)

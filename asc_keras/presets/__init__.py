@@ -111,11 +111,11 @@ def _checked_teachers(t: TeacherConfig) -> TeacherConfig:
     # A misspelt teacher here would be silently unused, a misspelt value fail only when its
     # teacher is built, after the data and features stages.
     for table, allowed in (("pooling", TEACHER_POOLINGS), ("input_norm", TEACHER_INPUT_NORMS)):
+        hint = typing.Literal[allowed]  # read and described as any one-of-a-few-words setting
         for name, value in getattr(t, table).items():
             _check_teacher_name(name, f"teachers.{table}.{name}")
-            if value not in allowed:
-                raise ValueError(f"teachers.{table}.{name} must be one of "
-                                 f"{', '.join(map(repr, allowed))}, got {value!r} "
+            if not _conform(value, hint)[0]:
+                raise ValueError(f"teachers.{table}.{name} must be {_describe(hint)}, got {value!r} "
                                  f"({type(value).__name__})")  # fmt: skip
     views = {}
     for name, own in t.views.items():
