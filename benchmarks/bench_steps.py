@@ -61,6 +61,8 @@ def _models(cfg):
     of each trained model."""
     o, t, c = cfg.optim, cfg.teachers, cfg.controls
     clip = (cfg.features.n_frames(), cfg.features.n_mels)
+    # The clip count (the built-in set's 2,800) and the schedules' lengths below set only the
+    # learning rate's curve, not what one step costs.
     student = build_student_trainer(cfg, 2800, kd=True)
     runs = 2 if c.ce_control else 1  # the CE control is the same model, trained alike
     yield "student (and the CE control)", student, clip, o.batch_size, True, o.steps, runs
