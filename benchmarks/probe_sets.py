@@ -30,6 +30,7 @@ one other device (about 1,200 training and 600 evaluation clips).
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import numpy as np
@@ -58,13 +59,16 @@ def _background(rng, n, f, tilt):
     return bg
 
 
-def sparse_source(scene: str, rng: np.random.Generator, city_hum: float, tilt: float) -> np.ndarray:
-    """10 s of scene-independent background with ~2 short events of the scene's own band."""
+def sparse_source(
+    scene: str, rng: np.random.Generator, city_hum: float, tilt: float, events: float = 2.0
+) -> np.ndarray:
+    """10 s of scene-independent background with ``events`` short events of the scene's own band
+    on average (Poisson)."""
     n = SR * REC_SECONDS
     f = freqs(n)
     mix = _background(rng, n, f, tilt)
     k = SCENE_CLASSES.index(scene)
-    for _ in range(rng.poisson(2.0)):
+    for _ in range(rng.poisson(events)):
         dur = rng.uniform(0.08, 0.3)
         m = int(dur * SR)
         start = int(rng.uniform(0, REC_SECONDS - dur) * SR)
@@ -150,13 +154,18 @@ def main(argv=None) -> None:
     ap.add_argument("--recordings-per-class", type=int, default=9)
     ap.add_argument("--cities", type=int, default=3)
     ap.add_argument("--devices", type=int, default=1, help="devices besides a per recording")
+    ap.add_argument("--events", type=float, default=2.0,
+                    help="sparse: mean events per 10 s recording (2: most 1 s clips hold none)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    source = SOURCES[args.model]
+    if args.model == "sparse":  # a partial of a module-level function: picklable for the workers
+        source = functools.partial(sparse_source, events=args.events)
     root = make_synthetic_tau(args.out, args.recordings_per_class, args.cities, args.seed,
                               extra_devices=args.devices, workers=args.workers,
-                              source=SOURCES[args.model])  # fmt: skip
+                              source=source)  # fmt: skip
     ds = read_tau(root)
     print(f"{args.model}: {len(ds.train)} train / {len(ds.evaluate)} evaluate clips in {root} "
           f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
