@@ -156,15 +156,21 @@ def main(argv=None) -> None:
     ap.add_argument("--recordings-per-class", type=int, default=9)
     ap.add_argument("--cities", type=int, default=3)
     ap.add_argument("--devices", type=int, default=1, help="devices besides a per recording")
-    ap.add_argument("--events", type=float, default=2.0,
-                    help="sparse: mean events per 10 s recording (2: most 1 s clips hold none)")  # fmt: skip
+    ap.add_argument("--events", type=float, default=None,
+                    help="sparse only: mean events per 10 s recording (default 2: most 1 s clips "
+                         "hold none)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()
     source = SOURCES[args.model]
-    if args.model == "sparse":  # a partial of a module-level function: picklable for the workers
+    if args.events is not None:
+        if args.model != "sparse":
+            ap.error(f"--events sets the sparse model's events; the {args.model} model has none")
+        if not args.events >= 0:  # NaN too
+            ap.error(f"--events {args.events}: a mean count of events, 0 or more")
+        # A partial of a module-level function: picklable for the worker processes.
         source = functools.partial(sparse_source, events=args.events)
+    t0 = time.perf_counter()
     root = make_synthetic_tau(args.out, args.recordings_per_class, args.cities, args.seed,
                               extra_devices=args.devices, workers=args.workers,
                               source=source)  # fmt: skip
