@@ -11,7 +11,7 @@ generated set; these sets check it on data it was not developed on:
   gets about 20 % on clips and 50-58 % on recordings, the issue's description of its sparse set
   (README: every student stays at chance on those clips there).  ``--events 10`` and ``30`` give
   the events to most clips (linear model 44 and 63 % on clips): there KD from the 10 s teachers
-  lifts the student 16-26 points above the CE control, which learns each recording's background.
+  lifts the student 10-26 points above the CE control, which learns each recording's background.
 * ``stationary``: every scene is a steady sound with its own spectral colour and resonances,
   heard through the devices, with scene-independent interference 0-9 dB below it.
 * ``clear``: ``stationary`` with the interference 15-24 dB below the scene, the easy set (seed 42,
