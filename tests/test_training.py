@@ -599,6 +599,53 @@ def test_teachers_masks_off_leaves_their_recordings_whole_and_changes_their_key(
     assert teacher_settings(dataclasses.replace(t, masks=False), "cnn")["masks"] is False
 
 
+def test_a_teachers_key_holds_the_augmentation_it_trains_with_not_the_students(tmp_path):
+    """Sweeping the students' augmentation (``--set augment.mixup_alpha=1.0``) must not retrain
+    the teachers: their key holds only what their batches read -- mixup's alpha only with
+    ``teachers.mixup``, the mask sizes only with ``teachers.masks`` -- and the defaults map to
+    themselves, so teachers trained before keep their folders."""
+    import dataclasses
+
+    from asc_keras.config import AugmentConfig
+    from asc_keras.presets import parse_overrides, system_config
+    from asc_keras.stages.shared import RunPlace
+    from asc_keras.stages.teachers import teacher_dir
+    from asc_keras.training.teachers import augment_read_by_teacher
+
+    place = RunPlace(tmp_path / "out", tmp_path / "work")
+
+    def key(*sets: str, name: str = "cnn") -> str:
+        return teacher_dir(system_config(1, "quick", parse_overrides(list(sets))), place,
+                           tmp_path / "data", name).name  # fmt: skip
+
+    base = key()
+    assert base.startswith("cnn-")
+    # The quick profile's teachers: no mixup, no masks.  The students' settings leave them be.
+    for student_only in ("augment.mixup_alpha=1.0", "augment.mixup=false",
+                         "augment.freq_mask_param=24", "augment.freq_mask=false",
+                         "augment.time_mask_param=2", "augment.stretch_min=0.8"):  # fmt: skip
+        assert key(student_only) == base, student_only
+    # What they do read changes it: stretching, and with their own mixup or masks the sizes.
+    assert key("augment.time_stretch=true") != base
+    mixing = key("teachers.mixup=true")
+    assert mixing != base and key("teachers.mixup=true", "augment.mixup_alpha=1.0") != mixing
+    masked = key("teachers.masks=true")
+    assert masked not in (base, mixing)
+    assert key("teachers.masks=true", "augment.freq_mask_param=24") != masked
+    assert key("teachers.masks=true", "augment.mixup_alpha=1.0") == masked
+    # A teacher with its own view (cnn_clips: masks on) reads the mask sizes; the others do not.
+    clips = key(name="cnn_clips")
+    assert key("augment.freq_mask_param=24", name="cnn_clips") != clips
+    assert key("augment.freq_mask_param=24", name="bcresnet") == key(name="bcresnet")
+    # The defaults are what they were: a teacher reading everything keys the system's own.
+    t = dataclasses.replace(system_config(1, "quick").teachers, mixup=True, masks=True)
+    for aug in (AugmentConfig(), AugmentConfig(time_stretch=True), AugmentConfig(mixup_alpha=0.9)):
+        assert augment_read_by_teacher(aug, t) == dataclasses.replace(aug, mixup=True)
+    plain = dataclasses.replace(t, mixup=False, masks=False)
+    swept = AugmentConfig(mixup_alpha=0.9, freq_mask_param=3)
+    assert augment_read_by_teacher(swept, plain) == AugmentConfig()
+
+
 def test_a_teachers_own_view_replaces_the_shared_settings_for_it_alone():
     """``teachers.views``: one teacher's own crop, masks, mel pooling and length replace the shared
     ones where it is trained (its batches, its model, its step budget) and in its key alone; the

@@ -63,15 +63,16 @@ class TeacherOutputs:
 
 def teacher_dir(cfg: SystemConfig, place: RunPlace, data_root: Path, name: str) -> Path:
     """``work/teachers/<name>-<key>``: key = everything a teacher depends on."""
-    # The teachers have their own length, batch size and peak LR (cfg.teachers); from cfg.optim
-    # they take the schedule's shape, the weight decay, the rounds and the BatchNorm momentum.
+    # From cfg.optim the teachers take all but the length, batch and peak LR (cfg.teachers' own).
     optim = {k: v for k, v in dataclasses.asdict(cfg.optim).items()
              if k not in ("epochs", "steps", "batch_size", "peak_lr")}  # fmt: skip
     from asc_keras.models.panns_import import teacher_features
+    from asc_keras.training.teachers import augment_read_by_teacher
 
     features = teacher_features(name, cfg.teachers, cfg.features)  # PANNs' for a PANNs MobileNetV2
+    augment = augment_read_by_teacher(cfg.augment, cfg.teachers.view(name))  # what it trains with
     depends = {"name": name, "teachers": teacher_settings(cfg.teachers, name), "features": features,
-               "augment": cfg.augment, "optim": optim, "data": str(Path(data_root).resolve()),
+               "augment": augment, "optim": optim, "data": str(Path(data_root).resolve()),
                "train_split": place.train_split, "seed": cfg.seed}  # fmt: skip
     if cfg.teachers.holdout_fraction > 0:  # what is held out: whole locations (held_out_recordings)
         depends["held_out_by"] = "location"
@@ -88,12 +89,11 @@ _ONLY = {"mobilenetv2": ("mobilenet_alpha", "pretrained_mobilenetv2", "frozen_ep
 def teacher_settings(t: TeacherConfig, name: str) -> dict:
     """The teacher settings teacher ``name`` depends on: the shared ones (length, batch, LR, crop,
     mel pooling, mixup), its own entry of the per-teacher ones, not the other teachers' sizes and
-    transfer learning, nor which teachers the ensemble holds."""
+    transfer learning, nor which teachers the ensemble holds (its front end: its features' key)."""
     t = t.view(name)  # its own view in place of the shared settings ('views' then {})
     d = dataclasses.asdict(t)
     d["pooling"], d["input_norm"] = t.entry(t.pooling, name), t.entry(t.input_norm, name)
     others = {k for n, keys in _ONLY.items() if n != teacher_architecture(name) for k in keys}
-    # The front end shows in the key as the features the teacher is fed (teacher_dir).
     skip = ("names", "inference_batch_size", "mobilenetv2_front_end", "views")
     if t.masks:  # the default before the field existed: trained teachers keep their keys
         skip += ("masks",)

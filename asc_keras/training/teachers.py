@@ -81,6 +81,29 @@ def teacher_augment(augment: AugmentConfig, frames: int, clip_frames: int, mels:
                                freq_mask_param=max(1, freq))  # fmt: skip
 
 
+def augment_read_by_teacher(augment: AugmentConfig, t: TeacherConfig) -> AugmentConfig:
+    """``augment`` with every field a teacher trained with ``t`` does not read set to its default:
+    what the teacher's key holds (``stages.teachers.teacher_dir``), so that a change of the
+    students' augmentation alone -- a mixup alpha, a mask size -- does not retrain the teachers.
+
+    A teacher's batches (:func:`_teacher_batches`) take mixup from ``t.mixup`` (never from
+    ``augment.mixup``), the masks only with ``t.masks``, and a size only where its switch is on.
+    The system's defaults map to themselves: teachers trained before keep their keys.
+    """
+    keep = {"time_stretch": augment.time_stretch}
+    if augment.time_stretch:
+        keep.update(stretch_min=augment.stretch_min, stretch_max=augment.stretch_max)
+    if t.mixup:
+        keep["mixup_alpha"] = augment.mixup_alpha
+    if t.masks:
+        keep.update(freq_mask=augment.freq_mask, time_mask=augment.time_mask)
+        if augment.freq_mask:
+            keep["freq_mask_param"] = augment.freq_mask_param
+        if augment.time_mask:
+            keep["time_mask_param"] = augment.time_mask_param
+    return dataclasses.replace(AugmentConfig(), **keep)
+
+
 def train_teacher(
     name: str,
     cfg: SystemConfig,
