@@ -86,9 +86,10 @@ def augment_read_by_teacher(augment: AugmentConfig, t: TeacherConfig) -> Augment
     what the teacher's key holds (``stages.teachers.teacher_dir``), so that a change of the
     students' augmentation alone -- a mixup alpha, a mask size -- does not retrain the teachers.
 
-    A teacher's batches (:func:`_teacher_batches`) take mixup from ``t.mixup`` (never from
-    ``augment.mixup``), the masks only with ``t.masks``, and a size only where its switch is on.
-    The system's defaults map to themselves: teachers trained before keep their keys.
+    A teacher's batches (:func:`_teacher_batches`) are made from it, so they read nothing the key
+    does not hold: mixup comes from ``t.mixup`` (never ``augment.mixup``), the masks only with
+    ``t.masks``, a size only where its switch is on.  The system's defaults map to themselves:
+    teachers trained before keep their keys.
     """
     keep = {"time_stretch": augment.time_stretch}
     if augment.time_stretch:
@@ -254,10 +255,10 @@ def _teacher_batches(
     masks as wide in seconds and in the share of bands as the student's on ``cfg.features``."""
     t, frames = cfg.teachers, train.features.shape[1]
     crop = _crop_frames(cfg, train, features)
-    # The mask is the same share of the window as the student's (time_mask_param of its clip's
-    # frames), whatever the frame rate.
-    aug = teacher_augment(cfg.augment, crop or frames, cfg.features.n_frames(), features.n_mels,
-                          cfg.features.n_mels)  # fmt: skip
+    # What the key holds (augment_read_by_teacher), so no batch reads a field it resets; each mask
+    # the same share of the window as the student's (of its clip's frames), whatever the frame rate.
+    aug = teacher_augment(augment_read_by_teacher(cfg.augment, t), crop or frames,
+                          cfg.features.n_frames(), features.n_mels, cfg.features.n_mels)  # fmt: skip
     aug = dataclasses.replace(aug, mixup=t.mixup, freq_mask=aug.freq_mask and t.masks,
                               time_mask=aug.time_mask and t.masks)  # fmt: skip
     repeats = 1 if crop is None else max(1, frames // crop)
