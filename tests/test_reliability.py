@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,6 +81,34 @@ def test_kill_minus_9_during_extraction_then_resume_gives_the_same_cache(
                              progress=False)  # fmt: skip
     assert 0 < before < 600 and not partial.exists()
     np.testing.assert_array_equal(resumed.features[:], fresh.features[:])
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut short", "another length", "a pickle"])
+def test_a_partial_cache_with_a_damaged_done_mask_starts_afresh(tiny_dataset, tmp_path, damage):
+    """A run killed while it created its partial cache (or a damaged disk) leaves a done mask
+    that cannot be read as one; the next run rebuilds the partial instead of failing on it."""
+    files = list(tiny_dataset.clips["filename"])[:32]
+    good = extract_features(tiny_dataset.root, files, FeatureConfig(), tmp_path / "good", workers=1,
+                            progress=False)  # fmt: skip
+    partial = tmp_path / "work" / (good.path.name + ".partial")
+    shutil.copytree(good.path, partial)
+    (partial / "meta.json").unlink()
+    np.save(partial / "mask.npy", np.ones(len(files), dtype=bool))
+    mask = (partial / "mask.npy").read_bytes()
+    (partial / "done.npy").write_bytes({
+        "empty": b"",
+        "cut short": mask[: len(mask) // 2],
+        "another length": mask[:-1].replace(b"(32,)", b"(31,)"),
+        "a pickle": b"\x93NUMPY" + mask[6:].replace(b"'|b1'", b"'|O' "),
+    }[damage])  # fmt: skip
+    feats = np.load(partial / "features.npy", mmap_mode="r+")
+    feats[:] = 7.0  # rows a resumed partial would keep; a fresh one overwrites them all
+    feats.flush()
+    del feats
+    again = extract_features(tiny_dataset.root, files, FeatureConfig(), tmp_path / "work", workers=1,
+                             progress=False)  # fmt: skip
+    assert again.path.name == good.path.name and not partial.exists()
+    np.testing.assert_array_equal(np.array(again.features), np.array(good.features))
 
 
 def test_a_truncated_cache_is_detected_and_rebuilt(tiny_dataset, tmp_path, caplog):

@@ -39,7 +39,7 @@ from asc_keras.config import FeatureConfig
 from asc_keras.data.audio import MIN_CLIP_FRACTION, TAU_SAMPLE_RATE, AudioFixes, load_audio
 from asc_keras.data.errors import AudioError, DataError
 from asc_keras.features.logmel import logmel
-from asc_keras.files import work_lock
+from asc_keras.files import atomic_path, work_lock
 from asc_keras.log import warn
 
 CHUNK = 128
@@ -320,20 +320,22 @@ def _run_chunks(jobs: list, workers: int, names: list[str], done: np.ndarray, ba
 def _open_partial(partial: Path, shape: tuple, names: list[str], cfg: FeatureConfig) -> Path:
     """Create ``partial`` (features memmap, done mask, items) unless a matching one exists.
 
-    Returns the done mask's file: one bool per row, True once the row is written.
+    Returns the done mask's file: one bool per row, True once the row is written.  It is written
+    last and atomically; a partial whose files do not read back at their shapes starts afresh.
     """
     partial.mkdir(parents=True, exist_ok=True)
     feat_file, done_file = partial / "features.npy", partial / "done.npy"
-    resumable = feat_file.is_file() and done_file.is_file()
-    if resumable:
-        try:
-            resumable = tuple(np.load(feat_file, mmap_mode="r", allow_pickle=False).shape) == shape
-        except (ValueError, OSError):
-            resumable = False
+    try:  # the headers only; no map is kept open over files that may be written again below
+        found = [(a.shape, a.dtype) for a in (np.load(f, mmap_mode="r", allow_pickle=False)
+                                              for f in (feat_file, done_file))]  # fmt: skip
+        resumable = found[0][0] == shape and found[1] == ((len(names),), bool)
+    except (ValueError, OSError, EOFError):  # missing, cut short, not a .npy
+        resumable = False
     if not resumable:
         np.lib.format.open_memmap(feat_file, mode="w+", dtype=cfg.cache_dtype, shape=shape).flush()
-        np.save(done_file, np.zeros(len(names), dtype=bool))
         pd.DataFrame({"item": names}).to_csv(partial / "items.csv", index=False)
+        with atomic_path(done_file) as tmp:
+            np.save(tmp, np.zeros(len(names), dtype=bool))
     return done_file
 
 
