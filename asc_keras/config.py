@@ -104,7 +104,7 @@ _LATER_FEATURE_FIELDS = {"win_length": None, "window": "hann", "center": False, 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation switches and sizes (report sec. 2.2; time stretching sec. 4.3)."""
+    """Augmentation switches and sizes (report: mixup sec. 2.2, masks abstract, stretching 4.3)."""
 
     mixup: bool = True
     # Report: "lambda is acquired from the beta distribution and beta in (0.1, 0.9)".
