@@ -161,7 +161,7 @@ class DistillConfig:
     # 'recording' (distill.targets.choose_target_source; the measurements behind it: README).
     target_source: Literal["auto", "recording", "clip"] = "auto"
     auto_label_probability: float = 0.78
-    # Swap a wrong target's top class with the label (distill.targets.swap_to_label); off (README).
+    # Swap a wrong target's top class with the label (distill.targets.swap_to_label); off (docs/probe-sets.md).
     swap_wrong: bool = False
 
 

@@ -1,7 +1,8 @@
 """Data sets with other signal models than the built-in one, in the same TAU layout.
 
 The recipe (teachers, distillation, augmentation, budgets) was developed on the built-in
-generated set; these sets check it on data it was not developed on:
+generated set; these sets check it on data it was not developed on (the README summarises what
+they showed, docs/probe-sets.md holds every measurement):
 
 * ``sparse``: the scene lives in rare, short events.  The background (coloured noise, a hum,
   distant babble) says nothing about the scene; each scene has its own kind of event (a
@@ -9,7 +10,7 @@ generated set; these sets check it on data it was not developed on:
   about 2 per 10 s recording (``--events``), so most 1 s clips hold none.  A clip alone is near
   chance; a recording is not.  With ``--events 3`` a logistic regression on max - median log-mel
   gets about 20 % on clips and 50-58 % on recordings, the issue's description of its sparse set
-  (README: every student stays at chance on those clips there).  ``--events 10`` and ``30`` give
+  (docs/probe-sets.md: every student stays at chance on those clips there).  ``--events 10`` and ``30`` give
   the events to most clips (linear model 44 and 63 % on clips): there KD from the 10 s teachers
   lifts the student 10-26 points above the CE control, which learns each recording's background.
 * ``stationary``: every scene is a steady sound with its own spectral colour and resonances,
@@ -23,7 +24,7 @@ generated set; these sets check it on data it was not developed on:
   sit, so a student trained plainly does well even on devices it never heard: the set where
   int8 is checked near the top of the scale (seeds 42 / 0, quick profile: the student trained
   plainly 88.8 / 84.2 %, the CE control 95.0 / 92.2 %, the teachers' ensemble 86.7 / 83.3 % on
-  recordings, below the control: KD loses there, README).
+  recordings, below the control: KD loses there; docs/probe-sets.md).
 
     python benchmarks/probe_sets.py sparse /tmp/probe-sparse [--recordings-per-class 9]
 
