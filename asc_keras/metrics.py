@@ -22,6 +22,7 @@ int8 model's exact zeros cost -log(2.2e-16) = 36.04 nats, as they do for the org
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -114,10 +115,40 @@ def recording_accuracy(
         names: (n,) clip file names, in the order of ``probs`` (n, classes).
         recordings: per recording, its clip files; ``labels``: per recording, its class.
     """
+    return classification_metrics(labels, recording_probabilities(names, probs, recordings))[
+        "accuracy"
+    ]
+
+
+def recording_probabilities(
+    names: Sequence[str], probs: np.ndarray, recordings: Sequence[Sequence[str]]
+) -> np.ndarray:
+    """(recordings, classes): each recording's clip probabilities averaged (``probs`` (n,
+    classes) in the order of the clip file ``names``; ``recordings``: per recording, its clips)."""
     index = {name: i for i, name in enumerate(names)}
-    mean = np.stack([np.asarray(probs, np.float64)[[index[f] for f in files]].mean(0)
+    return np.stack([np.asarray(probs, np.float64)[[index[f] for f in files]].mean(0)
                      for files in recordings])  # fmt: skip
-    return classification_metrics(labels, mean)["accuracy"]
+
+
+def paired_lead(first_right: Sequence[int], second_right: Sequence[int]) -> dict:
+    """Whether a lead of one model over another on the same items is more than chance.
+
+    Args: per item, whether the first / the second model is right (0 or 1), in one order.
+
+    Returns {'items', 'only_first_right', 'only_second_right', 'p_value'}: the one-sided sign
+    test (exact binomial, McNemar's test on the discordant items) of "the first is no better":
+    P(X >= only_first_right) for X ~ Binomial(only_first_right + only_second_right, 1/2).
+    Why paired: both models are scored on the same recordings and are right on most of the same
+    ones, so only the items where they disagree say which is better -- an unpaired comparison
+    of two accuracies would ask for twice the margin.
+    """
+    a, b = np.asarray(first_right, bool), np.asarray(second_right, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_lead: {a.shape} and {b.shape} items differ")
+    k, m = int((a & ~b).sum()), int((~a & b).sum())
+    n = k + m
+    p = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if n else 1.0
+    return {"items": int(a.size), "only_first_right": k, "only_second_right": m, "p_value": p}
 
 
 def _device_order(d: str):

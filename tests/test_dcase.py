@@ -87,6 +87,31 @@ def test_recording_accuracy_averages_each_recordings_clip_probabilities():
     assert acc == pytest.approx((1 + 1 + 0) / 3)  # macro over the three classes present
 
 
+def test_paired_lead_counts_the_disagreements_and_tests_them_by_the_sign_test():
+    from scipy.stats import binomtest
+
+    from asc_keras.metrics import paired_lead
+
+    # 20 items: both right on 6, both wrong on 4, only the first on 9, only the second on 1.
+    first = [1] * 6 + [0] * 4 + [1] * 9 + [0]
+    second = [1] * 6 + [0] * 4 + [0] * 9 + [1]
+    lead = paired_lead(first, second)
+    assert lead == {"items": 20, "only_first_right": 9, "only_second_right": 1,
+                    "p_value": pytest.approx(11 / 1024)}  # (C(10,9) + C(10,10)) / 2^10  # fmt: skip
+    assert lead["p_value"] == pytest.approx(binomtest(9, 10, 0.5, alternative="greater").pvalue)
+    # The same lead the other way round is no lead; agreeing everywhere says nothing.
+    assert paired_lead(second, first)["p_value"] == pytest.approx(1 - 1 / 1024)
+    assert paired_lead(first, first)["p_value"] == 1.0
+    rng = np.random.default_rng(0)  # against scipy on random pairs (McNemar's exact test)
+    for _ in range(5):
+        a, b = rng.integers(0, 2, 146), rng.integers(0, 2, 146)
+        k, m = int((a & ~b & 1).sum()), int((~a & b & 1).sum())
+        want = binomtest(k, k + m, 0.5, alternative="greater").pvalue
+        assert paired_lead(a, b)["p_value"] == pytest.approx(want, rel=1e-9)
+    with pytest.raises(ValueError, match="items differ"):
+        paired_lead([1, 0], [1])
+
+
 def test_macro_equals_micro_accuracy_on_a_balanced_split():
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(10), 30)

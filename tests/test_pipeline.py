@@ -63,6 +63,15 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work
     # same 10 s recordings.
     behind = v["ensemble_over_ce_recordings_points"] <= 0
     assert behind == any("teacher ensemble is not ahead" in w for w in r["warnings"])
+    # Its lead is read paired, recording by recording: the counts are the two models' own.
+    e_right, c_right = np.array(ens["recording_right"]), np.array(ce["recording_right"])
+    lead = v["ensemble_lead"]
+    assert lead["items"] == len(e_right) == len(c_right) == ens["n"]
+    assert e_right.mean() == pytest.approx(ens["micro_accuracy"])
+    assert lead["only_first_right"] - lead["only_second_right"] == e_right.sum() - c_right.sum()
+    assert lead["clear"] == (v["ensemble_over_ce_recordings_points"] > 0 and lead["p_value"] < 0.05)
+    unclear = not behind and not lead["clear"]
+    assert unclear == any("teacher ensemble is only" in w for w in r["warnings"])
     # Validation during training reads what the final evaluation reads, for every trained model.
     for name in ("mobilenetv2", "cnn", "bcresnet"):
         t = teachers[name]
@@ -133,10 +142,13 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
                 "learning_curves.png", "learning_curves_control.png", "learning_curves_baseline.png"):  # fmt: skip
         assert (tiny_run / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The teachers' section says whether the ensemble is ahead of the control as the verdict does.
-    ahead = _results(tiny_run)["verdict"]["ensemble_over_ce_recordings_points"] > 0
-    assert ("The ensemble is ahead of it: the teachers can teach" in md) == ahead
+    v = _results(tiny_run)["verdict"]
+    ahead, clear = v["ensemble_over_ce_recordings_points"] > 0, v["ensemble_lead"]["clear"]
+    assert ("The ensemble is ahead of it: the teachers can teach" in md) == clear
+    assert ("The ensemble is ahead of it by less than" in md) == (ahead and not clear)
     assert ("The ensemble is not ahead of it (the warning above)" in md) == (not ahead)
     assert ("the teacher ensemble is not ahead of the CE-only student" in md) == (not ahead)
+    assert f"the control alone on {v['ensemble_lead']['only_second_right']} (one-sided" in head
     log = (tiny_run / "run.log").read_text()
     assert "WARNING: left out 1 clip(s) that cannot be read" in log
     assert not re.search(r"\.py:\d+: \w*Warning", log), "a warning printed with its source line"
@@ -145,21 +157,32 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
     assert json.loads((tiny_run / "features.json").read_text())["n_mels"] == 256
 
 
-@pytest.mark.parametrize("ahead", [None, 2.0, 0.0, -3.0])
-def test_the_teachers_line_and_the_warning_read_the_verdict_alike(ahead):
+@pytest.mark.parametrize(
+    ("ahead", "clear", "said"),
+    [(None, None, "Teachers ahead of it can teach the student something."),
+     (2.0, None, "The ensemble is ahead of it: the teachers can teach the student something."),
+     (12.0, True, "The ensemble is ahead of it: the teachers can teach the student something."),
+     (2.0, False, "The ensemble is ahead of it by less than these recordings resolve (the warning above)."),
+     (0.0, False, "The ensemble is not ahead of it (the warning above)."),
+     (-3.0, False, "The ensemble is not ahead of it (the warning above).")],
+)  # fmt: skip
+def test_the_teachers_line_and_the_warning_read_the_verdict_alike(ahead, clear, said):
     from asc_keras.evaluate.report import _teachers
     from asc_keras.stages.results import _warnings
 
+    lead = None if clear is None else {"items": 146, "only_first_right": 14,
+                                       "only_second_right": 11, "p_value": 0.35, "clear": clear}  # fmt: skip
     r = {"teachers": {"cnn": {"accuracy": 0.8, "log_loss": 0.5}}, "learning": {},
          "student": {"ce_control": {"recording_accuracy": 0.9}},
-         "verdict": {"ensemble_over_ce_recordings_points": ahead}}  # fmt: skip
+         "verdict": {"ensemble_over_ce_recordings_points": ahead, "ensemble_lead": lead}}  # fmt: skip
     line = next(x for x in _teachers(r) if x.startswith("The CE control on the same recordings"))
-    warned = any("the teacher ensemble is not ahead" in w for w in _warnings(r))
-    assert line.endswith({None: "Teachers ahead of it can teach the student something.",
-                          2.0: "The ensemble is ahead of it: the teachers can teach the student something.",
-                          0.0: "The ensemble is not ahead of it (the warning above).",
-                          -3.0: "The ensemble is not ahead of it (the warning above)."}[ahead])  # fmt: skip
-    assert warned == (ahead is not None and ahead <= 0)
+    assert line.endswith(said)
+    warned = [w for w in _warnings(r) if w.startswith("the teacher ensemble is")]
+    assert bool(warned) == (ahead is not None and (ahead <= 0 or clear is False))
+    if ahead is not None and ahead > 0 and clear is False:  # the paired counts, in the warning
+        assert warned[0].startswith("the teacher ensemble is only +2.0 points ahead") and (
+            "right on 14 the student gets wrong, wrong on 11 it gets right, a lead that 146 "
+            "recordings do not resolve (one-sided sign test p = 0.35)" in warned[0])  # fmt: skip
 
 
 def test_the_compressed_row_is_the_converted_models_float_twin(tiny_run, tiny_splits):

@@ -40,9 +40,21 @@ def _verdict(r: dict) -> list[str]:
         lines.append(
             f"**Teacher ensemble over the CE control on 10 s recordings: "
             f"{v['ensemble_over_ce_recordings_points']:+.1f} points** ({_pct(ens)} % against "
-            f"{_pct(ce.get('recording_accuracy'))} %, the control's clips averaged per recording)."
+            f"{_pct(ce.get('recording_accuracy'))} %, the control's clips averaged per recording)"
+            + _lead_clause(v.get("ensemble_lead"))
         )
     return [line + "  " for line in lines] + ([""] if lines else [])
+
+
+def _lead_clause(lead: dict | None) -> str:
+    """The verdict's paired reading of the ensemble's lead (stages.results.verdict)."""
+    if lead is None:
+        return "."
+    return (
+        f"; on the same {lead['items']} recordings the ensemble alone is right on "
+        f"{lead['only_first_right']}, the control alone on {lead['only_second_right']} (one-sided "
+        f"sign test p = {lead['p_value']:.3f}: {'a clear' if lead['clear'] else 'not a clear'} lead)."
+    )
 
 
 _METRIC_HEADER = (
@@ -82,10 +94,13 @@ def _teachers(r: dict) -> list[str]:
     if own is not None:  # the yardstick: what the student knows alone, on the same recordings
         # the verdict's number, read as the run's warning reads it, so the two never disagree
         ahead = (r.get("verdict") or {}).get("ensemble_over_ce_recordings_points")
+        lead = (r.get("verdict") or {}).get("ensemble_lead")
         if ahead is None:  # no ensemble to compare
             verdict = "Teachers ahead of it can teach the student something."
-        elif ahead > 0:
+        elif ahead > 0 and (lead is None or lead["clear"]):
             verdict = "The ensemble is ahead of it: the teachers can teach the student something."
+        elif ahead > 0:
+            verdict = "The ensemble is ahead of it by less than these recordings resolve (the warning above)."
         else:
             verdict = "The ensemble is not ahead of it (the warning above)."
         lines += ["", f"The CE control on the same recordings (its clips' probabilities averaged): "

@@ -259,18 +259,17 @@ def teacher_scores(cfg: SystemConfig, folders: dict[str, Path], outputs: SoftTar
         mode = cfg.distill.ensemble
         p = outputs.select(val.names).distribution(1.0, mode)
         m = classification_metrics(val.labels, p, val.devices)
-        metrics["ensemble"] = {k: m[k] for k in _BRIEF if k in m}
+        metrics["ensemble"] = {k: m[k] for k in _BRIEF if k in m}  # and which recordings it gets:
+        metrics["ensemble"]["recording_right"] = (
+            (p.argmax(1) == np.asarray(val.labels)).astype(int).tolist()
+        )
         w = outputs.weights(mode)
         if w is not None:
             metrics["ensemble"]["weights"] = dict(zip(folders, w.round(3).tolist()))
             metrics["ensemble"]["held_out"] = held = outputs.meta.get("held_out", {})
-        weighing = (
-            "plain average"
-            if w is None
-            else "weights "
-            + ", ".join(f"{n} {v:.1f}" for n, v in zip(folders, w))
-            + f" (fitted on {held.get('recordings', '?')} held-out training recordings)"
-        )
+        weighing = "plain average" if w is None else "weights " + ", ".join(
+            f"{n} {v:.1f}" for n, v in zip(folders, w)
+        ) + f" (fitted on {held.get('recordings', '?')} held-out training recordings)"  # fmt: skip
         log(f"   ensemble: {100 * m['accuracy']:.1f} % ({weighing})")
     return metrics
 
