@@ -139,8 +139,8 @@ def paired_lead(first_right: Sequence[int], second_right: Sequence[int]) -> dict
     test (exact binomial, McNemar's test on the discordant items) of "the first is no better":
     P(X >= only_first_right) for X ~ Binomial(only_first_right + only_second_right, 1/2).
     Why paired: both models are scored on the same recordings and are right on most of the same
-    ones, so only the items where they disagree say which is better -- an unpaired comparison
-    of two accuracies would ask for twice the margin.
+    ones, so only the items where they disagree say which is better; an unpaired comparison
+    of the two accuracies would count their shared noise twice and ask for a larger margin.
     """
     a, b = np.asarray(first_right, bool), np.asarray(second_right, bool)
     if a.shape != b.shape:

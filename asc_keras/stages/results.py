@@ -166,8 +166,8 @@ def _baseline_row(model, split, history: Path) -> dict:
 
 
 # A lead of the ensemble over the CE control on recordings is "clear" below this one-sided
-# sign-test p (metrics.paired_lead): the "above the control by a clear margin".  At 5 %
-# one run in twenty of teachers that know no more would still read as clear.
+# sign-test p (metrics.paired_lead): a lead the evaluation fold resolves, not one a few
+# recordings could flip.  At 5 % one run in twenty of teachers that know no more reads as clear.
 CLEAR_LEAD_P = 0.05
 
 
