@@ -130,6 +130,12 @@ def recording_probabilities(
                      for files in recordings])  # fmt: skip
 
 
+def item_right(labels: Sequence[int], probs: np.ndarray) -> list[int]:
+    """Per item, 1 where the most probable class of ``probs`` (items, classes) is its label, else
+    0: what :func:`paired_lead` pairs (a list, to sit in results.json)."""
+    return (np.asarray(probs).argmax(1) == np.asarray(labels)).astype(int).tolist()
+
+
 def paired_lead(first_right: Sequence[int], second_right: Sequence[int]) -> dict:
     """Whether a lead of one model over another on the same items is more than chance.
 

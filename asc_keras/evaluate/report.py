@@ -93,8 +93,8 @@ def _teachers(r: dict) -> list[str]:
     own = ((r.get("student") or {}).get("ce_control") or {}).get("recording_accuracy")
     if own is not None:  # the yardstick: what the student knows alone, on the same recordings
         # the verdict's number, read as the run's warning reads it, so the two never disagree
-        ahead = (r.get("verdict") or {}).get("ensemble_over_ce_recordings_points")
-        lead = (r.get("verdict") or {}).get("ensemble_lead")
+        v = r.get("verdict") or {}
+        ahead, lead = v.get("ensemble_over_ce_recordings_points"), v.get("ensemble_lead")
         if ahead is None:  # no ensemble to compare
             verdict = "Teachers ahead of it can teach the student something."
         elif ahead > 0 and (lead is None or lead["clear"]):

@@ -18,7 +18,12 @@ import numpy as np
 from asc_keras.config import SystemConfig
 from asc_keras.distill.targets import target_choice
 from asc_keras.files import file_identity
-from asc_keras.metrics import classification_metrics, paired_lead, recording_probabilities
+from asc_keras.metrics import (
+    classification_metrics,
+    item_right,
+    paired_lead,
+    recording_probabilities,
+)
 from asc_keras.stages.layout import TRAINED
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace
@@ -54,7 +59,7 @@ def score(model_or_probs, split, history: Path | None = None, recs=None) -> dict
         # recordings it gets right, for the verdict's paired comparison with the ensemble.
         mean = recording_probabilities(split.names, probs, recs.files)
         m["recording_accuracy"] = classification_metrics(recs.labels, mean)["accuracy"]
-        m["recording_right"] = (mean.argmax(1) == np.asarray(recs.labels)).astype(int).tolist()
+        m["recording_right"] = item_right(recs.labels, mean)
     return m
 
 

@@ -38,7 +38,7 @@ from asc_keras.distill.targets import (
 )
 from asc_keras.evaluate.report import describe_targets
 from asc_keras.files import content_hash, work_lock
-from asc_keras.metrics import classification_metrics
+from asc_keras.metrics import classification_metrics, item_right
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import RunPlace, Splits, recordings_of
 
@@ -260,9 +260,7 @@ def teacher_scores(cfg: SystemConfig, folders: dict[str, Path], outputs: SoftTar
         p = outputs.select(val.names).distribution(1.0, mode)
         m = classification_metrics(val.labels, p, val.devices)
         metrics["ensemble"] = {k: m[k] for k in _BRIEF if k in m}  # and which recordings it gets:
-        metrics["ensemble"]["recording_right"] = (
-            (p.argmax(1) == np.asarray(val.labels)).astype(int).tolist()
-        )
+        metrics["ensemble"]["recording_right"] = item_right(val.labels, p)
         w = outputs.weights(mode)
         if w is not None:
             metrics["ensemble"]["weights"] = dict(zip(folders, w.round(3).tolist()))
