@@ -146,6 +146,30 @@ def test_ensemble_modes_and_soft_target_roundtrip(tmp_path):
         back.select(teachers=["c"])
 
 
+def test_a_models_own_targets_are_its_logits_on_each_clip_in_the_splits_order():
+    """The born-again row's targets (model_targets): the one model's logits on the split's rows,
+    in the split's order, named as one teacher, at T its plain tempered softmax."""
+    from asc_keras.data.splits import ClipSplit
+    from asc_keras.distill.targets import model_targets
+    from asc_keras.models import build_serfr_cnn
+
+    feats = np.random.default_rng(5).normal(size=(7, 28, 256)).astype(np.float16)
+    split = ClipSplit(feats, np.array([6, 2, 0, 4]), np.array([1, 2, 3, 4]),
+                      np.array(["a", "b", "a", "s1"]), ("w", "x", "y", "z"))  # fmt: skip
+    control = build_serfr_cnn(4)
+    t = model_targets(control, split, "ce_control")
+    z = np.asarray(logits_of(control)(feats[[6, 2, 0, 4]].astype(np.float32)[..., None]))
+    assert t.logits.shape == (4, 1, 10) and t.items == ("w", "x", "y", "z")
+    assert t.meta == {"teachers": ["ce_control"], "target_source": "clip"}
+    np.testing.assert_allclose(t.logits[:, 0], z, atol=1e-4)
+    soft = kd_soft_targets(t, DistillConfig(temperature=2.0))
+    np.testing.assert_allclose(soft, temper(z, 2.0), atol=1e-5)
+
+
+def logits_of(model):
+    return keras.Model(model.input, model.get_layer("logits").output)
+
+
 @pytest.mark.parametrize("mode", ["probabilities", "logits"])
 def test_stored_and_live_soft_targets_are_equal(mode):
     """The stored path (teacher_logits -> SoftTargets.distribution) and the Distiller's live

@@ -357,6 +357,25 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
     assert s["best"]["width"] == best["hyperparameters"]["width"] and s["length"]["steps"] == 3
 
 
+def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_row(tmp_path):
+    """Three paired lines, per seed: KD - CE, born-again - CE, KD - born-again; each only where
+    both of its rows ran."""
+    from asc_keras.evaluate.ablation_report import write_ablation_md
+
+    result = {"system": 1, "profile": "quick", "seeds": [0, 1], "teachers": {"cnn": [0.5, 0.4]},
+              "students": {"ce_only": [0.30, 0.32], "kd_ensemble": [0.35, 0.34],
+                           "kd_control": [0.29, 0.33]}, "labels": {}}  # fmt: skip
+    md = write_ablation_md(result, tmp_path / "a.md").read_text()
+    kd, soft = "(KD from the ensemble − CE only", "(KD from the CE control − CE only"
+    assert f"{kd}, paired by seed): +3.5 ± 1.5 points (per seed: +5.0, +2.0)" in md
+    assert f"{soft}, paired by seed): +0.0 ± 1.0 points (per seed: -1.0, +1.0)" in md
+    teachers = "What the teachers know (KD from the ensemble − from the CE control, paired by seed): +3.5 ± 2.5 points"
+    assert f"{teachers} (per seed: +6.0, +1.0)" in md
+    del result["students"]["kd_control"]
+    md = write_ablation_md(result, tmp_path / "b.md").read_text()
+    assert "Distillation gain" in md and "CE control" not in md
+
+
 def test_tiny_ablation_writes_its_table_and_resumes(
     tiny_run, damaged_tau, tiny_work, tmp_path, recipe_calls
 ):
@@ -379,6 +398,17 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Resumable: a second call reads every row back instead of training it again.
     assert main(args) == 0 and len(recipe_calls["fit"]) == 4
+    # The born-again row reuses the seed's control where the ce_only row trained it, and trains
+    # the control itself where it has not (a new folder: CE first, then KD from it).
+    only = [*args[: args.index("--rows")], "--rows", "kd_control", *args[args.index("--quiet") :]]
+    assert main(only) == 0
+    assert recipe_calls["fit"][4:] == [(8, 0.1)] * 2
+    fresh = [*args[:args.index("--out") + 1], str(tmp_path / "abl2"), "--seeds", "0", "--rows", "kd_control",
+             *args[args.index("--quiet"):]]  # fmt: skip
+    assert main(fresh) == 0 and recipe_calls["fit"][6:] == [(8, 1.0), (8, 0.1)]
+    assert (tmp_path / "abl2" / "seed0" / "ce_only" / "final.keras").is_file()
+    r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert list(r["students"]) == ["kd_control"] and len(r["students"]["kd_control"]) == 2
 
 
 def _free_port() -> int:

@@ -212,6 +212,14 @@ class SoftTargets:
         return ensemble_distribution(self.logits, temperature, mode, self.weights(mode))
 
 
+def model_targets(model, split, name: str) -> SoftTargets:
+    """One model's logits on every clip of ``split`` (a ClipSplit), stored as the targets of one
+    teacher called ``name``, taken on the clips themselves: the ablation's born-again row, where
+    the CE control teaches a student of its own size (soft targets without more knowledge)."""
+    z = teacher_logits([model], split.features, split.rows)
+    return SoftTargets(z, tuple(split.names), {"teachers": [name], "target_source": "clip"})
+
+
 def _renormalised(w: np.ndarray) -> list[float] | None:
     return (w / w.sum()).tolist() if w.sum() > 0 else None
 

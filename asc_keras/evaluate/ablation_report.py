@@ -17,15 +17,26 @@ def _recordings(result: dict, key: str) -> str:
     return _mean_std(v) if v else "–"
 
 
+# The paired lines: (row, baseline row, what their difference measures).
+PAIRED = (
+    ("kd_ensemble", "ce_only", "Distillation gain (KD from the ensemble − CE only"),
+    ("kd_control", "ce_only", "Soft targets as such (KD from the CE control − CE only"),
+    ("kd_ensemble", "kd_control", "What the teachers know (KD from the ensemble − from the CE control"),
+)  # fmt: skip
+
+
 def _gain(result: dict) -> list[str]:
-    """The distillation gain, seed by seed (the rows share each seed's data and teachers)."""
-    s = result["students"]
-    if not ("ce_only" in s and "kd_ensemble" in s):
-        return []
-    d = [100 * (k - c) for k, c in zip(s["kd_ensemble"], s["ce_only"], strict=False)]
-    spread = f" ± {np.std(d):.1f}" if len(d) > 1 else ""
-    return ["", f"Distillation gain (KD from the ensemble − CE only, paired by seed): "
-                f"{np.mean(d):+.1f}{spread} points (per seed: {', '.join(f'{x:+.1f}' for x in d)})."]  # fmt: skip
+    """The paired differences of :data:`PAIRED` whose rows both ran, seed by seed (the rows share
+    each seed's data and teachers)."""
+    s, lines = result["students"], []
+    for row, base, what in PAIRED:
+        if not (row in s and base in s):
+            continue
+        d = [100 * (k - c) for k, c in zip(s[row], s[base], strict=False)]
+        spread = f" ± {np.std(d):.1f}" if len(d) > 1 else ""
+        lines += ["", f"{what}, paired by seed): {np.mean(d):+.1f}{spread} points "
+                      f"(per seed: {', '.join(f'{x:+.1f}' for x in d)})."]  # fmt: skip
+    return lines
 
 
 def write_ablation_md(result: dict, path: Path) -> Path:

@@ -34,6 +34,7 @@ class StudentRow:
     label: str
     change: Callable[[SystemConfig], SystemConfig]
     teachers: tuple[str, ...] | None  # None: CE only; (): all of the run's teachers
+    from_control: bool = False  # the CE control (row ce_only) teaches instead of the teachers
 
 
 def _same(c: SystemConfig) -> SystemConfig:
@@ -77,6 +78,11 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
                    _distill(target_source="recording"), ()),
         StudentRow("kd_swap_wrong", "KD from the ensemble, wrong targets swapped to the label",
                    _distill(swap_wrong=True), ()),
+        # Born-again (Furlanello et al., 2018): the same KD from the CE control of the same seed,
+        # a teacher of the student's own size that knows what the student learns alone.  What KD
+        # gains beyond this row is the teachers' knowledge, not the soft targets as such.
+        StudentRow("kd_control", "KD from the CE control itself (born-again)", _same, None,
+                   from_control=True),
     ]  # fmt: skip
     return rows
 
@@ -90,6 +96,7 @@ SETTING_ROWS = (
     "kd_clip_targets",
     "kd_recording_targets",
     "kd_swap_wrong",
+    "kd_control",
 )
 
 
@@ -161,6 +168,7 @@ def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dic
 
 def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, verbose) -> dict:
     """Train one ablation row's student and score it on the evaluation clips (and recordings)."""
+    from asc_keras.distill.targets import model_targets
     from asc_keras.stages.results import score
     from asc_keras.stages.runner import StageRunner
     from asc_keras.stages.teachers import targets_stage
@@ -168,13 +176,17 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
 
     rcfg = row.change(cfg)
     targets = None
-    if row.teachers is not None and prep.targets is not None:
+    ev = prep.splits.evaluate
+    if row.from_control:  # the ce_only row's student (trained here if that row has not been)
+        control = train_student(cfg, prep.splits.train, ev, None, run_dir=place.out / "ce_only",
+                                verbose=verbose)  # fmt: skip
+        targets = model_targets(control, prep.splits.train, "ce_control")
+    elif row.teachers is not None and prep.targets is not None:
         targets = prep.targets
         if rcfg.distill.target_source != cfg.distill.target_source:  # its own stored targets
             runner = StageRunner(place.out, log=lambda _: None)
             targets = targets_stage(rcfg, place, runner, prep.teacher_folders, prep.splits).targets
         targets = targets.select(teachers=row.teachers or None)
-    ev = prep.splits.evaluate
     model = train_student(rcfg, prep.splits.train, ev, targets, run_dir=run_dir, verbose=verbose)
     # Scored as the run scores its rows (the same function), on clips and on whole recordings.
     m = score(model, ev, recs=prep.splits.eval_recordings)
