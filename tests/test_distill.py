@@ -158,16 +158,13 @@ def test_a_models_own_targets_are_its_logits_on_each_clip_in_the_splits_order():
                       np.array(["a", "b", "a", "s1"]), ("w", "x", "y", "z"))  # fmt: skip
     control = build_serfr_cnn(4)
     t = model_targets(control, split, "ce_control")
-    z = np.asarray(logits_of(control)(feats[[6, 2, 0, 4]].astype(np.float32)[..., None]))
+    head = keras.Model(control.input, control.get_layer("logits").output)  # the reference, by hand
+    z = np.asarray(head(feats[[6, 2, 0, 4]].astype(np.float32)[..., None]))
     assert t.logits.shape == (4, 1, 10) and t.items == ("w", "x", "y", "z")
     assert t.meta == {"teachers": ["ce_control"], "target_source": "clip"}
     np.testing.assert_allclose(t.logits[:, 0], z, atol=1e-4)
     soft = kd_soft_targets(t, DistillConfig(temperature=2.0))
     np.testing.assert_allclose(soft, temper(z, 2.0), atol=1e-5)
-
-
-def logits_of(model):
-    return keras.Model(model.input, model.get_layer("logits").output)
 
 
 @pytest.mark.parametrize("mode", ["probabilities", "logits"])

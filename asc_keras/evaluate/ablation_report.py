@@ -25,7 +25,7 @@ PAIRED = (
 )  # fmt: skip
 
 
-def _gain(result: dict) -> list[str]:
+def _paired_lines(result: dict) -> list[str]:
     """The paired differences of :data:`PAIRED` whose rows both ran, seed by seed (the rows share
     each seed's data and teachers)."""
     s, lines = result["students"], []
@@ -65,7 +65,7 @@ def write_ablation_md(result: dict, path: Path) -> Path:
             f"| {result['labels'].get(k, k)} | {_mean_std(v)} | "
             f"{', '.join(f'{100 * a:.1f}' for a in v)} | {_recordings(result, k)} |"
         )
-    lines += _gain(result)
+    lines += _paired_lines(result)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
