@@ -66,6 +66,29 @@ def test_generation_is_deterministic(tmp_path):
     assert device("s4") != device("s5") and device("s4") == device("s4")
 
 
+def test_the_episodes_ramps_are_the_convolution_they_replace():
+    """The generator's gate smoothing from its edges equals np.convolve's "same" output (on the
+    gate's shapes: episodes inside, at the start, to the end, one sample long, none)."""
+    from asc_keras.data.scenes import _smooth_gate
+
+    rng = np.random.default_rng(3)
+    kernel = np.hanning(441).astype(np.float32)
+    kernel /= kernel.sum()
+    for spans in ([(500, 2000)], [(0, 300), (2500, 9000)], [(7000, 9000)], [(4000, 4001)], []):
+        on = np.zeros(9000, np.float32)
+        for a, b in spans:
+            on[a:b] = 1.0
+        want = np.convolve(on.astype(np.float64), kernel.astype(np.float64), mode="same")
+        got = _smooth_gate(on, kernel)
+        assert got.dtype == np.float32 and got.shape == on.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-7)
+    even = rng.uniform(size=44).astype(np.float32)  # an even-length kernel shifts "same" by half
+    on = (rng.uniform(size=500) > 0.7).astype(np.float32)
+    np.testing.assert_allclose(
+        _smooth_gate(on, even), np.convolve(on, even, mode="same"), atol=5e-6
+    )
+
+
 def test_parse_clip_name():
     d = parse_clip_name("audio/street_pedestrian-lyon-1162-44650-3-s2.wav")
     assert (
