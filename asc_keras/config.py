@@ -40,6 +40,7 @@ SCENE_CLASSES = ("airport", "bus", "metro", "metro_station", "park", "public_squ
 N_CLASSES = len(SCENE_CLASSES)  # the scenes above: the official order of DCASE task 1
 
 ENSEMBLE_MODES = ("probabilities", "logits")  # how teachers combine (asc_keras.distill.losses)
+KD_PARTS = ("whole", "non_target")  # distill.losses.distillation_terms
 STRATEGIES = ("default", "mirrored", "multiworker")  # tf.distribute (training.loop.get_strategy)
 TEACHER_ARCHITECTURES = ("mobilenetv2", "cnn", "bcresnet")  # asc_keras.models.teachers.TEACHERS
 TEACHER_POOLINGS = ("mean", "max+mean", "bands")  # TeacherConfig.pooling (models.teacher_parts)
@@ -163,6 +164,9 @@ class DistillConfig:
     auto_label_probability: float = 0.78
     # Swap a wrong target's top class with the label (distill.targets.swap_to_label); off (docs/probe-sets.md).
     swap_wrong: bool = False
+    # 'whole': Hinton's KL over every class; 'non_target': over the classes the label gives nothing
+    # (decoupled KD's NCKD, distill.losses), the label's class left to CE.
+    kd_part: Literal[KD_PARTS] = "whole"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,15 @@ def test_repeated_list_options_add_up_without_touching_defaults():
     assert r.force == ["student", "tflite"]
 
 
+def test_the_ablation_help_names_every_row_that_runs_only_when_named():
+    from asc_keras.orchestration.ablation import SETTING_ROWS
+
+    sub = next(a for a in parser()._actions if a.dest == "command" or a.choices)
+    rows = next(a for a in sub.choices["ablation"]._actions if a.dest == "rows")
+    named = rows.help.split("leaves open (")[1].split(")")[0].split()
+    assert named == list(SETTING_ROWS)
+
+
 HOLD = textwrap.dedent(
     """
     import sys, time

@@ -229,6 +229,68 @@ def test_tf_keras_qat_loss_equals_the_distiller_loss():
     assert got == pytest.approx(want, rel=1e-4)
 
 
+def test_the_non_target_part_is_the_kl_over_the_labels_zero_classes_and_leaves_the_label_to_ce():
+    """NCKD (decoupled KD): both distributions renormalised over the classes the (mixed) label
+    gives nothing; no gradient reaches the logits of the label's classes through it."""
+    from asc_keras.distill.losses import distillation_terms, kd_loss_on_probs
+
+    rng = np.random.default_rng(4)
+    hard = np.eye(10, dtype=np.float32)[[0, 3, 3, 9, 1, 2]]
+    hard[5] = 0.7 * hard[5] + 0.3 * np.eye(10, dtype=np.float32)[6]  # mixup: classes 2 and 6
+    soft = temper(rng.normal(size=(6, 10)) * 2, 2.0)
+    z = tf.constant(rng.normal(size=(6, 10)) * 3, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        _, kd = distillation_terms(hard, soft, z, 2.0, part="non_target")
+    grad = np.asarray(tape.gradient(kd, z))
+    zeros = hard == 0
+    want = []
+    for i in range(6):
+        p = soft[i][zeros[i]] / soft[i][zeros[i]].sum()
+        zt = np.asarray(z)[i][zeros[i]].astype(np.float64) / 2.0
+        q = np.exp(zt - zt.max()) / np.exp(zt - zt.max()).sum()
+        want.append(4.0 * (p * np.log(p / q)).sum())
+    np.testing.assert_allclose(np.asarray(kd), want, rtol=1e-4)
+    assert np.all(grad[~zeros] == 0.0) and np.all(np.abs(np.where(zeros, grad, 0.0)).sum(1) > 0)
+    # A target that is the student's own distribution on those classes costs nothing there,
+    # whatever it says of the label's class.
+    q_all = np.asarray(tf.nn.softmax(z / 2.0))
+    same = np.where(zeros, q_all, rng.uniform(size=q_all.shape))
+    same = same / same.sum(1, keepdims=True)
+    _, kd_same = distillation_terms(hard, same, z, 2.0, part="non_target")
+    np.testing.assert_allclose(np.asarray(kd_same), 0.0, atol=1e-5)
+    # One definition for the Distiller and the tf_keras pruning/QAT loss.
+    d = Distiller(_mlp_student(), alpha=0.3, temperature=2.0, kd_part="non_target")
+    x = rng.normal(size=(6, 20)).astype(np.float32)
+    zs = d(x)
+    want = float(d.compute_loss(x, (hard, soft), zs))
+    loss = kd_loss_on_probs(0.3, 2.0, 10, part="non_target")
+    got = float(tf.reduce_mean(loss(np.concatenate([hard, soft], 1), tf.nn.softmax(zs))))
+    assert got == pytest.approx(want, rel=1e-4)
+    with pytest.raises(ValueError, match="non_target"):
+        distillation_terms(hard, soft, z, 2.0, part="target")
+
+
+def test_the_ablations_non_target_rows_train_the_recipe_with_the_non_target_part():
+    import dataclasses
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.orchestration.ablation import select_rows
+    from asc_keras.training.student import build_student_trainer
+
+    cfg = SystemConfig()
+    rows = {
+        r.key: r for r in select_rows(cfg, ["kd_non_target", "kd_control_non_target", "kd_control"])
+    }
+    parts = {k: (r.change(cfg).distill.kd_part, r.from_control) for k, r in rows.items()}
+    assert parts == {"kd_non_target": ("non_target", False), "kd_control": ("whole", True),
+                     "kd_control_non_target": ("non_target", True)}  # fmt: skip
+    small = dataclasses.replace(rows["kd_non_target"].change(cfg), student_width=8)
+    assert build_student_trainer(small, 64, kd=True).kd_part == "non_target"
+    with pytest.raises(ValueError, match="kd_part"):
+        Distiller(_mlp_student(), kd_part="target")
+
+
 def test_ensemble_weights_fitted_on_held_out_recordings_follow_the_teacher_that_knows():
     from asc_keras.distill.targets import fit_ensemble_weights
 

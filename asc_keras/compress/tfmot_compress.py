@@ -176,7 +176,7 @@ def prune_and_quantize(
     soft = kd_soft_targets(targets, cfg.distill, train.labels) if targets is not None else None
     alpha = cfg.distill.alpha if soft is not None else 1.0
     n_classes = int(student.output_shape[-1])  # 10 scenes, or a fine-tuned model's own classes
-    loss = kd_loss_on_probs(alpha, cfg.distill.temperature, n_classes)
+    loss = kd_loss_on_probs(alpha, cfg.distill.temperature, n_classes, cfg.distill.kd_part)
 
     def data(repeat: bool):
         return _tf_dataset(train, soft, c.batch_size, seed, repeat, n_classes)

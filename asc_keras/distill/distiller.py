@@ -13,7 +13,12 @@ live targets are equal.  ``y = hard`` with no teacher trains with CE only.
 from __future__ import annotations
 
 from asc_keras._runtime import keras, tf
-from asc_keras.distill.losses import ENSEMBLE_MODES, distillation_terms, ensemble_soft_targets
+from asc_keras.distill.losses import (
+    ENSEMBLE_MODES,
+    KD_PARTS,
+    distillation_terms,
+    ensemble_soft_targets,
+)
 from asc_keras.models.common import logits_model
 
 
@@ -34,6 +39,8 @@ class Distiller(keras.Model):
         temperature: T of the distillation term.
         ensemble: how live teachers combine, 'probabilities' (mean of each teacher's softmax at T)
             or 'logits' (softmax of the mean logits at T) -- the stored targets' definition.
+        kd_part: 'whole' (Hinton's KL over every class) or 'non_target' (decoupled KD's NCKD:
+            the KL over the classes the label gives nothing; :mod:`asc_keras.distill.losses`).
     """
 
     def __init__(
@@ -43,6 +50,7 @@ class Distiller(keras.Model):
         alpha: float = 0.1,
         temperature: float = 2.0,
         ensemble: str = "probabilities",
+        kd_part: str = "whole",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -50,7 +58,10 @@ class Distiller(keras.Model):
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"unknown ensemble mode {ensemble!r}; use one of {ENSEMBLE_MODES}")
+        if kd_part not in KD_PARTS:
+            raise ValueError(f"unknown kd_part {kd_part!r}; use one of {KD_PARTS}")
         self.ensemble = ensemble
+        self.kd_part = kd_part
         self.student = student
         if teachers is not None and not isinstance(teachers, (list, tuple)):
             teachers = [teachers]
@@ -90,7 +101,7 @@ class Distiller(keras.Model):
         hard, soft = self._targets(x, y)
         if self.alpha == 1.0:
             soft = None  # CE-only training
-        ce, kd = distillation_terms(hard, soft, y_pred, self.temperature)
+        ce, kd = distillation_terms(hard, soft, y_pred, self.temperature, self.kd_part)
         ce, kd = keras.ops.mean(ce), keras.ops.mean(kd)
         # Without soft targets (validation data, CE-only training) the loss is the plain CE, not
         # alpha * CE, so val_loss reads as the log loss it is.
@@ -123,6 +134,7 @@ class Distiller(keras.Model):
             "alpha": self.alpha,
             "temperature": self.temperature,
             "ensemble": self.ensemble,
+            "kd_part": self.kd_part,
         }
 
     @classmethod

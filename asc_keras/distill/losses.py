@@ -23,7 +23,7 @@ keeps the balance of the two terms independent of T.
 from __future__ import annotations
 
 from asc_keras._runtime import tf
-from asc_keras.config import ENSEMBLE_MODES
+from asc_keras.config import ENSEMBLE_MODES, KD_PARTS
 
 _EPS = 1e-7  # KL's clip of the soft targets, as keras.losses.KLDivergence
 
@@ -48,32 +48,46 @@ def ensemble_soft_targets(
     return tf.reduce_sum(w * tf.nn.softmax(z / temperature, axis=-1), axis=1)
 
 
-def distillation_terms(hard, soft, logits, temperature: float):
+def distillation_terms(hard, soft, logits, temperature: float, part: str = "whole"):
     """Per-example (CE(hard, softmax(z)), T^2 * KL(soft || softmax(z / T))); KD is 0 without ``soft``.
 
     Args:
         hard: (B, C) one-hot or mixed labels.
         soft: (B, C) teacher distribution at ``temperature``, or None.
         logits: (B, C) student logits z.
+        part: 'whole' -- the KL over all classes (Hinton); 'non_target' -- the KL over the classes
+            the label gives nothing (hard == 0), both distributions renormalised over them:
+            decoupled KD's NCKD (Zhao et al., 2022), which leaves the label's own class to CE.
     """
+    if part not in KD_PARTS:
+        raise ValueError(f"unknown KD part {part!r}; use one of {KD_PARTS}")
     logits = tf.cast(logits, tf.float32)  # float16 logits of a mixed-precision student
     hard = tf.cast(hard, logits.dtype)
     ce = tf.nn.softmax_cross_entropy_with_logits(hard, logits, axis=-1)
     if soft is None:
         return ce, tf.zeros_like(ce)
-    p = tf.clip_by_value(tf.cast(soft, logits.dtype), _EPS, 1.0)
-    log_q = tf.nn.log_softmax(logits / temperature, axis=-1)
-    kl = tf.reduce_sum(p * (tf.math.log(p) - log_q), axis=-1)
+    p = tf.cast(soft, logits.dtype)
+    z = logits / temperature
+    keep = tf.ones_like(p)
+    if part == "non_target":
+        # Renormalise both over the label's zero classes: p_i / sum_j p_j and the softmax of the
+        # student's logits over those classes alone (the others pushed to -1e9, out of the sum).
+        keep = tf.cast(hard <= 0.0, logits.dtype)
+        p = p * keep / tf.maximum(tf.reduce_sum(p * keep, axis=-1, keepdims=True), _EPS)
+        z = z - 1e9 * (1.0 - keep)
+    p = tf.clip_by_value(p, _EPS, 1.0)
+    log_q = tf.nn.log_softmax(z, axis=-1)
+    kl = tf.reduce_sum(keep * p * (tf.math.log(p) - log_q), axis=-1)
     return ce, temperature**2 * kl
 
 
-def distillation_loss(hard, soft, logits, alpha: float, temperature: float):
+def distillation_loss(hard, soft, logits, alpha: float, temperature: float, part: str = "whole"):
     """Per-example alpha * CE + (1 - alpha) * T^2 * KL (module doc); plain CE without ``soft``."""
-    ce, kd = distillation_terms(hard, soft, logits, temperature)
+    ce, kd = distillation_terms(hard, soft, logits, temperature, part)
     return ce if soft is None else alpha * ce + (1.0 - alpha) * kd
 
 
-def kd_loss_on_probs(alpha: float, temperature: float, n_classes: int):
+def kd_loss_on_probs(alpha: float, temperature: float, n_classes: int, part: str = "whole"):
     """The distillation loss as a Keras loss on *probability* outputs (for tf_keras twins).
 
     Returns loss(y_true, y_pred) with y_true = [hard | soft_T] concatenated, (B, 2 * n_classes),
@@ -84,6 +98,6 @@ def kd_loss_on_probs(alpha: float, temperature: float, n_classes: int):
     def kd_loss(y_true, y_pred):
         hard, soft = y_true[:, :n_classes], y_true[:, n_classes:]
         logits = tf.math.log(tf.clip_by_value(y_pred, _EPS, 1.0))
-        return distillation_loss(hard, soft, logits, alpha, temperature)
+        return distillation_loss(hard, soft, logits, alpha, temperature, part)
 
     return kd_loss

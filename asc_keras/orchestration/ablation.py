@@ -78,11 +78,15 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
                    _distill(target_source="recording"), ()),
         StudentRow("kd_swap_wrong", "KD from the ensemble, wrong targets swapped to the label",
                    _distill(swap_wrong=True), ()),
+        StudentRow("kd_non_target", "KD from the ensemble, non-target classes only (NCKD)",
+                   _distill(kd_part="non_target"), ()),
         # Born-again (Furlanello et al., 2018): the same KD from the CE control of the same seed,
         # a teacher of the student's own size that knows what the student learns alone.  What KD
         # gains beyond this row is the teachers' knowledge, not the soft targets as such.
         StudentRow("kd_control", "KD from the CE control itself (born-again)", _same, None,
                    from_control=True),
+        StudentRow("kd_control_non_target", "born-again, non-target classes only (NCKD)",
+                   _distill(kd_part="non_target"), None, from_control=True),
     ]  # fmt: skip
     return rows
 
@@ -96,7 +100,9 @@ SETTING_ROWS = (
     "kd_clip_targets",
     "kd_recording_targets",
     "kd_swap_wrong",
+    "kd_non_target",
     "kd_control",
+    "kd_control_non_target",
 )
 
 

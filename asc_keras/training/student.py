@@ -42,7 +42,9 @@ def build_student_trainer(
     length = student_length(cfg, examples)
     with training_scope(strategy, o.mixed_precision):
         student = build_serfr_cnn(cfg.student_width, bn_momentum=o.bn_momentum)
-        distiller = Distiller(student, alpha=d.alpha if kd else 1.0, temperature=d.temperature)
+        distiller = Distiller(
+            student, alpha=d.alpha if kd else 1.0, temperature=d.temperature, kd_part=d.kd_part
+        )
         distiller.compile(
             make_optimizer(o, length.steps_per_round, length.rounds),
             metrics=[
