@@ -20,6 +20,7 @@ from conftest import PANNS, ROOT, TINY, run_args
 from recipe_spy import install as install_recipe_spies
 
 from asc_keras.cli import main
+from asc_keras.config import DistillConfig
 from asc_keras.data import rebuild_recordings
 
 
@@ -118,8 +119,8 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work
     t = r["soft_targets"]
     a = t["auto"]
     assert a["recordings"] + ens["held_out"]["recordings"] == train_recordings
-    assert a["limit"] == 0.78
-    assert t["source"] == a["source"] == ("clip" if a["label_probability"] >= 0.78 else "recording")
+    assert a["limit"] == DistillConfig().auto_label_probability == 0.81
+    assert t["source"] == a["source"] == ("clip" if a["label_probability"] >= 0.81 else "recording")
     # The truncated clip was left out, named, and the run went on (--skip-bad-audio).
     assert r["skipped_bad_audio"] == {"count": 1, "files": [damaged_tau[1]]}
     b = r["baseline"]["complexity"]
