@@ -156,19 +156,13 @@ class DistillConfig:
     alpha: float = 0.1
     temperature: float = 2.0
     ensemble: Literal[ENSEMBLE_MODES] = "probabilities"  # what the teachers average
-    # 'recording': a clip's target is the teachers' output on its whole 10 s recording (what they
-    # were trained on); 'clip': on the 1 s clip; 'auto': 'clip' where the ensemble gives the label
-    # auto_label_probability or more on average on the recordings the teachers learned from, else
-    # 'recording' (distill.targets.choose_target_source; the measurements behind it: README).
+    # A clip's target: the teachers' output on its 10 s 'recording' or on the 1 s 'clip'; 'auto': 'clip'
+    # where their mean p[label] on their own recordings is >= auto_label_probability (targets.py).
     target_source: Literal["auto", "recording", "clip"] = "auto"
-    # Halfway between the highest reading where recording-level targets won (built-in, 0.79) and
-    # the lowest where clip-level ones did (sparse, 0.83): docs/probe-sets.md ('auto').
-    auto_label_probability: float = 0.81
+    auto_label_probability: float = 0.81  # built-in read up to 0.79, sparse 0.83 (probe-sets.md)
     # Swap a wrong target's top class with the label (distill.targets.swap_to_label); off (docs/probe-sets.md).
     swap_wrong: bool = False
-    # 'whole': Hinton's KL over every class; 'non_target': over the classes the label gives nothing
-    # (decoupled KD's NCKD, distill.losses), the label's class left to CE.
-    kd_part: Literal[KD_PARTS] = "whole"
+    kd_part: Literal[KD_PARTS] = "whole"  # 'non_target': decoupled KD's NCKD (distill.losses)
 
 
 @dataclass(frozen=True)
