@@ -119,8 +119,8 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work
     t = r["soft_targets"]
     a = t["auto"]
     assert a["recordings"] + ens["held_out"]["recordings"] == train_recordings
-    assert a["limit"] == DistillConfig().auto_label_probability == 0.81
-    assert t["source"] == a["source"] == ("clip" if a["label_probability"] >= 0.81 else "recording")
+    assert a["limit"] == DistillConfig().auto_label_probability == 0.80
+    assert t["source"] == a["source"] == ("clip" if a["label_probability"] >= 0.80 else "recording")
     # The truncated clip was left out, named, and the run went on (--skip-bad-audio).
     assert r["skipped_bad_audio"] == {"count": 1, "files": [damaged_tau[1]]}
     b = r["baseline"]["complexity"]
