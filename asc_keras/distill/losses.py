@@ -68,7 +68,6 @@ def distillation_terms(hard, soft, logits, temperature: float, part: str = "whol
         return ce, tf.zeros_like(ce)
     p = tf.cast(soft, logits.dtype)
     z = logits / temperature
-    keep = tf.ones_like(p)
     if part == "non_target":
         # Renormalise both over the label's zero classes: p_i / sum_j p_j and the softmax of the
         # student's logits over those classes alone (the others pushed to -1e9, out of the sum).
@@ -76,9 +75,10 @@ def distillation_terms(hard, soft, logits, temperature: float, part: str = "whol
         p = p * keep / tf.maximum(tf.reduce_sum(p * keep, axis=-1, keepdims=True), _EPS)
         z = z - 1e9 * (1.0 - keep)
     p = tf.clip_by_value(p, _EPS, 1.0)
-    log_q = tf.nn.log_softmax(z, axis=-1)
-    kl = tf.reduce_sum(keep * p * (tf.math.log(p) - log_q), axis=-1)
-    return ce, temperature**2 * kl
+    terms = p * (tf.math.log(p) - tf.nn.log_softmax(z, axis=-1))
+    if part == "non_target":
+        terms = terms * keep  # the label's classes: no term (their clipped p would add EPS * 1e9)
+    return ce, temperature**2 * tf.reduce_sum(terms, axis=-1)
 
 
 def distillation_loss(hard, soft, logits, alpha: float, temperature: float, part: str = "whole"):
