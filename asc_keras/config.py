@@ -69,8 +69,7 @@ class FeatureConfig:
     fmin: float = 0.0
     fmax: float | None = None  # None = Nyquist
     mel_scale: str = "report"
-    # The report does not say how filters are normalised; 'slaney' (equal area) is what
-    # librosa-based reference code gets by default.  None = peak 1.
+    # Not in the report; 'slaney' (equal area) is librosa-based code's default.  None = peak 1.
     mel_norm: str | None = "slaney"
     log_offset: float = 1e-6  # log(mel_power + offset): silence maps to log(1e-6) ~ -13.8
     log: str = "natural"  # 'db': 10 log10(max(mel_power, log_offset)), PANNs' power_to_db (ref 1)
@@ -163,6 +162,7 @@ class DistillConfig:
     # Swap a wrong target's top class with the label (distill.targets.swap_to_label); off (docs/probe-sets.md).
     swap_wrong: bool = False
     kd_part: Literal[KD_PARTS] = "whole"  # 'non_target': decoupled KD's NCKD (distill.losses)
+    kd_stop: float = 1.0  # steps with KD (share), then labels (early-stopped KD; distiller)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ import pytest
 from asc_keras._runtime import keras, tf
 from asc_keras.config import DistillConfig
 from asc_keras.distill import Distiller, SoftTargets, ensemble_distribution, teacher_logits, temper
+from asc_keras.distill.losses import distillation_loss
 from asc_keras.distill.targets import choose_target_source, kd_soft_targets, swap_to_label
+from asc_keras.models.common import logits_model
 
 
 def _mlp_student(n_in=20, n_classes=10, hidden=32, seed=0):
@@ -42,6 +44,27 @@ def test_distiller_loss_equals_hand_computation():
     assert float(d1.compute_loss(x, (hard, soft), d1(x))) == pytest.approx(ce, rel=1e-5)
     # Hard labels only (validation data, no teacher): plain CE, not alpha * CE.
     assert float(d.compute_loss(x, hard, d(x))) == pytest.approx(ce, rel=1e-5)
+
+
+def test_early_stopped_kd_learns_from_the_teachers_for_kd_steps_then_from_the_labels_alone():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 20)).astype(np.float32)
+    hard = np.eye(10, dtype=np.float32)[[1, 4, 4, 8, 0, 2]]
+    soft = temper(rng.normal(size=(6, 10)) * 2, 2.0)
+    d = Distiller(_mlp_student(), alpha=0.2, temperature=2.0, kd_steps=3)
+    whole = Distiller(d.student, alpha=0.2, temperature=2.0)
+    d.compile(keras.optimizers.SGD(0.0))  # steps counted, weights unchanged
+    ce = float(Distiller(d.student, alpha=1.0).compute_loss(x, (hard, soft), d(x)))
+    mixed = float(whole.compute_loss(x, (hard, soft), d(x)))
+    assert abs(mixed - ce) > 0.1 * ce  # the two differ: which one is taken is visible
+    for step in range(5):
+        assert int(d.optimizer.iterations) == step
+        expected = mixed if step < 3 else ce
+        assert float(d.compute_loss(x, (hard, soft), d(x))) == pytest.approx(expected, rel=1e-5)
+        d.train_on_batch(x, (hard, soft))
+    assert Distiller.from_config(d.get_config()).kd_steps == 3
+    with pytest.raises(ValueError, match="kd_steps"):
+        Distiller(_mlp_student(), kd_steps=-1)
 
 
 def test_alpha_one_trains_like_plain_ce():
@@ -289,6 +312,57 @@ def test_the_ablations_non_target_rows_train_the_recipe_with_the_non_target_part
     assert build_student_trainer(small, 64, kd=True).kd_part == "non_target"
     with pytest.raises(ValueError, match="kd_part"):
         Distiller(_mlp_student(), kd_part="target")
+
+
+def test_the_live_born_again_row_teaches_from_the_control_run_on_the_batch_the_student_sees():
+    import dataclasses
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.orchestration.ablation import select_rows
+    from asc_keras.training.student import build_student_trainer, train_student
+
+    cfg = SystemConfig()
+    rows = {r.key: r for r in select_rows(cfg, ["kd_control", "kd_control_live", "kd_stop_0.5"])}
+    assert [(k, r.from_control, r.live) for k, r in rows.items()] == [
+        ("kd_control", True, False),
+        ("kd_control_live", True, True),
+        ("kd_stop_0.5", False, False),
+    ]
+    small = dataclasses.replace(cfg, student_width=8)
+    control = build_student_trainer(small, 64, kd=False).student
+    d = build_student_trainer(small, 64, kd=True, live=[control])
+    assert d.teachers == [control] and d.alpha == cfg.distill.alpha and d.kd_steps is None
+    # The target is the control's output on the very batch given (an augmented one in training):
+    # alpha * CE + (1 - alpha) * T^2 * KL(softmax(z_control / T) || softmax(z_student / T)).
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 28, 256, 1)).astype(np.float32)
+    hard = np.eye(10, dtype=np.float32)[[2, 5, 7, 7]]
+    soft = temper(np.asarray(logits_model(control)(x)), cfg.distill.temperature)
+    expected = distillation_loss(hard, soft, d(x), cfg.distill.alpha, cfg.distill.temperature)
+    got = float(d.compute_loss(x, hard, d(x)))
+    assert got == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    stored = SoftTargets(np.zeros((4, 1, 10), np.float32), tuple("abcd"), {"teachers": ["t"]})
+    with pytest.raises(ValueError, match="not both"):
+        train_student(small, None, None, stored, run_dir="unused", live=[control])
+
+
+def test_early_stopped_kd_counts_its_share_of_the_students_steps():
+    import dataclasses
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.orchestration.ablation import select_rows
+    from asc_keras.training.student import build_student_trainer, kd_steps, student_length
+
+    cfg = SystemConfig()
+    half = select_rows(cfg, ["kd_stop_0.5"])[0].change(cfg)
+    assert half.distill.kd_stop == 0.5
+    small = dataclasses.replace(half, student_width=8)
+    steps = student_length(small, 64).steps
+    assert build_student_trainer(small, 64, kd=True).kd_steps == round(0.5 * steps)
+    assert build_student_trainer(small, 64, kd=False).kd_steps is None  # CE: no KD to stop
+    assert kd_steps(cfg.distill, 800) is None  # the default: KD throughout
+    with pytest.raises(ValueError, match="kd_stop"):
+        kd_steps(dataclasses.replace(cfg.distill, kd_stop=1.5), 800)
 
 
 def test_ensemble_weights_fitted_on_held_out_recordings_follow_the_teacher_that_knows():

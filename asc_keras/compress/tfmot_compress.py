@@ -174,7 +174,8 @@ def prune_and_quantize(
     c, seed = cfg.compress, cfg.seed
     tf.random.set_seed(seed)
     soft = kd_soft_targets(targets, cfg.distill, train.labels) if targets is not None else None
-    alpha = cfg.distill.alpha if soft is not None else 1.0
+    # An early-stopped KD student (distill.kd_stop < 1) ended on the labels: its fine-tuning does too.
+    alpha = cfg.distill.alpha if soft is not None and cfg.distill.kd_stop >= 1.0 else 1.0
     n_classes = int(student.output_shape[-1])  # 10 scenes, or a fine-tuned model's own classes
     loss = kd_loss_on_probs(alpha, cfg.distill.temperature, n_classes, cfg.distill.kd_part)
 

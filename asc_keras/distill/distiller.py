@@ -41,6 +41,8 @@ class Distiller(keras.Model):
             or 'logits' (softmax of the mean logits at T) -- the stored targets' definition.
         kd_part: 'whole' (Hinton's KL over every class) or 'non_target' (decoupled KD's NCKD:
             the KL over the classes the label gives nothing; :mod:`asc_keras.distill.losses`).
+        kd_steps: the optimiser steps that learn from the soft targets; after them the loss is
+            the labels' CE alone (early-stopped KD, Cho & Hariharan 2019).  None: KD throughout.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class Distiller(keras.Model):
         temperature: float = 2.0,
         ensemble: str = "probabilities",
         kd_part: str = "whole",
+        kd_steps: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -62,6 +65,9 @@ class Distiller(keras.Model):
             raise ValueError(f"unknown kd_part {kd_part!r}; use one of {KD_PARTS}")
         self.ensemble = ensemble
         self.kd_part = kd_part
+        if kd_steps is not None and kd_steps < 0:
+            raise ValueError(f"kd_steps must be >= 0 or None, got {kd_steps}")
+        self.kd_steps = None if kd_steps is None else int(kd_steps)
         self.student = student
         if teachers is not None and not isinstance(teachers, (list, tuple)):
             teachers = [teachers]
@@ -105,7 +111,17 @@ class Distiller(keras.Model):
         ce, kd = keras.ops.mean(ce), keras.ops.mean(kd)
         # Without soft targets (validation data, CE-only training) the loss is the plain CE, not
         # alpha * CE, so val_loss reads as the log loss it is.
-        loss = ce if soft is None else self.alpha * ce + (1.0 - self.alpha) * kd
+        if soft is None:
+            loss = ce
+        elif self.kd_steps is None:
+            loss = self.alpha * ce + (1.0 - self.alpha) * kd
+        else:
+            # Early-stopped KD: the soft term's weight (1 - alpha) while the optimiser's step count
+            # is below kd_steps, then 0 -- a small student that cannot match its teachers spends
+            # its last steps (the lowest learning rates) fitting the labels.
+            on = keras.ops.cast(self.optimizer.iterations < self.kd_steps, ce.dtype)
+            w = (1.0 - self.alpha) * on
+            loss = (1.0 - w) * ce + w * kd
         self.student_loss_tracker.update_state(ce)
         self.distillation_loss_tracker.update_state(kd)
         # Under tf.distribute each replica's gradients are *summed*, so each replica's batch-mean
@@ -135,6 +151,7 @@ class Distiller(keras.Model):
             "temperature": self.temperature,
             "ensemble": self.ensemble,
             "kd_part": self.kd_part,
+            "kd_steps": self.kd_steps,
         }
 
     @classmethod

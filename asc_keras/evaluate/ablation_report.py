@@ -22,6 +22,8 @@ PAIRED = (
     ("kd_ensemble", "ce_only", "Distillation gain (KD from the ensemble − CE only"),
     ("kd_control", "ce_only", "Soft targets as such (KD from the CE control − CE only"),
     ("kd_ensemble", "kd_control", "What the teachers know (KD from the ensemble − from the CE control"),
+    ("kd_control_live", "kd_control",
+     "The stored targets' inconsistency (born-again from the control run live − stored"),
 )  # fmt: skip
 
 

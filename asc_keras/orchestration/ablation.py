@@ -35,6 +35,7 @@ class StudentRow:
     change: Callable[[SystemConfig], SystemConfig]
     teachers: tuple[str, ...] | None  # None: CE only; (): all of the run's teachers
     from_control: bool = False  # the CE control (row ce_only) teaches instead of the teachers
+    live: bool = False  # that teacher runs on each augmented batch, not once on the clean clips
 
 
 def _same(c: SystemConfig) -> SystemConfig:
@@ -87,6 +88,14 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
                    from_control=True),
         StudentRow("kd_control_non_target", "born-again, non-target classes only (NCKD)",
                    _distill(kd_part="non_target"), None, from_control=True),
+        # The same born-again with the control run on the view the student sees (its augmented
+        # batch: masks, mixup), not once on the clean clips: consistent teaching (Beyer et al.,
+        # 2022).  What this row gains over kd_control is the stored targets' inconsistency.
+        StudentRow("kd_control_live", "born-again, the control run live on each augmented batch",
+                   _same, None, from_control=True, live=True),
+        # Early-stopped KD (Cho & Hariharan, 2019): the teachers for the first half, then labels.
+        StudentRow("kd_stop_0.5", "KD from the ensemble for half the steps, then CE",
+                   _distill(kd_stop=0.5), ()),
     ]  # fmt: skip
     return rows
 
@@ -103,6 +112,8 @@ SETTING_ROWS = (
     "kd_non_target",
     "kd_control",
     "kd_control_non_target",
+    "kd_control_live",
+    "kd_stop_0.5",
 )
 
 
@@ -181,19 +192,23 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
     from asc_keras.training.student import train_student
 
     rcfg = row.change(cfg)
-    targets = None
+    targets = live = None
     ev = prep.splits.evaluate
     if row.from_control:  # the ce_only row's student (trained here if that row has not been)
         control = train_student(cfg, prep.splits.train, ev, None, run_dir=place.out / "ce_only",
                                 verbose=verbose)  # fmt: skip
-        targets = model_targets(control, prep.splits.train, "ce_control")
+        if row.live:
+            live = [control]
+        else:
+            targets = model_targets(control, prep.splits.train, "ce_control")
     elif row.teachers is not None and prep.targets is not None:
         targets = prep.targets
         if rcfg.distill.target_source != cfg.distill.target_source:  # its own stored targets
             runner = StageRunner(place.out, log=lambda _: None)
             targets = targets_stage(rcfg, place, runner, prep.teacher_folders, prep.splits).targets
         targets = targets.select(teachers=row.teachers or None)
-    model = train_student(rcfg, prep.splits.train, ev, targets, run_dir=run_dir, verbose=verbose)
+    model = train_student(rcfg, prep.splits.train, ev, targets, run_dir=run_dir, verbose=verbose,
+                          live=live)  # fmt: skip
     # Scored as the run scores its rows (the same function), on clips and on whole recordings.
     m = score(model, ev, recs=prep.splits.eval_recordings)
     keep = ("accuracy", "log_loss", "micro_accuracy", "recording_accuracy")

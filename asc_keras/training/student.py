@@ -33,18 +33,28 @@ def student_length(cfg: SystemConfig, examples: int) -> TrainingLength:
     return training_length(examples, o.batch_size, o.epochs, o.steps, o.rounds)
 
 
+def kd_steps(distill, steps: int) -> int | None:
+    """The student steps that learn from the teachers (``distill.kd_stop`` of ``steps``); None: all."""
+    if not 0.0 <= distill.kd_stop <= 1.0:
+        raise ValueError(f"distill.kd_stop must be in [0, 1], got {distill.kd_stop}")
+    return None if distill.kd_stop >= 1.0 else round(distill.kd_stop * steps)
+
+
 def build_student_trainer(
-    cfg: SystemConfig, examples: int, kd: bool, *, strategy: str = "default"
+    cfg: SystemConfig, examples: int, kd: bool, *, strategy: str = "default", live=None
 ) -> Distiller:
     """SERFR-CNN-``cfg.student_width`` in a compiled :class:`Distiller`: Adam with the report's
-    schedule over the whole training of ``examples`` clips; ``kd`` False: CE only (alpha = 1)."""
+    schedule over the whole training of ``examples`` clips; ``kd`` False: CE only (alpha = 1).
+    ``live``: models run on each augmented batch for the soft targets (consistent teaching),
+    when the data carries none."""
     o, d = cfg.optim, cfg.distill
     length = student_length(cfg, examples)
     with training_scope(strategy, o.mixed_precision):
         student = build_serfr_cnn(cfg.student_width, bn_momentum=o.bn_momentum)
         distiller = Distiller(
-            student, alpha=d.alpha if kd else 1.0, temperature=d.temperature, kd_part=d.kd_part
-        )
+            student, teachers=live, alpha=d.alpha if kd else 1.0, temperature=d.temperature,
+            ensemble=d.ensemble, kd_part=d.kd_part, kd_steps=kd_steps(d, length.steps) if kd else None,
+        )  # fmt: skip
         distiller.compile(
             make_optimizer(o, length.steps_per_round, length.rounds),
             metrics=[
@@ -110,6 +120,7 @@ def train_student(
     strategy: str = "default",
     verbose="auto",
     init_from: str | Path | None = None,
+    live=None,
 ):
     """Train SERFR-CNN-``cfg.student_width`` on cached clip features; return the student.
 
@@ -122,6 +133,8 @@ def train_student(
         run_dir: backups, CSV/TensorBoard logs, ``best.keras`` and ``final.keras``.
         init_from: a ``.keras`` SERFR-CNN of the same architecture whose weights the student
             starts from (e.g. the fold-1 student for the ``--train-split all`` retrain).
+        live: instead of ``targets``, models (taking the student's input) run on each augmented
+            batch, so the target is of the view the student sees (the ablation's live born-again).
 
     The validation split only drives learning curves and ``best.keras``; the returned model is
     the one after the last round, as the report trains a fixed schedule (picking a round on
@@ -135,9 +148,14 @@ def train_student(
     if final.is_file():
         return load_model_file(final)
     keras.utils.set_random_seed(cfg.seed)
-    kd = cfg.distill.enabled and targets is not None
-    soft = kd_soft_targets(targets, cfg.distill, train.labels) if kd else None
-    distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy)
+    if live is not None and targets is not None:
+        raise ValueError("train_student takes stored targets or live teachers, not both")
+    kd = cfg.distill.enabled and (targets is not None or live is not None)
+    soft = (
+        kd_soft_targets(targets, cfg.distill, train.labels) if targets is not None and kd else None
+    )
+    distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy,
+                                      live=live if kd else None)  # fmt: skip
     if init_from is not None:
         start_from(distiller.student, init_from)
     fit_student(distiller, cfg, train, val, soft, run_dir=run_dir, verbose=verbose)
