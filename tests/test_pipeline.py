@@ -321,6 +321,11 @@ def test_clear_errors_before_work(tiny_run, tiny_work, tmp_path, capsys):
                  "--set", "distill.auto_label_probability=1.5"]) == 2  # fmt: skip
     assert "distill.auto_label_probability must be in [0, 1], got 1.5" in capsys.readouterr().err
     assert not work.exists() or not any(work.iterdir())
+    # So does a share of KD steps that is no share (early-stopped KD).
+    assert main(["run", "--system", "1", "--profile", "quick", "--out", str(tmp_path / "o5"), "--work", str(work),
+                 "--set", "distill.kd_stop=1.5"]) == 2  # fmt: skip
+    assert "distill.kd_stop must be in [0, 1], got 1.5" in capsys.readouterr().err
+    assert not work.exists() or not any(work.iterdir())
 
 
 @pytest.fixture()

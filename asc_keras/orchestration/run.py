@@ -44,6 +44,7 @@ from asc_keras.stages.results import add_control_rows, evaluate_stage, report_st
 from asc_keras.stages.runner import STAGES, RunError, StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace, data_stage, features_stage
 from asc_keras.stages.teachers import TeacherOutputs, targets_stage, teachers_stage
+from asc_keras.training.student import check_kd_stop
 
 
 def check_run(cfg: SystemConfig, place: RunPlace) -> None:
@@ -65,6 +66,7 @@ def check_run(cfg: SystemConfig, place: RunPlace) -> None:
         )
     check_pretrained(cfg)
     check_auto_limit(cfg.distill.auto_label_probability)  # before the teachers, not after them
+    check_kd_stop(cfg.distill.kd_stop)  # the same: not when the student is built
     theirs, mine = _recorded_identity(place.files.config), run_identity(cfg, place)
     if theirs and theirs != mine:
         diff = ", ".join(

@@ -33,10 +33,15 @@ def student_length(cfg: SystemConfig, examples: int) -> TrainingLength:
     return training_length(examples, o.batch_size, o.epochs, o.steps, o.rounds)
 
 
+def check_kd_stop(share: float) -> None:
+    """``distill.kd_stop`` is a share of the steps: ValueError naming it otherwise (NaN too)."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"distill.kd_stop must be in [0, 1], got {share}")
+
+
 def kd_steps(distill, steps: int) -> int | None:
     """The student steps that learn from the teachers (``distill.kd_stop`` of ``steps``); None: all."""
-    if not 0.0 <= distill.kd_stop <= 1.0:
-        raise ValueError(f"distill.kd_stop must be in [0, 1], got {distill.kd_stop}")
+    check_kd_stop(distill.kd_stop)
     return None if distill.kd_stop >= 1.0 else round(distill.kd_stop * steps)
 
 
