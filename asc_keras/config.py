@@ -159,10 +159,12 @@ class DistillConfig:
     # where their mean p[label] on their own recordings is >= auto_label_probability (targets.py).
     target_source: Literal["auto", "recording", "clip"] = "auto"
     auto_label_probability: float = 0.80  # built-in read up to 0.789, sparse 0.805 (probe-sets.md)
-    # Swap a wrong target's top class with the label (distill.targets.swap_to_label); off (docs/probe-sets.md).
-    swap_wrong: bool = False
+    swap_wrong: bool = False  # a wrong target's top class -> the label (targets.swap_to_label)
     kd_part: Literal[KD_PARTS] = "whole"  # 'non_target': decoupled KD's NCKD (distill.losses)
     kd_stop: float = 1.0  # steps with KD (share), then labels (early-stopped KD; distiller)
+    # The target's share taken from the CE control run live on each augmented batch (the rest: the
+    # teachers' stored target); 0: the report's KD.  docs/probe-sets.md, "Mixed targets".
+    control_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -222,8 +224,7 @@ class TeacherConfig:
     input_norm: dict = field(
         default_factory=lambda: {"mobilenetv2": "none", "cnn": "none", "bcresnet": "both"}
     )
-    # Recordings per forward pass when the teachers evaluate and give their soft targets.
-    inference_batch_size: int = 16
+    inference_batch_size: int = 16  # recordings per pass as the teachers evaluate and teach
     # Per class, this fraction of the training locations (all their recordings) is kept from the
     # teachers' training and the ensemble's weights are fitted on it (stages.teachers
     # .held_out_recordings, distill.targets.fit_ensemble_weights); 0: the report's plain average.
@@ -275,8 +276,7 @@ class ControlsConfig:
     """Rows trained beside the KD student (not the report's method; its Table 3 has the baseline).
     Switch them off with ``--set controls.ce_control=false controls.baseline=false``."""
 
-    # The same student, augmentation, schedule and epochs, trained with CE only (no teachers).
-    ce_control: bool = True
+    ce_control: bool = True  # the same student, augmentation and schedule, CE only (no teachers)
     # The DCASE 2022/2023 Task 1 baseline (Table 3 "Baseline") on the same clips with its own
     # log-mels (asc_keras.models.baseline.BASELINE_FEATURES), trained the organisers' way
     # (task1.yaml): Adam at a constant 1e-3, batches of 64, 200 epochs, 30 % of the training

@@ -1,5 +1,6 @@
 """Spies on the one student recipe (``build_student_trainer`` and ``fit_student``): records the
-(width, seed) of every student built and the (width, alpha) of every student trained.
+(width, seed) of every student built, the (width, alpha) of every student trained and its live
+teachers (how many, their share of the target).
 
 Used in-process by the ``recipe_calls`` fixture, and as a script by the session's tiny run:
 ``python recipe_spy.py CALLS.json ARGS...`` runs ``asc-keras ARGS...`` with the spies installed
@@ -21,6 +22,7 @@ def install(patch, calls: dict) -> dict:
 
     calls.setdefault("build", [])
     calls.setdefault("fit", [])
+    calls.setdefault("teaching", [])  # (live teachers, their share of the target) per fit
     build, fit = student.build_student_trainer, student.fit_student
 
     def spy_build(cfg, *a, **k):
@@ -29,6 +31,7 @@ def install(patch, calls: dict) -> dict:
 
     def spy_fit(distiller, cfg, *a, **k):
         calls["fit"].append((cfg.student_width, distiller.alpha))
+        calls["teaching"].append((len(distiller.teachers), distiller.live_share))
         return fit(distiller, cfg, *a, **k)
 
     for module in (student, tuning):

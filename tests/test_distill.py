@@ -342,8 +342,63 @@ def test_the_live_born_again_row_teaches_from_the_control_run_on_the_batch_the_s
     got = float(d.compute_loss(x, hard, d(x)))
     assert got == pytest.approx(float(np.mean(expected)), rel=1e-5)
     stored = SoftTargets(np.zeros((4, 1, 10), np.float32), tuple("abcd"), {"teachers": ["t"]})
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="both only mixed, with distill.control_share > 0"):
         train_student(small, None, None, stored, run_dir="unused", live=[control])
+
+
+def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_targets():
+    import dataclasses
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.orchestration.ablation import select_rows
+    from asc_keras.training.student import build_student_trainer, check_control_share
+
+    cfg = SystemConfig()
+    assert cfg.distill.control_share == 0.0  # the report's KD unless asked
+    row = select_rows(cfg, ["kd_control_share_0.5"])[0]
+    assert (row.teachers, row.from_control, row.change(cfg).distill.control_share) == (
+        (),
+        False,
+        0.5,
+    )
+    small = dataclasses.replace(row.change(cfg), student_width=8)
+    T, alpha = small.distill.temperature, small.distill.alpha
+    control = build_student_trainer(small, 64, kd=False).student
+    d = build_student_trainer(small, 64, kd=True, live=[control], live_share=0.5)
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(4, 28, 256, 1)).astype(np.float32)
+    hard = np.eye(10, dtype=np.float32)[[1, 3, 3, 9]]
+    stored = temper(rng.normal(0, 2, (4, 10)), T).astype(np.float32)
+    live = temper(np.asarray(logits_model(control)(x)), T)
+    # loss = alpha * CE + (1 - alpha) * T^2 * KL(0.5 * stored + 0.5 * live || softmax(z_s / T))
+    expected = distillation_loss(hard, 0.5 * stored + 0.5 * live, d(x), alpha, T)
+    got = float(d.compute_loss(x, (hard, stored), d(x)))
+    assert got == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    assert got != pytest.approx(
+        float(np.mean(distillation_loss(hard, stored, d(x), alpha, T))), rel=1e-3
+    )
+    # Pruning and QAT take the same mixture from the control's outputs on the clean clips.
+    zt, zc = rng.normal(0, 2, (4, 1, 10)), rng.normal(0, 2, (4, 1, 10))
+    teachers = SoftTargets(zt.astype(np.float32), tuple("abcd"), {"teachers": ["t"]})
+    ctrl = SoftTargets(zc.astype(np.float32), tuple("abcd"), {"teachers": ["ce_control"]})
+    np.testing.assert_allclose(kd_soft_targets(teachers, small.distill, None, ctrl),
+                               0.5 * temper(zt[:, 0], T) + 0.5 * temper(zc[:, 0], T), rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        kd_soft_targets(teachers, cfg.distill, None, ctrl), temper(zt[:, 0], T), rtol=1e-5
+    )
+    with pytest.raises(ValueError, match=r"control_share must be in \[0, 1\], got 1.5"):
+        check_control_share(
+            dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, control_share=1.5))
+        )
+    no_control = dataclasses.replace(
+        small, controls=dataclasses.replace(cfg.controls, ce_control=False)
+    )
+    with pytest.raises(
+        ValueError, match="set controls.ce_control=true, or distill.control_share=0"
+    ):
+        check_control_share(no_control)
+    with pytest.raises(ValueError, match="live_share"):
+        Distiller(_mlp_student(), live_share=-0.1)
 
 
 def test_early_stopped_kd_counts_its_share_of_the_students_steps():

@@ -326,6 +326,11 @@ def test_clear_errors_before_work(tiny_run, tiny_work, tmp_path, capsys):
                  "--set", "distill.kd_stop=1.5"]) == 2  # fmt: skip
     assert "distill.kd_stop must be in [0, 1], got 1.5" in capsys.readouterr().err
     assert not work.exists() or not any(work.iterdir())
+    # And a share of the target for a CE control the run would not train.
+    assert main(["run", "--system", "1", "--profile", "quick", "--out", str(tmp_path / "o6"), "--work", str(work),
+                 "--set", "distill.control_share=0.5", "controls.ce_control=false"]) == 2  # fmt: skip
+    assert "set controls.ce_control=true, or distill.control_share=0" in capsys.readouterr().err
+    assert not work.exists() or not any(work.iterdir())
 
 
 @pytest.fixture()
@@ -337,8 +342,9 @@ def recipe_calls(monkeypatch):
 
 def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(tiny_run):
     calls = json.loads(tiny_run.with_name("recipe_calls.json").read_text())
-    assert calls["fit"] == [[8, 0.1], [8, 1.0]]  # KD (alpha 0.1), then CE only
+    assert calls["fit"] == [[8, 1.0], [8, 0.1]]  # the CE control first (it may co-teach), then KD
     assert calls["build"] == [[8, 42], [8, 42]]  # the run's seed for both
+    assert calls["teaching"] == [[0, 1.0], [0, 1.0]]  # distill.control_share 0: no live teacher
 
 
 def test_width_search_trains_the_runs_recipe_and_summarises(
@@ -361,6 +367,10 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
         )
     best = max(s["trials"], key=lambda t: t["val_accuracy"])
     assert s["best"]["width"] == best["hyperparameters"]["width"] and s["length"]["steps"] == 3
+    # The search has no CE control to teach with: a share of one is refused before any work.
+    args[args.index("--out") + 1] = str(tmp_path / "tune2")
+    assert main([*args, "distill.control_share=0.5"]) == 2 and len(recipe_calls["fit"]) == 4
+    assert not (tmp_path / "tune2").exists()
 
 
 def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_row(tmp_path):
@@ -379,7 +389,13 @@ def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_ro
     assert f"{teachers} (per seed: +6.0, +1.0)" in md
     del result["students"]["kd_control"]
     md = write_ablation_md(result, tmp_path / "b.md").read_text()
-    assert "Distillation gain" in md and "CE control" not in md
+    assert "Distillation gain" in md and "CE control" not in md and "Mixed targets" not in md
+    result["students"]["kd_control_share_0.5"] = [0.34, 0.36]
+    md = write_ablation_md(result, tmp_path / "c.md").read_text()
+    assert (
+        "½ control live − CE only, paired by seed): +4.0 ± 0.0 points (per seed: +4.0, +4.0)" in md
+    )
+    assert "½ control live − none, paired by seed): +0.5 ± 1.5 points (per seed: -1.0, +2.0)" in md
 
 
 def test_tiny_ablation_writes_its_table_and_resumes(
@@ -415,6 +431,15 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert (tmp_path / "abl2" / "seed0" / "ce_only" / "final.keras").is_file()
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert list(r["students"]) == ["kd_control"] and len(r["students"]["kd_control"]) == 2
+    # Mixed targets: the seed's control (trained first here) runs live for half of the target.
+    mixed = [
+        *fresh[: fresh.index("--out") + 1],
+        str(tmp_path / "abl3"),
+        *fresh[fresh.index("--seeds") :],
+    ]
+    mixed[mixed.index("kd_control")] = "kd_control_share_0.5"
+    assert main(mixed) == 0 and recipe_calls["fit"][8:] == [(8, 1.0), (8, 0.1)]
+    assert recipe_calls["teaching"][8:] == [(0, 1.0), (1, 0.5)]
 
 
 def _free_port() -> int:

@@ -155,6 +155,7 @@ def prune_and_quantize(
     train: ClipSplit,
     targets: SoftTargets | None = None,
     *,
+    control: SoftTargets | None = None,
     verbose: int | str = "auto",
     log=print,
 ):
@@ -167,13 +168,14 @@ def prune_and_quantize(
         train: the training clips.
         targets: the teachers' stored logits of the training clips, made into the ensemble's
             distribution as the student's training makes them (None: CE only).
+        control: the CE control's logits on the same clips, for ``distill.control_share``.
     Returns:
         (model, info): the tf_keras model ready for int8 conversion (QAT-wrapped when
         ``cfg.compress.qat``) and a dict with the measured sparsity.
     """
     c, seed = cfg.compress, cfg.seed
     tf.random.set_seed(seed)
-    soft = kd_soft_targets(targets, cfg.distill, train.labels) if targets is not None else None
+    soft = None if targets is None else kd_soft_targets(targets, cfg.distill, train.labels, control)
     # An early-stopped KD student (distill.kd_stop < 1) ended on the labels: its fine-tuning does too.
     alpha = cfg.distill.alpha if soft is not None and cfg.distill.kd_stop >= 1.0 else 1.0
     n_classes = int(student.output_shape[-1])  # 10 scenes, or a fine-tuned model's own classes

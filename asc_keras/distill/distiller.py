@@ -7,7 +7,8 @@ tf_keras pruning/QAT loss.  Targets come either from the data -- ``y = (hard, so
 ``soft`` is the teacher ensemble's distribution at temperature T (with mixup, the mixed
 distribution) -- or from live ``teacher`` models run on each batch (``y = hard``), combined by
 the same definition (:func:`~asc_keras.distill.losses.ensemble_soft_targets`), so stored and
-live targets are equal.  ``y = hard`` with no teacher trains with CE only.
+live targets are equal -- or from both, mixed ``(1 - live_share) * stored + live_share * live``.
+``y = hard`` with no teacher trains with CE only.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class Distiller(keras.Model):
 
     Args:
         student: the model to train.
-        teachers: optional live teacher model or list of them; used when the data carries no
-            soft targets.
+        teachers: optional live teacher model or list of them, run on each (augmented) batch.
+        live_share: where the data carries stored soft targets too, the live teachers' share of
+            the target (the rest: the stored one); without stored targets the live ones are used.
         alpha: weight of the hard-label CE term; 1.0 is plain CE training.
         temperature: T of the distillation term.
         ensemble: how live teachers combine, 'probabilities' (mean of each teacher's softmax at T)
@@ -54,6 +56,7 @@ class Distiller(keras.Model):
         ensemble: str = "probabilities",
         kd_part: str = "whole",
         kd_steps: int | None = None,
+        live_share: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -68,6 +71,9 @@ class Distiller(keras.Model):
         if kd_steps is not None and kd_steps < 0:
             raise ValueError(f"kd_steps must be >= 0 or None, got {kd_steps}")
         self.kd_steps = None if kd_steps is None else int(kd_steps)
+        if not 0.0 <= live_share <= 1.0:
+            raise ValueError(f"live_share must be in [0, 1], got {live_share}")
+        self.live_share = float(live_share)
         self.student = student
         if teachers is not None and not isinstance(teachers, (list, tuple)):
             teachers = [teachers]
@@ -94,13 +100,17 @@ class Distiller(keras.Model):
             hard, soft = y
         else:
             hard, soft = y, None
-        if soft is None and self._teacher_logits:
+        if self._teacher_logits and (soft is None or self.live_share > 0.0):
             z = keras.ops.stack(
                 [t(x, training=False) for t in self._teacher_logits], axis=1
             )  # (B, K, C)
-            soft = keras.ops.stop_gradient(
+            live = keras.ops.stop_gradient(
                 ensemble_soft_targets(z, self.temperature, self.ensemble)
             )
+            # A mixture of two distributions is one; the live part is of the very view (masks,
+            # mixup) the student is trained on, the stored part of the clean clip or recording.
+            s = self.live_share
+            soft = live if soft is None else (1.0 - s) * soft + s * live
         return hard, soft
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -152,6 +162,7 @@ class Distiller(keras.Model):
             "ensemble": self.ensemble,
             "kd_part": self.kd_part,
             "kd_steps": self.kd_steps,
+            "live_share": self.live_share,
         }
 
     @classmethod

@@ -269,7 +269,10 @@ def swap_to_label(soft: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def kd_soft_targets(
-    targets: SoftTargets, distill: DistillConfig, labels: np.ndarray | None = None
+    targets: SoftTargets,
+    distill: DistillConfig,
+    labels: np.ndarray | None = None,
+    control: SoftTargets | None = None,
 ) -> np.ndarray:
     """The distillation targets of a training: the ensemble (``distill.ensemble``) of the stored
     teachers' logits at ``distill.temperature``, (items, classes), with wrong ones swapped to
@@ -277,14 +280,22 @@ def kd_soft_targets(
 
     The one place the configured temperature and ensemble mode meet the teachers' outputs; the
     student's side of the same loss takes its T from the same ``distill`` (Distiller, QAT loss).
-    ``labels``: (items,) the clips' classes, needed for ``swap_wrong``.
+    ``labels``: (items,) the clips' classes, needed for ``swap_wrong``.  ``control``: the CE
+    control's logits on the same clips; ``distill.control_share`` of the target is then its
+    distribution (the stored stand-in, for pruning and QAT, of the control the student's training
+    runs live on each augmented batch).
     """
     soft = targets.distribution(distill.temperature, distill.ensemble)
-    if not distill.swap_wrong:
-        return soft
-    if labels is None or len(labels) != len(soft):
-        raise ValueError("distill.swap_wrong needs the labels of the targets' clips")
-    return swap_to_label(soft, labels)
+    if distill.swap_wrong:
+        if labels is None or len(labels) != len(soft):
+            raise ValueError("distill.swap_wrong needs the labels of the targets' clips")
+        soft = swap_to_label(soft, labels)
+    if control is not None and distill.control_share > 0.0:
+        share = distill.control_share  # a mixture of two distributions is one
+        soft = (1.0 - share) * soft + share * control.distribution(
+            distill.temperature, "probabilities"
+        )
+    return soft
 
 
 def choose_target_source(

@@ -24,6 +24,8 @@ PAIRED = (
     ("kd_ensemble", "kd_control", "What the teachers know (KD from the ensemble − from the CE control"),
     ("kd_control_live", "kd_control",
      "The stored targets' inconsistency (born-again from the control run live − stored"),
+    ("kd_control_share_0.5", "ce_only", "Mixed targets (½ teachers stored, ½ control live − CE only"),
+    ("kd_control_share_0.5", "kd_ensemble", "Mixed targets against KD (½ control live − none"),
 )  # fmt: skip
 
 

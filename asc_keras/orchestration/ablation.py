@@ -96,6 +96,10 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
         # Early-stopped KD (Cho & Hariharan, 2019): the teachers for the first half, then labels.
         StudentRow("kd_stop_0.5", "KD from the ensemble for half the steps, then CE",
                    _distill(kd_stop=0.5), ()),
+        # Mixed targets: half the teachers' stored target, half the CE control run live on the
+        # augmented batch -- the teachers' knowledge at half the price of their inconsistency.
+        StudentRow("kd_control_share_0.5", "KD, half the target from the control run live",
+                   _distill(control_share=0.5), ()),
     ]  # fmt: skip
     return rows
 
@@ -114,6 +118,7 @@ SETTING_ROWS = (
     "kd_control_non_target",
     "kd_control_live",
     "kd_stop_0.5",
+    "kd_control_share_0.5",
 )
 
 
@@ -194,14 +199,15 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
     rcfg = row.change(cfg)
     targets = live = None
     ev = prep.splits.evaluate
-    if row.from_control:  # the ce_only row's student (trained here if that row has not been)
+    mixed = row.teachers is not None and rcfg.distill.control_share > 0  # the control co-teaches
+    if row.from_control or mixed:  # the ce_only row's student (trained here if not yet)
         control = train_student(cfg, prep.splits.train, ev, None, run_dir=place.out / "ce_only",
                                 verbose=verbose)  # fmt: skip
-        if row.live:
+        if row.live or mixed:
             live = [control]
         else:
             targets = model_targets(control, prep.splits.train, "ce_control")
-    elif row.teachers is not None and prep.targets is not None:
+    if row.teachers is not None and prep.targets is not None:
         targets = prep.targets
         if rcfg.distill.target_source != cfg.distill.target_source:  # its own stored targets
             runner = StageRunner(place.out, log=lambda _: None)

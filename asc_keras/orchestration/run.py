@@ -7,8 +7,9 @@ data        the dataset folder (generated into ``work/`` when none is given)
 features    clip and 10 s recording log-mel caches in ``work/features/``
 teachers    ``work/teachers/<name>-<hash>/final.keras`` + ``eval.json`` per teacher
 targets     ``work/targets/<source>-per-teacher-<hash>.npy``: per-teacher logits per training clip
-student     ``out/student.keras`` (KD training in ``out/student/``, resumable)
 control     ``out/control.keras``: the same student trained with CE only (``controls.ce_control``)
+student     ``out/student.keras`` (KD training in ``out/student/``, resumable); with
+            ``distill.control_share`` > 0 the control runs live on its batches for that share
 baseline    ``out/baseline.keras``: the DCASE baseline on its own log-mels (``controls.baseline``)
 compress    ``out/compress/qat.weights.h5`` + ``info.json`` (pruning + QAT on the tf_keras twin)
 tflite      ``out/student_int8.tflite``
@@ -44,7 +45,7 @@ from asc_keras.stages.results import add_control_rows, evaluate_stage, report_st
 from asc_keras.stages.runner import STAGES, RunError, StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace, data_stage, features_stage
 from asc_keras.stages.teachers import TeacherOutputs, targets_stage, teachers_stage
-from asc_keras.training.student import check_kd_stop
+from asc_keras.training.student import check_control_share, check_kd_stop
 
 
 def check_run(cfg: SystemConfig, place: RunPlace) -> None:
@@ -67,6 +68,7 @@ def check_run(cfg: SystemConfig, place: RunPlace) -> None:
     check_pretrained(cfg)
     check_auto_limit(cfg.distill.auto_label_probability)  # before the teachers, not after them
     check_kd_stop(cfg.distill.kd_stop)  # the same: not when the student is built
+    check_control_share(cfg)
     theirs, mine = _recorded_identity(place.files.config), run_identity(cfg, place)
     if theirs and theirs != mine:
         diff = ", ".join(
@@ -164,18 +166,19 @@ def run_system(
     write_classes(files.classes, SCENE_CLASSES)
     prep: Prepared = prepare(cfg, place, runner)  # data, features, teachers, soft targets
 
-    with runner.stage("student"):  # SERFR-CNN distilled from the teacher ensemble
-        student = student_stage(cfg, place, runner, prep)
     control = baseline = None
     if cfg.controls.ce_control and prep.targets is not None:
-        with runner.stage("control"):  # the same student, CE only
+        with runner.stage("control"):  # the same student, CE only (first: it may co-teach)
             control = student_stage(cfg, place, runner, prep, stage="control")
+    teaching = control if cfg.distill.control_share > 0 else None  # live, on each augmented batch
+    with runner.stage("student"):  # SERFR-CNN distilled from the teacher ensemble
+        student = student_stage(cfg, place, runner, prep, control=teaching)
     if cfg.controls.baseline:
         with runner.stage("baseline"):  # the DCASE baseline, Table 3's yardstick
             baseline = baseline_stage(cfg, place, runner, prep)
 
     with runner.stage("compress"):  # pruning + QAT (tensorflow-model-optimization)
-        compressed = compress_stage(cfg, place, runner, prep, student)
+        compressed = compress_stage(cfg, place, runner, prep, student, teaching)
     with runner.stage("tflite"):  # full-int8 TFLite of exactly the compressed model
         convert = compressed.model if compressed.model is not None else student
         tflite = tflite_stage(cfg, place, runner, prep, convert, redo=compressed.model is not None)

@@ -46,20 +46,26 @@ def student_inputs(
 
 
 def student_stage(
-    cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep: Prepared, stage: str = "student"
-):
+    cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep: Prepared, stage: str = "student",
+    control=None,
+):  # fmt: skip
     """Train (or load) the model of ``stage``: 'student' learns from the ensemble (KD), 'control'
-    is the CE control -- the same student, augmentation, schedule and length, no teachers."""
+    is the CE control -- the same student, augmentation, schedule and length, no teachers.
+    ``control``: the trained CE control, run live on the student's batches for
+    ``distill.control_share`` of its target (None: the share is 0)."""
     from asc_keras.training.student import train_student
 
     files, inputs = place.files, student_inputs(cfg, place, prep, stage)
+    if control is not None:  # a retrained control redoes the student it teaches
+        inputs["control"] = content_hash(runner.recorded("control"))
     if runner.done(stage, inputs, files.model(stage)):
         return _load(files.model(stage))
     runner.start(stage, inputs, scratch=files.training(stage))
     model = train_student(cfg, prep.splits.train, prep.splits.evaluate,
                           prep.targets if stage == "student" else None, run_dir=files.training(stage),
                           strategy=place.strategy, verbose=place.verbose,
-                          init_from=place.init_from if stage == "student" else None)  # fmt: skip
+                          init_from=place.init_from if stage == "student" else None,
+                          live=[control] if control is not None else None)  # fmt: skip
     save_model_file(model, files.model(stage))
     return model
 
@@ -116,9 +122,11 @@ class Compressed:
 
 
 def compress_stage(
-    cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep: Prepared, student
+    cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep: Prepared, student, control=None
 ) -> Compressed:
-    """Prune + QAT the student (tf_keras twin), and keep the compressed model's float twin."""
+    """Prune + QAT the student (tf_keras twin), and keep the compressed model's float twin.
+    ``control``: the CE control that taught ``distill.control_share`` of the student's target;
+    the fine-tuning takes that share from its outputs on the clean clips."""
     from asc_keras.compress.tfmot_compress import prune_and_quantize
     from asc_keras.compress.twin import keras_float_twin
 
@@ -135,8 +143,12 @@ def compress_stage(
             None, _load(files.compressed_float), json.loads(files.compress_info.read_text())
         )
     runner.start("compress", compress_inputs(cfg, runner))
-    qat, info = prune_and_quantize(student, cfg, prep.splits.train, prep.targets, verbose=place.verbose,
-                                   log=runner.log)  # fmt: skip
+    if control is not None:
+        from asc_keras.distill.targets import model_targets
+
+        control = model_targets(control, prep.splits.train, "ce_control")
+    qat, info = prune_and_quantize(student, cfg, prep.splits.train, prep.targets, control=control,
+                                   verbose=place.verbose, log=runner.log)  # fmt: skip
     twin = keras_float_twin(qat, student)
     files.compress.mkdir(parents=True, exist_ok=True)
     qat.save_weights(files.qat_weights)

@@ -39,6 +39,18 @@ def check_kd_stop(share: float) -> None:
         raise ValueError(f"distill.kd_stop must be in [0, 1], got {share}")
 
 
+def check_control_share(cfg: SystemConfig) -> None:
+    """``distill.control_share`` is a share, and one above 0 needs the CE control it takes from."""
+    share = cfg.distill.control_share
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"distill.control_share must be in [0, 1], got {share}")
+    if share > 0.0 and cfg.distill.enabled and not cfg.controls.ce_control:
+        raise ValueError(
+            f"distill.control_share={share} teaches with the CE control, which controls.ce_control="
+            "false switches off: set controls.ce_control=true, or distill.control_share=0"
+        )
+
+
 def kd_steps(distill, steps: int) -> int | None:
     """The student steps that learn from the teachers (``distill.kd_stop`` of ``steps``); None: all."""
     check_kd_stop(distill.kd_stop)
@@ -46,12 +58,13 @@ def kd_steps(distill, steps: int) -> int | None:
 
 
 def build_student_trainer(
-    cfg: SystemConfig, examples: int, kd: bool, *, strategy: str = "default", live=None
-) -> Distiller:
+    cfg: SystemConfig, examples: int, kd: bool, *, strategy: str = "default", live=None,
+    live_share: float = 1.0,
+) -> Distiller:  # fmt: skip
     """SERFR-CNN-``cfg.student_width`` in a compiled :class:`Distiller`: Adam with the report's
     schedule over the whole training of ``examples`` clips; ``kd`` False: CE only (alpha = 1).
-    ``live``: models run on each augmented batch for the soft targets (consistent teaching),
-    when the data carries none."""
+    ``live``: models run on each augmented batch for the soft targets (consistent teaching);
+    where the data carries stored targets too, ``live_share`` of the target is theirs."""
     o, d = cfg.optim, cfg.distill
     length = student_length(cfg, examples)
     with training_scope(strategy, o.mixed_precision):
@@ -59,6 +72,7 @@ def build_student_trainer(
         distiller = Distiller(
             student, teachers=live, alpha=d.alpha if kd else 1.0, temperature=d.temperature,
             ensemble=d.ensemble, kd_part=d.kd_part, kd_steps=kd_steps(d, length.steps) if kd else None,
+            live_share=live_share,
         )  # fmt: skip
         distiller.compile(
             make_optimizer(o, length.steps_per_round, length.rounds),
@@ -138,8 +152,9 @@ def train_student(
         run_dir: backups, CSV/TensorBoard logs, ``best.keras`` and ``final.keras``.
         init_from: a ``.keras`` SERFR-CNN of the same architecture whose weights the student
             starts from (e.g. the fold-1 student for the ``--train-split all`` retrain).
-        live: instead of ``targets``, models (taking the student's input) run on each augmented
-            batch, so the target is of the view the student sees (the ablation's live born-again).
+        live: models (taking the student's input) run on each augmented batch, so the target is
+            of the view the student sees: instead of ``targets`` (the ablation's live born-again),
+            or beside them, ``cfg.distill.control_share`` of the target (the CE control there).
 
     The validation split only drives learning curves and ``best.keras``; the returned model is
     the one after the last round, as the report trains a fixed schedule (picking a round on
@@ -153,14 +168,16 @@ def train_student(
     if final.is_file():
         return load_model_file(final)
     keras.utils.set_random_seed(cfg.seed)
-    if live is not None and targets is not None:
-        raise ValueError("train_student takes stored targets or live teachers, not both")
+    both = live is not None and targets is not None
+    if both and not cfg.distill.control_share > 0.0:
+        raise ValueError("train_student takes stored targets or live teachers; both only mixed, "
+                         "with distill.control_share > 0")  # fmt: skip
     kd = cfg.distill.enabled and (targets is not None or live is not None)
     soft = (
         kd_soft_targets(targets, cfg.distill, train.labels) if targets is not None and kd else None
     )
-    distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy,
-                                      live=live if kd else None)  # fmt: skip
+    distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy, live=live if kd else None,
+                                      live_share=cfg.distill.control_share if both else 1.0)  # fmt: skip
     if init_from is not None:
         start_from(distiller.student, init_from)
     fit_student(distiller, cfg, train, val, soft, run_dir=run_dir, verbose=verbose)

@@ -48,6 +48,16 @@ class SearchData:
     targets: SoftTargets | None
 
 
+def check_search(cfg: SystemConfig) -> None:
+    """The search trains KD students from the stored targets alone: a share of the target taken
+    from a CE control (``distill.control_share``) is refused, before any work, naming the fix."""
+    if cfg.distill.enabled and cfg.distill.control_share > 0:
+        raise ValueError(
+            f"distill.control_share={cfg.distill.control_share}: the width search trains no CE "
+            "control to teach with; search with --set distill.control_share=0"
+        )
+
+
 class StudentHyperModel(kt.HyperModel):
     """The run's student recipe with width in ``widths``; with ``tune_kd`` also T and alpha.
 
@@ -127,6 +137,7 @@ def width_search(
     summary -- also written to ``directory/<project_name>/summary.json`` -- lists every trial's
     mean, standard deviation and single scores.
     """
+    check_search(cfg)
     worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
     scores_file = Path(directory) / project_name / "execution_scores.jsonl"
     hm = StudentHyperModel(cfg, data, widths, tune_kd, scores_file)
