@@ -379,7 +379,9 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
     )
     # Pruning and QAT take the same mixture from the control's outputs on the clean clips.
     zt, zc = rng.normal(0, 2, (4, 1, 10)), rng.normal(0, 2, (4, 1, 10))
-    teachers = SoftTargets(zt.astype(np.float32), tuple("abcd"), {"teachers": ["t"]})
+    teachers = SoftTargets(
+        zt.astype(np.float32), tuple("abcd"), {"teachers": ["t"], "target_source": "recording"}
+    )
     ctrl = SoftTargets(zc.astype(np.float32), tuple("abcd"), {"teachers": ["ce_control"]})
     np.testing.assert_allclose(kd_soft_targets(teachers, small.distill, None, ctrl),
                                0.5 * temper(zt[:, 0], T) + 0.5 * temper(zc[:, 0], T), rtol=1e-5)  # fmt: skip
@@ -399,6 +401,15 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
         check_control_share(no_control)
     with pytest.raises(ValueError, match="live_share"):
         Distiller(_mlp_student(), live_share=-0.1)
+    # results.md says where each share of the target came from.
+    from asc_keras.distill.targets import target_choice
+    from asc_keras.evaluate.report import describe_targets
+
+    assert "control_share" not in target_choice(teachers)
+    said = describe_targets(target_choice(teachers, 0.5))
+    assert said.startswith(
+        "50 % the teachers' output on each clip's whole 10 s recording, 50 % the CE control"
+    )
 
 
 def test_early_stopped_kd_counts_its_share_of_the_students_steps():

@@ -333,10 +333,11 @@ def check_auto_limit(limit: float) -> None:
         raise ValueError(f"distill.auto_label_probability must be in [0, 1], got {limit}")
 
 
-def target_choice(targets: SoftTargets | None) -> dict | None:
-    """{'source': 'recording' or 'clip', 'auto': the evidence when 'auto' chose} of stored
-    targets (results.json's 'soft_targets'); None without targets."""
+def target_choice(targets: SoftTargets | None, control_share: float = 0.0) -> dict | None:
+    """{'source': 'recording' or 'clip', 'auto': the evidence when 'auto' chose, 'control_share'
+    when above 0} of stored targets (results.json's 'soft_targets'); None without targets."""
     if targets is None:
         return None
     auto = targets.meta.get("auto")
-    return {"source": targets.meta.get("target_source"), **({"auto": auto} if auto else {})}
+    return {"source": targets.meta.get("target_source"), **({"auto": auto} if auto else {}),
+            **({"control_share": control_share} if control_share > 0 else {})}  # fmt: skip

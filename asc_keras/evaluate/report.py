@@ -258,11 +258,14 @@ def describe_targets(t: dict | None) -> str:
         return "none"
     where = {"recording": "the teachers' output on each clip's whole 10 s recording",
              "clip": "the teachers' output on each 1 s clip"}.get(t.get("source"), str(t.get("source")))  # fmt: skip
-    a = t.get("auto")
-    if not a or a.get("label_probability") is None:
-        return where
-    return (
-        f"{where} (target_source 'auto': on the {a['recordings']} training recordings the "
-        f"teachers learned from, their ensemble gives the label {a['label_probability']:.2f} on "
-        f"average, {'at least' if a['source'] == 'clip' else 'below'} {a['limit']:.2f})"
-    )
+    a, share = t.get("auto"), t.get("control_share")
+    if a and a.get("label_probability") is not None:
+        where += (
+            f" (target_source 'auto': on the {a['recordings']} training recordings the "
+            f"teachers learned from, their ensemble gives the label {a['label_probability']:.2f} on "
+            f"average, {'at least' if a['source'] == 'clip' else 'below'} {a['limit']:.2f})"
+        )
+    if share:  # the rest of each target: the CE control on the very batch the student saw
+        where = (f"{100 * (1 - share):.0f} % {where}, {100 * share:.0f} % the CE control's output on each "
+                 "augmented batch the student trains on, run live (distill.control_share)")  # fmt: skip
+    return where
