@@ -121,6 +121,7 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work
     assert a["recordings"] + ens["held_out"]["recordings"] == train_recordings
     assert a["limit"] == DistillConfig().auto_label_probability == 0.80
     assert t["source"] == a["source"] == ("clip" if a["label_probability"] >= 0.80 else "recording")
+    assert t["control_share"] == 0.5  # the quick profile: half of each target from the control
     # The truncated clip was left out, named, and the run went on (--skip-bad-audio).
     assert r["skipped_bad_audio"] == {"count": 1, "files": [damaged_tau[1]]}
     b = r["baseline"]["complexity"]
@@ -137,7 +138,8 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
     )
     for label in ("| CE control", "| DCASE baseline", "KD student, trained", "KD student, compressed",
                   "KD student, int8", "Trained to the end?", "The ensemble weighs its teachers",
-                  "The KD student's soft targets: the teachers' output on each"):  # fmt: skip
+                  "The KD student's soft targets: 50 % the teachers' output on each",
+                  "50 % the CE control's output on each augmented batch"):  # fmt: skip
         assert label in md, label
     for png in ("confusion_int8.png", "confusion_float.png", "per_device_accuracy.png",
                 "learning_curves.png", "learning_curves_control.png", "learning_curves_baseline.png"):  # fmt: skip
@@ -344,7 +346,8 @@ def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(tiny_r
     calls = json.loads(tiny_run.with_name("recipe_calls.json").read_text())
     assert calls["fit"] == [[8, 1.0], [8, 0.1]]  # the CE control first (it may co-teach), then KD
     assert calls["build"] == [[8, 42], [8, 42]]  # the run's seed for both
-    assert calls["teaching"] == [[0, 1.0], [0, 1.0]]  # distill.control_share 0: no live teacher
+    # The quick profile's distill.control_share 0.5: the control runs live under the KD student.
+    assert calls["teaching"] == [[0, 1.0], [1, 0.5]]
 
 
 def test_width_search_trains_the_runs_recipe_and_summarises(
@@ -358,7 +361,13 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
     # Two widths x two seeds, each built and trained by the run's functions with its own seed
     # (keras-tuner builds the first model once more to read its search space).
     assert sorted(set(recipe_calls["build"])) == [(8, 42), (8, 43), (12, 42), (12, 43)]
-    assert sorted(w for w, _ in recipe_calls["fit"]) == [8, 8, 12, 12]
+    # Each KD student (alpha 0.1) with its own CE control (alpha 1) live for half its target,
+    # the control trained first by the same recipe, once per width and seed, as run trains it.
+    fits = list(zip(recipe_calls["fit"], recipe_calls["teaching"], strict=True))
+    kd, ce = (0.1, 1, 0.5), (1.0, 0, 1.0)  # (alpha, live teachers, their share)
+    assert sorted(fits) == [
+        ((w, a), (t, share)) for w in (8, 12) for a, t, share in (kd, kd, ce, ce)
+    ]
     s = json.loads((tmp_path / "tune" / "width_search" / "summary.json").read_text())
     assert sorted(t["hyperparameters"]["width"] for t in s["trials"]) == [8, 12]
     for t in s["trials"]:  # two seeds per width; the score is their mean
@@ -367,10 +376,12 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
         )
     best = max(s["trials"], key=lambda t: t["val_accuracy"])
     assert s["best"]["width"] == best["hyperparameters"]["width"] and s["length"]["steps"] == 3
-    # The search has no CE control to teach with: a share of one is refused before any work.
+    # With the teachers' target alone (the report's), no control is trained.
     args[args.index("--out") + 1] = str(tmp_path / "tune2")
-    assert main([*args, "distill.control_share=0.5"]) == 2 and len(recipe_calls["fit"]) == 4
-    assert not (tmp_path / "tune2").exists()
+    args[args.index("--widths") : args.index("--widths") + 3] = ["--widths", "8"]
+    assert main([*args, "distill.control_share=0"]) == 0
+    fits = list(zip(recipe_calls["fit"][8:], recipe_calls["teaching"][8:], strict=True))
+    assert fits == [((8, 0.1), (0, 1.0))] * 2
 
 
 def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_row(tmp_path):
@@ -410,6 +421,8 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert (
         recipe_calls["fit"] == [(8, 1.0), (8, 0.1)] * 2
     )  # CE only, then KD from the CNN; per seed
+    # The quick profile's KD rows take half of each target from the seed's control, run live.
+    assert recipe_calls["teaching"] == [(0, 1.0), (1, 0.5)] * 2
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert set(r["teachers"]) == {"cnn"} and list(r["students"]) == ["ce_only", "kd_cnn"]
     # target_source 'auto' with a limit of 0 takes the teachers' output on each clip, every seed.
@@ -431,15 +444,16 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert (tmp_path / "abl2" / "seed0" / "ce_only" / "final.keras").is_file()
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert list(r["students"]) == ["kd_control"] and len(r["students"]["kd_control"]) == 2
-    # Mixed targets: the seed's control (trained first here) runs live for half of the target.
-    mixed = [
+    # The report's target (the teachers' alone) is a row: no control trained, none live.
+    alone = [
         *fresh[: fresh.index("--out") + 1],
         str(tmp_path / "abl3"),
         *fresh[fresh.index("--seeds") :],
     ]
-    mixed[mixed.index("kd_control")] = "kd_control_share_0.5"
-    assert main(mixed) == 0 and recipe_calls["fit"][8:] == [(8, 1.0), (8, 0.1)]
-    assert recipe_calls["teaching"][8:] == [(0, 1.0), (1, 0.5)]
+    alone[alone.index("kd_control")] = "kd_control_share_0"
+    assert main(alone) == 0 and recipe_calls["fit"][8:] == [(8, 0.1)]
+    assert recipe_calls["teaching"][8:] == [(0, 1.0)]
+    assert not (tmp_path / "abl3" / "seed0" / "ce_only").exists()
 
 
 def _free_port() -> int:

@@ -91,10 +91,9 @@ def _run(args) -> int:
 def _tune(args) -> int:
     from asc_keras.files import folder_lock
     from asc_keras.orchestration.run import prepare_shared
-    from asc_keras.training.tuning import SearchData, check_search
+    from asc_keras.training.tuning import SearchData
 
     cfg = _config(args)
-    check_search(cfg)  # before the data and the teachers
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
     worker = tuner_id not in ("", "chief")
     with folder_lock(args.out, name=tuner_id):  # chief and workers share --out by design
@@ -213,5 +212,6 @@ def add_training_commands(sub) -> None:
                    help="only these student rows (keys as in ablation.json); the rows of the settings the "
                    "report leaves open (kd_alpha_0.5 kd_T1 kd_T4 kd_logits kd_clip_targets "
                    "kd_recording_targets kd_swap_wrong kd_non_target kd_control kd_control_non_target "
-                   "kd_control_live kd_stop_0.5 kd_control_share_0.5) run only when named")  # fmt: skip
+                   "kd_control_live kd_stop_0.5 kd_control_share_0.5 kd_control_share_0) run only "
+                   "when named")  # fmt: skip
     p.set_defaults(func=_ablation)

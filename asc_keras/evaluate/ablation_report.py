@@ -26,6 +26,8 @@ PAIRED = (
      "The stored targets' inconsistency (born-again from the control run live − stored"),
     ("kd_control_share_0.5", "ce_only", "Mixed targets (½ teachers stored, ½ control live − CE only"),
     ("kd_control_share_0.5", "kd_ensemble", "Mixed targets against KD (½ control live − none"),
+    ("kd_ensemble", "kd_control_share_0", "The control's live half (base with it − the teachers' alone"),
+    ("kd_control_share_0", "ce_only", "The teachers' target alone (KD without the control − CE only"),
 )  # fmt: skip
 
 

@@ -97,9 +97,12 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
         StudentRow("kd_stop_0.5", "KD from the ensemble for half the steps, then CE",
                    _distill(kd_stop=0.5), ()),
         # Mixed targets: half the teachers' stored target, half the CE control run live on the
-        # augmented batch -- the teachers' knowledge at half the price of their inconsistency.
+        # augmented batch -- the teachers' knowledge at half the price of their inconsistency --
+        # and the report's target, the teachers' alone (one of the two is the base row's recipe).
         StudentRow("kd_control_share_0.5", "KD, half the target from the control run live",
                    _distill(control_share=0.5), ()),
+        StudentRow("kd_control_share_0", "KD, the teachers' target alone (the report's)",
+                   _distill(control_share=0.0), ()),
     ]  # fmt: skip
     return rows
 
@@ -119,6 +122,7 @@ SETTING_ROWS = (
     "kd_control_live",
     "kd_stop_0.5",
     "kd_control_share_0.5",
+    "kd_control_share_0",
 )
 
 

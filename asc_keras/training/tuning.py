@@ -48,16 +48,6 @@ class SearchData:
     targets: SoftTargets | None
 
 
-def check_search(cfg: SystemConfig) -> None:
-    """The search trains KD students from the stored targets alone: a share of the target taken
-    from a CE control (``distill.control_share``) is refused, before any work, naming the fix."""
-    if cfg.distill.enabled and cfg.distill.control_share > 0:
-        raise ValueError(
-            f"distill.control_share={cfg.distill.control_share}: the width search trains no CE "
-            "control to teach with; search with --set distill.control_share=0"
-        )
-
-
 class StudentHyperModel(kt.HyperModel):
     """The run's student recipe with width in ``widths``; with ``tune_kd`` also T and alpha.
 
@@ -78,6 +68,7 @@ class StudentHyperModel(kt.HyperModel):
         self.cfg, self.data, self.widths, self.tune_kd = cfg, data, tuple(widths), tune_kd
         self.scores_file = scores_file
         self._builds: dict[str, int] = {}  # executions built so far per trial: their seeds
+        self._controls: dict[tuple[int, int], object] = {}  # (width, seed): its trained CE control
 
     def trial_config(self, hp, execution: int = 0) -> SystemConfig:
         """The system's configuration with the trial's width (and T, alpha) and seed."""
@@ -95,10 +86,24 @@ class StudentHyperModel(kt.HyperModel):
         execution = self._builds.get(key, 0)
         self._builds[key] = execution + 1
         cfg = self.trial_config(hp, execution)
+        kd, share = self.data.targets is not None, cfg.distill.control_share
+        live = [self.control(cfg)] if kd and share > 0 else None  # as run: the control co-teaches
         keras.utils.set_random_seed(cfg.seed)
-        model = build_student_trainer(cfg, len(self.data.train), kd=self.data.targets is not None)
+        model = build_student_trainer(cfg, len(self.data.train), kd=kd, live=live,
+                                      live_share=share if live else 1.0)  # fmt: skip
         model._trial_seed = cfg.seed  # the fit below trains with the same seed
         return model
+
+    def control(self, cfg: SystemConfig):
+        """The trial's CE control (its width and seed), trained once by the same recipe, for
+        ``distill.control_share`` of its KD student's target, as ``run`` trains it first."""
+        key = (cfg.student_width, cfg.seed)
+        if key not in self._controls:
+            keras.utils.set_random_seed(cfg.seed)
+            control = build_student_trainer(cfg, len(self.data.train), kd=False)
+            fit_student(control, cfg, self.data.train, None, None, run_dir=None, verbose=0)
+            self._controls[key] = control.student
+        return self._controls[key]
 
     def fit(self, hp, model, *args, **kwargs):
         cfg = dataclasses.replace(self.trial_config(hp), seed=model._trial_seed)
@@ -137,7 +142,6 @@ def width_search(
     summary -- also written to ``directory/<project_name>/summary.json`` -- lists every trial's
     mean, standard deviation and single scores.
     """
-    check_search(cfg)
     worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
     scores_file = Path(directory) / project_name / "execution_scores.jsonl"
     hm = StudentHyperModel(cfg, data, widths, tune_kd, scores_file)
