@@ -401,8 +401,11 @@ def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_ro
     del result["students"]["kd_control"]
     md = write_ablation_md(result, tmp_path / "b.md").read_text()
     assert "Distillation gain" in md and "CE control" not in md and "Mixed targets" not in md
+    assert "run live on each augmented batch" not in md  # the report's target: no control share
     result["students"]["kd_control_share_0.5"] = [0.34, 0.36]
+    result["control_share"] = 0.5
     md = write_ablation_md(result, tmp_path / "c.md").read_text()
+    assert "The KD rows learn 50 % of each target from the teachers' stored targets and 50 %" in md
     assert (
         "½ control live − CE only, paired by seed): +4.0 ± 0.0 points (per seed: +4.0, +4.0)" in md
     )

@@ -214,7 +214,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     """The Distiller under MirroredStrategy (two logical CPUs, one batch split in two) trains as on
     one device: the same weights and logged losses (plain SGD, so a gradient summed over the
     replicas instead of averaged would show; a BatchNorm-free student, since each replica's
-    BatchNorm sees only its half of the batch)."""
+    BatchNorm sees only its half of the batch) -- with half of each target from a live teacher
+    made outside the strategy's scope, as the run's CE control is (distill.control_share)."""
     script = tmp_path / "mirrored.py"
     script.write_text(
         textwrap.dedent("""
@@ -229,6 +230,11 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         x = rng.normal(size=(32, 28, 16, 1)).astype("float32")
         y = np.eye(10, dtype="float32")[rng.integers(0, 10, 32)]
         s = rng.dirichlet(np.ones(10), 32).astype("float32")
+        keras.utils.set_random_seed(1)  # a live co-teacher built outside any scope, as run loads its control
+        teacher = keras.Sequential([
+            keras.Input((28, 16, 1)), keras.layers.Conv2D(3, 3, strides=2),
+            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, name="logits"),
+            keras.layers.Softmax()])
         out = {}
         for name in ("default", "mirrored"):
             strategy = get_strategy(name)
@@ -238,7 +244,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                     keras.Input((28, 16, 1)), keras.layers.Conv2D(4, 3, strides=2),
                     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, name="logits"),
                     keras.layers.Softmax()])
-                d = Distiller(student, alpha=0.5, temperature=2.0)
+                d = Distiller(student, teachers=[teacher], alpha=0.5, temperature=2.0, live_share=0.5)
                 d.compile(keras.optimizers.SGD(0.5), metrics=["accuracy"])
             ds = tf.data.Dataset.from_tensor_slices((x, (y, s))).batch(16)
             h = d.fit(ds, epochs=3, verbose=0)

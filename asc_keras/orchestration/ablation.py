@@ -153,7 +153,8 @@ def run_ablation(cfg: SystemConfig, place, *, seeds=(0, 1, 2), rows: list[str] |
     chosen = select_rows(cfg, rows)
     result: dict = {"teachers": {}, "students": {}, "students_recordings": {},
                     "labels": {r.key: r.label for r in chosen}, "seeds": list(seeds),
-                    "system": cfg.system, "profile": cfg.profile}  # fmt: skip
+                    "system": cfg.system, "profile": cfg.profile,
+                    "control_share": cfg.distill.control_share}  # fmt: skip
     with folder_lock(place.out):
         for seed in seeds:
             _ablate_seed(dataclasses.replace(cfg, seed=int(seed)), place, chosen, result, log)
