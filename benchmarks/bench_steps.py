@@ -2,8 +2,9 @@
 
     python benchmarks/bench_steps.py [--profile quick] [--steps 40]
 
-Each model is built as the run builds it (the student and the CE control in their Distiller, each
-teacher with its own view, the DCASE baseline on its own features) and trained on one random
+Each model is built as the run builds it (the CE control and the KD student in their Distiller, the
+control running live under the student with ``distill.control_share``, each teacher with its own
+view, the DCASE baseline on its own features) and trained on one random
 batch of its shapes and size: 1 s clips for the students, whole 10 s recordings (or the view's
 windows) for the teachers.  After tracing, the median time between consecutive optimiser steps
 is kept.  Multiplied by the profile's steps, it gives the seconds of optimiser steps each stage
@@ -63,9 +64,17 @@ def _models(cfg):
     clip = (cfg.features.n_frames(), cfg.features.n_mels)
     # The clip count (the built-in set's 2,800) and the schedules' lengths below set only the
     # learning rate's curve, not what one step costs.
-    student = build_student_trainer(cfg, 2800, kd=True)
-    runs = 2 if c.ce_control else 1  # the CE control is the same model, trained alike
-    yield "student (and the CE control)", student, clip, o.batch_size, True, o.steps, runs
+    control = build_student_trainer(cfg, 2800, kd=False)
+    if c.ce_control:  # the same model, trained first with CE only
+        yield "CE control", control, clip, o.batch_size, False, o.steps, 1
+    # With distill.control_share the control runs forward on each of the KD student's batches.
+    share = cfg.distill.control_share if c.ce_control else 0.0
+    live = [control.student] if share > 0 else None
+    student = build_student_trainer(
+        cfg, 2800, kd=True, live=live, live_share=share if live else 1.0
+    )
+    label = "KD student, control live" if live else "KD student"
+    yield label, student, clip, o.batch_size, True, o.steps, 1
     for name in t.names:
         view = t.view(name)
         model = build_teacher(name, view, o.bn_momentum)
