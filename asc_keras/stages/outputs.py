@@ -56,8 +56,8 @@ def student_stage(
     from asc_keras.training.student import train_student
 
     files, inputs = place.files, student_inputs(cfg, place, prep, stage)
-    if control is not None:  # a retrained control redoes the student it teaches
-        inputs["control"] = content_hash(runner.recorded("control"))
+    if control is not None:  # a retrained control (its file's bytes) redoes the student it teaches
+        inputs["control"] = file_identity(files.model("control"))["sha256"]
     if runner.done(stage, inputs, files.model(stage)):
         return _load(files.model(stage))
     runner.start(stage, inputs, scratch=files.training(stage))
