@@ -374,6 +374,8 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
     expected = distillation_loss(hard, 0.5 * stored + 0.5 * live, d(x), alpha, T)
     got = float(d.compute_loss(x, (hard, stored), d(x)))
     assert got == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    as64 = float(d.compute_loss(x, (hard, stored.astype(np.float64)), d(x)))  # NumPy's default
+    assert as64 == pytest.approx(got, rel=1e-6)
     assert got != pytest.approx(
         float(np.mean(distillation_loss(hard, stored, d(x), alpha, T))), rel=1e-3
     )

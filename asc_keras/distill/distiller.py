@@ -109,8 +109,8 @@ class Distiller(keras.Model):
             )
             # A mixture of two distributions is one; the live part is of the very view (masks,
             # mixup) the student is trained on, the stored part of the clean clip or recording.
-            s = self.live_share
-            soft = live if soft is None else (1.0 - s) * soft + s * live
+            s = self.live_share  # (stored targets may come as float64 from NumPy: cast)
+            soft = live if soft is None else (1.0 - s) * keras.ops.cast(soft, live.dtype) + s * live
         return hard, soft
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
