@@ -19,6 +19,7 @@ from asc_keras.distill.losses import (
     KD_PARTS,
     distillation_terms,
     ensemble_soft_targets,
+    mixed_targets,
 )
 from asc_keras.models.common import logits_model
 
@@ -107,10 +108,10 @@ class Distiller(keras.Model):
             live = keras.ops.stop_gradient(
                 ensemble_soft_targets(z, self.temperature, self.ensemble)
             )
-            # A mixture of two distributions is one; the live part is of the very view (masks,
-            # mixup) the student is trained on, the stored part of the clean clip or recording.
-            s = self.live_share  # (stored targets may come as float64 from NumPy: cast)
-            soft = live if soft is None else (1.0 - s) * keras.ops.cast(soft, live.dtype) + s * live
+            # The live part is of the very view (masks, mixup) the student is trained on, the
+            # stored part of the clean clip or recording (which may come as NumPy's float64).
+            stored = None if soft is None else keras.ops.cast(soft, live.dtype)
+            soft = live if stored is None else mixed_targets(stored, live, self.live_share)
         return hard, soft
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

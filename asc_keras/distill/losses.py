@@ -48,6 +48,14 @@ def ensemble_soft_targets(
     return tf.reduce_sum(w * tf.nn.softmax(z / temperature, axis=-1), axis=1)
 
 
+def mixed_targets(stored, live, share: float):
+    """``(1 - share) * stored + share * live``: two (N, C) distributions of the same clips mixed
+    (``distill.control_share``); a mixture of distributions is one, so it is a KD target as is.
+    NumPy arrays or tensors of one dtype; the Distiller's live half, ``kd_soft_targets``' stored
+    stand-in for pruning and QAT."""
+    return (1.0 - share) * stored + share * live
+
+
 def distillation_terms(hard, soft, logits, temperature: float, part: str = "whole"):
     """Per-example (CE(hard, softmax(z)), T^2 * KL(soft || softmax(z / T))); KD is 0 without ``soft``.
 

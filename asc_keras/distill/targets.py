@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import N_CLASSES, DistillConfig
-from asc_keras.distill.losses import ENSEMBLE_MODES, ensemble_soft_targets
+from asc_keras.distill.losses import ENSEMBLE_MODES, ensemble_soft_targets, mixed_targets
 from asc_keras.files import atomic_path, write_text
 
 TARGET_KINDS = ("recording", "clip")  # what a stored target is the teachers' output on
@@ -291,10 +291,8 @@ def kd_soft_targets(
             raise ValueError("distill.swap_wrong needs the labels of the targets' clips")
         soft = swap_to_label(soft, labels)
     if control is not None and distill.control_share > 0.0:
-        share = distill.control_share  # a mixture of two distributions is one
-        soft = (1.0 - share) * soft + share * control.distribution(
-            distill.temperature, "probabilities"
-        )
+        live = control.distribution(distill.temperature, "probabilities")
+        soft = mixed_targets(soft, live, distill.control_share)
     return soft
 
 
