@@ -1,10 +1,9 @@
 """System configuration: every number of the report lives here, with its source.
 
-One frozen dataclass per concern, nested in :class:`SystemConfig`.  YAML files
-(``asc_keras/configs/systems/*.yaml`` and ``asc_keras/configs/profiles/*.yaml``) hold the
-per-system and per-profile values; :func:`asc_keras.presets.system_config` merges them into a
-``SystemConfig``.  Defaults below are the report's values (section cited) or,
-where the report is silent, the choice documented beside the field.
+One frozen dataclass per concern, nested in :class:`SystemConfig`.  YAML files (``asc_keras/presets/
+systems/*.yaml``, ``.../profiles/*.yaml``) hold the per-system and per-profile values, merged into a
+``SystemConfig`` by :func:`asc_keras.presets.system_config`.  Defaults below are the report's values
+(section cited) or, where the report is silent, the choice documented beside the field.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ REPORT_HOP = 512  # sec. 2.1 "frame-shift ... 512-samples"
 REPORT_N_FRAMES_1S = 28  # sec. 2.1 "divided into 28 frames" (no centring: 1 + (16000-2048)//512)
 REPORT_N_MELS = 256  # sec. 2.1 "256-bit Mel filter bank", features (N, 28, 256)
 REPORT_EPOCHS = 800  # sec. 4.2 "maximum 800 epochs"
-# sec. 4.2 "for the first 300 epochs the learning rate is exponentially increased"
-REPORT_WARMUP_EPOCHS = 300
+REPORT_WARMUP_EPOCHS = 300  # sec. 4.2 "for the first 300 epochs ... exponentially increased"
 REPORT_PEAK_LR = 1e-3  # sec. 4.2 "... increased to 0.001"
 REPORT_FINAL_LR = 1e-5  # sec. 4.2 "linear decrease to 1e-5 until epoch 800"
 REPORT_WEIGHT_DECAY = 1e-3  # sec. 4.2 "Adam with a weight decay of 0.001"
@@ -41,6 +39,7 @@ N_CLASSES = len(SCENE_CLASSES)  # the scenes above: the official order of DCASE 
 
 ENSEMBLE_MODES = ("probabilities", "logits")  # how teachers combine (asc_keras.distill.losses)
 KD_PARTS = ("whole", "non_target")  # distill.losses.distillation_terms
+SHARE_RULES = ("fixed", "confidence")  # DistillConfig.control_share_by (losses.mixed_targets)
 STRATEGIES = ("default", "mirrored", "multiworker")  # tf.distribute (training.loop.get_strategy)
 TEACHER_ARCHITECTURES = ("mobilenetv2", "cnn", "bcresnet")  # asc_keras.models.teachers.TEACHERS
 TEACHER_POOLINGS = ("mean", "max+mean", "bands")  # TeacherConfig.pooling (models.teacher_parts)
@@ -150,8 +149,8 @@ class DistillConfig:
     """Knowledge distillation (report sec. 3); alpha and T are not given in the report."""
 
     enabled: bool = True
-    # loss = alpha*CE(hard) + (1-alpha)*T^2*KL(teacher_T || student_T).  CP-JKU's 0.02*CE + 0.98*
-    # T^2*KL_mean-over-classes is alpha ~0.17 with a summed KL; we take 0.1, T 2 (docs/sources.md).
+    # loss = alpha*CE(hard) + (1-alpha)*T^2*KL(teacher_T || student_T); CP-JKU's 0.02*CE + 0.98*T^2*
+    # KL_mean-over-classes is alpha ~0.17 with a summed KL; we take 0.1, T 2 (docs/sources.md).
     alpha: float = 0.1
     temperature: float = 2.0
     ensemble: Literal[ENSEMBLE_MODES] = "probabilities"  # what the teachers average
@@ -163,8 +162,10 @@ class DistillConfig:
     kd_part: Literal[KD_PARTS] = "whole"  # 'non_target': decoupled KD's NCKD (distill.losses)
     kd_stop: float = 1.0  # steps with KD (share), then labels (early-stopped KD; distiller)
     # The target's share taken from the CE control run live on each augmented batch (the rest: the
-    # teachers' stored target); 0: the report's KD.  docs/probe-sets.md, "Mixed targets".
+    # teachers' stored target); 0: the report's KD; 'confidence': per example, scaled by who puts
+    # more on the label (CA-MKD; distill.losses.mixed_targets).  docs/probe-sets.md, "Mixed targets".
     control_share: float = 0.0
+    control_share_by: Literal[SHARE_RULES] = "fixed"
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,5 @@ def _from_dict(cls, d: Mapping[str, Any]):
     return cls(**kwargs)
 
 
-# The nested sections of SystemConfig, by field name.
 _NESTED = {f.name: f.default_factory for f in dataclasses.fields(SystemConfig)
-           if f.default_factory is not dataclasses.MISSING}  # fmt: skip
+           if f.default_factory is not dataclasses.MISSING}  # SystemConfig's sections  # fmt: skip

@@ -22,7 +22,7 @@ def install(patch, calls: dict) -> dict:
 
     calls.setdefault("build", [])
     calls.setdefault("fit", [])
-    calls.setdefault("teaching", [])  # (live teachers, their share of the target) per fit
+    calls.setdefault("teaching", [])  # (live teachers, their share of the target, how set) per fit
     build, fit = student.build_student_trainer, student.fit_student
 
     def spy_build(cfg, *a, **k):
@@ -31,7 +31,9 @@ def install(patch, calls: dict) -> dict:
 
     def spy_fit(distiller, cfg, *a, **k):
         calls["fit"].append((cfg.student_width, distiller.alpha))
-        calls["teaching"].append((len(distiller.teachers), distiller.live_share))
+        calls["teaching"].append(
+            (len(distiller.teachers), distiller.live_share, distiller.share_by)
+        )
         return fit(distiller, cfg, *a, **k)
 
     for module in (student, tuning):

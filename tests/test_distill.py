@@ -414,6 +414,86 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
     )
 
 
+def test_a_share_by_confidence_weighs_each_example_by_who_gives_its_label_more():
+    """distill.control_share_by 'confidence': per example g = s*b / ((1-s)*a + s*b) with a, b the
+    teachers' and the control's probability of the (mixed) label (CA-MKD's weights at s = 1/2)."""
+    import dataclasses
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.distill.losses import mixed_targets
+    from asc_keras.distill.targets import target_choice
+    from asc_keras.evaluate.report import describe_targets
+    from asc_keras.orchestration.ablation import select_rows
+    from asc_keras.training.student import build_student_trainer
+
+    cfg = SystemConfig()
+    assert cfg.distill.control_share_by == "fixed"  # a fixed share unless asked
+    row = select_rows(cfg, ["kd_control_confidence"])[0]
+    d_row = row.change(cfg).distill
+    assert (row.teachers, d_row.control_share, d_row.control_share_by) == ((), 0.5, "confidence")
+    fixed = select_rows(dataclasses.replace(cfg, distill=d_row), ["kd_control_share_0.5"])[0]
+    assert fixed.change(cfg).distill.control_share_by == "fixed"  # whatever the profile's rule
+    # Worked by hand: the teachers give label 0 0.6, the control 0.2 -> g = 0.1 / (0.3 + 0.1).
+    stored = np.array([[0.6, 0.4], [0.5, 0.5], [0.0, 1.0]])
+    live = np.array([[0.2, 0.8], [0.5, 0.5], [0.0, 1.0]])
+    hard = np.array([[1.0, 0.0], [0.3, 0.7], [1.0, 0.0]])  # the second a mixup label
+    got = np.asarray(mixed_targets(stored, live, 0.5, hard))
+    np.testing.assert_allclose(got[0], 0.75 * stored[0] + 0.25 * live[0], rtol=1e-6)
+    np.testing.assert_allclose(got[1], 0.5 * stored[1] + 0.5 * live[1], rtol=1e-6)  # a tie
+    np.testing.assert_allclose(got[2], stored[2], rtol=1e-6)  # neither gives the label anything
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)  # still a distribution
+    np.testing.assert_allclose(np.asarray(mixed_targets(stored, live, 0.0, hard)), stored)
+    np.testing.assert_allclose(np.asarray(mixed_targets(stored, live, 1.0, hard)), live)
+    # 0.3 prior: g = 0.3 * 0.2 / (0.7 * 0.6 + 0.3 * 0.2) on the first example.
+    g = 0.06 / (0.42 + 0.06)
+    np.testing.assert_allclose(np.asarray(mixed_targets(stored, live, 0.3, hard))[0],
+                               (1 - g) * stored[0] + g * live[0], rtol=1e-6)  # fmt: skip
+    # The Distiller's loss on a batch: the control run live, the share per example.
+    small = dataclasses.replace(row.change(cfg), student_width=8)
+    T, alpha = small.distill.temperature, small.distill.alpha
+    control = build_student_trainer(small, 64, kd=False).student
+    d = build_student_trainer(small, 64, kd=True, live=[control], live_share=0.5,
+                              share_by="confidence")  # fmt: skip
+    assert d.share_by == "confidence" and d.get_config()["share_by"] == "confidence"
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(4, 28, 256, 1)).astype(np.float32)
+    hard = np.eye(10, dtype=np.float32)[[0, 4, 4, 8]]
+    stored = temper(rng.normal(0, 2, (4, 10)), T).astype(np.float32)
+    live = temper(np.asarray(logits_model(control)(x)), T)
+    a, b = (stored * hard).sum(1, keepdims=True), (live * hard).sum(1, keepdims=True)
+    g = b / (a + b)
+    assert not np.allclose(g, 0.5, atol=0.05)  # the case tested is not the fixed half
+    expected = distillation_loss(hard, (1 - g) * stored + g * live, d(x), alpha, T)
+    got = float(d.compute_loss(x, (hard, stored), d(x)))
+    assert got == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    fixed_half = distillation_loss(hard, 0.5 * stored + 0.5 * live, d(x), alpha, T)
+    assert got != pytest.approx(float(np.mean(fixed_half)), rel=1e-4)
+    with pytest.raises(ValueError, match="unknown share_by 'sure'"):
+        Distiller(_mlp_student(), share_by="sure")
+    # Pruning and QAT: the same rule on the control's outputs on the clean clips, by their labels.
+    zt, zc = rng.normal(0, 2, (4, 1, 10)), rng.normal(0, 2, (4, 1, 10))
+    teachers = SoftTargets(
+        zt.astype(np.float32), tuple("abcd"), {"teachers": ["t"], "target_source": "clip"}
+    )
+    ctrl = SoftTargets(zc.astype(np.float32), tuple("abcd"), {"teachers": ["ce_control"]})
+    labels = np.array([0, 4, 4, 8])
+    pt, pc = temper(zt[:, 0], T), temper(zc[:, 0], T)
+    a, b = pt[np.arange(4), labels][:, None], pc[np.arange(4), labels][:, None]
+    g = b / (a + b)
+    np.testing.assert_allclose(kd_soft_targets(teachers, small.distill, labels, ctrl),
+                               (1 - g) * pt + g * pc, rtol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="control_share_by='confidence' needs the targets' labels"):
+        kd_soft_targets(teachers, small.distill, None, ctrl)
+    # results.md says how the share was set.
+    said = describe_targets(target_choice(teachers, 0.5, "confidence"))
+    assert said.startswith(
+        "the teachers' output on each 1 s clip and the CE control's output on each"
+    )
+    assert (
+        "mixed per example: the control's share 0.5 scaled by how much each gives the label" in said
+    )
+
+
 def test_early_stopped_kd_counts_its_share_of_the_students_steps():
     import dataclasses
 

@@ -7,13 +7,15 @@ tf_keras pruning/QAT loss.  Targets come either from the data -- ``y = (hard, so
 ``soft`` is the teacher ensemble's distribution at temperature T (with mixup, the mixed
 distribution) -- or from live ``teacher`` models run on each batch (``y = hard``), combined by
 the same definition (:func:`~asc_keras.distill.losses.ensemble_soft_targets`), so stored and
-live targets are equal -- or from both, mixed ``(1 - live_share) * stored + live_share * live``.
-``y = hard`` with no teacher trains with CE only.
+live targets are equal -- or from both, mixed ``(1 - live_share) * stored + live_share * live``
+(``share_by`` 'confidence': that share set per example by who gives the label more,
+:func:`~asc_keras.distill.losses.mixed_targets`).  ``y = hard`` with no teacher trains with CE only.
 """
 
 from __future__ import annotations
 
 from asc_keras._runtime import keras, tf
+from asc_keras.config import SHARE_RULES
 from asc_keras.distill.losses import (
     ENSEMBLE_MODES,
     KD_PARTS,
@@ -38,6 +40,8 @@ class Distiller(keras.Model):
         teachers: optional live teacher model or list of them, run on each (augmented) batch.
         live_share: where the data carries stored soft targets too, the live teachers' share of
             the target (the rest: the stored one); without stored targets the live ones are used.
+        share_by: 'fixed' (``live_share`` on every example) or 'confidence' (``live_share`` scaled
+            per example by each side's probability of the label: ``distill.losses.mixed_targets``).
         alpha: weight of the hard-label CE term; 1.0 is plain CE training.
         temperature: T of the distillation term.
         ensemble: how live teachers combine, 'probabilities' (mean of each teacher's softmax at T)
@@ -58,6 +62,7 @@ class Distiller(keras.Model):
         kd_part: str = "whole",
         kd_steps: int | None = None,
         live_share: float = 1.0,
+        share_by: str = "fixed",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -75,6 +80,9 @@ class Distiller(keras.Model):
         if not 0.0 <= live_share <= 1.0:
             raise ValueError(f"live_share must be in [0, 1], got {live_share}")
         self.live_share = float(live_share)
+        if share_by not in SHARE_RULES:
+            raise ValueError(f"unknown share_by {share_by!r}; use one of {SHARE_RULES}")
+        self.share_by = share_by
         self.student = student
         if teachers is not None and not isinstance(teachers, (list, tuple)):
             teachers = [teachers]
@@ -111,7 +119,11 @@ class Distiller(keras.Model):
             # The live part is of the very view (masks, mixup) the student is trained on, the
             # stored part of the clean clip or recording (which may come as NumPy's float64).
             stored = None if soft is None else keras.ops.cast(soft, live.dtype)
-            soft = live if stored is None else mixed_targets(stored, live, self.live_share)
+            by_label = hard if self.share_by == "confidence" else None  # the share per example
+            if stored is not None:
+                soft = mixed_targets(stored, live, self.live_share, by_label)
+            else:
+                soft = live
         return hard, soft
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -164,6 +176,7 @@ class Distiller(keras.Model):
             "kd_part": self.kd_part,
             "kd_steps": self.kd_steps,
             "live_share": self.live_share,
+            "share_by": self.share_by,
         }
 
     @classmethod

@@ -48,12 +48,34 @@ def ensemble_soft_targets(
     return tf.reduce_sum(w * tf.nn.softmax(z / temperature, axis=-1), axis=1)
 
 
-def mixed_targets(stored, live, share: float):
-    """``(1 - share) * stored + share * live``: two (N, C) distributions of the same clips mixed
-    (``distill.control_share``); a mixture of distributions is one, so it is a KD target as is.
-    NumPy arrays or tensors of one dtype; the Distiller's live half, ``kd_soft_targets``' stored
-    stand-in for pruning and QAT."""
-    return (1.0 - share) * stored + share * live
+def mixed_targets(stored, live, share: float, hard=None):
+    """The KD target from two (N, C) distributions of the same clips at T: the teachers' ``stored``
+    one and the CE control's ``live`` one, ``share`` of it the control's (``distill.control_share``).
+
+    Fixed share (``hard`` None): ``(1 - s) * stored + s * live``.
+
+    By confidence (``hard``: (N, C) one-hot or mixed labels; ``distill.control_share_by``): each
+    example's share is the prior ``s`` scaled by how much each source puts on the label,
+
+        g = s * b / ((1 - s) * a + s * b),   a = <stored, hard>,  b = <live, hard>,
+
+    and the target ``(1 - g) * stored + g * live``.  Why: a source that gives the label little on
+    an example (the teachers on a view they never saw, the control where it cannot hear an event)
+    should teach little there.  At s = 1/2 these are the sample-wise teacher weights of CA-MKD
+    (Zhang, Chen & Wang, 2022: w_k = (1 - softmax_k(CE_k)) / (K - 1) over the teachers' label
+    cross-entropies CE_k = -log p_k[y]) for two teachers, p_k[y] / (p_1[y] + p_2[y]); here read at
+    the targets' own T.  Where neither source gives the label anything, g = s.  A mixture of
+    distributions is one, so the result is a KD target as it is.  NumPy arrays or tensors; the
+    Distiller's live half and ``kd_soft_targets``' stored stand-in for pruning and QAT.
+    """
+    if hard is None:
+        return (1.0 - share) * stored + share * live
+    live = tf.convert_to_tensor(live)
+    stored, hard = tf.cast(stored, live.dtype), tf.cast(hard, live.dtype)
+    a = (1.0 - share) * tf.reduce_sum(stored * hard, axis=-1, keepdims=True)
+    b = share * tf.reduce_sum(live * hard, axis=-1, keepdims=True)
+    g = (b + share * _EPS) / (a + b + _EPS)  # -> s where a = b = 0
+    return (1.0 - g) * stored + g * live
 
 
 def distillation_terms(hard, soft, logits, temperature: float, part: str = "whole"):

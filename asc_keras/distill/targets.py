@@ -280,10 +280,11 @@ def kd_soft_targets(
 
     The one place the configured temperature and ensemble mode meet the teachers' outputs; the
     student's side of the same loss takes its T from the same ``distill`` (Distiller, QAT loss).
-    ``labels``: (items,) the clips' classes, needed for ``swap_wrong``.  ``control``: the CE
-    control's logits on the same clips; ``distill.control_share`` of the target is then its
-    distribution (the stored stand-in, for pruning and QAT, of the control the student's training
-    runs live on each augmented batch).
+    ``labels``: (items,) the clips' classes, needed for ``swap_wrong`` and for a control share set
+    by confidence.  ``control``: the CE control's logits on the same clips; ``distill.control_share``
+    of the target is then its distribution (on every clip, or per clip by confidence:
+    ``distill.control_share_by``) -- the stored stand-in, for pruning and QAT, of the control the
+    student's training runs live on each augmented batch.
     """
     soft = targets.distribution(distill.temperature, distill.ensemble)
     if distill.swap_wrong:
@@ -292,7 +293,12 @@ def kd_soft_targets(
         soft = swap_to_label(soft, labels)
     if control is not None and distill.control_share > 0.0:
         live = control.distribution(distill.temperature, "probabilities")
-        soft = mixed_targets(soft, live, distill.control_share)
+        by_label = None  # a fixed share; by confidence, each clip's one-hot label
+        if distill.control_share_by == "confidence":
+            if labels is None or len(labels) != len(soft):
+                raise ValueError("distill.control_share_by='confidence' needs the targets' labels")
+            by_label = np.eye(soft.shape[-1], dtype=soft.dtype)[labels]
+        soft = np.asarray(mixed_targets(soft, live, distill.control_share, by_label), soft.dtype)
     return soft
 
 
@@ -331,11 +337,14 @@ def check_auto_limit(limit: float) -> None:
         raise ValueError(f"distill.auto_label_probability must be in [0, 1], got {limit}")
 
 
-def target_choice(targets: SoftTargets | None, control_share: float = 0.0) -> dict | None:
-    """{'source': 'recording' or 'clip', 'auto': the evidence when 'auto' chose, 'control_share'
-    when above 0} of stored targets (results.json's 'soft_targets'); None without targets."""
+def target_choice(
+    targets: SoftTargets | None, control_share: float = 0.0, share_by: str = "fixed"
+) -> dict | None:
+    """{'source': 'recording' or 'clip', 'auto': the evidence when 'auto' chose, 'control_share(_by)'
+    when the share is above 0} of stored targets (results.json's 'soft_targets'); None without."""
     if targets is None:
         return None
     auto = targets.meta.get("auto")
+    shared = {"control_share": control_share, "control_share_by": share_by}
     return {"source": targets.meta.get("target_source"), **({"auto": auto} if auto else {}),
-            **({"control_share": control_share} if control_share > 0 else {})}  # fmt: skip
+            **(shared if control_share > 0 else {})}  # fmt: skip

@@ -25,8 +25,11 @@ PAIRED = (
     ("kd_control_live", "kd_control",
      "The stored targets' inconsistency (born-again from the control run live − stored"),
     ("kd_control_share_0.5", "ce_only", "Mixed targets (½ teachers stored, ½ control live − CE only"),
-    ("kd_control_share_0.5", "kd_ensemble", "Mixed targets against KD (½ control live − none"),
-    ("kd_ensemble", "kd_control_share_0", "The control's live half (base with it − the teachers' alone"),
+    ("kd_control_share_0.5", "kd_ensemble", "A fixed half against the base row (½ control live − base"),
+    ("kd_control_confidence", "ce_only", "Shares by confidence (per example, CA-MKD − CE only"),
+    ("kd_control_confidence", "kd_control_share_0.5",
+     "Shares by confidence against a fixed half (per example − ½ on every one"),
+    ("kd_ensemble", "kd_control_share_0", "The control's live part (base with it − the teachers' alone"),
     ("kd_control_share_0", "ce_only", "The teachers' target alone (KD without the control − CE only"),
 )  # fmt: skip
 
@@ -50,9 +53,17 @@ def _base_line(result: dict) -> list[str]:
     share = result.get("control_share") or 0.0
     if not share:
         return []
-    return [f"The KD rows learn {100 * (1 - share):.0f} % of each target from the teachers' stored "
-            f"targets and {100 * share:.0f} % from the seed's CE control (row ce_only) run live on each "
-            "augmented batch (distill.control_share); kd_control_share_0 is the teachers' alone.", ""]  # fmt: skip
+    if result.get("control_share_by") == "confidence":
+        how = (f"a share of each target set per example by confidence (a prior {share:g}, scaled by "
+               "how much each side gives the label: distill.control_share_by) from the seed's CE "
+               "control (row ce_only) run live on each augmented batch, the rest from the teachers' "
+               "stored targets")  # fmt: skip
+    else:
+        how = (f"{100 * (1 - share):.0f} % of each target from the teachers' stored targets and "
+               f"{100 * share:.0f} % from the seed's CE control (row ce_only) run live on each "
+               "augmented batch")  # fmt: skip
+    return [f"The KD rows learn {how} (distill.control_share); kd_control_share_0 is the teachers' "
+            "alone.", ""]  # fmt: skip
 
 
 def write_ablation_md(result: dict, path: Path) -> Path:

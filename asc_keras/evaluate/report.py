@@ -265,7 +265,12 @@ def describe_targets(t: dict | None) -> str:
             f"teachers learned from, their ensemble gives the label {a['label_probability']:.2f} on "
             f"average, {'at least' if a['source'] == 'clip' else 'below'} {a['limit']:.2f})"
         )
-    if share:  # the rest of each target: the CE control on the very batch the student saw
-        where = (f"{100 * (1 - share):.0f} % {where}, {100 * share:.0f} % the CE control's output on each "
-                 "augmented batch the student trains on, run live (distill.control_share)")  # fmt: skip
+    live = "the CE control's output on each augmented batch the student trains on, run live"
+    if share and t.get("control_share_by") == "confidence":  # per example, by the label's share
+        where = (f"{where} and {live}, mixed per example: the control's share {share:g} scaled by how "
+                 "much each gives the label, s·p_control[label] / ((1 − s)·p_teachers[label] + "
+                 "s·p_control[label]) (distill.control_share, control_share_by 'confidence')")  # fmt: skip
+    elif share:  # the rest of each target: the CE control on the very batch the student saw
+        where = (f"{100 * (1 - share):.0f} % {where}, {100 * share:.0f} % {live} "
+                 "(distill.control_share)")  # fmt: skip
     return where

@@ -100,7 +100,10 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
         # augmented batch -- the teachers' knowledge at half the price of their inconsistency --
         # and the report's target, the teachers' alone (one of the two is the base row's recipe).
         StudentRow("kd_control_share_0.5", "KD, half the target from the control run live",
-                   _distill(control_share=0.5), ()),
+                   _distill(control_share=0.5, control_share_by="fixed"), ()),
+        # The control's share set per example by who gives the label more (CA-MKD's weights).
+        StudentRow("kd_control_confidence", "KD, the control's share per example by confidence",
+                   _distill(control_share=0.5, control_share_by="confidence"), ()),
         StudentRow("kd_control_share_0", "KD, the teachers' target alone (the report's)",
                    _distill(control_share=0.0), ()),
     ]  # fmt: skip
@@ -122,6 +125,7 @@ SETTING_ROWS = (
     "kd_control_live",
     "kd_stop_0.5",
     "kd_control_share_0.5",
+    "kd_control_confidence",
     "kd_control_share_0",
 )
 
@@ -154,7 +158,8 @@ def run_ablation(cfg: SystemConfig, place, *, seeds=(0, 1, 2), rows: list[str] |
     result: dict = {"teachers": {}, "students": {}, "students_recordings": {},
                     "labels": {r.key: r.label for r in chosen}, "seeds": list(seeds),
                     "system": cfg.system, "profile": cfg.profile,
-                    "control_share": cfg.distill.control_share}  # fmt: skip
+                    "control_share": cfg.distill.control_share,
+                    "control_share_by": cfg.distill.control_share_by}  # fmt: skip
     with folder_lock(place.out):
         for seed in seeds:
             _ablate_seed(dataclasses.replace(cfg, seed=int(seed)), place, chosen, result, log)

@@ -59,12 +59,13 @@ def kd_steps(distill, steps: int) -> int | None:
 
 def build_student_trainer(
     cfg: SystemConfig, examples: int, kd: bool, *, strategy: str = "default", live=None,
-    live_share: float = 1.0,
+    live_share: float = 1.0, share_by: str = "fixed",
 ) -> Distiller:  # fmt: skip
     """SERFR-CNN-``cfg.student_width`` in a compiled :class:`Distiller`: Adam with the report's
     schedule over the whole training of ``examples`` clips; ``kd`` False: CE only (alpha = 1).
     ``live``: models run on each augmented batch for the soft targets (consistent teaching);
-    where the data carries stored targets too, ``live_share`` of the target is theirs."""
+    where the data carries stored targets too, ``live_share`` of the target is theirs (on every
+    example, or set per example by confidence: ``share_by``, Distiller)."""
     o, d = cfg.optim, cfg.distill
     length = student_length(cfg, examples)
     with training_scope(strategy, o.mixed_precision):
@@ -72,7 +73,7 @@ def build_student_trainer(
         distiller = Distiller(
             student, teachers=live, alpha=d.alpha if kd else 1.0, temperature=d.temperature,
             ensemble=d.ensemble, kd_part=d.kd_part, kd_steps=kd_steps(d, length.steps) if kd else None,
-            live_share=live_share,
+            live_share=live_share, share_by=share_by,
         )  # fmt: skip
         distiller.compile(
             make_optimizer(o, length.steps_per_round, length.rounds),
@@ -177,7 +178,8 @@ def train_student(
         kd_soft_targets(targets, cfg.distill, train.labels) if targets is not None and kd else None
     )
     distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy, live=live if kd else None,
-                                      live_share=cfg.distill.control_share if both else 1.0)  # fmt: skip
+                                      live_share=cfg.distill.control_share if both else 1.0,
+                                      share_by=cfg.distill.control_share_by if both else "fixed")  # fmt: skip
     if init_from is not None:
         start_from(distiller.student, init_from)
     fit_student(distiller, cfg, train, val, soft, run_dir=run_dir, verbose=verbose)
