@@ -434,13 +434,13 @@ def test_a_share_by_confidence_weighs_each_example_by_who_gives_its_label_more()
     fixed = select_rows(dataclasses.replace(cfg, distill=d_row), ["kd_control_share_0.5"])[0]
     assert fixed.change(cfg).distill.control_share_by == "fixed"  # whatever the profile's rule
     # Worked by hand: the teachers give label 0 0.6, the control 0.2 -> g = 0.1 / (0.3 + 0.1).
-    stored = np.array([[0.6, 0.4], [0.5, 0.5], [0.0, 1.0]])
-    live = np.array([[0.2, 0.8], [0.5, 0.5], [0.0, 1.0]])
-    hard = np.array([[1.0, 0.0], [0.3, 0.7], [1.0, 0.0]])  # the second a mixup label
+    stored = np.array([[0.6, 0.4, 0.0], [0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])
+    live = np.array([[0.2, 0.8, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    hard = np.array([[1.0, 0.0, 0.0], [0.3, 0.7, 0.0], [1.0, 0.0, 0.0]])  # the second: mixup's
     got = np.asarray(mixed_targets(stored, live, 0.5, hard))
     np.testing.assert_allclose(got[0], 0.75 * stored[0] + 0.25 * live[0], rtol=1e-6)
     np.testing.assert_allclose(got[1], 0.5 * stored[1] + 0.5 * live[1], rtol=1e-6)  # a tie
-    np.testing.assert_allclose(got[2], stored[2], rtol=1e-6)  # neither gives the label anything
+    np.testing.assert_allclose(got[2], [0.0, 0.5, 0.5], atol=1e-6)  # neither gives the label: s
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)  # still a distribution
     np.testing.assert_allclose(np.asarray(mixed_targets(stored, live, 0.0, hard)), stored)
     np.testing.assert_allclose(np.asarray(mixed_targets(stored, live, 1.0, hard)), live)
