@@ -97,11 +97,11 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
         StudentRow("kd_stop_0.5", "KD from the ensemble for half the steps, then CE",
                    _distill(kd_stop=0.5), ()),
         # Mixed targets: half the teachers' stored target, half the CE control run live on the
-        # augmented batch -- the teachers' knowledge at half the price of their inconsistency --
-        # and the report's target, the teachers' alone (one of the two is the base row's recipe).
+        # augmented batch -- the teachers' knowledge at half the price of their inconsistency --;
+        # that half set per example by who gives the label more (CA-MKD's weights); and the
+        # report's target, the teachers' alone (one of the three is the base row's recipe).
         StudentRow("kd_control_share_0.5", "KD, half the target from the control run live",
                    _distill(control_share=0.5, control_share_by="fixed"), ()),
-        # The control's share set per example by who gives the label more (CA-MKD's weights).
         StudentRow("kd_control_confidence", "KD, the control's share per example by confidence",
                    _distill(control_share=0.5, control_share_by="confidence"), ()),
         StudentRow("kd_control_share_0", "KD, the teachers' target alone (the report's)",
