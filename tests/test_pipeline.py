@@ -121,8 +121,8 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work
     assert a["recordings"] + ens["held_out"]["recordings"] == train_recordings
     assert a["limit"] == DistillConfig().auto_label_probability == 0.80
     assert t["source"] == a["source"] == ("clip" if a["label_probability"] >= 0.80 else "recording")
-    # The quick profile: a share of each target from the control, 0.5 scaled per example.
-    assert (t["control_share"], t["control_share_by"]) == (0.5, "confidence")
+    # The quick profile: half of each target from the control, on every example.
+    assert (t["control_share"], t["control_share_by"]) == (0.5, "fixed")
     # The truncated clip was left out, named, and the run went on (--skip-bad-audio).
     assert r["skipped_bad_audio"] == {"count": 1, "files": [damaged_tau[1]]}
     b = r["baseline"]["complexity"]
@@ -139,9 +139,8 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
     )
     for label in ("| CE control", "| DCASE baseline", "KD student, trained", "KD student, compressed",
                   "KD student, int8", "Trained to the end?", "The ensemble weighs its teachers",
-                  "The KD student's soft targets: the teachers' output on each",
-                  "and the CE control's output on each augmented batch the student trains on, run "
-                  "live, mixed per example: the control's share 0.5 scaled by how much each gives"):  # fmt: skip
+                  "The KD student's soft targets: 50 % the teachers' output on each",
+                  "50 % the CE control's output on each augmented batch"):  # fmt: skip
         assert label in md, label
     for png in ("confusion_int8.png", "confusion_float.png", "per_device_accuracy.png",
                 "learning_curves.png", "learning_curves_control.png", "learning_curves_baseline.png"):  # fmt: skip
@@ -348,9 +347,8 @@ def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(tiny_r
     calls = json.loads(tiny_run.with_name("recipe_calls.json").read_text())
     assert calls["fit"] == [[8, 1.0], [8, 0.1]]  # the CE control first (it may co-teach), then KD
     assert calls["build"] == [[8, 42], [8, 42]]  # the run's seed for both
-    # The quick profile's distill.control_share 0.5 by confidence: the control runs live under the
-    # KD student, its share set per example.
-    assert calls["teaching"] == [[0, 1.0, "fixed"], [1, 0.5, "confidence"]]
+    # The quick profile's distill.control_share 0.5: the control runs live under the KD student.
+    assert calls["teaching"] == [[0, 1.0, "fixed"], [1, 0.5, "fixed"]]
 
 
 def test_width_search_trains_the_runs_recipe_and_summarises(
@@ -368,7 +366,7 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
     # the control trained first by the same recipe, once per width and seed, as run trains it.
     fits = list(zip(recipe_calls["fit"], recipe_calls["teaching"], strict=True))
     # (alpha, live teachers, their share, how it is set)
-    kd, ce = (0.1, 1, 0.5, "confidence"), (1.0, 0, 1.0, "fixed")
+    kd, ce = (0.1, 1, 0.5, "fixed"), (1.0, 0, 1.0, "fixed")
     assert sorted(fits) == [
         ((w, a), (t, share, by)) for w in (8, 12) for a, t, share, by in (kd, kd, ce, ce)
     ]
@@ -444,7 +442,7 @@ def test_tiny_ablation_writes_its_table_and_resumes(
         recipe_calls["fit"] == [(8, 1.0), (8, 0.1)] * 2
     )  # CE only, then KD from the CNN; per seed
     # The quick profile's KD rows take a share of each target from the seed's control, run live.
-    assert recipe_calls["teaching"] == [(0, 1.0, "fixed"), (1, 0.5, "confidence")] * 2
+    assert recipe_calls["teaching"] == [(0, 1.0, "fixed"), (1, 0.5, "fixed")] * 2
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert set(r["teachers"]) == {"cnn"} and list(r["students"]) == ["ce_only", "kd_cnn"]
     # target_source 'auto' with a limit of 0 takes the teachers' output on each clip, every seed.
@@ -475,6 +473,11 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     alone[alone.index("kd_control")] = "kd_control_share_0"
     assert main(alone) == 0 and recipe_calls["fit"][8:] == [(8, 0.1)]
     assert recipe_calls["teaching"][8:] == [(0, 1.0, "fixed")]
+    # The share by confidence is a row: the seed's control (abl2's, trained above) live under it.
+    confident = [*fresh[: fresh.index("--rows") + 1], "kd_control_confidence",
+                 *fresh[fresh.index("--quiet") :]]  # fmt: skip
+    assert main(confident) == 0 and recipe_calls["fit"][9:] == [(8, 0.1)]
+    assert recipe_calls["teaching"][9:] == [(1, 0.5, "confidence")]
     assert not (tmp_path / "abl3" / "seed0" / "ce_only").exists()
 
 
