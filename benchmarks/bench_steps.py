@@ -70,9 +70,7 @@ def _models(cfg):
     # With distill.control_share the control runs forward on each of the KD student's batches.
     share = cfg.distill.control_share if c.ce_control else 0.0
     live = [control.student] if share > 0 else None
-    student = build_student_trainer(
-        cfg, 2800, kd=True, live=live, live_share=share if live else 1.0
-    )
+    student = build_student_trainer(cfg, 2800, kd=True, live=live, mixed=live is not None)
     label = "KD student, control live" if live else "KD student"
     yield label, student, clip, o.batch_size, True, o.steps, 1
     for name in t.names:

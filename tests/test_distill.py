@@ -364,7 +364,7 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
     small = dataclasses.replace(row.change(cfg), student_width=8)
     T, alpha = small.distill.temperature, small.distill.alpha
     control = build_student_trainer(small, 64, kd=False).student
-    d = build_student_trainer(small, 64, kd=True, live=[control], live_share=0.5)
+    d = build_student_trainer(small, 64, kd=True, live=[control], mixed=True)  # the fixed half
     rng = np.random.default_rng(8)
     x = rng.normal(size=(4, 28, 256, 1)).astype(np.float32)
     hard = np.eye(10, dtype=np.float32)[[1, 3, 3, 9]]
@@ -452,8 +452,7 @@ def test_a_share_by_confidence_weighs_each_example_by_who_gives_its_label_more()
     small = dataclasses.replace(row.change(cfg), student_width=8)
     T, alpha = small.distill.temperature, small.distill.alpha
     control = build_student_trainer(small, 64, kd=False).student
-    d = build_student_trainer(small, 64, kd=True, live=[control], live_share=0.5,
-                              share_by="confidence")  # fmt: skip
+    d = build_student_trainer(small, 64, kd=True, live=[control], mixed=True)  # the row's rule
     assert d.share_by == "confidence" and d.get_config()["share_by"] == "confidence"
     rng = np.random.default_rng(9)
     x = rng.normal(size=(4, 28, 256, 1)).astype(np.float32)

@@ -59,13 +59,14 @@ def kd_steps(distill, steps: int) -> int | None:
 
 def build_student_trainer(
     cfg: SystemConfig, examples: int, kd: bool, *, strategy: str = "default", live=None,
-    live_share: float = 1.0, share_by: str = "fixed",
+    mixed: bool = False,
 ) -> Distiller:  # fmt: skip
     """SERFR-CNN-``cfg.student_width`` in a compiled :class:`Distiller`: Adam with the report's
     schedule over the whole training of ``examples`` clips; ``kd`` False: CE only (alpha = 1).
     ``live``: models run on each augmented batch for the soft targets (consistent teaching);
-    where the data carries stored targets too, ``live_share`` of the target is theirs (on every
-    example, or set per example by confidence: ``share_by``, Distiller)."""
+    ``mixed``: the data carries stored targets too, and ``cfg.distill.control_share`` of the
+    target is the live models' (on every example, or per example by confidence:
+    ``cfg.distill.control_share_by``); else the live targets alone."""
     o, d = cfg.optim, cfg.distill
     length = student_length(cfg, examples)
     with training_scope(strategy, o.mixed_precision):
@@ -73,7 +74,8 @@ def build_student_trainer(
         distiller = Distiller(
             student, teachers=live, alpha=d.alpha if kd else 1.0, temperature=d.temperature,
             ensemble=d.ensemble, kd_part=d.kd_part, kd_steps=kd_steps(d, length.steps) if kd else None,
-            live_share=live_share, share_by=share_by,
+            live_share=d.control_share if mixed else 1.0,
+            share_by=d.control_share_by if mixed else "fixed",
         )  # fmt: skip
         distiller.compile(
             make_optimizer(o, length.steps_per_round, length.rounds),
@@ -178,8 +180,7 @@ def train_student(
         kd_soft_targets(targets, cfg.distill, train.labels) if targets is not None and kd else None
     )
     distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy, live=live if kd else None,
-                                      live_share=cfg.distill.control_share if both else 1.0,
-                                      share_by=cfg.distill.control_share_by if both else "fixed")  # fmt: skip
+                                      mixed=both)  # fmt: skip
     if init_from is not None:
         start_from(distiller.student, init_from)
     fit_student(distiller, cfg, train, val, soft, run_dir=run_dir, verbose=verbose)

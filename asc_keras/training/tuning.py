@@ -90,8 +90,7 @@ class StudentHyperModel(kt.HyperModel):
         live = [self.control(cfg)] if kd and share > 0 else None  # as run: the control co-teaches
         keras.utils.set_random_seed(cfg.seed)
         model = build_student_trainer(cfg, len(self.data.train), kd=kd, live=live,
-                                      live_share=share if live else 1.0,
-                                      share_by=cfg.distill.control_share_by if live else "fixed")  # fmt: skip
+                                      mixed=live is not None)  # fmt: skip
         model._trial_seed = cfg.seed  # the fit below trains with the same seed
         return model
 
