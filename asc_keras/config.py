@@ -42,8 +42,8 @@ KD_PARTS = ("whole", "non_target")  # distill.losses.distillation_terms
 SHARE_RULES = ("fixed", "confidence")  # DistillConfig.control_share_by (losses.mixed_targets)
 STRATEGIES = ("default", "mirrored", "multiworker")  # tf.distribute (training.loop.get_strategy)
 TEACHER_ARCHITECTURES = ("mobilenetv2", "cnn", "bcresnet")  # asc_keras.models.teachers.TEACHERS
-TEACHER_POOLINGS = ("mean", "max+mean", "bands")  # TeacherConfig.pooling (models.teacher_parts)
-TEACHER_INPUT_NORMS = ("none", "residual", "both")  # TeacherConfig.input_norm (the same)
+TEACHER_POOLINGS = ("mean", "max+mean", "bands")  # TeacherConfig.pooling; input_norm: the same
+TEACHER_INPUT_NORMS = ("none", "residual", "both")
 # The teacher settings one teacher may set for itself (TeacherConfig.views).
 VIEW_SETTINGS = ("crop_seconds", "masks", "mel_pool", "mixup", "steps", "batch_size", "peak_lr")
 
@@ -68,14 +68,13 @@ class FeatureConfig:
     fmin: float = 0.0
     fmax: float | None = None  # None = Nyquist
     mel_scale: str = "report"
-    # Not in the report; 'slaney' (equal area) is librosa-based code's default.  None = peak 1.
-    mel_norm: str | None = "slaney"
+    mel_norm: str | None = "slaney"  # not in the report; librosa's (equal area); None: peak 1
     log_offset: float = 1e-6  # log(mel_power + offset): silence maps to log(1e-6) ~ -13.8
     log: str = "natural"  # 'db': 10 log10(max(mel_power, log_offset)), PANNs' power_to_db (ref 1)
     clip_seconds: float = 1.0
     cache_dtype: str = "float16"  # the cache halves its disk/page-cache size; float32 compute
-    # STFT framing beyond the report's (its defaults); the DCASE baseline's features need them
-    # (asc_keras.models.baseline.BASELINE_FEATURES).  Only the NumPy extractor supports others.
+    # STFT framing beyond the report's (its defaults) for the DCASE baseline's features (models.
+    # baseline.BASELINE_FEATURES); only the NumPy extractor supports others.
     win_length: int | None = None  # window samples, zero-padded (centred) to n_fft; None: n_fft
     window: str = "hann"  # periodic 'hann' or 'hamming'
     center: bool = False  # pad n_fft // 2 samples on both sides (reflect), as librosa's center=True
@@ -106,9 +105,8 @@ class AugmentConfig:
     """Augmentation switches and sizes (report: mixup sec. 2.2, masks abstract, stretching 4.3)."""
 
     mixup: bool = True
-    # Report: "lambda is acquired from the beta distribution and beta in (0.1, 0.9)".
-    # We read "beta" as the Beta(a, a) concentration a, chosen inside (0.1, 0.9);
-    # 0.3 is the value used by mixup on log-mels in DCASE practice (docs/sources.md).
+    # Report: "lambda is acquired from the beta distribution and beta in (0.1, 0.9)": Beta(a, a),
+    # a inside (0.1, 0.9); 0.3 as mixup on log-mels in DCASE practice (docs/sources.md).
     mixup_alpha: float = 0.3
     freq_mask: bool = True
     freq_mask_param: int = 48  # up to 48 of 256 mel bins (SpecAugment practice, docs/sources.md)
@@ -124,8 +122,8 @@ class OptimConfig:
     """Optimiser and schedule (report sec. 4.2), in fractions of the run so it scales."""
 
     epochs: int = REPORT_EPOCHS
-    # A budget in optimiser steps instead of epochs (asc_keras.training.length): the same amount
-    # of learning on a set of any size.  None: ``epochs`` passes (the report's convention).
+    # A budget in optimiser steps instead of epochs (training.length): the same learning on a set
+    # of any size.  None: ``epochs`` passes (the report's convention).
     steps: int | None = None
     rounds: int = 10  # with ``steps``: validations (and backups, history rows) per training
     batch_size: int = 256
@@ -136,9 +134,8 @@ class OptimConfig:
     # 'l2': Adam with the decay added to the gradient, i.e. PyTorch's Adam(weight_decay=1e-3), which
     # the report's wording ("Adam [24] with a weight decay of 0.001") most plausibly describes.
     weight_decay_mode: str = "l2"  # 'decoupled': AdamW
-    # BatchNorm moving-average momentum (Keras convention) for the student, the teachers and the
-    # baseline.  Not in the report; its lineage (RFR-CNN / CP-JKU, PyTorch momentum 0.1) is
-    # Keras 0.9.  Keras' default 0.99 lags ~100 steps and leaves short runs at chance.
+    # BatchNorm momentum (Keras convention), every model.  Not in the report; its lineage (RFR-CNN /
+    # CP-JKU, PyTorch 0.1) is Keras 0.9; Keras' 0.99 lags ~100 steps, short runs stay at chance.
     bn_momentum: float = 0.9
     # 'mixed_float16' (all models): float16 compute on tensor cores; CPUs gain nothing.
     mixed_precision: bool = False
@@ -161,9 +158,12 @@ class DistillConfig:
     swap_wrong: bool = False  # a wrong target's top class -> the label (targets.swap_to_label)
     kd_part: Literal[KD_PARTS] = "whole"  # 'non_target': decoupled KD's NCKD (distill.losses)
     kd_stop: float = 1.0  # steps with KD (share), then labels (early-stopped KD; distiller)
-    # The target's share taken from the CE control run live on each augmented batch (the rest: the
-    # teachers' stored target); 0: the report's KD; 'confidence': per example, scaled by who puts
-    # more on the label (CA-MKD; distill.losses.mixed_targets).  docs/probe-sets.md, "Mixed targets".
+    # Clip-level targets: the teachers' output on the clean clip, 'stored' once (the report's), or
+    # 'live': the teachers run on each augmented batch, the view the student sees (distiller.py).
+    clip_targets: Literal["stored", "live"] = "stored"
+    # The target's share from the CE control run live on each augmented batch (the rest: the
+    # teachers'); 0: the report's KD; 'confidence': per example, by who puts more on the label
+    # (CA-MKD; distill.losses.mixed_targets).  docs/probe-sets.md, "Mixed targets".
     control_share: float = 0.0
     control_share_by: Literal[SHARE_RULES] = "fixed"
 

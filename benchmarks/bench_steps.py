@@ -3,8 +3,10 @@
     python benchmarks/bench_steps.py [--profile quick] [--steps 40]
 
 Each model is built as the run builds it (the CE control and the KD student in their Distiller, the
-control running live under the student with ``distill.control_share``, each teacher with its own
-view, the DCASE baseline on its own features) and trained on one random
+control running live under the student with ``distill.control_share``; with ``distill.clip_targets``
+'live' the same student with every teacher live too, a line in brackets: it replaces the KD
+student's line where the targets are clip-level; each teacher with its own view, the DCASE
+baseline on its own features) and trained on one random
 batch of its shapes and size: 1 s clips for the students, whole 10 s recordings (or the view's
 windows) for the teachers.  After tracing, the median time between consecutive optimiser steps
 is kept.  Multiplied by the profile's steps, it gives the seconds of optimiser steps each stage
@@ -69,13 +71,17 @@ def _models(cfg):
         yield "CE control", control, clip, o.batch_size, False, o.steps, 1
     # With distill.control_share the control runs forward on each of the KD student's batches.
     share = cfg.distill.control_share if c.ce_control else 0.0
-    live = [control.student] if share > 0 else None
-    student = build_student_trainer(cfg, 2800, kd=True, live=live, mixed=live is not None)
+    live = control.student if share > 0 else None
+    student = build_student_trainer(cfg, 2800, kd=True, control=live)
     label = "KD student, control live" if live else "KD student"
     yield label, student, clip, o.batch_size, True, o.steps, 1
-    for name in t.names:
+    teachers = {name: build_teacher(name, t.view(name), o.bn_momentum) for name in t.names}
+    if cfg.distill.clip_targets == "live":  # where the targets are clip-level: every teacher
+        student = build_student_trainer(cfg, 2800, kd=True, teachers=list(teachers.values()))
+        # Instead of the row above where the targets are clip-level: not added to the total.
+        yield "KD student, 3 teachers live", student, clip, o.batch_size, False, o.steps, 0
+    for name, model in teachers.items():
         view = t.view(name)
-        model = build_teacher(name, view, o.bn_momentum)
         seconds = view.crop_seconds or 10.0
         shape = tuple(cfg.features.n_frames(seconds) if d is None else d
                       for d in model.input_shape[1:])  # fmt: skip
@@ -102,9 +108,10 @@ def main() -> None:
         if steps is None:  # a length in epochs: its steps depend on the data set
             print(f"{stage:34s} {batch:5d} {ms:8.0f} {'epochs':>6s} {'-':>8s}", flush=True)
             continue
-        seconds = ms * steps * runs / 1000
-        total += seconds
-        print(f"{stage:34s} {batch:5d} {ms:8.0f} {steps * runs:6d} {seconds:8.0f}", flush=True)
+        seconds = ms * steps * max(runs, 1) / 1000
+        total += seconds if runs else 0.0
+        n = f"{steps * runs:6d}" if runs else f"({steps})".rjust(6)  # (n): instead, not added
+        print(f"{stage:34s} {batch:5d} {ms:8.0f} {n} {seconds:8.0f}", flush=True)
     print(
         f"optimiser steps of the run (lengths in steps only): {total:.0f} s ({total / 60:.1f} min)"
     )

@@ -22,7 +22,8 @@ def install(patch, calls: dict) -> dict:
 
     calls.setdefault("build", [])
     calls.setdefault("fit", [])
-    calls.setdefault("teaching", [])  # (live teachers, their share of the target, how set) per fit
+    # (live teachers, the control's share of the target, how set) per fit
+    calls.setdefault("teaching", [])
     build, fit = student.build_student_trainer, student.fit_student
 
     def spy_build(cfg, *a, **k):
@@ -32,7 +33,7 @@ def install(patch, calls: dict) -> dict:
     def spy_fit(distiller, cfg, *a, **k):
         calls["fit"].append((cfg.student_width, distiller.alpha))
         calls["teaching"].append(
-            (len(distiller.teachers), distiller.live_share, distiller.share_by)
+            (len(distiller.teachers), distiller.control_share, distiller.share_by)
         )
         return fit(distiller, cfg, *a, **k)
 

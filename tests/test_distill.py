@@ -330,7 +330,7 @@ def test_the_live_born_again_row_teaches_from_the_control_run_on_the_batch_the_s
     ]
     small = dataclasses.replace(cfg, student_width=8)
     control = build_student_trainer(small, 64, kd=False).student
-    d = build_student_trainer(small, 64, kd=True, live=[control])
+    d = build_student_trainer(small, 64, kd=True, teachers=[control])
     assert d.teachers == [control] and d.alpha == cfg.distill.alpha and d.kd_steps is None
     # The target is the control's output on the very batch given (an augmented one in training):
     # alpha * CE + (1 - alpha) * T^2 * KL(softmax(z_control / T) || softmax(z_student / T)).
@@ -342,8 +342,10 @@ def test_the_live_born_again_row_teaches_from_the_control_run_on_the_batch_the_s
     got = float(d.compute_loss(x, hard, d(x)))
     assert got == pytest.approx(float(np.mean(expected)), rel=1e-5)
     stored = SoftTargets(np.zeros((4, 1, 10), np.float32), tuple("abcd"), {"teachers": ["t"]})
-    with pytest.raises(ValueError, match="both only mixed, with distill.control_share > 0"):
-        train_student(small, None, None, stored, run_dir="unused", live=[control])
+    with pytest.raises(ValueError, match="stored targets or live teachers, not both"):
+        train_student(small, None, None, stored, run_dir="unused", teachers=[control])
+    with pytest.raises(ValueError, match="set it above 0, or pass no control"):
+        train_student(small, None, None, stored, run_dir="unused", control=control)
 
 
 def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_targets():
@@ -364,7 +366,7 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
     small = dataclasses.replace(row.change(cfg), student_width=8)
     T, alpha = small.distill.temperature, small.distill.alpha
     control = build_student_trainer(small, 64, kd=False).student
-    d = build_student_trainer(small, 64, kd=True, live=[control], mixed=True)  # the fixed half
+    d = build_student_trainer(small, 64, kd=True, control=control)  # the fixed half
     rng = np.random.default_rng(8)
     x = rng.normal(size=(4, 28, 256, 1)).astype(np.float32)
     hard = np.eye(10, dtype=np.float32)[[1, 3, 3, 9]]
@@ -401,8 +403,8 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
         ValueError, match="set controls.ce_control=true, or distill.control_share=0"
     ):
         check_control_share(no_control)
-    with pytest.raises(ValueError, match="live_share"):
-        Distiller(_mlp_student(), live_share=-0.1)
+    with pytest.raises(ValueError, match="control_share"):
+        Distiller(_mlp_student(), control_share=-0.1)
     # results.md says where each share of the target came from.
     from asc_keras.distill.targets import target_choice
     from asc_keras.evaluate.report import describe_targets
@@ -452,7 +454,7 @@ def test_a_share_by_confidence_weighs_each_example_by_who_gives_its_label_more()
     small = dataclasses.replace(row.change(cfg), student_width=8)
     T, alpha = small.distill.temperature, small.distill.alpha
     control = build_student_trainer(small, 64, kd=False).student
-    d = build_student_trainer(small, 64, kd=True, live=[control], mixed=True)  # the row's rule
+    d = build_student_trainer(small, 64, kd=True, control=control)  # the row's rule
     assert d.share_by == "confidence" and d.get_config()["share_by"] == "confidence"
     rng = np.random.default_rng(9)
     x = rng.normal(size=(4, 28, 256, 1)).astype(np.float32)
@@ -611,3 +613,75 @@ def test_auto_target_source_takes_the_clips_where_the_teachers_fitted_their_reco
     # No complete recording: every clip takes its own target.
     assert choose_target_source(None, None, 0.8) == {
         "source": "clip", "label_probability": None, "limit": 0.8, "recordings": 0}  # fmt: skip
+
+
+def test_live_teachers_are_weighed_as_the_stored_ensemble_and_replace_it(tmp_path):
+    """distill.clip_targets 'live': the teachers run on the batch give the target the stored
+    clip-level logits give for the same inputs, weighed as the stored ensemble (a teacher of
+    weight 0 is not run); with a control, its share is mixed in; only where the targets are
+    clip-level; where a teacher with its own front end counts, stored ones, with a warning."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from asc_keras.config import SystemConfig
+    from asc_keras.distill.targets import target_choice
+    from asc_keras.evaluate.report import describe_targets
+    from asc_keras.stages.teaching import live_teachers, runs_live
+
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(6, 20)).astype(np.float32)
+    hard = np.eye(10, dtype=np.float32)[[0, 1, 2, 3, 4, 5]]
+    teachers = [_mlp_student(seed=s) for s in (31, 32, 33)]
+    folders = {}
+    for name, t in zip(("a", "b", "c"), teachers, strict=True):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        t.save(folders[name] / "final.keras")
+    z = np.stack([np.asarray(logits_model(t)(x)) for t in teachers], axis=1)
+    w = {"probabilities": [0.25, 0.0, 0.75], "logits": [0.5, 0.5, 0.0]}
+    stored = SoftTargets(z, tuple("uvwxyz"), {"teachers": ["a", "b", "c"], "weights": w,
+                                              "target_source": "clip"})  # fmt: skip
+    cfg = SystemConfig()
+    live_cfg = dataclasses.replace(
+        cfg, distill=dataclasses.replace(cfg.distill, clip_targets="live")
+    )
+    splits = SimpleNamespace(own_front_end={})
+    assert (
+        cfg.distill.clip_targets == "stored" and live_teachers(cfg, stored, folders, splits) is None
+    )
+    live = live_teachers(live_cfg, stored, folders, splits)
+    assert live.names == ("a", "c") and live.weights == (0.25, 0.75)  # b (weight 0) is not run
+    T = live_cfg.distill.temperature
+    d = Distiller(_mlp_student(seed=1), teachers=list(live.models), teacher_weights=live.weights,
+                  alpha=0.1, temperature=T)  # fmt: skip
+    _, got = d._targets(x, hard)
+    want = kd_soft_targets(stored, live_cfg.distill)  # the stored path, the same weights
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+    assert np.abs(want - stored.distribution(T, "probabilities")).max() < 1e-5
+    with pytest.raises(ValueError, match="replace stored soft targets"):
+        d._targets(x, (hard, want))
+    # With the control live: (1 - s) * the teachers' live part + s * the control's.
+    control = _mlp_student(seed=40)
+    dc = Distiller(_mlp_student(seed=1), teachers=list(live.models), teacher_weights=live.weights,
+                   control=control, control_share=0.5, alpha=0.1, temperature=T)  # fmt: skip
+    _, mixed = dc._targets(x, hard)
+    ctl = temper(np.asarray(logits_model(control)(x)), T)
+    np.testing.assert_allclose(np.asarray(mixed), 0.5 * want + 0.5 * ctl, atol=1e-5)
+    dc.save(tmp_path / "dc.keras")
+    back = keras.saving.load_model(tmp_path / "dc.keras")
+    assert (back.teacher_weights, back.control_share, len(back.teachers)) == ([0.25, 0.75], 0.5, 2)
+    np.testing.assert_allclose(np.asarray(back._targets(x, hard)[1]), np.asarray(mixed), atol=1e-5)
+    with pytest.raises(ValueError, match="one per live teacher"):
+        Distiller(_mlp_student(), teachers=list(live.models), teacher_weights=[1.0])
+    # Recording-level targets stay stored: a 1 s view of a recording is not what they know.
+    rec = SoftTargets(z, stored.items, {**stored.meta, "target_source": "recording"})
+    assert not runs_live(live_cfg, rec) and runs_live(live_cfg, stored)
+    assert live_teachers(live_cfg, rec, folders, splits) is None
+    own = SimpleNamespace(own_front_end={"c": object()})
+    with pytest.warns(UserWarning, match=r"\['c'\] take features of their own .*stored clip-level"):
+        assert live_teachers(live_cfg, stored, folders, own) is None
+    assert live_teachers(live_cfg, stored, folders, SimpleNamespace(own_front_end={"b": 0}))
+    # results.md says the targets were made live.
+    said = describe_targets(target_choice(stored, live=True))
+    assert said.startswith("the teachers' output on each augmented batch the student trains on")
+    assert describe_targets(target_choice(stored)) == "the teachers' output on each 1 s clip"

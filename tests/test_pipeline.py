@@ -347,8 +347,9 @@ def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(tiny_r
     calls = json.loads(tiny_run.with_name("recipe_calls.json").read_text())
     assert calls["fit"] == [[8, 1.0], [8, 0.1]]  # the CE control first (it may co-teach), then KD
     assert calls["build"] == [[8, 42], [8, 42]]  # the run's seed for both
-    # The quick profile's distill.control_share 0.5: the control runs live under the KD student.
-    assert calls["teaching"] == [[0, 1.0, "fixed"], [1, 0.5, "fixed"]]
+    # The quick profile's distill.control_share 0.5: the control runs live under the KD student
+    # (the teachers' part stored: their targets here are recording-level).
+    assert calls["teaching"] == [[0, 0.0, "fixed"], [0, 0.5, "fixed"]]
 
 
 def test_width_search_trains_the_runs_recipe_and_summarises(
@@ -363,10 +364,11 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
     # (keras-tuner builds the first model once more to read its search space).
     assert sorted(set(recipe_calls["build"])) == [(8, 42), (8, 43), (12, 42), (12, 43)]
     # Each KD student (alpha 0.1) with its own CE control (alpha 1) live for half its target,
-    # the control trained first by the same recipe, once per width and seed, as run trains it.
+    # the control trained first by the same recipe, once per width and seed, as run trains it;
+    # the teachers' part stored (their targets here are recording-level).
     fits = list(zip(recipe_calls["fit"], recipe_calls["teaching"], strict=True))
-    # (alpha, live teachers, their share, how it is set)
-    kd, ce = (0.1, 1, 0.5, "fixed"), (1.0, 0, 1.0, "fixed")
+    # (alpha, live teachers, the control's share, how it is set)
+    kd, ce = (0.1, 0, 0.5, "fixed"), (1.0, 0, 0.0, "fixed")
     assert sorted(fits) == [
         ((w, a), (t, share, by)) for w in (8, 12) for a, t, share, by in (kd, kd, ce, ce)
     ]
@@ -383,7 +385,7 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
     args[args.index("--widths") : args.index("--widths") + 3] = ["--widths", "8"]
     assert main([*args, "distill.control_share=0"]) == 0
     fits = list(zip(recipe_calls["fit"][8:], recipe_calls["teaching"][8:], strict=True))
-    assert fits == [((8, 0.1), (0, 1.0, "fixed"))] * 2
+    assert fits == [((8, 0.1), (0, 0.0, "fixed"))] * 2
 
 
 def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_row(tmp_path):
@@ -427,6 +429,14 @@ def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_ro
         "(per example − ½ on every one, paired by seed): +1.0 ± 2.0 points (per seed: +3.0, -1.0)"
         in md
     )
+    # Live teachers: said so where a seed's targets ran live, and paired with the stored ones.
+    result.update(control_share_by="fixed", soft_targets=[{"source": "clip", "live": True}, None])
+    result["students"].update(kd_clip_live=[0.40, 0.33], kd_clip_stored=[0.31, 0.34])
+    md = write_ablation_md(result, tmp_path / "e.md").read_text()
+    assert "50 % of each target from the teachers run live on each augmented batch" in md
+    assert ("− of the clean clip, stored, paired by seed): +4.0 ± 5.0 points (per seed: +9.0, -1.0)"
+            in md)  # fmt: skip
+    assert "(clip-level, live − CE only, paired by seed): +5.5 ± 4.5 points" in md
 
 
 def test_tiny_ablation_writes_its_table_and_resumes(
@@ -441,8 +451,9 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert (
         recipe_calls["fit"] == [(8, 1.0), (8, 0.1)] * 2
     )  # CE only, then KD from the CNN; per seed
-    # The quick profile's KD rows take a share of each target from the seed's control, run live.
-    assert recipe_calls["teaching"] == [(0, 1.0, "fixed"), (1, 0.5, "fixed")] * 2
+    # The quick profile's KD rows learn from the CNN run live on each augmented batch (clip-level
+    # targets: distill.clip_targets 'live'), without the control's share (stored targets only).
+    assert recipe_calls["teaching"] == [(0, 0.0, "fixed"), (1, 0.0, "fixed")] * 2
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert set(r["teachers"]) == {"cnn"} and list(r["students"]) == ["ce_only", "kd_cnn"]
     # target_source 'auto' with a limit of 0 takes the teachers' output on each clip, every seed.
@@ -472,12 +483,13 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     ]
     alone[alone.index("kd_control")] = "kd_control_share_0"
     assert main(alone) == 0 and recipe_calls["fit"][8:] == [(8, 0.1)]
-    assert recipe_calls["teaching"][8:] == [(0, 1.0, "fixed")]
-    # The share by confidence is a row: the seed's control (abl2's, trained above) live under it.
+    assert recipe_calls["teaching"][8:] == [(1, 0.0, "fixed")]
+    # The share by confidence is a row: the seed's control (abl2's, trained above) live under it,
+    # with the teachers' targets stored (live teachers take no control share).
     confident = [*fresh[: fresh.index("--rows") + 1], "kd_control_confidence",
-                 *fresh[fresh.index("--quiet") :]]  # fmt: skip
+                 *fresh[fresh.index("--quiet") :], "distill.clip_targets=stored"]  # fmt: skip
     assert main(confident) == 0 and recipe_calls["fit"][9:] == [(8, 0.1)]
-    assert recipe_calls["teaching"][9:] == [(1, 0.5, "confidence")]
+    assert recipe_calls["teaching"][9:] == [(0, 0.5, "confidence")]
     assert not (tmp_path / "abl3" / "seed0" / "ce_only").exists()
 
 

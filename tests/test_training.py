@@ -244,7 +244,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                     keras.Input((28, 16, 1)), keras.layers.Conv2D(4, 3, strides=2),
                     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, name="logits"),
                     keras.layers.Softmax()])
-                d = Distiller(student, teachers=[teacher], alpha=0.5, temperature=2.0, live_share=0.5)
+                d = Distiller(student, control=teacher, alpha=0.5, temperature=2.0, control_share=0.5)
                 d.compile(keras.optimizers.SGD(0.5), metrics=["accuracy"])
             ds = tf.data.Dataset.from_tensor_slices((x, (y, s))).batch(16)
             h = d.fit(ds, epochs=3, verbose=0)

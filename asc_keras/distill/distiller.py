@@ -3,13 +3,15 @@
     loss = alpha * CE(hard, softmax(z_s)) + (1 - alpha) * T^2 * KL(p_t,T || softmax(z_s / T))
 
 averaged over the batch; the maths is :mod:`asc_keras.distill.losses`, shared with the
-tf_keras pruning/QAT loss.  Targets come either from the data -- ``y = (hard, soft)`` where
-``soft`` is the teacher ensemble's distribution at temperature T (with mixup, the mixed
-distribution) -- or from live ``teacher`` models run on each batch (``y = hard``), combined by
-the same definition (:func:`~asc_keras.distill.losses.ensemble_soft_targets`), so stored and
-live targets are equal -- or from both, mixed ``(1 - live_share) * stored + live_share * live``
-(``share_by`` 'confidence': that share set per example by who gives the label more,
-:func:`~asc_keras.distill.losses.mixed_targets`).  ``y = hard`` with no teacher trains with CE only.
+tf_keras pruning/QAT loss.  The teachers' part of the target comes either from the data --
+``y = (hard, soft)`` where ``soft`` is the teacher ensemble's distribution at temperature T
+(with mixup, the mixed distribution) -- or from live ``teachers`` run on each (augmented) batch
+(``y = hard``), combined by the same definition and weights
+(:func:`~asc_keras.distill.losses.ensemble_soft_targets`), so stored and live targets of the
+same clips are equal.  A live ``control`` (the run's CE control) may give ``control_share`` of
+each target: ``(1 - s) * teachers' + s * control's`` (``share_by`` 'confidence': that share set
+per example by who gives the label more, :func:`~asc_keras.distill.losses.mixed_targets`).
+``y = hard`` with neither trains with CE only.
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ class Distiller(keras.Model):
 
     Args:
         student: the model to train.
-        teachers: optional live teacher model or list of them, run on each (augmented) batch.
-        live_share: where the data carries stored soft targets too, the live teachers' share of
-            the target (the rest: the stored one); without stored targets the live ones are used.
-        share_by: 'fixed' (``live_share`` on every example) or 'confidence' (``live_share`` scaled
-            per example by each side's probability of the label: ``distill.losses.mixed_targets``).
+        teachers: optional live teacher model or list of them, run on each (augmented) batch:
+            the teachers' part of the target, instead of stored soft targets (consistent teaching:
+            the target of the very view the student sees, Beyer et al. 2022).
+        teacher_weights: (K,) weights of the live teachers' ensemble, summing to 1; None: 1/K.
+        control: optional live model (the CE control) run on each batch for ``control_share``
+            of the target, the rest the teachers' part (stored or live).
+        control_share: that share; 'confidence' (``share_by``) scales it per example by each
+            side's probability of the label (``distill.losses.mixed_targets``).
         alpha: weight of the hard-label CE term; 1.0 is plain CE training.
         temperature: T of the distillation term.
         ensemble: how live teachers combine, 'probabilities' (mean of each teacher's softmax at T)
@@ -61,8 +66,10 @@ class Distiller(keras.Model):
         ensemble: str = "probabilities",
         kd_part: str = "whole",
         kd_steps: int | None = None,
-        live_share: float = 1.0,
+        control=None,
+        control_share: float = 0.0,
         share_by: str = "fixed",
+        teacher_weights=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -77,9 +84,9 @@ class Distiller(keras.Model):
         if kd_steps is not None and kd_steps < 0:
             raise ValueError(f"kd_steps must be >= 0 or None, got {kd_steps}")
         self.kd_steps = None if kd_steps is None else int(kd_steps)
-        if not 0.0 <= live_share <= 1.0:
-            raise ValueError(f"live_share must be in [0, 1], got {live_share}")
-        self.live_share = float(live_share)
+        if not 0.0 <= control_share <= 1.0:
+            raise ValueError(f"control_share must be in [0, 1], got {control_share}")
+        self.control_share = float(control_share)
         if share_by not in SHARE_RULES:
             raise ValueError(f"unknown share_by {share_by!r}; use one of {SHARE_RULES}")
         self.share_by = share_by
@@ -87,12 +94,20 @@ class Distiller(keras.Model):
         if teachers is not None and not isinstance(teachers, (list, tuple)):
             teachers = [teachers]
         self.teachers = list(teachers) if teachers else []
-        for t in self.teachers:
+        self.control = control
+        for t in [*self.teachers, *([control] if control is not None else [])]:
             t.trainable = False
+        if teacher_weights is not None:
+            teacher_weights = [float(w) for w in teacher_weights]
+            if len(teacher_weights) != len(self.teachers) or abs(sum(teacher_weights) - 1) > 1e-4:
+                raise ValueError(f"teacher_weights {teacher_weights} must be one per live teacher "
+                                 f"({len(self.teachers)}) and sum to 1")  # fmt: skip
+        self.teacher_weights = teacher_weights
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self._student_logits = logits_model(student)
         self._teacher_logits = [logits_model(t) for t in self.teachers]
+        self._control_logits = logits_model(control) if control is not None else None
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         # The wrapped models are built, so this one is: BackupAndRestore and strategies need that.
@@ -109,21 +124,24 @@ class Distiller(keras.Model):
             hard, soft = y
         else:
             hard, soft = y, None
-        if self._teacher_logits and (soft is None or self.live_share > 0.0):
+        if self._teacher_logits:
+            if soft is not None:
+                raise ValueError("the Distiller's live teachers replace stored soft targets: "
+                                 "pass y = hard labels only")  # fmt: skip
             z = keras.ops.stack(
                 [t(x, training=False) for t in self._teacher_logits], axis=1
             )  # (B, K, C)
-            live = keras.ops.stop_gradient(
-                ensemble_soft_targets(z, self.temperature, self.ensemble)
+            soft = keras.ops.stop_gradient(
+                ensemble_soft_targets(z, self.temperature, self.ensemble, self.teacher_weights)
             )
-            # The live part is of the very view (masks, mixup) the student is trained on, the
-            # stored part of the clean clip or recording (which may come as NumPy's float64).
-            stored = None if soft is None else keras.ops.cast(soft, live.dtype)
+        if self._control_logits is not None and soft is not None and self.control_share > 0.0:
+            zc = self._control_logits(x, training=False)
+            live = keras.ops.stop_gradient(keras.ops.softmax(zc / self.temperature, axis=-1))
+            # The control's part is of the very view (masks, mixup) the student is trained on; a
+            # stored teachers' part of the clean clip or recording (NumPy's float64 maybe).
+            soft = keras.ops.cast(soft, live.dtype)
             by_label = hard if self.share_by == "confidence" else None  # the share per example
-            if stored is not None:
-                soft = mixed_targets(stored, live, self.live_share, by_label)
-            else:
-                soft = live
+            soft = mixed_targets(soft, live, self.control_share, by_label)
         return hard, soft
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -170,12 +188,14 @@ class Distiller(keras.Model):
             **super().get_config(),
             "student": keras.saving.serialize_keras_object(self.student),
             "teachers": [keras.saving.serialize_keras_object(t) for t in self.teachers] or None,
+            "teacher_weights": self.teacher_weights,
+            "control": _serialised(self.control),
             "alpha": self.alpha,
             "temperature": self.temperature,
             "ensemble": self.ensemble,
             "kd_part": self.kd_part,
             "kd_steps": self.kd_steps,
-            "live_share": self.live_share,
+            "control_share": self.control_share,
             "share_by": self.share_by,
         }
 
@@ -187,4 +207,10 @@ class Distiller(keras.Model):
         teachers = (
             [keras.saving.deserialize_keras_object(t) for t in teachers] if teachers else None
         )
-        return cls(student, teachers, **config)
+        control = config.pop("control", None)
+        control = keras.saving.deserialize_keras_object(control) if control else None
+        return cls(student, teachers, control=control, **config)
+
+
+def _serialised(model):
+    return None if model is None else keras.saving.serialize_keras_object(model)

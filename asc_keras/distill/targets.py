@@ -14,9 +14,9 @@ T = 1 probabilities, then temper the mean (p_mean^(1/T), renormalised) -- is a d
 teacher produces: a geometric tempering of an arithmetic mixture, which for T > 1 lets one
 confident teacher dominate less than it should and differs from what live teachers give.
 
-Students never run the teachers per step: :func:`teacher_logits` runs every teacher over the
-cached features once and :class:`SoftTargets` stores the *per-teacher* logits (items, teachers,
-classes) atomically as ``.npy`` + ``.json``, so one stored file serves any T and either mode.
+:func:`teacher_logits` runs every teacher over the cached features once and :class:`SoftTargets`
+stores the *per-teacher* logits (items, teachers, classes) atomically as ``.npy`` + ``.json``, so
+one file serves any T and either mode (live teachers instead: ``distill.clip_targets``).
 """
 
 from __future__ import annotations
@@ -338,13 +338,13 @@ def check_auto_limit(limit: float) -> None:
 
 
 def target_choice(
-    targets: SoftTargets | None, control_share: float = 0.0, share_by: str = "fixed"
+    targets: SoftTargets | None, control_share: float = 0.0, share_by: str = "fixed", live=False
 ) -> dict | None:
-    """{'source': 'recording' or 'clip', 'auto': the evidence when 'auto' chose, 'control_share(_by)'
-    when the share is above 0} of stored targets (results.json's 'soft_targets'); None without."""
+    """{'source': 'recording' or 'clip', 'auto' (where 'auto' chose), 'live' (the teachers run on
+    each batch), 'control_share(_by)' (above 0)}: results.json's 'soft_targets'; None without."""
     if targets is None:
         return None
     auto = targets.meta.get("auto")
     shared = {"control_share": control_share, "control_share_by": share_by}
     return {"source": targets.meta.get("target_source"), **({"auto": auto} if auto else {}),
-            **(shared if control_share > 0 else {})}  # fmt: skip
+            **({"live": True} if live else {}), **(shared if control_share > 0 else {})}  # fmt: skip

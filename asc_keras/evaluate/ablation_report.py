@@ -31,6 +31,9 @@ PAIRED = (
      "Shares by confidence against a fixed half (per example − ½ on every one"),
     ("kd_ensemble", "kd_control_share_0", "The control's live part (base with it − the teachers' alone"),
     ("kd_control_share_0", "ce_only", "The teachers' target alone (KD without the control − CE only"),
+    ("kd_clip_live", "kd_clip_stored",
+     "Live teachers (clip-level targets of each augmented batch − of the clean clip, stored"),
+    ("kd_clip_live", "ce_only", "Live teachers against the control (clip-level, live − CE only"),
 )  # fmt: skip
 
 
@@ -49,17 +52,20 @@ def _paired_lines(result: dict) -> list[str]:
 
 
 def _base_line(result: dict) -> list[str]:
-    """What the base row's KD target is, where the seed's CE control co-teaches (else nothing)."""
+    """What the base row's KD target is, where the seed's CE control co-teaches or the teachers
+    run live (else nothing)."""
     share = result.get("control_share") or 0.0
+    live = any((t or {}).get("live") for t in result.get("soft_targets") or [])
+    teachers = ("the teachers run live on each augmented batch (distill.clip_targets; their "
+                "targets clip-level)" if live else "the teachers' stored targets")  # fmt: skip
     if not share:
-        return []
+        return [f"The KD rows learn from {teachers}.", ""] if live else []
     if result.get("control_share_by") == "confidence":
         how = (f"a share of each target set per example by confidence (a prior {share:g}, scaled by "
                "how much each side gives the label: distill.control_share_by) from the seed's CE "
-               "control (row ce_only) run live on each augmented batch, the rest from the teachers' "
-               "stored targets")  # fmt: skip
+               f"control (row ce_only) run live on each augmented batch, the rest from {teachers}")  # fmt: skip
     else:
-        how = (f"{100 * (1 - share):.0f} % of each target from the teachers' stored targets and "
+        how = (f"{100 * (1 - share):.0f} % of each target from {teachers} and "
                f"{100 * share:.0f} % from the seed's CE control (row ce_only) run live on each "
                "augmented batch")  # fmt: skip
     return [f"The KD rows learn {how} (distill.control_share); kd_control_share_0 is the teachers' "

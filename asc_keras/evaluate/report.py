@@ -256,8 +256,10 @@ def describe_targets(t: dict | None) -> str:
     ``distill.target_source`` 'auto' chose."""
     if not t:
         return "none"
+    clip = ("the teachers' output on each augmented batch the student trains on, run live (distill."
+            "clip_targets)") if t.get("live") else "the teachers' output on each 1 s clip"  # fmt: skip
     where = {"recording": "the teachers' output on each clip's whole 10 s recording",
-             "clip": "the teachers' output on each 1 s clip"}.get(t.get("source"), str(t.get("source")))  # fmt: skip
+             "clip": clip}.get(t.get("source"), str(t.get("source")))  # fmt: skip
     a, share = t.get("auto"), t.get("control_share")
     if a and a.get("label_probability") is not None:
         where += (

@@ -24,6 +24,7 @@ from pathlib import Path
 from asc_keras.config import SystemConfig
 from asc_keras.evaluate.ablation_report import plot_ablation, write_ablation_md
 from asc_keras.files import folder_lock, write_json
+from asc_keras.stages.teaching import runs_live
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,12 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
                    _distill(control_share=0.5, control_share_by="confidence"), ()),
         StudentRow("kd_control_share_0", "KD, the teachers' target alone (the report's)",
                    _distill(control_share=0.0), ()),
+        # Clip-level targets of the view the student sees (the teachers run on each augmented
+        # batch) or of the clean clip, stored once (the report's way): distill.clip_targets.
+        StudentRow("kd_clip_live", "KD, clip-level targets, the teachers run live",
+                   _distill(target_source="clip", clip_targets="live"), ()),
+        StudentRow("kd_clip_stored", "KD, clip-level targets stored (of the clean clip)",
+                   _distill(target_source="clip", clip_targets="stored"), ()),
     ]  # fmt: skip
     return rows
 
@@ -127,6 +134,8 @@ SETTING_ROWS = (
     "kd_control_share_0.5",
     "kd_control_confidence",
     "kd_control_share_0",
+    "kd_clip_live",
+    "kd_clip_stored",
 )
 
 
@@ -178,7 +187,9 @@ def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dic
     for name, m in prep.teacher_metrics.items():
         result["teachers"].setdefault(name, []).append(m["accuracy"])
     # Which soft targets the base row learns from ('auto' may choose differently per seed).
-    result.setdefault("soft_targets", []).append(target_choice(prep.targets))
+    result.setdefault("soft_targets", []).append(
+        target_choice(prep.targets, live=runs_live(cfg, prep.targets))
+    )
     for row in chosen:
         done = seed_place.out / f"{row.key}.json"
         if not done.is_file():  # the row's skip rule
@@ -204,27 +215,33 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
     from asc_keras.stages.results import score
     from asc_keras.stages.runner import StageRunner
     from asc_keras.stages.teachers import targets_stage
+    from asc_keras.stages.teaching import control_share, live_teachers
     from asc_keras.training.student import train_student
 
     rcfg = row.change(cfg)
-    targets = live = None
+    targets = teachers = weights = control = None
     ev = prep.splits.evaluate
-    mixed = row.teachers is not None and rcfg.distill.control_share > 0  # the control co-teaches
-    if row.from_control or mixed:  # the ce_only row's student (trained here if not yet)
-        control = train_student(cfg, prep.splits.train, ev, None, run_dir=place.out / "ce_only",
-                                verbose=verbose)  # fmt: skip
-        if row.live or mixed:
-            live = [control]
-        else:
-            targets = model_targets(control, prep.splits.train, "ce_control")
     if row.teachers is not None and prep.targets is not None:
         targets = prep.targets
         if rcfg.distill.target_source != cfg.distill.target_source:  # its own stored targets
             runner = StageRunner(place.out, log=lambda _: None)
             targets = targets_stage(rcfg, place, runner, prep.teacher_folders, prep.splits).targets
         targets = targets.select(teachers=row.teachers or None)
+    mixed = targets is not None and control_share(rcfg, targets) > 0  # the control co-teaches
+    live = live_teachers(rcfg, targets, prep.teacher_folders, prep.splits)  # the run's rule
+    if live is not None:
+        targets, teachers, weights = None, list(live.models), live.weights
+    if row.from_control or mixed:  # the ce_only row's student (trained here if not yet)
+        ctl = train_student(cfg, prep.splits.train, ev, None, run_dir=place.out / "ce_only",
+                            verbose=verbose)  # fmt: skip
+        if mixed:
+            control = ctl
+        elif row.live:
+            teachers = [ctl]
+        else:
+            targets = model_targets(ctl, prep.splits.train, "ce_control")
     model = train_student(rcfg, prep.splits.train, ev, targets, run_dir=run_dir, verbose=verbose,
-                          live=live)  # fmt: skip
+                          teachers=teachers, teacher_weights=weights, control=control)  # fmt: skip
     # Scored as the run scores its rows (the same function), on clips and on whole recordings.
     m = score(model, ev, recs=prep.splits.eval_recordings)
     keep = ("accuracy", "log_loss", "micro_accuracy", "recording_accuracy")

@@ -9,7 +9,8 @@ teachers    ``work/teachers/<name>-<hash>/final.keras`` + ``eval.json`` per teac
 targets     ``work/targets/<source>-per-teacher-<hash>.npy``: per-teacher logits per training clip
 control     ``out/control.keras``: the same student trained with CE only (``controls.ce_control``)
 student     ``out/student.keras`` (KD training in ``out/student/``, resumable); with
-            ``distill.control_share`` > 0 the control runs live on its batches for that share
+            ``distill.control_share`` > 0 the control runs live on its batches for that share,
+            with ``distill.clip_targets`` 'live' the teachers instead (clip-level targets)
 baseline    ``out/baseline.keras``: the DCASE baseline on its own log-mels (``controls.baseline``)
 compress    ``out/compress/qat.weights.h5`` + ``info.json`` (pruning + QAT on the tf_keras twin)
 tflite      ``out/student_int8.tflite``
@@ -45,6 +46,7 @@ from asc_keras.stages.results import add_control_rows, evaluate_stage, report_st
 from asc_keras.stages.runner import STAGES, RunError, StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace, data_stage, features_stage
 from asc_keras.stages.teachers import TeacherOutputs, targets_stage, teachers_stage
+from asc_keras.stages.teaching import control_share
 from asc_keras.training.student import check_control_share, check_kd_stop
 
 
@@ -170,7 +172,8 @@ def run_system(
     if cfg.controls.ce_control and prep.targets is not None:
         with runner.stage("control"):  # the same student, CE only (first: it may co-teach)
             control = student_stage(cfg, place, runner, prep, stage="control")
-    teaching = control if cfg.distill.control_share > 0 else None  # live, on each augmented batch
+    # Live, on each augmented batch, where the teachers' part is stored (stages.teaching).
+    teaching = control if control_share(cfg, prep.targets) > 0 else None
     with runner.stage("student"):  # SERFR-CNN distilled from the teacher ensemble
         student = student_stage(cfg, place, runner, prep, control=teaching)
     if cfg.controls.baseline:

@@ -52,7 +52,9 @@ def student_stage(
     """Train (or load) the model of ``stage``: 'student' learns from the ensemble (KD), 'control'
     is the CE control -- the same student, augmentation, schedule and length, no teachers.
     ``control``: the trained CE control, run live on the student's batches for
-    ``distill.control_share`` of its target (None: the share is 0)."""
+    ``distill.control_share`` of its target (None: the share is 0).  The teachers' part of the
+    target is stored, or run live on each batch (:mod:`asc_keras.stages.teaching`)."""
+    from asc_keras.stages.teaching import live_teachers
     from asc_keras.training.student import train_student
 
     files, inputs = place.files, student_inputs(cfg, place, prep, stage)
@@ -61,11 +63,16 @@ def student_stage(
     if runner.done(stage, inputs, files.model(stage)):
         return _load(files.model(stage))
     runner.start(stage, inputs, scratch=files.training(stage))
+    targets = prep.targets if stage == "student" else None
+    live = live_teachers(cfg, targets, prep.teacher_folders, prep.splits)
+    if live is not None:
+        runner.log(f"   teachers run live on each augmented batch: {', '.join(live.names)}")
     model = train_student(cfg, prep.splits.train, prep.splits.evaluate,
-                          prep.targets if stage == "student" else None, run_dir=files.training(stage),
+                          None if live is not None else targets, run_dir=files.training(stage),
                           strategy=place.strategy, verbose=place.verbose,
                           init_from=place.init_from if stage == "student" else None,
-                          live=[control] if control is not None else None)  # fmt: skip
+                          teachers=live and list(live.models), teacher_weights=live and live.weights,
+                          control=control)  # fmt: skip
     save_model_file(model, files.model(stage))
     return model
 

@@ -27,6 +27,7 @@ from asc_keras.metrics import (
 from asc_keras.stages.layout import TRAINED
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace
+from asc_keras.stages.teaching import control_share, runs_live
 from asc_keras.training.history import last_value, learning_check
 
 _NO_LAYERS = ("layers",)  # per-layer tables stay out of results.json
@@ -86,8 +87,8 @@ def evaluate_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
         "data": str(prep.data_root), "train_split": place.train_split,
         "init_from": file_identity(place.init_from) if place.init_from else None,
         "evaluated_on": "fold1_evaluate" + also, "teachers": prep.teacher_metrics,
-        "soft_targets": target_choice(prep.targets, cfg.distill.control_share,
-                                      cfg.distill.control_share_by),
+        "soft_targets": target_choice(prep.targets, control_share(cfg, prep.targets),
+                                      cfg.distill.control_share_by, runs_live(cfg, prep.targets)),
         "student": {
             **rows,
             # Compression (pruning + QAT fine-tuning) against the trained model; quantisation

@@ -58,24 +58,26 @@ def kd_steps(distill, steps: int) -> int | None:
 
 
 def build_student_trainer(
-    cfg: SystemConfig, examples: int, kd: bool, *, strategy: str = "default", live=None,
-    mixed: bool = False,
+    cfg: SystemConfig, examples: int, kd: bool, *, strategy: str = "default", teachers=None,
+    teacher_weights=None, control=None,
 ) -> Distiller:  # fmt: skip
     """SERFR-CNN-``cfg.student_width`` in a compiled :class:`Distiller`: Adam with the report's
     schedule over the whole training of ``examples`` clips; ``kd`` False: CE only (alpha = 1).
-    ``live``: models run on each augmented batch for the soft targets (consistent teaching);
-    ``mixed``: the data carries stored targets too, and ``cfg.distill.control_share`` of the
-    target is the live models' (on every example, or per example by confidence:
-    ``cfg.distill.control_share_by``); else the live targets alone."""
+    ``teachers``: models run on each augmented batch for the teachers' part of the target (with
+    ``teacher_weights``, None: 1/K), instead of stored targets (consistent teaching);
+    ``control``: the CE control, run live for ``cfg.distill.control_share`` of the target (on
+    every example, or per example by confidence: ``cfg.distill.control_share_by``)."""
     o, d = cfg.optim, cfg.distill
     length = student_length(cfg, examples)
+    live = kd and control is not None
     with training_scope(strategy, o.mixed_precision):
         student = build_serfr_cnn(cfg.student_width, bn_momentum=o.bn_momentum)
         distiller = Distiller(
-            student, teachers=live, alpha=d.alpha if kd else 1.0, temperature=d.temperature,
-            ensemble=d.ensemble, kd_part=d.kd_part, kd_steps=kd_steps(d, length.steps) if kd else None,
-            live_share=d.control_share if mixed else 1.0,
-            share_by=d.control_share_by if mixed else "fixed",
+            student, teachers=teachers if kd else None, teacher_weights=teacher_weights if kd else None,
+            alpha=d.alpha if kd else 1.0, temperature=d.temperature, ensemble=d.ensemble,
+            kd_part=d.kd_part, kd_steps=kd_steps(d, length.steps) if kd else None,
+            control=control if live else None, control_share=d.control_share if live else 0.0,
+            share_by=d.control_share_by if live else "fixed",
         )  # fmt: skip
         distiller.compile(
             make_optimizer(o, length.steps_per_round, length.rounds),
@@ -142,7 +144,9 @@ def train_student(
     strategy: str = "default",
     verbose="auto",
     init_from: str | Path | None = None,
-    live=None,
+    teachers=None,
+    teacher_weights=None,
+    control=None,
 ):
     """Train SERFR-CNN-``cfg.student_width`` on cached clip features; return the student.
 
@@ -155,9 +159,11 @@ def train_student(
         run_dir: backups, CSV/TensorBoard logs, ``best.keras`` and ``final.keras``.
         init_from: a ``.keras`` SERFR-CNN of the same architecture whose weights the student
             starts from (e.g. the fold-1 student for the ``--train-split all`` retrain).
-        live: models (taking the student's input) run on each augmented batch, so the target is
-            of the view the student sees: instead of ``targets`` (the ablation's live born-again),
-            or beside them, ``cfg.distill.control_share`` of the target (the CE control there).
+        teachers: models (taking the student's input) run on each augmented batch, so the
+            target is of the view the student sees, instead of ``targets`` (``distill.clip_targets``
+            'live'; the ablation's live born-again), weighed by ``teacher_weights`` (None: 1/K).
+        control: the CE control, run live for ``cfg.distill.control_share`` of the target, the
+            rest the teachers' (stored or live).
 
     The validation split only drives learning curves and ``best.keras``; the returned model is
     the one after the last round, as the report trains a fixed schedule (picking a round on
@@ -171,16 +177,17 @@ def train_student(
     if final.is_file():
         return load_model_file(final)
     keras.utils.set_random_seed(cfg.seed)
-    both = live is not None and targets is not None
-    if both and not cfg.distill.control_share > 0.0:
-        raise ValueError("train_student takes stored targets or live teachers; both only mixed, "
-                         "with distill.control_share > 0")  # fmt: skip
-    kd = cfg.distill.enabled and (targets is not None or live is not None)
+    if teachers is not None and targets is not None:
+        raise ValueError("train_student takes stored targets or live teachers, not both")
+    if control is not None and not cfg.distill.control_share > 0.0:
+        raise ValueError("train_student's control teaches distill.control_share of the target: "
+                         "set it above 0, or pass no control")  # fmt: skip
+    kd = cfg.distill.enabled and (targets is not None or teachers is not None)
     soft = (
         kd_soft_targets(targets, cfg.distill, train.labels) if targets is not None and kd else None
     )
-    distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy, live=live if kd else None,
-                                      mixed=both)  # fmt: skip
+    distiller = build_student_trainer(cfg, len(train), kd, strategy=strategy, teachers=teachers,
+                                      teacher_weights=teacher_weights, control=control)  # fmt: skip
     if init_from is not None:
         start_from(distiller.student, init_from)
     fit_student(distiller, cfg, train, val, soft, run_dir=run_dir, verbose=verbose)

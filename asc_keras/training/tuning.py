@@ -41,11 +41,15 @@ class SearchData:
 
     ``targets``: the teachers' stored :class:`~asc_keras.distill.SoftTargets` of the training
     clips (None: CE only); trials read the ensemble's distribution at their own temperature.
+    ``teachers``: instead, the teachers run live on each batch, as ``run`` runs them
+    (:mod:`asc_keras.stages.teaching`), with their ensemble's ``teacher_weights``.
     """
 
     train: ClipSplit
     val: ClipSplit
     targets: SoftTargets | None
+    teachers: tuple = ()
+    teacher_weights: tuple[float, ...] | None = None
 
 
 class StudentHyperModel(kt.HyperModel):
@@ -86,11 +90,13 @@ class StudentHyperModel(kt.HyperModel):
         execution = self._builds.get(key, 0)
         self._builds[key] = execution + 1
         cfg = self.trial_config(hp, execution)
-        kd, share = self.data.targets is not None, cfg.distill.control_share
-        live = [self.control(cfg)] if kd and share > 0 else None  # as run: the control co-teaches
+        d = self.data
+        kd, share = d.targets is not None or bool(d.teachers), cfg.distill.control_share
+        # As run: the control co-teaches where the teachers' part is stored (stages.teaching).
+        control = self.control(cfg) if kd and share > 0 and not d.teachers else None
         keras.utils.set_random_seed(cfg.seed)
-        model = build_student_trainer(cfg, len(self.data.train), kd=kd, live=live,
-                                      mixed=live is not None)  # fmt: skip
+        model = build_student_trainer(cfg, len(d.train), kd=kd, teachers=list(d.teachers) or None,
+                                      teacher_weights=d.teacher_weights, control=control)  # fmt: skip
         model._trial_seed = cfg.seed  # the fit below trains with the same seed
         return model
 
@@ -108,7 +114,7 @@ class StudentHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         cfg = dataclasses.replace(self.trial_config(hp), seed=model._trial_seed)
         d = self.data
-        soft = (
+        soft = (  # live teachers (d.teachers) make the targets on each batch instead
             None if d.targets is None else kd_soft_targets(d.targets, cfg.distill, d.train.labels)
         )
         history = fit_student(model, cfg, d.train, d.val, soft, run_dir=None,
