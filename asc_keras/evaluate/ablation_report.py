@@ -55,11 +55,15 @@ def _base_line(result: dict) -> list[str]:
     """What the base row's KD target is, where the seed's CE control co-teaches or the teachers
     run live (else nothing)."""
     share = result.get("control_share") or 0.0
-    live = any((t or {}).get("live") for t in result.get("soft_targets") or [])
-    teachers = ("the teachers run live on each augmented batch (distill.clip_targets; their "
-                "targets clip-level)" if live else "the teachers' stored targets")  # fmt: skip
+    live = [bool((t or {}).get("live")) for t in result.get("soft_targets") or []]
+    if any(live):  # stages.teaching: the control's share is for stored targets only
+        where = "" if all(live) else " on the seeds whose targets are clip-level"
+        return [f"The KD rows learn from the teachers run live on each augmented batch{where} "
+                "(distill.clip_targets; without the control's share, which is for stored "
+                "targets).", ""]  # fmt: skip
+    teachers = "the teachers' stored targets"
     if not share:
-        return [f"The KD rows learn from {teachers}.", ""] if live else []
+        return []
     if result.get("control_share_by") == "confidence":
         how = (f"a share of each target set per example by confidence (a prior {share:g}, scaled by "
                "how much each side gives the label: distill.control_share_by) from the seed's CE "
