@@ -217,5 +217,5 @@ def add_training_commands(sub) -> None:
                    "report leaves open (kd_alpha_0.5 kd_T1 kd_T4 kd_logits kd_clip_targets "
                    "kd_recording_targets kd_swap_wrong kd_non_target kd_control kd_control_non_target "
                    "kd_control_live kd_stop_0.5 kd_control_share_0.5 kd_control_confidence "
-                   "kd_control_share_0) run only when named")  # fmt: skip
+                   "kd_control_share_0 kd_clip_live kd_clip_stored) run only when named")  # fmt: skip
     p.set_defaults(func=_ablation)
