@@ -685,3 +685,25 @@ def test_live_teachers_are_weighed_as_the_stored_ensemble_and_replace_it(tmp_pat
     said = describe_targets(target_choice(stored, live=True))
     assert said.startswith("the teachers' output on each augmented batch the student trains on")
     assert describe_targets(target_choice(stored)) == "the teachers' output on each 1 s clip"
+
+
+def test_the_width_search_runs_the_live_teachers_as_run_does():
+    """A trial built from SearchData with live teachers gets them (and their weights) and, as in
+    run, no CE control: the control's share is for stored targets only."""
+    import dataclasses
+
+    import keras_tuner as kt
+
+    from asc_keras.presets import system_config
+    from asc_keras.training.tuning import SearchData, StudentHyperModel
+
+    cfg = dataclasses.replace(system_config(1, "quick"), student_width=8)
+    assert cfg.distill.control_share == 0.5 and cfg.distill.clip_targets == "live"
+    teacher = _mlp_student(n_in=256, seed=3)
+    data = SearchData(train=list(range(64)), val=None, targets=None, teachers=(teacher,),
+                      teacher_weights=(1.0,))  # fmt: skip
+    hm = StudentHyperModel(cfg, data, widths=(8,))
+    model = hm.build(kt.HyperParameters())
+    assert model.teachers == [teacher] and model.teacher_weights == [1.0]
+    assert model.control is None and model.control_share == 0.0 and model.alpha == 0.1
+    assert hm._controls == {}  # no control was trained for it
