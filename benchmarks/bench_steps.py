@@ -75,13 +75,15 @@ def _models(cfg):
     student = build_student_trainer(cfg, 2800, kd=True, control=live)
     label = "KD student, control live" if live else "KD student"
     yield label, student, clip, o.batch_size, True, o.steps, 1
-    teachers = {name: build_teacher(name, t.view(name), o.bn_momentum) for name in t.names}
     if cfg.distill.clip_targets == "live":  # where the targets are clip-level: every teacher
-        student = build_student_trainer(cfg, 2800, kd=True, teachers=list(teachers.values()))
+        # (their own instances: the Distiller freezes its teachers, the rows below train them)
+        live = [build_teacher(name, t.view(name), o.bn_momentum) for name in t.names]
+        student = build_student_trainer(cfg, 2800, kd=True, teachers=live)
         # Instead of the row above where the targets are clip-level: not added to the total.
         yield "KD student, 3 teachers live", student, clip, o.batch_size, False, o.steps, 0
-    for name, model in teachers.items():
+    for name in t.names:
         view = t.view(name)
+        model = build_teacher(name, view, o.bn_momentum)
         seconds = view.crop_seconds or 10.0
         shape = tuple(cfg.features.n_frames(seconds) if d is None else d
                       for d in model.input_shape[1:])  # fmt: skip
