@@ -71,14 +71,14 @@ def _models(cfg):
         yield "CE control", control, clip, o.batch_size, False, o.steps, 1
     # With distill.control_share the control runs forward on each of the KD student's batches.
     share = cfg.distill.control_share if c.ce_control else 0.0
-    live = control.student if share > 0 else None
-    student = build_student_trainer(cfg, 2800, kd=True, control=live)
-    label = "KD student, control live" if live else "KD student"
+    co_teacher = control.student if share > 0 else None
+    student = build_student_trainer(cfg, 2800, kd=True, control=co_teacher)
+    label = "KD student, control live" if co_teacher is not None else "KD student"
     yield label, student, clip, o.batch_size, True, o.steps, 1
     if cfg.distill.clip_targets == "live":  # where the targets are clip-level: every teacher
         # (their own instances: the Distiller freezes its teachers, the rows below train them)
-        live = [build_teacher(name, t.view(name), o.bn_momentum) for name in t.names]
-        student = build_student_trainer(cfg, 2800, kd=True, teachers=live)
+        teachers = [build_teacher(name, t.view(name), o.bn_momentum) for name in t.names]
+        student = build_student_trainer(cfg, 2800, kd=True, teachers=teachers)
         # Instead of the row above where the targets are clip-level: not added to the total.
         yield "KD student, 3 teachers live", student, clip, o.batch_size, False, o.steps, 0
     for name in t.names:

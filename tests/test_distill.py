@@ -626,7 +626,7 @@ def test_live_teachers_are_weighed_as_the_stored_ensemble_and_replace_it(tmp_pat
     from asc_keras.config import SystemConfig
     from asc_keras.distill.targets import target_choice
     from asc_keras.evaluate.report import describe_targets
-    from asc_keras.stages.teaching import live_teachers, runs_live
+    from asc_keras.stages.teaching import control_share, live_teachers, runs_live
 
     rng = np.random.default_rng(21)
     x = rng.normal(size=(6, 20)).astype(np.float32)
@@ -675,12 +675,21 @@ def test_live_teachers_are_weighed_as_the_stored_ensemble_and_replace_it(tmp_pat
         Distiller(_mlp_student(), teachers=list(live.models), teacher_weights=[1.0])
     # Recording-level targets stay stored: a 1 s view of a recording is not what they know.
     rec = SoftTargets(z, stored.items, {**stored.meta, "target_source": "recording"})
-    assert not runs_live(live_cfg, rec) and runs_live(live_cfg, stored)
+    assert not runs_live(live_cfg, rec, splits) and runs_live(live_cfg, stored, splits)
     assert live_teachers(live_cfg, rec, folders, splits) is None
     own = SimpleNamespace(own_front_end={"c": object()})
     with pytest.warns(UserWarning, match=r"\['c'\] take features of their own .*stored clip-level"):
         assert live_teachers(live_cfg, stored, folders, own) is None
     assert live_teachers(live_cfg, stored, folders, SimpleNamespace(own_front_end={"b": 0}))
+    # The decision agrees with what is loaded: where a teacher cannot run live the targets are
+    # stored, so the control keeps its share (and results say stored); b (weight 0) is not run.
+    shared = dataclasses.replace(live_cfg, distill=dataclasses.replace(live_cfg.distill,
+                                                                       control_share=0.5))  # fmt: skip
+    assert not runs_live(shared, stored, own) and control_share(shared, stored, own) == 0.5
+    assert runs_live(shared, stored, SimpleNamespace(own_front_end={"b": 0}))
+    assert (
+        control_share(shared, stored, splits) == 0.0 and control_share(shared, rec, splits) == 0.5
+    )
     # results.md says the targets were made live.
     said = describe_targets(target_choice(stored, live=True))
     assert said.startswith("the teachers' output on each augmented batch the student trains on")

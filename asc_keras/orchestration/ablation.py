@@ -188,7 +188,7 @@ def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dic
         result["teachers"].setdefault(name, []).append(m["accuracy"])
     # Which soft targets the base row learns from ('auto' may choose differently per seed).
     result.setdefault("soft_targets", []).append(
-        target_choice(prep.targets, live=runs_live(cfg, prep.targets))
+        target_choice(prep.targets, live=runs_live(cfg, prep.targets, prep.splits))
     )
     for row in chosen:
         done = seed_place.out / f"{row.key}.json"
@@ -227,7 +227,9 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
             runner = StageRunner(place.out, log=lambda _: None)
             targets = targets_stage(rcfg, place, runner, prep.teacher_folders, prep.splits).targets
         targets = targets.select(teachers=row.teachers or None)
-    mixed = targets is not None and control_share(rcfg, targets) > 0  # the control co-teaches
+    mixed = (
+        targets is not None and control_share(rcfg, targets, prep.splits) > 0
+    )  # the control co-teaches
     live = live_teachers(rcfg, targets, prep.teacher_folders, prep.splits)  # the run's rule
     if live is not None:
         targets, teachers, weights = None, list(live.models), live.weights

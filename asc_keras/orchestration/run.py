@@ -173,7 +173,7 @@ def run_system(
         with runner.stage("control"):  # the same student, CE only (first: it may co-teach)
             control = student_stage(cfg, place, runner, prep, stage="control")
     # Live, on each augmented batch, where the teachers' part is stored (stages.teaching).
-    teaching = control if control_share(cfg, prep.targets) > 0 else None
+    teaching = control if control_share(cfg, prep.targets, prep.splits) > 0 else None
     with runner.stage("student"):  # SERFR-CNN distilled from the teacher ensemble
         student = student_stage(cfg, place, runner, prep, control=teaching)
     if cfg.controls.baseline:

@@ -87,8 +87,9 @@ def evaluate_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
         "data": str(prep.data_root), "train_split": place.train_split,
         "init_from": file_identity(place.init_from) if place.init_from else None,
         "evaluated_on": "fold1_evaluate" + also, "teachers": prep.teacher_metrics,
-        "soft_targets": target_choice(prep.targets, control_share(cfg, prep.targets),
-                                      cfg.distill.control_share_by, runs_live(cfg, prep.targets)),
+        "soft_targets": target_choice(prep.targets, control_share(cfg, prep.targets, prep.splits),
+                                      cfg.distill.control_share_by,
+                                      runs_live(cfg, prep.targets, prep.splits)),
         "student": {
             **rows,
             # Compression (pruning + QAT fine-tuning) against the trained model; quantisation

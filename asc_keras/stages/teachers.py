@@ -212,7 +212,7 @@ def targets_stage(
         path, f"teacher outputs {path.name}", runner.log
     ):  # one run computes, others wait
         if runner.forced("targets") or not (_stored(path) and _stored(ev_path)):
-            models = {name: _load_teacher(f) for name, f in folders.items()}
+            models = {name: load_teacher(f) for name, f in folders.items()}
             recs = splits.train_recordings
             rec_z = _recording_logits(cfg, models, splits)  # once: for the targets and the weights
             meta.update(_ensemble_weights(cfg, list(folders), rec_z, recs))
@@ -317,7 +317,7 @@ def _stored(path: Path) -> bool:
     return path.is_file() and path.with_suffix(".json").is_file()
 
 
-def _load_teacher(folder: Path):
+def load_teacher(folder: Path):
     from asc_keras.models.common import load_model_file
 
     return load_model_file(folder / "final.keras", "a teacher")

@@ -22,6 +22,7 @@ from pathlib import Path
 from asc_keras.config import SystemConfig
 from asc_keras.distill.targets import SoftTargets
 from asc_keras.stages.shared import Splits
+from asc_keras.stages.teachers import load_teacher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,45 +34,57 @@ class LiveTeachers:
     weights: tuple[float, ...] | None
 
 
-def runs_live(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
-    """Whether the teachers of ``targets`` run live under the student (module doc)."""
+def _running(
+    cfg: SystemConfig, targets: SoftTargets | None
+) -> tuple[list[str], list[float] | None]:
+    """(names, weights) of the teachers of ``targets`` that would run live -- those of weight
+    above 0, their weights renormalised (None: the plain average) -- or ([], None) where the
+    configuration and the targets' kind say stored."""
     d = cfg.distill
-    return (targets is not None and d.enabled and d.clip_targets == "live"
-            and targets.meta.get("target_source") == "clip")  # fmt: skip
+    if not (targets is not None and d.enabled and d.clip_targets == "live"
+            and targets.meta.get("target_source") == "clip"):  # fmt: skip
+        return [], None
+    names = list(targets.meta.get("teachers") or [])
+    w = targets.weights(d.ensemble)
+    keep = [k for k in range(len(names)) if w is None or w[k] > 0]
+    weights = None if w is None else [float(w[k] / sum(w[j] for j in keep)) for k in keep]
+    return [names[k] for k in keep], weights
 
 
-def control_share(cfg: SystemConfig, targets: SoftTargets | None) -> float:
+def _own_front_end(names: list[str], splits: Splits) -> list[str]:
+    """Those of ``names`` fed features of their own (PANNs' MobileNetV2): they cannot see the
+    student's view, so the teachers' targets stay stored."""
+    return sorted(set(names) & set(splits.own_front_end))
+
+
+def runs_live(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) -> bool:
+    """Whether the teachers of ``targets`` run live under the student (module doc)."""
+    names, _ = _running(cfg, targets)
+    return bool(names) and not _own_front_end(names, splits)
+
+
+def control_share(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) -> float:
     """The CE control's share of the KD target: ``distill.control_share``, 0 where the teachers
     of ``targets`` run live (module doc)."""
-    return 0.0 if runs_live(cfg, targets) else cfg.distill.control_share
+    return 0.0 if runs_live(cfg, targets, splits) else cfg.distill.control_share
 
 
 def live_teachers(
     cfg: SystemConfig, targets: SoftTargets | None, folders: dict[str, Path], splits: Splits
 ) -> LiveTeachers | None:
     """The teachers of ``targets`` (its ``meta['teachers']``, its weights for the configured
-    ensemble mode), loaded from ``folders``, where they run live; None where they do not -- and,
-    with a warning, where a teacher of weight above 0 takes features of its own (PANNs'
-    MobileNetV2): it cannot run on the student's view."""
-    if not runs_live(cfg, targets):
-        return None
-    names = list(targets.meta.get("teachers") or folders)
-    w = targets.weights(cfg.distill.ensemble)
-    keep = [k for k in range(len(names)) if w is None or w[k] > 0]
-    own = sorted({names[k] for k in keep} & set(splits.own_front_end))
-    if own:  # they cannot see the student's view; the report's stored targets serve instead
+    ensemble mode), loaded from ``folders``, where they run live (:func:`runs_live`); None where
+    they do not -- with a warning where 'live' was asked for and a teacher of weight above 0
+    takes features of its own: the stored targets then serve, with the control's share."""
+    names, weights = _running(cfg, targets)
+    own = _own_front_end(names, splits)
+    if own:
         warnings.warn(
             f"distill.clip_targets 'live' runs the teachers on the student's log-mels, but {own} "
             "take features of their own front end: their stored clip-level targets are used "
             "(set distill.clip_targets=stored to say so)", stacklevel=2,
         )  # fmt: skip
+    if not names or own:
         return None
-    weights = None if w is None else tuple(float(w[k] / sum(w[j] for j in keep)) for k in keep)
-    return LiveTeachers(tuple(names[k] for k in keep),
-                        tuple(_load(folders[names[k]]) for k in keep), weights)  # fmt: skip
-
-
-def _load(folder: Path):
-    from asc_keras.models.common import load_model_file
-
-    return load_model_file(Path(folder) / "final.keras", "a teacher")
+    return LiveTeachers(tuple(names), tuple(load_teacher(folders[n]) for n in names),
+                        None if weights is None else tuple(weights))  # fmt: skip
