@@ -158,9 +158,9 @@ class DistillConfig:
     swap_wrong: bool = False  # a wrong target's top class -> the label (targets.swap_to_label)
     kd_part: Literal[KD_PARTS] = "whole"  # 'non_target': decoupled KD's NCKD (distill.losses)
     kd_stop: float = 1.0  # steps with KD (share), then labels (early-stopped KD; distiller)
-    # Clip-level targets: the teachers' output on the clean clip, 'stored' once (the report's), or
-    # 'live': the teachers run on each augmented batch, the view the student sees (distiller.py).
-    clip_targets: Literal["stored", "live"] = "stored"
+    # Clip-level targets: 'stored' (the report's), 'live' on each augmented batch (distiller.py), 'auto':
+    # live where the teachers beat the student on clips held out from them (stages/teaching.py).
+    clip_targets: Literal["stored", "live", "auto"] = "stored"
     # The target's share from the CE control run live on each augmented batch (the rest: the
     # teachers'); 0: the report's KD; 'confidence': per example, by who puts more on the label
     # (CA-MKD; distill.losses.mixed_targets).  docs/probe-sets.md, "Mixed targets".

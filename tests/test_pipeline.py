@@ -447,13 +447,13 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     args = ["ablation", "--system", "2", "--data", str(damaged_tau[0]), "--work", str(tiny_work), "--out",
             str(tmp_path / "abl"), "--seeds", "0", "1", "--rows", "ce_only", "kd_cnn", "--quiet", "--skip-bad-audio",
             "--set", *TINY, "teachers.names=[cnn]", "optim.steps=6", "optim.rounds=1",
-            "distill.auto_label_probability=0"]  # fmt: skip
+            "distill.auto_label_probability=0", "distill.clip_targets=live"]  # fmt: skip
     assert main(args) == 0
     assert (
         recipe_calls["fit"] == [(8, 1.0), (8, 0.1)] * 2
     )  # CE only, then KD from the CNN; per seed
-    # The quick profile's KD rows learn from the CNN run live on each augmented batch (clip-level
-    # targets: distill.clip_targets 'live'), without the control's share (stored targets only).
+    # The KD rows learn from the CNN run live on each augmented batch (clip-level targets,
+    # distill.clip_targets 'live'), without the control's share (stored targets only).
     assert recipe_calls["teaching"] == [(0, 0.0, "fixed"), (1, 0.0, "fixed")] * 2
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert set(r["teachers"]) == {"cnn"} and list(r["students"]) == ["ce_only", "kd_cnn"]
@@ -492,6 +492,23 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert main(confident) == 0 and recipe_calls["fit"][9:] == [(8, 0.1)]
     assert recipe_calls["teaching"][9:] == [(0, 0.5, "confidence")]
     assert not (tmp_path / "abl3" / "seed0" / "ce_only").exists()
+    # The quick profile's own 'auto': the probe student first (CE, on the clips the teachers
+    # learned from), then the KD row taught as the probe's comparison says -- the CNN live on a
+    # clear lead, else its stored targets with the seed's control live for half.
+    auto = [*alone[: alone.index("--out") + 1], str(tmp_path / "abl4"),
+            *alone[alone.index("--seeds") : alone.index("--set") + 1], *TINY, "teachers.names=[cnn]",
+            "optim.steps=6", "optim.rounds=1", "distill.auto_label_probability=0"]  # fmt: skip
+    auto[auto.index("kd_control_share_0")] = "kd_cnn"
+    assert main(auto) == 0
+    lead = json.loads((tmp_path / "abl4" / "ablation.json").read_text())["soft_targets"][0]["lead"]
+    assert lead["clips"] > 0 and lead["locations"] > 0 and 0 < lead["p_value"] <= 1
+    fits = list(zip(recipe_calls["fit"][10:], recipe_calls["teaching"][10:], strict=True))
+    probe = ((8, 1.0), (0, 0.0, "fixed"))
+    if lead["clear"]:
+        assert fits == [probe, ((8, 0.1), (1, 0.0, "fixed"))]
+    else:
+        assert fits == [probe, ((8, 1.0), (0, 0.0, "fixed")), ((8, 0.1), (0, 0.5, "fixed"))]
+    assert len(list((tiny_work / "probes").glob("probe-*.json"))) == 1
 
 
 def _free_port() -> int:

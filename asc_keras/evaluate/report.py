@@ -267,6 +267,16 @@ def describe_targets(t: dict | None) -> str:
             f"teachers learned from, their ensemble gives the label {a['label_probability']:.2f} on "
             f"average, {'at least' if a['source'] == 'clip' else 'below'} {a['limit']:.2f})"
         )
+    lead = t.get("lead")
+    if lead:  # distill.clip_targets 'auto': who was ahead on the clips held out from the teachers
+        where += (
+            f"; {'live' if t.get('live') else 'stored'} because on the {lead['clips']} training clips "
+            f"of {lead['locations']} locations held out from the teachers their ensemble got "
+            f"{100 * lead['teachers']:.1f} % against {100 * lead['student']:.1f} % for the same "
+            f"student trained with CE on the other clips, {'a' if lead['clear'] else 'not a'} clear "
+            f"lead (by location {100 * lead['lead']:+.1f} points, p = {lead['p_value']:.3f}; "
+            "distill.clip_targets 'auto')"
+        )
     live = "the CE control's output on each augmented batch the student trains on, run live"
     if share and t.get("control_share_by") == "confidence":  # per example, by the label's share
         where = (f"{where} and {live}, mixed per example: the control's share {share:g} scaled by how "

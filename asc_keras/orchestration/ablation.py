@@ -24,7 +24,7 @@ from pathlib import Path
 from asc_keras.config import SystemConfig
 from asc_keras.evaluate.ablation_report import plot_ablation, write_ablation_md
 from asc_keras.files import folder_lock, write_json
-from asc_keras.stages.teaching import runs_live
+from asc_keras.stages.teaching import teaching_record
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,6 @@ def run_ablation(cfg: SystemConfig, place, *, seeds=(0, 1, 2), rows: list[str] |
 
 def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dict, log) -> None:
     """The shared stages and every row of one seed; the table so far is written after it."""
-    from asc_keras.distill.targets import target_choice
     from asc_keras.orchestration.run import prepare_shared
 
     out, seed = place.out, cfg.seed
@@ -188,7 +187,7 @@ def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dic
         result["teachers"].setdefault(name, []).append(m["accuracy"])
     # Which soft targets the base row learns from ('auto' may choose differently per seed).
     result.setdefault("soft_targets", []).append(
-        target_choice(prep.targets, live=runs_live(cfg, prep.targets, prep.splits))
+        teaching_record(cfg, prep.targets, prep.splits, share=False)
     )
     for row in chosen:
         done = seed_place.out / f"{row.key}.json"
@@ -215,7 +214,7 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
     from asc_keras.stages.results import score
     from asc_keras.stages.runner import StageRunner
     from asc_keras.stages.teachers import targets_stage
-    from asc_keras.stages.teaching import control_share, live_teachers
+    from asc_keras.stages.teaching import control_share, live_teachers, probe_stage
     from asc_keras.training.student import train_student
 
     rcfg = row.change(cfg)
@@ -226,6 +225,7 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
         if rcfg.distill.target_source != cfg.distill.target_source:  # its own stored targets
             runner = StageRunner(place.out, log=lambda _: None)
             targets = targets_stage(rcfg, place, runner, prep.teacher_folders, prep.splits).targets
+            targets = probe_stage(rcfg, place, runner, targets, prep.splits)  # 'auto': as run
         targets = targets.select(teachers=row.teachers or None)
     mixed = (
         targets is not None and control_share(rcfg, targets, prep.splits) > 0

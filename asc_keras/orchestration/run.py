@@ -7,10 +7,14 @@ data        the dataset folder (generated into ``work/`` when none is given)
 features    clip and 10 s recording log-mel caches in ``work/features/``
 teachers    ``work/teachers/<name>-<hash>/final.keras`` + ``eval.json`` per teacher
 targets     ``work/targets/<source>-per-teacher-<hash>.npy``: per-teacher logits per training clip
+probe       ``work/probes/probe-<hash>.json``: with ``distill.clip_targets`` 'auto' and clip-level
+            targets, the student trained with CE without the clips held out from the teachers,
+            scored on them: the teachers run live where they are ahead (stages.teaching)
 control     ``out/control.keras``: the same student trained with CE only (``controls.ce_control``)
 student     ``out/student.keras`` (KD training in ``out/student/``, resumable); with
             ``distill.control_share`` > 0 the control runs live on its batches for that share,
-            with ``distill.clip_targets`` 'live' the teachers instead (clip-level targets)
+            with ``distill.clip_targets`` 'live' (or 'auto', where they are ahead) the teachers
+            instead (clip-level targets)
 baseline    ``out/baseline.keras``: the DCASE baseline on its own log-mels (``controls.baseline``)
 compress    ``out/compress/qat.weights.h5`` + ``info.json`` (pruning + QAT on the tf_keras twin)
 tflite      ``out/student_int8.tflite``
@@ -46,7 +50,7 @@ from asc_keras.stages.results import add_control_rows, evaluate_stage, report_st
 from asc_keras.stages.runner import STAGES, RunError, StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace, data_stage, features_stage
 from asc_keras.stages.teachers import TeacherOutputs, targets_stage, teachers_stage
-from asc_keras.stages.teaching import control_share
+from asc_keras.stages.teaching import asks_probe, check_clip_targets, control_share, probe_stage
 from asc_keras.training.student import check_control_share, check_kd_stop
 
 
@@ -71,6 +75,7 @@ def check_run(cfg: SystemConfig, place: RunPlace) -> None:
     check_auto_limit(cfg.distill.auto_label_probability)  # before the teachers, not after them
     check_kd_stop(cfg.distill.kd_stop)  # the same: not when the student is built
     check_control_share(cfg)
+    check_clip_targets(cfg)
     theirs, mine = _recorded_identity(place.files.config), run_identity(cfg, place)
     if theirs and theirs != mine:
         diff = ", ".join(
@@ -152,6 +157,10 @@ def prepare(cfg: SystemConfig, place: RunPlace, runner: StageRunner) -> Prepared
             folders = teachers_stage(cfg, place, runner, root, splits)
         with runner.stage("targets"):
             outputs = targets_stage(cfg, place, runner, folders, splits)
+        if asks_probe(cfg, outputs.targets):  # do the teachers know more about a clip?
+            with runner.stage("probe"):
+                probed = probe_stage(cfg, place, runner, outputs.targets, splits)
+            outputs = dataclasses.replace(outputs, targets=probed)
     return Prepared(ds, root, clip_cache, splits, outputs.metrics, outputs.targets, outputs.key, skipped,
                     folders if cfg.distill.enabled else {})  # fmt: skip
 

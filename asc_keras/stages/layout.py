@@ -127,3 +127,8 @@ class WorkLayout:
     def ensemble_outputs(self, key: str) -> Path:
         """The teachers' logits of every evaluation recording (the ensemble's scores), ``.npy``."""
         return self.work / "targets" / f"eval-recordings-{key}.npy"
+
+    def probe(self, key: str) -> Path:
+        """The probe student's score on the clips held out from the teachers, ``.json``; its
+        training folder is the same path without the suffix (stages.teaching.probe_stage)."""
+        return self.work / "probes" / f"probe-{key}.json"

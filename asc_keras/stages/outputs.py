@@ -40,6 +40,9 @@ def student_inputs(
     }
     if stage == "student":
         inputs.update(distill=dataclasses.asdict(cfg.distill), targets=prep.targets_key)
+        probe = prep.targets is not None and prep.targets.meta.get("probe")
+        if probe:  # 'auto' clip targets: the probe's score decides whether the teachers run live
+            inputs["probe"] = probe
         if place.init_from is not None:  # a changed source (path or content) redoes the stage
             inputs["init_from"] = file_identity(place.init_from)
     return inputs

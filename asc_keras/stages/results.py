@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import SystemConfig
-from asc_keras.distill.targets import target_choice
 from asc_keras.files import file_identity
 from asc_keras.metrics import (
+    CLEAR_LEAD_P,
     classification_metrics,
     item_right,
     paired_lead,
@@ -27,7 +27,7 @@ from asc_keras.metrics import (
 from asc_keras.stages.layout import TRAINED
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace
-from asc_keras.stages.teaching import control_share, runs_live
+from asc_keras.stages.teaching import teaching_record
 from asc_keras.training.history import last_value, learning_check
 
 _NO_LAYERS = ("layers",)  # per-layer tables stay out of results.json
@@ -87,9 +87,7 @@ def evaluate_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
         "data": str(prep.data_root), "train_split": place.train_split,
         "init_from": file_identity(place.init_from) if place.init_from else None,
         "evaluated_on": "fold1_evaluate" + also, "teachers": prep.teacher_metrics,
-        "soft_targets": target_choice(prep.targets, control_share(cfg, prep.targets, prep.splits),
-                                      cfg.distill.control_share_by,
-                                      runs_live(cfg, prep.targets, prep.splits)),
+        "soft_targets": teaching_record(cfg, prep.targets, prep.splits),
         "student": {
             **rows,
             # Compression (pruning + QAT fine-tuning) against the trained model; quantisation
@@ -171,12 +169,6 @@ def _baseline_row(model, split, history: Path) -> dict:
             "nessi": nessi_of_model(official).to_dict(),
         },  # fmt: skip
     }
-
-
-# A lead of the ensemble over the CE control on recordings is "clear" below this one-sided
-# sign-test p (metrics.paired_lead): a lead the evaluation fold resolves, not one a few
-# recordings could flip.  At 5 % one run in twenty of teachers that know no more reads as clear.
-CLEAR_LEAD_P = 0.05
 
 
 def verdict(results: dict) -> dict:

@@ -27,6 +27,7 @@ STAGES = (
     "features",
     "teachers",
     "targets",
+    "probe",
     "control",
     "student",
     "baseline",

@@ -123,12 +123,14 @@ def held_out_recordings(
                          f"teaches, the plain average), got {cfg.teachers.holdout_fraction}")  # fmt: skip
     if cfg.teachers.holdout_fraction == 0 or recs is None:
         return recs, None
-    places = [_location(files[0]) if files else name for name, files in zip(recs.names, recs.files)]
+    places = [
+        clip_location(files[0]) if files else name for name, files in zip(recs.names, recs.files)
+    ]
     learn, held = split_by_group(places, recs.labels, cfg.teachers.holdout_fraction, cfg.seed)
     return recs.take(learn), recs.take(held)
 
 
-def _location(clip: str) -> str:
+def clip_location(clip: str) -> str:
     """``<scene>-<city>-<location>`` of a TAU clip name (another name: itself)."""
     try:
         f = parse_clip_name(clip)

@@ -11,18 +11,35 @@ The CE control's live share of the target (``distill.control_share``) is for sto
 only: it stands in for the consistency with the augmented view that stored targets lack, which
 live teachers have.  Measured on the probe sets with clip-level targets (docs/probe-sets.md,
 "Live teachers"): the teachers live alone beat them live with the control's half.
+
+Live teaching pays where the teachers know more about a clip than the student can learn from the
+labels, and costs where they know less (``tonal``: they lose to the CE control on clips by 10
+points, and live KD loses 3.5 points to it, where the stored targets with the control's half
+tie).  ``clip_targets: auto`` asks which holds before the student trains, on data neither the
+evaluation fold nor the teachers saw: the probe student (:func:`probe_stage`) -- the same student,
+recipe and seed, trained with CE on the training clips the teachers learned from -- is scored on
+the clips of the recordings held out from them (``teachers.holdout_fraction``), where the
+teachers' ensemble is scored from its stored outputs (:func:`clip_lead`).  The teachers run live
+where they are ahead there; the stored targets serve, with the control's share, where not.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from asc_keras.config import SystemConfig
+from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.targets import SoftTargets
-from asc_keras.stages.shared import Splits
-from asc_keras.stages.teachers import load_teacher
+from asc_keras.files import content_hash, work_lock, write_json
+from asc_keras.metrics import CLEAR_LEAD_P, grouped_lead
+from asc_keras.stages.runner import StageRunner
+from asc_keras.stages.shared import RunPlace, Splits
+from asc_keras.stages.teachers import clip_location, held_out_recordings, load_teacher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,15 +52,19 @@ class LiveTeachers:
 
 
 def _running(
-    cfg: SystemConfig, targets: SoftTargets | None
+    cfg: SystemConfig, targets: SoftTargets | None, splits: Splits
 ) -> tuple[list[str], list[float] | None]:
     """(names, weights) of the teachers of ``targets`` that would run live -- those of weight
     above 0, their weights renormalised (None: the plain average) -- or ([], None) where the
     configuration and the targets' kind say stored."""
     d = cfg.distill
-    if not (targets is not None and d.enabled and d.clip_targets == "live"
+    if not (targets is not None and d.enabled and d.clip_targets in ("live", "auto")
             and targets.meta.get("target_source") == "clip"):  # fmt: skip
         return [], None
+    if d.clip_targets == "auto":  # live only where the teachers are ahead on held-out clips
+        lead = clip_lead(cfg, targets, splits)
+        if lead is None or not lead["clear"]:
+            return [], None
     names = list(targets.meta.get("teachers") or [])
     w = targets.weights(d.ensemble)
     keep = [k for k in range(len(names)) if w is None or w[k] > 0]
@@ -59,7 +80,7 @@ def _own_front_end(names: list[str], splits: Splits) -> list[str]:
 
 def runs_live(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) -> bool:
     """Whether the teachers of ``targets`` run live under the student (module doc)."""
-    names, _ = _running(cfg, targets)
+    names, _ = _running(cfg, targets, splits)
     return bool(names) and not _own_front_end(names, splits)
 
 
@@ -76,7 +97,7 @@ def live_teachers(
     ensemble mode), loaded from ``folders``, where they run live (:func:`runs_live`); None where
     they do not -- with a warning where 'live' was asked for and a teacher of weight above 0
     takes features of its own: the stored targets then serve, with the control's share."""
-    names, weights = _running(cfg, targets)
+    names, weights = _running(cfg, targets, splits)
     own = _own_front_end(names, splits)
     if own:
         warnings.warn(
@@ -88,3 +109,131 @@ def live_teachers(
         return None
     return LiveTeachers(tuple(names), tuple(load_teacher(folders[n]) for n in names),
                         None if weights is None else tuple(weights))  # fmt: skip
+
+
+def teaching_record(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits,
+                    share: bool = True) -> dict | None:  # fmt: skip
+    """``results.json``'s 'soft_targets': :func:`~asc_keras.distill.targets.target_choice` with
+    whether the teachers ran live, the control's share (``share``: the run has a control) and,
+    where ``distill.clip_targets`` 'auto' chose, the held-out comparison (:func:`clip_lead`)."""
+    from asc_keras.distill.targets import target_choice
+
+    t = target_choice(targets, control_share(cfg, targets, splits) if share else 0.0,
+                      cfg.distill.control_share_by, runs_live(cfg, targets, splits))  # fmt: skip
+    lead = clip_lead(cfg, targets, splits) if asks_probe(cfg, targets) else None
+    return t if t is None or lead is None else {**t, "lead": lead}
+
+
+def check_clip_targets(cfg: SystemConfig) -> None:
+    """``distill.clip_targets`` 'auto' compares on clips held out from the teachers: it needs some."""
+    d = cfg.distill
+    if d.enabled and d.clip_targets == "auto" and cfg.teachers.holdout_fraction <= 0:
+        raise ValueError(
+            "distill.clip_targets 'auto' compares the teachers with the student on the training "
+            "clips held out from the teachers, and teachers.holdout_fraction=0 holds none out: set "
+            "teachers.holdout_fraction above 0 (the quick profile: 0.2), or clip_targets live or stored"
+        )
+
+
+def held_out_split(cfg: SystemConfig, splits: Splits) -> tuple[ClipSplit, ClipSplit] | None:
+    """(the training clips outside the recordings held out from the teachers, the clips of those
+    recordings) -- what the probe student learns from and is scored on; None where none is held
+    out (:func:`~asc_keras.stages.teachers.held_out_recordings`)."""
+    _, held = held_out_recordings(cfg, splits.train_recordings)
+    if held is None or not len(held):
+        return None
+    files = {f for clips in held.files for f in clips}
+    out = np.array([n in files for n in splits.train.names])
+    if not out.any() or out.all():
+        return None
+    return splits.train.take(np.where(~out)[0]), splits.train.take(np.where(out)[0])
+
+
+def clip_lead(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) -> dict | None:
+    """The teachers' ensemble (their stored clip outputs, weighed as the KD target weighs them,
+    T = 1) against the probe student (``targets.meta['probe']``, :func:`probe_stage`) on the
+    training clips held out from the teachers: {'teachers', 'student' (accuracies), 'clips',
+    'locations', 'lead' (mean over locations of the teachers' accuracy minus the probe's),
+    'p_value' (:func:`~asc_keras.metrics.grouped_lead`), 'clear' (a lead below CLEAR_LEAD_P)};
+    None without a probe of those clips."""
+    probe = None if targets is None else targets.meta.get("probe")
+    split = held_out_split(cfg, splits)
+    if probe is None or split is None or tuple(probe["clips"]) != split[1].names:
+        return None
+    held = split[1]
+    teachers = (
+        targets.select(held.names).distribution(1.0, cfg.distill.ensemble).argmax(-1) == held.labels
+    )
+    student = np.asarray(probe["right"], bool)
+    lead = grouped_lead(teachers, student, [clip_location(n) for n in held.names])
+    return {"teachers": float(teachers.mean()), "student": float(student.mean()),
+            "clips": len(held), "locations": lead["groups"], "lead": lead["lead"],
+            "p_value": lead["p_value"], "clear": lead["lead"] > 0 and lead["p_value"] < CLEAR_LEAD_P}  # fmt: skip
+
+
+def asks_probe(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
+    """Whether ``distill.clip_targets`` 'auto' has to choose for ``targets`` (clip-level)."""
+    d = cfg.distill
+    return (targets is not None and d.enabled and d.clip_targets == "auto"
+            and targets.meta.get("target_source") == "clip")  # fmt: skip
+
+
+def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets: SoftTargets | None,
+                splits: Splits) -> SoftTargets | None:  # fmt: skip
+    """``targets`` with the probe student's record in ``meta['probe']`` (:func:`read_probe`) where
+    ``distill.clip_targets`` 'auto' must choose (clip-level targets; module doc); else ``targets``.
+
+    The probe is the student of the run's width, augmentation, schedule, length and seed, trained
+    with CE on the training clips the teachers learned from and scored on the clean clips of the
+    recordings held out from them.  It is kept in the shared work folder, keyed by all of that,
+    so the run, the width search and the ablation share it; its training resumes.
+    """
+    from asc_keras.training.student import train_student
+
+    split = held_out_split(cfg, splits) if asks_probe(cfg, targets) else None
+    if split is None:
+        return targets
+    learn, held = split
+    recipe = {k: dataclasses.asdict(getattr(cfg, k)) for k in ("augment", "optim")}
+    # Not the teachers: the probe is what the student learns without them.
+    key = content_hash((cfg.student_width, cfg.seed, recipe, held.names, splits.clip_cache_name,
+                        place.train_split))  # fmt: skip
+    path = place.shared.probe(key)
+    with work_lock(path, f"probe student {path.name}", runner.log):
+        if runner.forced("probe") or not path.is_file():
+            runner.log(f"   the probe student: CE on the {len(learn)} training clips the teachers "
+                       f"learned from, scored on the {len(held)} held out from them")  # fmt: skip
+            model = train_student(cfg, learn, held, None, run_dir=path.with_suffix(""),
+                                  strategy=place.strategy, verbose=place.verbose)  # fmt: skip
+            right = (
+                model.predict(held.inputs(), batch_size=256, verbose=0).argmax(-1) == held.labels
+            )
+            write_json(path, {"clips": list(held.names), "right": right.astype(int).tolist()})
+        probe = read_probe(path)
+    targets = SoftTargets(targets.logits, targets.items, {**targets.meta, "probe": probe})
+    lead = clip_lead(cfg, targets, splits)
+    if lead is None:  # a probe of other clips (a copied work folder): train it again
+        raise ValueError(f"{path}: a probe of other clips than this run holds out; delete it to "
+                         "train the probe again")  # fmt: skip
+    runner.log(f"   on the {lead['clips']} clips of {lead['locations']} locations held out: the "
+               f"teachers' ensemble {100 * lead['teachers']:.1f} %, the probe student "
+               f"{100 * lead['student']:.1f} % (lead {100 * lead['lead']:+.1f} points by location, "
+               f"p = {lead['p_value']:.3f}): the teachers "
+               f"{'run live' if runs_live(cfg, targets, splits) else 'stay stored'}")  # fmt: skip
+    return targets
+
+
+def read_probe(path: Path) -> dict:
+    """A stored probe record ({'clips': names, 'right': 0 / 1 per clip}), checked: a file in the
+    work folder is as untrusted as any other."""
+    try:
+        d = json.loads(Path(path).read_text())
+        clips, right = d["clips"], d["right"]
+        if not (isinstance(clips, list) and all(isinstance(c, str) for c in clips) and clips
+                and isinstance(right, list) and len(right) == len(clips)
+                and all(r in (0, 1) and not isinstance(r, float) for r in right)):  # fmt: skip
+            raise ValueError("'clips' must be clip names and 'right' a 0 or 1 for each")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a probe student's record ({e}); delete it to train the "
+                         "probe again") from None  # fmt: skip
+    return {"clips": clips, "right": [int(r) for r in right]}

@@ -1,0 +1,239 @@
+"""distill.clip_targets 'auto': the teachers run live only where, on the training clips held out
+from them, they clearly beat the same student trained with CE on the other clips (the probe)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from asc_keras.config import SCENE_CLASSES
+from asc_keras.data.splits import ClipSplit, RecordingSplit
+from asc_keras.distill.targets import SoftTargets
+from asc_keras.metrics import grouped_lead, paired_lead
+from asc_keras.presets import system_config
+from asc_keras.stages.shared import RunPlace, Splits
+
+
+def test_a_lead_by_location_counts_locations_not_clips():
+    # Two locations, the first model right on every clip of one, both right on the other: 20 clips
+    # against 0 reads as clear clip by clip, but it is one location of two: p = 1/2 exactly.
+    first, second = [1] * 40, [0] * 20 + [1] * 20
+    groups = ["x"] * 20 + ["y"] * 20
+    assert paired_lead(first, second)["p_value"] == 0.5**20
+    assert grouped_lead(first, second, groups) == {
+        "items": 40, "groups": 2, "lead": 0.5, "p_value": 0.5}  # fmt: skip
+    # Three locations each +1: only the all-positive pattern of 8 reaches the sum.
+    three = grouped_lead([1, 1, 1], [0, 0, 0], ["a", "b", "c"])
+    assert three["p_value"] == 1 / 8 and three["lead"] == 1.0
+    # +1 and -1: the sums 2, 0, 0, -2 of the four patterns; three reach 0.
+    assert grouped_lead([1, 0], [0, 1], ["a", "b"])["p_value"] == 0.75
+    # Differences of a half and three quarters: 1.25 is reached by (+, +) alone, p 1/4.
+    halves = grouped_lead([1, 1, 1, 1, 1, 0], [0, 1, 0, 0, 0, 0], ["a", "a", "b", "b", "b", "b"])
+    assert halves["lead"] == pytest.approx(0.625) and halves["p_value"] == 0.25
+    # No difference is no lead: p 1.
+    assert grouped_lead([1, 0], [1, 0], ["a", "b"])["p_value"] == 1.0
+    # Above 16 locations the patterns are drawn (fixed seed): all 20 ahead is reached by the
+    # observed pattern alone, counted as one of the draws.
+    many = grouped_lead([1] * 20, [0] * 20, [f"l{k}" for k in range(20)])
+    assert many["p_value"] == 1 / 20_001 and many["groups"] == 20
+    with pytest.raises(ValueError, match="grouped_lead"):
+        grouped_lead([1, 0], [1], ["a", "b"])
+
+
+def _clip(scene: str, loc: int, device: str, k: int) -> str:
+    return f"audio/{scene}-lisbon-{loc}-{loc}0-{k}-{device}.wav"
+
+
+@pytest.fixture
+def splits() -> Splits:
+    """10 classes x 5 locations x 2 devices x 2 clips: 200 training clips, 100 recordings."""
+    names, labels, files = [], [], []
+    for c, scene in enumerate(SCENE_CLASSES):
+        for loc in range(5):
+            for device in ("a", "b"):
+                clips = tuple(_clip(scene, 100 * c + loc, device, k) for k in range(2))
+                names += clips
+                labels += [c, c]
+                files.append(clips)
+    n = len(names)
+    train = ClipSplit(np.zeros((n, 2, 3), np.float16), np.arange(n), np.array(labels),
+                      np.array([f[-5] for f in names]), tuple(names))  # fmt: skip
+    r = len(files)
+    recs = RecordingSplit(np.zeros((r, 2, 3), np.float16), np.arange(r), np.array(labels[::2]),
+                          np.array(["a", "b"] * (r // 2)), tuple("|".join(f) for f in files),
+                          files=tuple(files))  # fmt: skip
+    return Splits(train, train.take([0]), recs, None, "clips-test")
+
+
+def _quick(**distill):
+    cfg = system_config(1, "quick")
+    return dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, **distill))
+
+
+def _targets(splits: Splits, teachers_right: np.ndarray, source: str = "clip") -> SoftTargets:
+    """Clip-level logits of two teachers (the second of weight 0): the first right where
+    ``teachers_right``, else sure of the next class."""
+    y = splits.train.labels
+    top = np.where(teachers_right, y, (y + 1) % 10)
+    z = np.zeros((len(y), 2, 10), np.float32)
+    z[np.arange(len(y)), 0, top] = 8.0
+    z[np.arange(len(y)), 1, (y + 3) % 10] = 8.0  # weight 0: never counted
+    meta = {"target_source": source, "teachers": ["cnn", "bcresnet"],
+            "weights": {"probabilities": [1.0, 0.0], "logits": [1.0, 0.0]}}  # fmt: skip
+    return SoftTargets(z, splits.train.names, meta)
+
+
+def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits):
+    from asc_keras.distill.targets import target_choice
+    from asc_keras.evaluate.report import describe_targets
+    from asc_keras.stages.teaching import (
+        check_clip_targets,
+        clip_lead,
+        control_share,
+        held_out_split,
+        runs_live,
+        teaching_record,
+    )
+
+    cfg = _quick()
+    assert cfg.distill.clip_targets == "auto" and cfg.teachers.holdout_fraction == 0.2
+    learn, held = held_out_split(cfg, splits)
+    # One location of five per class, every clip of its two recordings: 10 locations, 40 clips.
+    assert (len(learn), len(held)) == (160, 40)
+    assert not set(learn.names) & set(held.names)
+    place = {n.split("-")[2] for n in held.names}
+    assert len(place) == 10 and not place & {n.split("-")[2] for n in learn.names}
+    at = {n: i for i, n in enumerate(splits.train.names)}
+    held_rows = np.array([at[n] for n in held.names])
+    all_right = np.ones(len(splits.train), bool)
+
+    def with_probe(t: SoftTargets, right) -> SoftTargets:
+        probe = {"clips": list(held.names), "right": [int(r) for r in right]}
+        return SoftTargets(t.logits, t.items, {**t.meta, "probe": probe})
+
+    # Teachers right on every held-out clip, the probe on none: +100 points on 10 of 10 locations.
+    ahead = with_probe(_targets(splits, all_right), np.zeros(40))
+    lead = clip_lead(cfg, ahead, splits)
+    assert lead == {"teachers": 1.0, "student": 0.0, "clips": 40, "locations": 10, "lead": 1.0,
+                    "p_value": 1 / 1024, "clear": True}  # fmt: skip
+    assert runs_live(cfg, ahead, splits) and control_share(cfg, ahead, splits) == 0.0
+    # The same accuracy on the same clips: no lead, the stored targets with the control's half.
+    tie = with_probe(_targets(splits, all_right), np.ones(40))
+    assert clip_lead(cfg, tie, splits)["p_value"] == 1.0
+    assert not runs_live(cfg, tie, splits) and control_share(cfg, tie, splits) == 0.5
+    # Ahead on one location of ten only (its four clips): a lead, not a clear one (p = 1/2).
+    one = np.ones(len(splits.train), bool)
+    probe_right = np.ones(40)
+    probe_right[:4] = 0
+    assert len({n.split("-")[2] for n in held.names[:4]}) == 1
+    narrow = with_probe(_targets(splits, one), probe_right)
+    got = clip_lead(cfg, narrow, splits)
+    assert (got["lead"], got["p_value"], got["clear"]) == (0.1, 0.5, False)
+    assert not runs_live(cfg, narrow, splits)
+    # The teachers wrong on the held-out clips where the probe is right: stored.
+    wrong = all_right.copy()
+    wrong[held_rows] = False
+    behind = with_probe(_targets(splits, wrong), np.ones(40))
+    assert clip_lead(cfg, behind, splits)["lead"] == -1.0 and not runs_live(cfg, behind, splits)
+    # Recording-level targets stay stored whatever the probe says; 'live' runs them regardless.
+    rec = with_probe(_targets(splits, all_right, "recording"), np.zeros(40))
+    assert not runs_live(cfg, rec, splits) and teaching_record(cfg, rec, splits).get("lead") is None
+    assert runs_live(_quick(clip_targets="live"), tie, splits)
+    assert not runs_live(_quick(clip_targets="stored"), ahead, splits)
+    # Without a probe, or a probe of other clips, 'auto' does not guess: stored.
+    assert not runs_live(cfg, _targets(splits, all_right), splits)
+    other = SoftTargets(ahead.logits, ahead.items,
+                        {**ahead.meta, "probe": {"clips": list(held.names[:-1]), "right": [0] * 39}})  # fmt: skip
+    assert clip_lead(cfg, other, splits) is None and not runs_live(cfg, other, splits)
+    # results.json and results.md say which way it went and why.
+    record = teaching_record(cfg, ahead, splits)
+    assert record == {**target_choice(ahead, live=True), "lead": lead}
+    said = describe_targets(record)
+    assert "; live because on the 40 training clips of 10 locations held out from the teachers " \
+           "their ensemble got 100.0 % against 0.0 % for the same student trained with CE on the " \
+           "other clips, a clear lead (by location +100.0 points, p = 0.001" in said  # fmt: skip
+    stored = describe_targets(teaching_record(cfg, tie, splits))
+    assert "; stored because on the 40 training clips" in stored and "not a clear lead" in stored
+    assert stored.endswith("50 % the CE control's output on each augmented batch the student "
+                           "trains on, run live (distill.control_share)")  # fmt: skip
+    # 'auto' needs clips held out from the teachers.
+    with pytest.raises(ValueError, match=r"teachers\.holdout_fraction=0 holds none out"):
+        check_clip_targets(dataclasses.replace(cfg, teachers=dataclasses.replace(
+            cfg.teachers, holdout_fraction=0.0)))  # fmt: skip
+    check_clip_targets(cfg)
+
+
+class _Probe:
+    """A stand-in for the trained probe student: right on the first ``k`` clips it is shown."""
+
+    def __init__(self, held_labels: np.ndarray, k: int):
+        self.labels, self.k = held_labels, k
+
+    def predict(self, x, batch_size=None, verbose=0):
+        y = (self.labels + 1) % 10
+        y[: self.k] = self.labels[: self.k]
+        return np.eye(10)[y]
+
+
+def test_the_probe_stage_trains_once_on_the_teachers_clips_and_is_read_back_safely(
+    splits, tmp_path, monkeypatch
+):
+    import asc_keras.training.student as student
+    from asc_keras.stages.runner import StageRunner
+    from asc_keras.stages.teaching import held_out_split, probe_stage, read_probe, runs_live
+
+    cfg = _quick()
+    learn, held = held_out_split(cfg, splits)
+    trained = []
+
+    def fake_train(c, train, evaluate, targets, **kw):
+        trained.append((train.names, evaluate.names, targets, kw["run_dir"]))
+        return _Probe(evaluate.labels, 4)
+
+    monkeypatch.setattr(student, "train_student", fake_train)
+    place = RunPlace(out=tmp_path / "out", work=tmp_path / "work")
+    logs = []
+    runner = StageRunner(place.out, log=logs.append)
+    targets = _targets(splits, np.ones(len(splits.train), bool))
+    got = probe_stage(cfg, place, runner, targets, splits)
+    # Trained once, with CE (no targets), on the clips the teachers learned from, scored on the
+    # held-out ones: right on the first 4 (one location), the teachers on all 40.
+    assert trained == [(learn.names, held.names, None, trained[0][3])]
+    assert got.meta["probe"] == {"clips": list(held.names), "right": [1] * 4 + [0] * 36}
+    assert runs_live(cfg, got, splits)
+    assert any("on the 40 clips of 10 locations held out: the teachers' ensemble 100.0 %, the "
+               "probe student 10.0 % (lead +90.0 points by location, p = 0.002): the teachers run "
+               "live" in line for line in logs)  # fmt: skip
+    files = list((tmp_path / "work" / "probes").glob("probe-*.json"))
+    assert len(files) == 1 and trained[0][3] == files[0].with_suffix("")
+    # Read back, not trained again (another seed is another probe); --force probe trains again.
+    assert probe_stage(cfg, place, runner, targets, splits).meta["probe"] == got.meta["probe"]
+    assert len(trained) == 1
+    probe_stage(
+        cfg, place, StageRunner(place.out, force={"probe"}, log=logs.append), targets, splits
+    )
+    assert len(trained) == 2
+    probe_stage(dataclasses.replace(cfg, seed=cfg.seed + 1), place, runner, targets, splits)
+    assert len(trained) == 3
+    # Recording-level targets ask for no probe: nothing trained, the targets handed back.
+    rec = _targets(splits, np.ones(len(splits.train), bool), "recording")
+    assert probe_stage(cfg, place, runner, rec, splits) is rec and len(trained) == 3
+    # A crafted or damaged record is refused by name, with the fix; nothing in it runs.
+    path = files[0]
+    for bad in ("not json", json.dumps({"clips": list(held.names), "right": [0.5] * 40}),
+                json.dumps({"clips": list(held.names), "right": [1] * 39}),
+                json.dumps({"clips": "!!python/object/apply:os.system ['echo x']", "right": []})):  # fmt: skip
+        path.write_text(bad)
+        with pytest.raises(
+            ValueError, match=rf"{path.name}: not a probe student's record .*delete it"
+        ):
+            read_probe(path)
+        with pytest.raises(ValueError, match="delete it to train the probe again"):
+            probe_stage(cfg, place, runner, targets, splits)
+    # A record of other clips (a work folder copied between data sets) is refused too.
+    path.write_text(json.dumps({"clips": list(held.names[:-1]), "right": [1] * 39}))
+    with pytest.raises(ValueError, match="a probe of other clips than this run holds out"):
+        probe_stage(cfg, place, runner, targets, splits)
