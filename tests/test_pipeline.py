@@ -433,11 +433,22 @@ def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_ro
     result.update(control_share_by="fixed", soft_targets=[{"source": "clip", "live": True}, None])
     result["students"].update(kd_clip_live=[0.40, 0.33], kd_clip_stored=[0.31, 0.34])
     md = write_ablation_md(result, tmp_path / "e.md").read_text()
-    assert ("The KD rows learn from the teachers run live on each augmented batch on the seeds "
-            "whose targets are clip-level (distill.clip_targets; without the control's") in md  # fmt: skip
+    assert ("The KD rows learn from the teachers run live on each augmented batch on seeds 0 (on "
+            "the others from stored targets and the control) (distill.clip_targets; without the "
+            "control's") in md  # fmt: skip
+    assert "The teachers' lead over the probe student" not in md  # no 'auto' decision was made
     assert ("− of the clean clip, stored, paired by seed): +4.0 ± 5.0 points (per seed: +9.0, -1.0)"
             in md)  # fmt: skip
     assert "(clip-level, live − CE only, paired by seed): +5.5 ± 4.5 points" in md
+    # 'auto' on both seeds: each seed's held-out comparison, the way it went.
+    lead = {"teachers": 0.734, "student": 0.545, "clips": 320, "locations": 10, "lead": 0.205,
+            "p_value": 0.0234, "clear": True}  # fmt: skip
+    result["soft_targets"] = [{"source": "clip", "live": True, "lead": lead},
+                              {"source": "clip", "lead": {**lead, "lead": 0.048, "p_value": 0.34}}]  # fmt: skip
+    md = write_ablation_md(result, tmp_path / "f.md").read_text()
+    assert ("(distill.clip_targets 'auto': live on a clear lead), per seed: 0: 73.4 % against "
+            "54.5 %, +20.5 points by location, p = 0.023; 1: 73.4 % against 54.5 %, +4.8 points by "
+            "location, p = 0.340.") in md  # fmt: skip
 
 
 def test_tiny_ablation_writes_its_table_and_resumes(
@@ -509,6 +520,8 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     else:
         assert fits == [probe, ((8, 1.0), (0, 0.0, "fixed")), ((8, 0.1), (0, 0.5, "fixed"))]
     assert len(list((tiny_work / "probes").glob("probe-*.json"))) == 1
+    md = (tmp_path / "abl4" / "ablation.md").read_text()
+    assert "The teachers' lead over the probe student on the clips held out from them" in md
 
 
 def _free_port() -> int:

@@ -55,12 +55,25 @@ def _base_line(result: dict) -> list[str]:
     """What the base row's KD target is, where the seed's CE control co-teaches or the teachers
     run live (else nothing)."""
     share = result.get("control_share") or 0.0
-    live = [bool((t or {}).get("live")) for t in result.get("soft_targets") or []]
+    targets = [t or {} for t in result.get("soft_targets") or []]
+    live = [bool(t.get("live")) for t in targets]
+    leads = [
+        (seed, t["lead"]) for seed, t in zip(result.get("seeds", []), targets) if t.get("lead")
+    ]
+    said = [("The teachers' lead over the probe student on the clips held out from them "
+             "(distill.clip_targets 'auto': live on a clear lead), per seed: "
+             + "; ".join(f"{seed}: {100 * d['teachers']:.1f} % against {100 * d['student']:.1f} %, "
+                         f"{100 * d['lead']:+.1f} points by location, p = {d['p_value']:.3f}"
+                         for seed, d in leads) + "."), ""] if leads else []  # fmt: skip
     if any(live):  # stages.teaching: the control's share is for stored targets only
-        where = "" if all(live) else " on the seeds whose targets are clip-level"
+        where = "" if all(live) else (
+            " on seeds " + ", ".join(str(s) for s, on in zip(result.get("seeds", []), live) if on)
+            + f" (on the others from stored targets{' and the control' if share else ''})")  # fmt: skip
         return [f"The KD rows learn from the teachers run live on each augmented batch{where} "
                 "(distill.clip_targets; without the control's share, which is for stored "
-                "targets).", ""]  # fmt: skip
+                "targets).", "", *said]  # fmt: skip
+    if said and not share:
+        return said
     teachers = "the teachers' stored targets"
     if not share:
         return []
@@ -73,7 +86,7 @@ def _base_line(result: dict) -> list[str]:
                f"{100 * share:.0f} % from the seed's CE control (row ce_only) run live on each "
                "augmented batch")  # fmt: skip
     return [f"The KD rows learn {how} (distill.control_share); kd_control_share_0 is the teachers' "
-            "alone.", ""]  # fmt: skip
+            "alone.", "", *said]  # fmt: skip
 
 
 def write_ablation_md(result: dict, path: Path) -> Path:
