@@ -162,22 +162,23 @@ def paired_lead(first_right: Sequence[int], second_right: Sequence[int]) -> dict
 CLEAR_LEAD_P = 0.05
 
 
-def grouped_lead(first_right: Sequence[int], second_right: Sequence[int], groups: Sequence[str],
+def grouped_lead(first: Sequence[float], second: Sequence[float], groups: Sequence[str],
                  draws: int = 20_000) -> dict:  # fmt: skip
     """Whether a lead of one model over another is more than chance when items come in groups
     whose members share their sound (the clips of one recording location).
 
-    Args: per item, whether the first / the second model is right (0 or 1), and its group.
+    Args: per item, a score of the first / the second model (whether it is right, 0 or 1, or the
+    probability it gives the label), and its group.
 
-    Returns {'items', 'groups', 'lead' (mean over groups of the accuracy difference, first minus
-    second), 'p_value'}: the one-sided paired sign-flip test of "the first is no better" over the
+    Returns {'items', 'groups', 'lead' (mean over groups of the mean score's difference, first
+    minus second), 'p_value'}: the one-sided paired sign-flip test of "the first is no better" over the
     groups' differences -- under that hypothesis each group's difference is as likely negated, so
     p is the share of sign patterns whose sum reaches the observed one: exact (all 2^g) up to 16
     groups, else from ``draws`` patterns drawn with a fixed seed, (1 + reaching) / (1 + draws).
     Why groups, not items: the clips of one location are right or wrong together, so counting
     them as independent (paired_lead) would read one lucky location as a clear lead.
     """
-    a, b = np.asarray(first_right, float), np.asarray(second_right, float)
+    a, b = np.asarray(first, float), np.asarray(second, float)
     g = np.asarray(groups)
     if not (a.shape == b.shape == g.shape) or not a.size:
         raise ValueError(f"grouped_lead: {a.shape}, {b.shape} items and {g.shape} groups differ")

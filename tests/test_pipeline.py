@@ -441,14 +441,14 @@ def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_ro
             in md)  # fmt: skip
     assert "(clip-level, live − CE only, paired by seed): +5.5 ± 4.5 points" in md
     # 'auto' on both seeds: each seed's held-out comparison, the way it went.
-    lead = {"teachers": 0.734, "student": 0.545, "clips": 320, "locations": 10, "lead": 0.205,
-            "p_value": 0.0234, "clear": True}  # fmt: skip
+    lead = {"teachers": 0.734, "student": 0.556, "teachers_label": 0.657, "student_label": 0.462,
+            "clips": 320, "locations": 10, "lead": 0.214, "p_value": 0.0107, "clear": True}  # fmt: skip
     result["soft_targets"] = [{"source": "clip", "live": True, "lead": lead},
-                              {"source": "clip", "lead": {**lead, "lead": 0.048, "p_value": 0.34}}]  # fmt: skip
+                              {"source": "clip", "lead": {**lead, "lead": -0.071, "p_value": 0.915}}]  # fmt: skip
     md = write_ablation_md(result, tmp_path / "f.md").read_text()
-    assert ("(distill.clip_targets 'auto': live on a clear lead), per seed: 0: 73.4 % against "
-            "54.5 %, +20.5 points by location, p = 0.023; 1: 73.4 % against 54.5 %, +4.8 points by "
-            "location, p = 0.340.") in md  # fmt: skip
+    assert ("the label's probability (distill.clip_targets 'auto': live on a clear lead), per seed: "
+            "0: 65.7 % against 46.2 %, +21.4 points by location, p = 0.011; 1: 65.7 % against "
+            "46.2 %, -7.1 points by location, p = 0.915.") in md  # fmt: skip
 
 
 def test_tiny_ablation_writes_its_table_and_resumes(

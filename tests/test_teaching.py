@@ -74,13 +74,13 @@ def _quick(**distill):
 
 
 def _targets(splits: Splits, teachers_right: np.ndarray, source: str = "clip") -> SoftTargets:
-    """Clip-level logits of two teachers (the second of weight 0): the first right where
-    ``teachers_right``, else sure of the next class."""
+    """Clip-level logits of two teachers (the second of weight 0): the first sure of the label
+    where ``teachers_right``, else sure of the next class."""
     y = splits.train.labels
     top = np.where(teachers_right, y, (y + 1) % 10)
     z = np.zeros((len(y), 2, 10), np.float32)
-    z[np.arange(len(y)), 0, top] = 8.0
-    z[np.arange(len(y)), 1, (y + 3) % 10] = 8.0  # weight 0: never counted
+    z[np.arange(len(y)), 0, top] = 40.0  # p = 1 to float64's precision
+    z[np.arange(len(y)), 1, (y + 3) % 10] = 40.0  # weight 0: never counted
     meta = {"target_source": source, "teachers": ["cnn", "bcresnet"],
             "weights": {"probabilities": [1.0, 0.0], "logits": [1.0, 0.0]}}  # fmt: skip
     return SoftTargets(z, splits.train.names, meta)
@@ -111,14 +111,16 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     all_right = np.ones(len(splits.train), bool)
 
     def with_probe(t: SoftTargets, right) -> SoftTargets:
-        probe = {"clips": list(held.names), "right": [int(r) for r in right]}
+        probe = {"clips": list(held.names), "right": [int(r) for r in right],
+                 "p_label": [float(r) for r in right]}  # fmt: skip
         return SoftTargets(t.logits, t.items, {**t.meta, "probe": probe})
 
-    # Teachers right on every held-out clip, the probe on none: +100 points on 10 of 10 locations.
+    # Teachers sure of the label on every held-out clip, the probe on none: +100 points (the
+    # label's probability) on 10 of 10 locations.
     ahead = with_probe(_targets(splits, all_right), np.zeros(40))
     lead = clip_lead(cfg, ahead, splits)
-    assert lead == {"teachers": 1.0, "student": 0.0, "clips": 40, "locations": 10, "lead": 1.0,
-                    "p_value": 1 / 1024, "clear": True}  # fmt: skip
+    assert lead == {"teachers": 1.0, "student": 0.0, "teachers_label": 1.0, "student_label": 0.0,
+                    "clips": 40, "locations": 10, "lead": 1.0, "p_value": 1 / 1024, "clear": True}  # fmt: skip
     assert runs_live(cfg, ahead, splits) and control_share(cfg, ahead, splits) == 0.0
     # The same accuracy on the same clips: no lead, the stored targets with the control's half.
     tie = with_probe(_targets(splits, all_right), np.ones(40))
@@ -131,13 +133,24 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     assert len({n.split("-")[2] for n in held.names[:4]}) == 1
     narrow = with_probe(_targets(splits, one), probe_right)
     got = clip_lead(cfg, narrow, splits)
-    assert (got["lead"], got["p_value"], got["clear"]) == (0.1, 0.5, False)
+    assert (got["lead"], got["p_value"], got["clear"]) == (pytest.approx(0.1), 0.5, False)
     assert not runs_live(cfg, narrow, splits)
     # The teachers wrong on the held-out clips where the probe is right: stored.
     wrong = all_right.copy()
     wrong[held_rows] = False
     behind = with_probe(_targets(splits, wrong), np.ones(40))
-    assert clip_lead(cfg, behind, splits)["lead"] == -1.0 and not runs_live(cfg, behind, splits)
+    assert clip_lead(cfg, behind, splits)["lead"] == pytest.approx(-1.0)
+    assert not runs_live(cfg, behind, splits)
+    # The label's probability, not the accuracy, decides: the teachers right where the probe is
+    # too, but surer of the label (0.9 against 0.6 on every clip) is a clear lead.
+    sure = with_probe(_targets(splits, all_right), np.ones(40))
+    sure.meta["probe"]["p_label"] = [0.6] * 40
+    surer = SoftTargets(sure.logits * 0.0, sure.items, sure.meta)
+    surer.logits[np.arange(len(splits.train)), 0, splits.train.labels] = np.log(0.9 * 9 / 0.1)
+    got = clip_lead(cfg, surer, splits)
+    assert (got["teachers"], got["student"]) == (1.0, 1.0)
+    assert got["teachers_label"] == pytest.approx(0.9) and got["lead"] == pytest.approx(0.3)
+    assert got["p_value"] == 1 / 1024 and runs_live(cfg, surer, splits)
     # Recording-level targets stay stored whatever the probe says; 'live' runs them regardless.
     rec = with_probe(_targets(splits, all_right, "recording"), np.zeros(40))
     assert not runs_live(cfg, rec, splits) and teaching_record(cfg, rec, splits).get("lead") is None
@@ -146,15 +159,17 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     # Without a probe, or a probe of other clips, 'auto' does not guess: stored.
     assert not runs_live(cfg, _targets(splits, all_right), splits)
     other = SoftTargets(ahead.logits, ahead.items,
-                        {**ahead.meta, "probe": {"clips": list(held.names[:-1]), "right": [0] * 39}})  # fmt: skip
+                        {**ahead.meta, "probe": {"clips": list(held.names[:-1]), "right": [0] * 39,
+                                                 "p_label": [0.0] * 39}})  # fmt: skip
     assert clip_lead(cfg, other, splits) is None and not runs_live(cfg, other, splits)
     # results.json and results.md say which way it went and why.
     record = teaching_record(cfg, ahead, splits)
     assert record == {**target_choice(ahead, live=True), "lead": lead}
     said = describe_targets(record)
     assert "; live because on the 40 training clips of 10 locations held out from the teachers " \
-           "their ensemble got 100.0 % against 0.0 % for the same student trained with CE on the " \
-           "other clips, a clear lead (by location +100.0 points, p = 0.001" in said  # fmt: skip
+           "their ensemble gave the label 100.0 % of its probability against 0.0 % for the same " \
+           "student trained with CE on the other clips (accuracy 100.0 against 0.0 %), a clear " \
+           "lead (by location +100.0 points, p = 0.001" in said  # fmt: skip
     stored = describe_targets(teaching_record(cfg, tie, splits))
     assert "; stored because on the 40 training clips" in stored and "not a clear lead" in stored
     assert stored.endswith("50 % the CE control's output on each augmented batch the student "
@@ -202,11 +217,12 @@ def test_the_probe_stage_trains_once_on_the_teachers_clips_and_is_read_back_safe
     # Trained once, with CE (no targets), on the clips the teachers learned from, scored on the
     # held-out ones: right on the first 4 (one location), the teachers on all 40.
     assert trained == [(learn.names, held.names, None, trained[0][3])]
-    assert got.meta["probe"] == {"clips": list(held.names), "right": [1] * 4 + [0] * 36}
+    assert got.meta["probe"] == {"clips": list(held.names), "right": [1] * 4 + [0] * 36,
+                                 "p_label": [1.0] * 4 + [0.0] * 36}  # fmt: skip
     assert runs_live(cfg, got, splits)
-    assert any("on the 40 clips of 10 locations held out: the teachers' ensemble 100.0 %, the "
-               "probe student 10.0 % (lead +90.0 points by location, p = 0.002): the teachers run "
-               "live" in line for line in logs)  # fmt: skip
+    assert any("on the 40 clips of 10 locations held out, the label's probability: the teachers' "
+               "ensemble 100.0 %, the probe student 10.0 % (lead +90.0 points by location, p = "
+               "0.002; accuracy 100.0 / 10.0 %): the teachers run live" in line for line in logs)  # fmt: skip
     files = list((tmp_path / "work" / "probes").glob("probe-*.json"))
     assert len(files) == 1 and trained[0][3] == files[0].with_suffix("")
     # Read back, not trained again (another seed is another probe); --force probe trains again.
@@ -223,9 +239,13 @@ def test_the_probe_stage_trains_once_on_the_teachers_clips_and_is_read_back_safe
     assert probe_stage(cfg, place, runner, rec, splits) is rec and len(trained) == 3
     # A crafted or damaged record is refused by name, with the fix; nothing in it runs.
     path = files[0]
-    for bad in ("not json", json.dumps({"clips": list(held.names), "right": [0.5] * 40}),
-                json.dumps({"clips": list(held.names), "right": [1] * 39}),
-                json.dumps({"clips": "!!python/object/apply:os.system ['echo x']", "right": []})):  # fmt: skip
+    names = list(held.names)
+    for bad in ("not json", json.dumps({"clips": names, "right": [0.5] * 40, "p_label": [0.5] * 40}),
+                json.dumps({"clips": names, "right": [1] * 40, "p_label": [1.5] * 40}),
+                json.dumps({"clips": names, "right": [1] * 39, "p_label": [1.0] * 39}),
+                json.dumps({"clips": names, "right": [1] * 40}),
+                json.dumps({"clips": "!!python/object/apply:os.system ['echo x']", "right": [],
+                            "p_label": []})):  # fmt: skip
         path.write_text(bad)
         with pytest.raises(
             ValueError, match=rf"{path.name}: not a probe student's record .*delete it"
@@ -234,6 +254,6 @@ def test_the_probe_stage_trains_once_on_the_teachers_clips_and_is_read_back_safe
         with pytest.raises(ValueError, match="delete it to train the probe again"):
             probe_stage(cfg, place, runner, targets, splits)
     # A record of other clips (a work folder copied between data sets) is refused too.
-    path.write_text(json.dumps({"clips": list(held.names[:-1]), "right": [1] * 39}))
+    path.write_text(json.dumps({"clips": names[:-1], "right": [1] * 39, "p_label": [1.0] * 39}))
     with pytest.raises(ValueError, match="a probe of other clips than this run holds out"):
         probe_stage(cfg, place, runner, targets, splits)

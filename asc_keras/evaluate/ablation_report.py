@@ -60,11 +60,12 @@ def _base_line(result: dict) -> list[str]:
     leads = [
         (seed, t["lead"]) for seed, t in zip(result.get("seeds", []), targets) if t.get("lead")
     ]
-    said = [("The teachers' lead over the probe student on the clips held out from them "
-             "(distill.clip_targets 'auto': live on a clear lead), per seed: "
-             + "; ".join(f"{seed}: {100 * d['teachers']:.1f} % against {100 * d['student']:.1f} %, "
-                         f"{100 * d['lead']:+.1f} points by location, p = {d['p_value']:.3f}"
-                         for seed, d in leads) + "."), ""] if leads else []  # fmt: skip
+    said = [("The teachers' lead over the probe student on the clips held out from them, the "
+             "label's probability (distill.clip_targets 'auto': live on a clear lead), per seed: "
+             + "; ".join(f"{seed}: {100 * d['teachers_label']:.1f} % against "
+                         f"{100 * d['student_label']:.1f} %, {100 * d['lead']:+.1f} points by "
+                         f"location, p = {d['p_value']:.3f}" for seed, d in leads) + "."), ""] \
+        if leads else []  # fmt: skip
     if any(live):  # stages.teaching: the control's share is for stored targets only
         where = "" if all(live) else (
             " on seeds " + ", ".join(str(s) for s, on in zip(result.get("seeds", []), live) if on)

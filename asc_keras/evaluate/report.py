@@ -271,11 +271,12 @@ def describe_targets(t: dict | None) -> str:
     if lead:  # distill.clip_targets 'auto': who was ahead on the clips held out from the teachers
         where += (
             f"; {'live' if t.get('live') else 'stored'} because on the {lead['clips']} training clips "
-            f"of {lead['locations']} locations held out from the teachers their ensemble got "
-            f"{100 * lead['teachers']:.1f} % against {100 * lead['student']:.1f} % for the same "
-            f"student trained with CE on the other clips, {'a' if lead['clear'] else 'not a'} clear "
-            f"lead (by location {100 * lead['lead']:+.1f} points, p = {lead['p_value']:.3f}; "
-            "distill.clip_targets 'auto')"
+            f"of {lead['locations']} locations held out from the teachers their ensemble gave the "
+            f"label {100 * lead['teachers_label']:.1f} % of its probability against "
+            f"{100 * lead['student_label']:.1f} % for the same student trained with CE on the other "
+            f"clips (accuracy {100 * lead['teachers']:.1f} against {100 * lead['student']:.1f} %), "
+            f"{'a' if lead['clear'] else 'not a'} clear lead (by location "
+            f"{100 * lead['lead']:+.1f} points, p = {lead['p_value']:.3f}; distill.clip_targets 'auto')"
         )
     live = "the CE control's output on each augmented batch the student trains on, run live"
     if share and t.get("control_share_by") == "confidence":  # per example, by the label's share
