@@ -162,7 +162,8 @@ def test_init_from_starts_the_student_there_and_a_changed_source_redoes_it(tmp_p
         np.testing.assert_array_equal(a, b)
     # The source is one of the student stage's inputs: another file (or the same file changed)
     # makes the recorded stage stale, so it is trained again.
-    prep = SimpleNamespace(splits=SimpleNamespace(clip_cache_name="c"), targets_key="t")
+    prep = SimpleNamespace(splits=SimpleNamespace(clip_cache_name="c"), targets_key="t",
+                           targets=None)  # fmt: skip
     place = RunPlace(tmp_path / "o", tmp_path / "w", init_from=src)
     before = student_inputs(cfg, place, prep)
     assert before["init_from"]["path"] == str(src.resolve())
