@@ -75,7 +75,8 @@ def _models(cfg):
     student = build_student_trainer(cfg, 2800, kd=True, control=co_teacher)
     label = "KD student, control live" if co_teacher is not None else "KD student"
     yield label, student, clip, o.batch_size, True, o.steps, 1
-    if cfg.distill.clip_targets == "live":  # where the targets are clip-level: every teacher
+    # 'auto' runs them live where they clearly lead the probe student: timed as 'live'.
+    if cfg.distill.clip_targets in ("live", "auto"):  # where the targets are clip-level
         # (their own instances: the Distiller freezes its teachers, the rows below train them)
         teachers = [build_teacher(name, t.view(name), o.bn_momentum) for name in t.names]
         student = build_student_trainer(cfg, 2800, kd=True, teachers=teachers)

@@ -9,11 +9,11 @@ teachers    ``work/teachers/<name>-<hash>/final.keras`` + ``eval.json`` per teac
 targets     ``work/targets/<source>-per-teacher-<hash>.npy``: per-teacher logits per training clip
 probe       ``work/probes/probe-<hash>.json``: with ``distill.clip_targets`` 'auto' and clip-level
             targets, the student trained with CE without the clips held out from the teachers,
-            scored on them: the teachers run live where they are ahead (stages.teaching)
+            scored on them: the teachers run live on a clear lead there (stages.teaching)
 control     ``out/control.keras``: the same student trained with CE only (``controls.ce_control``)
 student     ``out/student.keras`` (KD training in ``out/student/``, resumable); with
             ``distill.control_share`` > 0 the control runs live on its batches for that share,
-            with ``distill.clip_targets`` 'live' (or 'auto', where they are ahead) the teachers
+            with ``distill.clip_targets`` 'live' (or 'auto', on a clear lead) the teachers
             instead (clip-level targets)
 baseline    ``out/baseline.keras``: the DCASE baseline on its own log-mels (``controls.baseline``)
 compress    ``out/compress/qat.weights.h5`` + ``info.json`` (pruning + QAT on the tf_keras twin)

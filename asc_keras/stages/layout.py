@@ -129,6 +129,6 @@ class WorkLayout:
         return self.work / "targets" / f"eval-recordings-{key}.npy"
 
     def probe(self, key: str) -> Path:
-        """The probe student's score on the clips held out from the teachers, ``.json``; its
+        """The probe student's record on the clips held out from the teachers, ``.json``; its
         training folder is the same path without the suffix (stages.teaching.probe_stage)."""
         return self.work / "probes" / f"probe-{key}.json"

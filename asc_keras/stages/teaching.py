@@ -19,8 +19,9 @@ tie).  ``clip_targets: auto`` asks which holds before the student trains, on dat
 evaluation fold nor the teachers saw: the probe student (:func:`probe_stage`) -- the same student,
 recipe and seed, trained with CE on the training clips the teachers learned from -- is scored on
 the clips of the recordings held out from them (``teachers.holdout_fraction``), where the
-teachers' ensemble is scored from its stored outputs (:func:`clip_lead`).  The teachers run live
-where they are ahead there; the stored targets serve, with the control's share, where not.
+teachers' ensemble is scored from its stored outputs, both by the probability they give the
+label (:func:`clip_lead`).  The teachers run live on a clear lead there (a sign-flip test over
+the held-out locations); the stored targets serve, with the control's share, where not.
 """
 
 from __future__ import annotations
@@ -58,10 +59,9 @@ def _running(
     above 0, their weights renormalised (None: the plain average) -- or ([], None) where the
     configuration and the targets' kind say stored."""
     d = cfg.distill
-    if not (targets is not None and d.enabled and d.clip_targets in ("live", "auto")
-            and targets.meta.get("target_source") == "clip"):  # fmt: skip
+    if not (_clip_level(cfg, targets) and d.clip_targets in ("live", "auto")):
         return [], None
-    if d.clip_targets == "auto":  # live only where the teachers are ahead on held-out clips
+    if d.clip_targets == "auto":  # live only on a clear lead on the held-out clips
         lead = clip_lead(cfg, targets, splits)
         if lead is None or not lead["clear"]:
             return [], None
@@ -101,7 +101,8 @@ def live_teachers(
     own = _own_front_end(names, splits)
     if own:
         warnings.warn(
-            f"distill.clip_targets 'live' runs the teachers on the student's log-mels, but {own} "
+            f"distill.clip_targets '{cfg.distill.clip_targets}' runs the teachers on the "
+            f"student's log-mels, but {own} "
             "take features of their own front end: their stored clip-level targets are used "
             "(set distill.clip_targets=stored to say so)", stacklevel=2,
         )  # fmt: skip
@@ -177,11 +178,15 @@ def clip_lead(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) ->
             "clear": lead["lead"] > 0 and lead["p_value"] < CLEAR_LEAD_P}  # fmt: skip
 
 
+def _clip_level(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
+    """Distillation on, and ``targets`` clip-level: where ``distill.clip_targets`` applies."""
+    return (targets is not None and cfg.distill.enabled
+            and targets.meta.get("target_source") == "clip")  # fmt: skip
+
+
 def asks_probe(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
     """Whether ``distill.clip_targets`` 'auto' has to choose for ``targets`` (clip-level)."""
-    d = cfg.distill
-    return (targets is not None and d.enabled and d.clip_targets == "auto"
-            and targets.meta.get("target_source") == "clip")  # fmt: skip
+    return _clip_level(cfg, targets) and cfg.distill.clip_targets == "auto"
 
 
 def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets: SoftTargets | None,
