@@ -161,11 +161,11 @@ class DistillConfig:
     # Clip-level targets: 'stored' (the report's), 'live' on each augmented batch (distiller.py), 'auto':
     # live where the teachers beat the student on clips held out from them (stages/teaching.py).
     clip_targets: Literal["stored", "live", "auto"] = "stored"
-    # The target's share from the CE control run live on each augmented batch (the rest: the
-    # teachers'); 0: the report's KD; 'confidence': per example, by who puts more on the label
-    # (CA-MKD; distill.losses.mixed_targets).  docs/probe-sets.md, "Mixed targets".
+    # The target's share from the CE control run live on each augmented batch (the rest: the teachers');
+    # 0: the report's KD; 'confidence': per example, by who gives the label more (CA-MKD; losses).
     control_share: float = 0.0
     control_share_by: Literal[SHARE_RULES] = "fixed"
+    control_share_no_lead: float | None = None  # 'auto' without a clear lead (None: the above)
 
 
 @dataclass(frozen=True)

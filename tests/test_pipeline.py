@@ -444,11 +444,26 @@ def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_ro
     lead = {"teachers": 0.734, "student": 0.556, "teachers_label": 0.657, "student_label": 0.462,
             "clips": 320, "locations": 10, "lead": 0.214, "p_value": 0.0107, "clear": True}  # fmt: skip
     result["soft_targets"] = [{"source": "clip", "live": True, "lead": lead},
-                              {"source": "clip", "lead": {**lead, "lead": -0.071, "p_value": 0.915}}]  # fmt: skip
+                              {"source": "clip", "lead": {**lead, "lead": -0.071, "p_value": 0.915},
+                               "control_share": 0.5, "control_share_by": "fixed"}]  # fmt: skip
     md = write_ablation_md(result, tmp_path / "f.md").read_text()
     assert ("the label's probability (distill.clip_targets 'auto': live on a clear lead), per seed: "
             "0: 65.7 % against 46.2 %, +21.4 points by location, p = 0.011; 1: 65.7 % against "
             "46.2 %, -7.1 points by location, p = 0.915.") in md  # fmt: skip
+    assert "showed no clear lead" not in md  # seed 1: stored, with the configured half
+    # Seed 1 without a clear lead taught by its control alone (control_share_no_lead 1); then
+    # both seeds: the configured half is nobody's, so not said.
+    result["soft_targets"][1]["control_share"] = 1.0
+    md = write_ablation_md(result, tmp_path / "g.md").read_text()
+    assert ("On seed 1 the teachers showed no clear lead: the KD rows learn from the seed's CE "
+            "control (row ce_only) alone, run live on each augmented batch: born-again there "
+            "(distill.control_share_no_lead).") in md  # fmt: skip
+    result["soft_targets"][0] = {**result["soft_targets"][1]}
+    md = write_ablation_md(result, tmp_path / "h.md").read_text()
+    assert "On seeds 0, 1 the teachers showed no clear lead" in md
+    assert (
+        "The KD rows learn 50 %" not in md and "run live on each augmented batch on seeds" not in md
+    )
 
 
 def test_tiny_ablation_writes_its_table_and_resumes(
@@ -505,7 +520,7 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert not (tmp_path / "abl3" / "seed0" / "ce_only").exists()
     # The quick profile's own 'auto': the probe student first (CE, on the clips the teachers
     # learned from), then the KD row taught as the probe's comparison says -- the CNN live on a
-    # clear lead, else its stored targets with the seed's control live for half.
+    # clear lead, else the seed's control alone, run live (control_share_no_lead 1).
     auto = [*alone[: alone.index("--out") + 1], str(tmp_path / "abl4"),
             *alone[alone.index("--seeds") : alone.index("--set") + 1], *TINY, "teachers.names=[cnn]",
             "optim.steps=6", "optim.rounds=1", "distill.auto_label_probability=0"]  # fmt: skip
@@ -518,10 +533,11 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     if lead["clear"]:
         assert fits == [probe, ((8, 0.1), (1, 0.0, "fixed"))]
     else:
-        assert fits == [probe, ((8, 1.0), (0, 0.0, "fixed")), ((8, 0.1), (0, 0.5, "fixed"))]
+        assert fits == [probe, ((8, 1.0), (0, 0.0, "fixed")), ((8, 0.1), (0, 1.0, "fixed"))]
     assert len(list((tiny_work / "probes").glob("probe-*.json"))) == 1
     md = (tmp_path / "abl4" / "ablation.md").read_text()
     assert "The teachers' lead over the probe student on the clips held out from them" in md
+    assert ("On seed 0 the teachers showed no clear lead" in md) is not lead["clear"]
 
 
 def _free_port() -> int:

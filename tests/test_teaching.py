@@ -95,6 +95,7 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
         control_share,
         held_out_split,
         runs_live,
+        teaching_config,
         teaching_record,
     )
 
@@ -122,10 +123,21 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     assert lead == {"teachers": 1.0, "student": 0.0, "teachers_label": 1.0, "student_label": 0.0,
                     "clips": 40, "locations": 10, "lead": 1.0, "p_value": 1 / 1024, "clear": True}  # fmt: skip
     assert runs_live(cfg, ahead, splits) and control_share(cfg, ahead, splits) == 0.0
-    # The same accuracy on the same clips: no lead, the stored targets with the control's half.
+    # The same accuracy on the same clips: no lead.  The quick profile then teaches with the CE
+    # control alone (control_share_no_lead 1); without that setting, the stored targets with the
+    # control's half (control_share).
     tie = with_probe(_targets(splits, all_right), np.ones(40))
     assert clip_lead(cfg, tie, splits)["p_value"] == 1.0
-    assert not runs_live(cfg, tie, splits) and control_share(cfg, tie, splits) == 0.5
+    assert cfg.distill.control_share_no_lead == 1.0 and cfg.distill.control_share == 0.5
+    assert not runs_live(cfg, tie, splits) and control_share(cfg, tie, splits) == 1.0
+    halves = _quick(control_share_no_lead=None)
+    assert control_share(halves, tie, splits) == 0.5 and control_share(halves, ahead, splits) == 0.0
+    # What training reads: the decided share in the config (0 live, 1 alone), idempotent; with
+    # no probe, or recording-level targets, the configured half.
+    alone = teaching_config(cfg, tie, splits)
+    assert alone.distill.control_share == 1.0 and teaching_config(alone, tie, splits) == alone
+    assert teaching_config(cfg, ahead, splits).distill.control_share == 0.0
+    assert teaching_config(cfg, _targets(splits, all_right), splits) is cfg
     # Ahead on one location of ten only (its four clips): a lead, not a clear one (p = 1/2).
     one = np.ones(len(splits.train), bool)
     probe_right = np.ones(40)
@@ -170,10 +182,27 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
            "their ensemble gave the label 100.0 % of its probability against 0.0 % for the same " \
            "student trained with CE on the other clips (accuracy 100.0 against 0.0 %), a clear " \
            "lead (by location +100.0 points, p = 0.001" in said  # fmt: skip
-    stored = describe_targets(teaching_record(cfg, tie, splits))
+    unused = describe_targets(teaching_record(cfg, tie, splits))
+    assert unused.startswith("the CE control's output on each augmented batch the student trains "
+                             "on, run live, alone (born-again; distill.control_share_no_lead), in "
+                             "place of the teachers' output on each 1 s clip")  # fmt: skip
+    assert "; unused because on the 40 training clips" in unused and "not a clear lead" in unused
+    stored = describe_targets(teaching_record(halves, tie, splits))
     assert "; stored because on the 40 training clips" in stored and "not a clear lead" in stored
     assert stored.endswith("50 % the CE control's output on each augmented batch the student "
                            "trains on, run live (distill.control_share)")  # fmt: skip
+    # results.md's verdict says whom the KD student learned from where it was the control alone.
+    from asc_keras.evaluate.report import _verdict
+
+    res = {"verdict": {"kd_gain_points": 1.5}, "soft_targets": teaching_record(cfg, tie, splits),
+           "student": {"float": {"accuracy": 0.95}, "ce_control": {"accuracy": 0.935}}}  # fmt: skip
+    assert _verdict(res)[0] == (
+        "**Distillation gain over the CE control: +1.5 points** (KD student 95.0 %, CE control "
+        "93.5 % on 1 s clips; the KD student learned from the CE control alone, run live, because "
+        "the teachers showed no clear lead over a CE student on the training clips held out from "
+        "them: the soft targets' line below).  ")  # fmt: skip
+    res["soft_targets"] = teaching_record(halves, tie, splits)
+    assert _verdict(res)[0].endswith("93.5 % on 1 s clips).  ")
     # 'auto' needs clips held out from the teachers.
     with pytest.raises(ValueError, match=r"teachers\.holdout_fraction=0 holds none out"):
         check_clip_targets(dataclasses.replace(cfg, teachers=dataclasses.replace(

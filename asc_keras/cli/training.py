@@ -91,7 +91,7 @@ def _run(args) -> int:
 def _tune(args) -> int:
     from asc_keras.files import folder_lock
     from asc_keras.orchestration.run import prepare_shared
-    from asc_keras.stages.teaching import live_teachers
+    from asc_keras.stages.teaching import live_teachers, teaching_config
     from asc_keras.training.tuning import SearchData
 
     cfg = _config(args)
@@ -99,6 +99,7 @@ def _tune(args) -> int:
     worker = tuner_id not in ("", "chief")
     with folder_lock(args.out, name=tuner_id):  # chief and workers share --out by design
         prep = prepare_shared(cfg, _place(args, args.out))
+        cfg = teaching_config(cfg, prep.targets, prep.splits)  # the control's share, as run's
         live = live_teachers(cfg, prep.targets, prep.teacher_folders, prep.splits)
         data = (SearchData(prep.splits.train, prep.splits.evaluate, prep.targets) if live is None
                 else SearchData(prep.splits.train, prep.splits.evaluate, None, live.models,

@@ -52,32 +52,40 @@ def _paired_lines(result: dict) -> list[str]:
 
 
 def _base_line(result: dict) -> list[str]:
-    """What the base row's KD target is, where the seed's CE control co-teaches or the teachers
-    run live (else nothing)."""
+    """What the base row's KD target is, seed by seed, where the seed's CE control co-teaches or
+    the teachers run live (else nothing)."""
     share = result.get("control_share") or 0.0
-    targets = [t or {} for t in result.get("soft_targets") or []]
+    seeds, targets = result.get("seeds", []), [t or {} for t in result.get("soft_targets") or []]
     live = [bool(t.get("live")) for t in targets]
-    leads = [
-        (seed, t["lead"]) for seed, t in zip(result.get("seeds", []), targets) if t.get("lead")
-    ]
+    # 'auto' without a clear lead, distill.control_share_no_lead: the control's share there.
+    alone = [s for s, t in zip(seeds, targets) if t.get("lead") and not t.get("live")
+             and (t.get("control_share") or 0.0) != share]  # fmt: skip
+    leads = [(seed, t["lead"]) for seed, t in zip(seeds, targets) if t.get("lead")]
     said = [("The teachers' lead over the probe student on the clips held out from them, the "
              "label's probability (distill.clip_targets 'auto': live on a clear lead), per seed: "
              + "; ".join(f"{seed}: {100 * d['teachers_label']:.1f} % against "
                          f"{100 * d['student_label']:.1f} %, {100 * d['lead']:+.1f} points by "
                          f"location, p = {d['p_value']:.3f}" for seed, d in leads) + "."), ""] \
         if leads else []  # fmt: skip
+    if alone:  # the share distill.control_share_no_lead gave those seeds
+        s = targets[seeds.index(alone[0])].get("control_share") or 0.0
+        whom = ("from the seed's CE control (row ce_only) alone, run live on each augmented batch: "
+                "born-again" if s == 1 else "from the teachers' stored targets alone" if s == 0
+                else f"{100 * s:.0f} % of each target from the seed's CE control run live, the "
+                "rest from the teachers' stored targets")  # fmt: skip
+        said = [f"On seed{'s' if len(alone) > 1 else ''} {', '.join(map(str, alone))} the teachers "
+                f"showed no clear lead: the KD rows learn {whom} there "
+                "(distill.control_share_no_lead).", "", *said]  # fmt: skip
     if any(live):  # stages.teaching: the control's share is for stored targets only
         where = "" if all(live) else (
-            " on seeds " + ", ".join(str(s) for s, on in zip(result.get("seeds", []), live) if on)
+            " on seeds " + ", ".join(str(s) for s, on in zip(seeds, live) if on)
             + f" (on the others from stored targets{' and the control' if share else ''})")  # fmt: skip
         return [f"The KD rows learn from the teachers run live on each augmented batch{where} "
                 "(distill.clip_targets; without the control's share, which is for stored "
                 "targets).", "", *said]  # fmt: skip
-    if said and not share:
+    if not share or len(alone) == len(seeds):
         return said
     teachers = "the teachers' stored targets"
-    if not share:
-        return []
     if result.get("control_share_by") == "confidence":
         how = (f"a share of each target set per example by confidence (a prior {share:g}, scaled by "
                "how much each side gives the label: distill.control_share_by) from the seed's CE "

@@ -31,10 +31,15 @@ def _verdict(r: dict) -> list[str]:
     lines = []
     ce = s.get("ce_control") or {}
     if v.get("kd_gain_points") is not None:
+        t = r.get("soft_targets") or {}
+        alone = t.get("control_share") == 1 and not t.get("live")  # born-again: no clear lead
         lines.append(
             f"**Distillation gain over the CE control: {v['kd_gain_points']:+.1f} points** (KD student "
-            f"{_pct(s['float']['accuracy'])} %, CE control {_pct(ce.get('accuracy'))} % on 1 s clips)."
-        )
+            f"{_pct(s['float']['accuracy'])} %, CE control {_pct(ce.get('accuracy'))} % on 1 s clips"
+            + ("; the KD student learned from the CE control alone, run live, because the teachers "
+               "showed no clear lead over a CE student on the training clips held out from them: "
+               "the soft targets' line below)." if alone else ").")
+        )  # fmt: skip
     if v.get("ensemble_over_ce_recordings_points") is not None:
         ens = r["teachers"]["ensemble"]["accuracy"]
         lines.append(
@@ -270,7 +275,8 @@ def describe_targets(t: dict | None) -> str:
     lead = t.get("lead")
     if lead:  # distill.clip_targets 'auto': who was ahead on the clips held out from the teachers
         where += (
-            f"; {'live' if t.get('live') else 'stored'} because on the {lead['clips']} training clips "
+            f"; {'live' if t.get('live') else 'unused' if share == 1 else 'stored'} because on "
+            f"the {lead['clips']} training clips "
             f"of {lead['locations']} locations held out from the teachers their ensemble gave the "
             f"label {100 * lead['teachers_label']:.1f} % of its probability against "
             f"{100 * lead['student_label']:.1f} % for the same student trained with CE on the other "
@@ -283,6 +289,8 @@ def describe_targets(t: dict | None) -> str:
         where = (f"{where} and {live}, mixed per example: the control's share {share:g} scaled by how "
                  "much each gives the label, s·p_control[label] / ((1 − s)·p_teachers[label] + "
                  "s·p_control[label]) (distill.control_share, control_share_by 'confidence')")  # fmt: skip
+    elif share == 1:  # 'auto' without a clear lead, distill.control_share_no_lead 1: born-again
+        where = f"{live}, alone (born-again; distill.control_share_no_lead), in place of {where}"
     elif share:  # the rest of each target: the CE control on the very batch the student saw
         where = (f"{100 * (1 - share):.0f} % {where}, {100 * share:.0f} % {live} "
                  "(distill.control_share)")  # fmt: skip

@@ -102,11 +102,11 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
         # that half set per example by who gives the label more (CA-MKD's weights); and the
         # report's target, the teachers' alone (one of the three is the base row's recipe).
         StudentRow("kd_control_share_0.5", "KD, half the target from the control run live",
-                   _distill(control_share=0.5, control_share_by="fixed"), ()),
+                   _distill(control_share=0.5, control_share_by="fixed", control_share_no_lead=None), ()),
         StudentRow("kd_control_confidence", "KD, the control's share per example by confidence",
-                   _distill(control_share=0.5, control_share_by="confidence"), ()),
+                   _distill(control_share=0.5, control_share_by="confidence", control_share_no_lead=None), ()),
         StudentRow("kd_control_share_0", "KD, the teachers' target alone (the report's)",
-                   _distill(control_share=0.0), ()),
+                   _distill(control_share=0.0, control_share_no_lead=None), ()),
         # Clip-level targets of the view the student sees (the teachers run on each augmented
         # batch) or of the clean clip, stored once (the report's way): distill.clip_targets.
         StudentRow("kd_clip_live", "KD, clip-level targets, the teachers run live",
@@ -214,7 +214,7 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
     from asc_keras.stages.results import score
     from asc_keras.stages.runner import StageRunner
     from asc_keras.stages.teachers import targets_stage
-    from asc_keras.stages.teaching import control_share, live_teachers, probe_stage
+    from asc_keras.stages.teaching import live_teachers, probe_stage, teaching_config
     from asc_keras.training.student import train_student
 
     rcfg = row.change(cfg)
@@ -227,9 +227,8 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
             targets = targets_stage(rcfg, place, runner, prep.teacher_folders, prep.splits).targets
             targets = probe_stage(rcfg, place, runner, targets, prep.splits)  # 'auto': as run
         targets = targets.select(teachers=row.teachers or None)
-    mixed = (
-        targets is not None and control_share(rcfg, targets, prep.splits) > 0
-    )  # the control co-teaches
+    rcfg = teaching_config(rcfg, targets, prep.splits)  # the control's share, as run decides it
+    mixed = targets is not None and rcfg.distill.control_share > 0  # the control co-teaches
     live = live_teachers(rcfg, targets, prep.teacher_folders, prep.splits)  # the run's rule
     if live is not None:
         targets, teachers, weights = None, list(live.models), live.weights

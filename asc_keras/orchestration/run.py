@@ -12,9 +12,10 @@ probe       ``work/probes/probe-<hash>.json``: with ``distill.clip_targets`` 'au
             scored on them: the teachers run live on a clear lead there (stages.teaching)
 control     ``out/control.keras``: the same student trained with CE only (``controls.ce_control``)
 student     ``out/student.keras`` (KD training in ``out/student/``, resumable); with
-            ``distill.control_share`` > 0 the control runs live on its batches for that share,
-            with ``distill.clip_targets`` 'live' (or 'auto', on a clear lead) the teachers
-            instead (clip-level targets)
+            ``distill.control_share`` > 0 the control runs live on its batches for that share
+            (``control_share_no_lead`` where 'auto' found the teachers no clear lead), with
+            ``distill.clip_targets`` 'live' (or 'auto', on a clear lead) the teachers instead
+            (clip-level targets)
 baseline    ``out/baseline.keras``: the DCASE baseline on its own log-mels (``controls.baseline``)
 compress    ``out/compress/qat.weights.h5`` + ``info.json`` (pruning + QAT on the tf_keras twin)
 tflite      ``out/student_int8.tflite``
@@ -50,7 +51,13 @@ from asc_keras.stages.results import add_control_rows, evaluate_stage, report_st
 from asc_keras.stages.runner import STAGES, RunError, StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace, data_stage, features_stage
 from asc_keras.stages.teachers import TeacherOutputs, targets_stage, teachers_stage
-from asc_keras.stages.teaching import asks_probe, check_clip_targets, control_share, probe_stage
+from asc_keras.stages.teaching import (
+    asks_probe,
+    check_clip_targets,
+    control_share,
+    probe_stage,
+    teaching_config,
+)
 from asc_keras.training.student import check_control_share, check_kd_stop
 
 
@@ -176,6 +183,7 @@ def run_system(
     write_json(files.features, dataclasses.asdict(cfg.features))
     write_classes(files.classes, SCENE_CLASSES)
     prep: Prepared = prepare(cfg, place, runner)  # data, features, teachers, soft targets
+    cfg = teaching_config(cfg, prep.targets, prep.splits)  # the control's share, as decided
 
     control = baseline = None
     if cfg.controls.ce_control and prep.targets is not None:

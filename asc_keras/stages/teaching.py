@@ -21,7 +21,12 @@ recipe and seed, trained with CE on the training clips the teachers learned from
 the clips of the recordings held out from them (``teachers.holdout_fraction``), where the
 teachers' ensemble is scored from its stored outputs, both by the probability they give the
 label (:func:`clip_lead`).  The teachers run live on a clear lead there (a sign-flip test over
-the held-out locations); the stored targets serve, with the control's share, where not.
+the held-out locations); where not, the stored targets serve with the control's share -- or,
+with ``distill.control_share_no_lead`` (the quick profile: 1), the control's share is that:
+at 1 the KD student learns from its CE control alone, run live (born-again, consistent
+teaching), since teachers with no clear lead over the student cost it more than they teach
+(``tonal``, seeds 42 / 0 / 1: the stored targets with the control's half −1.3 ± 1.1 points
+against the control, the control alone +0.6 ± 1.1; docs/probe-sets.md, "No lead, no teachers").
 """
 
 from __future__ import annotations
@@ -85,9 +90,26 @@ def runs_live(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) ->
 
 
 def control_share(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) -> float:
-    """The CE control's share of the KD target: ``distill.control_share``, 0 where the teachers
-    of ``targets`` run live (module doc)."""
-    return 0.0 if runs_live(cfg, targets, splits) else cfg.distill.control_share
+    """The CE control's share of the KD target: 0 where the teachers of ``targets`` run live;
+    ``distill.control_share_no_lead`` (where set) where 'auto' found them no clear lead over the
+    probe; ``distill.control_share`` otherwise (module doc)."""
+    d = cfg.distill
+    if runs_live(cfg, targets, splits):
+        return 0.0
+    if d.control_share_no_lead is not None and asks_probe(cfg, targets):
+        lead = clip_lead(cfg, targets, splits)
+        if lead is not None and not lead["clear"]:
+            return d.control_share_no_lead
+    return d.control_share
+
+
+def teaching_config(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) -> SystemConfig:
+    """``cfg`` with ``distill.control_share`` the share the KD student of ``targets`` is taught
+    with (:func:`control_share`): what its training, pruning and QAT read."""
+    share = control_share(cfg, targets, splits)
+    if share == cfg.distill.control_share:
+        return cfg
+    return dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, control_share=share))
 
 
 def live_teachers(
@@ -231,8 +253,18 @@ def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets
                f"the probe student {100 * lead['student_label']:.1f} % (lead "
                f"{100 * lead['lead']:+.1f} points by location, p = {lead['p_value']:.3f}; accuracy "
                f"{100 * lead['teachers']:.1f} / {100 * lead['student']:.1f} %): the teachers "
-               f"{'run live' if runs_live(cfg, targets, splits) else 'stay stored'}")  # fmt: skip
+               f"{_decision(cfg, targets, splits)}")  # fmt: skip
     return targets
+
+
+def _decision(cfg: SystemConfig, targets: SoftTargets, splits: Splits) -> str:
+    """How the KD student is taught, in words, for the probe's log line."""
+    if runs_live(cfg, targets, splits):
+        return "run live"
+    share = control_share(cfg, targets, splits)
+    if share == 1:
+        return "stay out: the KD student learns from the CE control alone, run live"
+    return f"stay stored, the CE control run live for {100 * share:.0f} % of each target"
 
 
 def read_probe(path: Path) -> dict:

@@ -40,15 +40,20 @@ def check_kd_stop(share: float) -> None:
 
 
 def check_control_share(cfg: SystemConfig) -> None:
-    """``distill.control_share`` is a share, and one above 0 needs the CE control it takes from."""
-    share = cfg.distill.control_share
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"distill.control_share must be in [0, 1], got {share}")
-    if share > 0.0 and cfg.distill.enabled and not cfg.controls.ce_control:
-        raise ValueError(
-            f"distill.control_share={share} teaches with the CE control, which controls.ce_control="
-            "false switches off: set controls.ce_control=true, or distill.control_share=0"
-        )
+    """``distill.control_share`` (and ``control_share_no_lead``, where set) is a share, and one
+    above 0 needs the CE control it takes from."""
+    d = cfg.distill
+    for name in ("control_share", "control_share_no_lead"):
+        share = getattr(d, name)
+        if share is None:
+            continue
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"distill.{name} must be in [0, 1], got {share}")
+        if share > 0.0 and d.enabled and not cfg.controls.ce_control:
+            raise ValueError(
+                f"distill.{name}={share} teaches with the CE control, which controls.ce_control="
+                f"false switches off: set controls.ce_control=true, or distill.{name}=0"
+            )
 
 
 def kd_steps(distill, steps: int) -> int | None:
