@@ -526,7 +526,10 @@ def test_tiny_ablation_writes_its_table_and_resumes(
             "optim.steps=6", "optim.rounds=1", "distill.auto_label_probability=0"]  # fmt: skip
     auto[auto.index("kd_control_share_0")] = "kd_cnn"
     assert main(auto) == 0
-    lead = json.loads((tmp_path / "abl4" / "ablation.json").read_text())["soft_targets"][0]["lead"]
+    record = json.loads((tmp_path / "abl4" / "ablation.json").read_text())["soft_targets"][0]
+    lead = record["lead"]
+    # The seed's record holds the share it was taught with (live: none; no clear lead: 1).
+    assert record.get("control_share") == (None if lead["clear"] else 1.0)
     assert lead["clips"] > 0 and lead["locations"] > 0 and 0 < lead["p_value"] <= 1
     fits = list(zip(recipe_calls["fit"][10:], recipe_calls["teaching"][10:], strict=True))
     probe = ((8, 1.0), (0, 0.0, "fixed"))

@@ -185,10 +185,9 @@ def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dic
     prep = prepare_shared(cfg, seed_place, log=log)
     for name, m in prep.teacher_metrics.items():
         result["teachers"].setdefault(name, []).append(m["accuracy"])
-    # Which soft targets the base row learns from ('auto' may choose differently per seed).
-    result.setdefault("soft_targets", []).append(
-        teaching_record(cfg, prep.targets, prep.splits, share=False)
-    )
+    # Which soft targets the base row learns from, and the control's share of them ('auto' may
+    # choose differently per seed; the seed's control is there: the ce_only row trains it).
+    result.setdefault("soft_targets", []).append(teaching_record(cfg, prep.targets, prep.splits))
     for row in chosen:
         done = seed_place.out / f"{row.key}.json"
         if not done.is_file():  # the row's skip rule
