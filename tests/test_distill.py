@@ -403,6 +403,18 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
         ValueError, match="set controls.ce_control=true, or distill.control_share=0"
     ):
         check_control_share(no_control)
+
+    # So is the share where 'auto' finds no clear lead (unset: none).
+    def no_lead(c, share):
+        return dataclasses.replace(c, distill=dataclasses.replace(c.distill, control_share=0.0,
+                                                                  control_share_no_lead=share))  # fmt: skip
+
+    check_control_share(no_lead(no_control, None))
+    check_control_share(no_lead(no_control, 0.0))
+    with pytest.raises(ValueError, match=r"control_share_no_lead must be in \[0, 1\], got -1"):
+        check_control_share(no_lead(cfg, -1.0))
+    with pytest.raises(ValueError, match="or distill.control_share_no_lead=0"):
+        check_control_share(no_lead(no_control, 1.0))
     with pytest.raises(ValueError, match="control_share"):
         Distiller(_mlp_student(), control_share=-0.1)
     # results.md says where each share of the target came from.
