@@ -199,14 +199,18 @@ def verdict(results: dict) -> dict:
 def _warnings(results: dict) -> list[str]:
     out, v = [], results["verdict"]
     ahead, lead = v["ensemble_over_ce_recordings_points"], v.get("ensemble_lead")
+    t = results.get("soft_targets") or {}
+    kept_out = t.get("control_share") == 1 and not t.get("live")  # control_share_no_lead 1
     if ahead is not None and ahead <= 0:
         out.append(
             f"the teacher ensemble is not ahead of the CE-only student on the same 10 s recordings "
             f"({ahead:+.1f} points; the student's clip probabilities averaged): the teachers know no "
-            "more than the student learns alone, and distilling from them will likely hurt. Train "
-            "the teachers longer or larger (teachers.steps, teachers.*_width), or use pretrained "
-            "weights (teachers.pretrained_mobilenetv2)."
-        )
+            + ("more than the student learns alone (the probe found so before the KD student "
+               "trained, which learned from its CE control alone). " if kept_out else
+               "more than the student learns alone, and distilling from them will likely hurt. ")
+            + "Train the teachers longer or larger (teachers.steps, teachers.*_width), or use "
+            "pretrained weights (teachers.pretrained_mobilenetv2)."
+        )  # fmt: skip
     elif ahead is not None and lead is not None and not lead["clear"]:
         out.append(
             f"the teacher ensemble is only {ahead:+.1f} points ahead of the CE-only student on the "
