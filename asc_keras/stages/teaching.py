@@ -26,7 +26,7 @@ with ``distill.control_share_no_lead`` (the quick profile: 1), the control's sha
 at 1 the KD student learns from its CE control alone, run live (born-again, consistent
 teaching), since teachers with no clear lead over the student cost it more than they teach
 (``tonal``, seeds 42 / 0 / 1: the stored targets with the control's half −1.3 ± 1.1 points
-against the control, the control alone +0.6 ± 1.1; docs/probe-sets.md, "No lead, no teachers").
+against the control, the control alone +0.7 ± 1.1; docs/probe-sets.md, "No lead, no teachers").
 """
 
 from __future__ import annotations
