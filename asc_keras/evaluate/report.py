@@ -31,8 +31,7 @@ def _verdict(r: dict) -> list[str]:
     lines = []
     ce = s.get("ce_control") or {}
     if v.get("kd_gain_points") is not None:
-        t = r.get("soft_targets") or {}
-        alone = t.get("control_share") == 1 and not t.get("live")  # born-again: no clear lead
+        alone = learned_from_control_alone(r.get("soft_targets"))
         lines.append(
             f"**Distillation gain over the CE control: {v['kd_gain_points']:+.1f} points** (KD student "
             f"{_pct(s['float']['accuracy'])} %, CE control {_pct(ce.get('accuracy'))} % on 1 s clips"
@@ -254,6 +253,12 @@ def write_results_md(results: dict, path: str | Path) -> Path:
         "",
     ]
     return write_text(path, "\n".join(lines))
+
+
+def learned_from_control_alone(t: dict | None) -> bool:
+    """Whether ``results.json``'s 'soft_targets' ``t`` says the KD student learned from its CE
+    control alone (a share of 1, the teachers not live: distill.control_share_no_lead)."""
+    return bool(t) and t.get("control_share") == 1 and not t.get("live")
 
 
 def describe_targets(t: dict | None) -> str:

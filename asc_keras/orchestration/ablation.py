@@ -51,6 +51,12 @@ def _distill(**changes) -> Callable[[SystemConfig], SystemConfig]:
     return lambda c: dataclasses.replace(c, distill=dataclasses.replace(c.distill, **changes))
 
 
+def _named_share(share: float, **changes) -> Callable[[SystemConfig], SystemConfig]:
+    """A row with the control's share ``share`` wherever it is taught: not overridden by
+    distill.control_share_no_lead, so the row measures the share it names."""
+    return _distill(control_share=share, control_share_no_lead=None, **changes)
+
+
 def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
     """The report's claims, and the distillation settings it leaves open, as rows (the base is the
     system's own recipe: KD from the ensemble)."""
@@ -102,11 +108,11 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
         # that half set per example by who gives the label more (CA-MKD's weights); and the
         # report's target, the teachers' alone (one of the three is the base row's recipe).
         StudentRow("kd_control_share_0.5", "KD, half the target from the control run live",
-                   _distill(control_share=0.5, control_share_by="fixed", control_share_no_lead=None), ()),
+                   _named_share(0.5, control_share_by="fixed"), ()),
         StudentRow("kd_control_confidence", "KD, the control's share per example by confidence",
-                   _distill(control_share=0.5, control_share_by="confidence", control_share_no_lead=None), ()),
+                   _named_share(0.5, control_share_by="confidence"), ()),
         StudentRow("kd_control_share_0", "KD, the teachers' target alone (the report's)",
-                   _distill(control_share=0.0, control_share_no_lead=None), ()),
+                   _named_share(0.0), ()),
         # Clip-level targets of the view the student sees (the teachers run on each augmented
         # batch) or of the clean clip, stored once (the report's way): distill.clip_targets.
         StudentRow("kd_clip_live", "KD, clip-level targets, the teachers run live",

@@ -54,7 +54,6 @@ from asc_keras.stages.teachers import TeacherOutputs, targets_stage, teachers_st
 from asc_keras.stages.teaching import (
     asks_probe,
     check_clip_targets,
-    control_share,
     probe_stage,
     teaching_config,
 )
@@ -190,7 +189,7 @@ def run_system(
         with runner.stage("control"):  # the same student, CE only (first: it may co-teach)
             control = student_stage(cfg, place, runner, prep, stage="control")
     # Live, on each augmented batch, where the teachers' part is stored (stages.teaching).
-    teaching = control if control_share(cfg, prep.targets, prep.splits) > 0 else None
+    teaching = control if cfg.distill.control_share > 0 else None  # teaching_config's share
     with runner.stage("student"):  # SERFR-CNN distilled from the teacher ensemble
         student = student_stage(cfg, place, runner, prep, control=teaching)
     if cfg.controls.baseline:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import SystemConfig
+from asc_keras.evaluate.report import learned_from_control_alone
 from asc_keras.files import file_identity
 from asc_keras.metrics import (
     CLEAR_LEAD_P,
@@ -199,8 +200,7 @@ def verdict(results: dict) -> dict:
 def _warnings(results: dict) -> list[str]:
     out, v = [], results["verdict"]
     ahead, lead = v["ensemble_over_ce_recordings_points"], v.get("ensemble_lead")
-    t = results.get("soft_targets") or {}
-    kept_out = t.get("control_share") == 1 and not t.get("live")  # control_share_no_lead 1
+    kept_out = learned_from_control_alone(results.get("soft_targets"))
     if ahead is not None and ahead <= 0:
         out.append(
             f"the teacher ensemble is not ahead of the CE-only student on the same 10 s recordings "
