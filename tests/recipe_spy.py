@@ -4,7 +4,9 @@ teachers (how many, their share of the target).
 
 Used in-process by the ``recipe_calls`` fixture, and as a script by the session's tiny run:
 ``python recipe_spy.py CALLS.json ARGS...`` runs ``asc-keras ARGS...`` with the spies installed
-and writes what they saw to CALLS.json.
+and writes what they saw to CALLS.json -- and what they saw in the run's second process (the
+stages trained beside the teachers, :mod:`asc_keras.stages.beside`) to CALLS.beside.json: that
+process is this script too (``python recipe_spy.py CALLS.beside.json --beside JOB FD``).
 """
 
 from __future__ import annotations
@@ -43,10 +45,29 @@ def install(patch, calls: dict) -> dict:
     return calls
 
 
+def _spied_second_process(calls_path: Path):
+    """``stages.beside.command`` for this script: the second process runs spied on too."""
+
+    def command(job_path, status_fd):
+        return [sys.executable, __file__, str(calls_path), "--beside", str(job_path), str(status_fd)]
+
+    return command
+
+
 if __name__ == "__main__":
     calls = install(setattr, {})
+    if sys.argv[2] == "--beside":  # the run's second process
+        from asc_keras.stages.beside import serve
+
+        try:
+            serve(sys.argv[3], int(sys.argv[4]))
+        finally:
+            Path(sys.argv[1]).write_text(json.dumps(calls))
+        sys.exit(0)
+    import asc_keras.stages.beside as beside
     from asc_keras.cli import main
 
+    beside.command = _spied_second_process(Path(sys.argv[1]).with_suffix(".beside.json"))
     code = main(sys.argv[2:])
     Path(sys.argv[1]).write_text(json.dumps(calls))
     sys.exit(code)

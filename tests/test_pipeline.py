@@ -345,11 +345,17 @@ def recipe_calls(monkeypatch):
 
 def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(tiny_run):
     calls = json.loads(tiny_run.with_name("recipe_calls.json").read_text())
-    assert calls["fit"] == [[8, 1.0], [8, 0.1]]  # the CE control first (it may co-teach), then KD
-    assert calls["build"] == [[8, 42], [8, 42]]  # the run's seed for both
+    # On this 2-core CPU the control trains in the run's second process, beside the teachers
+    # (stages.beside), through the same recipe; the baseline after it there.
+    assert sorted(_results(tiny_run)["beside_s"]) == ["baseline", "control"]
+    beside = json.loads(tiny_run.with_name("recipe_calls.beside.json").read_text())
+    assert beside["fit"] == [[8, 1.0]] and beside["build"] == [[8, 42]]  # the CE control
+    assert beside["teaching"] == [[0, 0.0, "fixed"]]
+    assert calls["fit"] == [[8, 0.1]]  # then KD, here
+    assert calls["build"] == [[8, 42]]  # the run's seed for both
     # The quick profile's distill.control_share 0.5: the control runs live under the KD student
     # (the teachers' part stored: their targets here are recording-level).
-    assert calls["teaching"] == [[0, 0.0, "fixed"], [0, 0.5, "fixed"]]
+    assert calls["teaching"] == [[0, 0.5, "fixed"]]
 
 
 def test_width_search_trains_the_runs_recipe_and_summarises(

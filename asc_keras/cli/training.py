@@ -83,7 +83,8 @@ def _run(args) -> int:
         args, args.out or Path("runs") / f"system{args.system}-{args.profile}"
     )
     place = _place(args, out, work, eval_data=args.eval_data, train_split=args.train_split,
-                   strategy=args.strategy, init_from=args.init_from)  # fmt: skip
+                   strategy=args.strategy, init_from=args.init_from,
+                   beside=False if args.one_process else None)  # fmt: skip
     run(_config(args), place, force=frozenset(args.force or ()), label=args.label)
     return 0
 
@@ -181,6 +182,9 @@ def add_training_commands(sub) -> None:
     p.add_argument("--init-from", type=Path, metavar="MODEL.keras",
                    help="start the KD student from this model's weights (same width), e.g. the "
                    "fold-1 student for --train-split all")  # fmt: skip
+    p.add_argument("--one-process", action="store_true",
+                   help="train every stage in this process (default on a CPU: the CE control and "
+                   "the DCASE baseline train in a second one, beside the teachers)")  # fmt: skip
     p.set_defaults(func=_run)
 
     p = sub.add_parser(

@@ -46,6 +46,7 @@ from asc_keras.distill.targets import check_auto_limit
 from asc_keras.files import folder_lock, write_json, write_text
 from asc_keras.log import warnings_to
 from asc_keras.models.classes import write_classes
+from asc_keras.stages.beside import Beside, beside_stages
 from asc_keras.stages.outputs import baseline_stage, compress_stage, student_stage, tflite_stage
 from asc_keras.stages.results import add_control_rows, evaluate_stage, report_stage
 from asc_keras.stages.runner import STAGES, RunError, StageRunner
@@ -151,12 +152,15 @@ def run_identity(cfg: SystemConfig, place: RunPlace) -> dict:
     }
 
 
-def prepare(cfg: SystemConfig, place: RunPlace, runner: StageRunner) -> Prepared:
-    """Run the shared stages in order: data, features, teachers, targets."""
+def prepare(cfg: SystemConfig, place: RunPlace, runner: StageRunner,
+            after_features: Callable[[], None] = lambda: None) -> Prepared:  # fmt: skip
+    """Run the shared stages in order: data, features, teachers, targets (``after_features``:
+    called between, e.g. to start the stages that need no teacher beside them)."""
     with runner.stage("data"):
         ds, root = data_stage(cfg, place, runner)
     with runner.stage("features"):
         clip_cache, splits, skipped = features_stage(cfg, place, ds)
+    after_features()
     outputs = TeacherOutputs.none()
     if cfg.distill.enabled:
         with runner.stage("teachers"):
@@ -181,20 +185,24 @@ def run_system(
                yaml.safe_dump({"run": run_identity(cfg, place), **cfg.to_dict()}, sort_keys=False))  # fmt: skip
     write_json(files.features, dataclasses.asdict(cfg.features))
     write_classes(files.classes, SCENE_CLASSES)
-    prep: Prepared = prepare(cfg, place, runner)  # data, features, teachers, soft targets
-    cfg = teaching_config(cfg, prep.targets, prep.splits)  # the control's share, as decided
+    # The CE control and the baseline need no teacher: on a CPU they train beside the teachers.
+    with Beside(cfg, place, runner, beside_stages(cfg, place)) as beside:
+        prep: Prepared = prepare(cfg, place, runner, beside.start)  # data ... soft targets
+        cfg = teaching_config(cfg, prep.targets, prep.splits)  # the control's share, as decided
 
-    control = baseline = None
-    if cfg.controls.ce_control and prep.targets is not None:
-        with runner.stage("control"):  # the same student, CE only (first: it may co-teach)
-            control = student_stage(cfg, place, runner, prep, stage="control")
-    # Live, on each augmented batch, where the teachers' part is stored (stages.teaching).
-    teaching = control if cfg.distill.control_share > 0 else None  # teaching_config's share
-    with runner.stage("student"):  # SERFR-CNN distilled from the teacher ensemble
-        student = student_stage(cfg, place, runner, prep, control=teaching)
-    if cfg.controls.baseline:
-        with runner.stage("baseline"):  # the DCASE baseline, Table 3's yardstick
-            baseline = baseline_stage(cfg, place, runner, prep)
+        control = baseline = None
+        if cfg.controls.ce_control and prep.targets is not None:
+            with runner.stage("control"):  # the same student, CE only (first: it may co-teach)
+                beside.wait("control")  # then read back by the stage's skip rule
+                control = student_stage(cfg, place, runner, prep, stage="control")
+        # Live, on each augmented batch, where the teachers' part is stored (stages.teaching).
+        teaching = control if cfg.distill.control_share > 0 else None  # teaching_config's share
+        with runner.stage("student"):  # SERFR-CNN distilled from the teacher ensemble
+            student = student_stage(cfg, place, runner, prep, control=teaching)
+        if cfg.controls.baseline:
+            with runner.stage("baseline"):  # the DCASE baseline, Table 3's yardstick
+                beside.wait("baseline")
+                baseline = baseline_stage(cfg, place, runner, prep)
 
     with runner.stage("compress"):  # pruning + QAT (tensorflow-model-optimization)
         compressed = compress_stage(cfg, place, runner, prep, student, teaching)
@@ -211,8 +219,10 @@ def run_system(
 
     from asc_keras.evaluate.report import write_results_md
 
-    results.update(timings_s=dict(runner.timings), wall_time_s=time.perf_counter() - t_start,
-                   redone_stages=list(runner.started))  # fmt: skip
+    # timings_s: this process's seconds in each stage (for a stage trained beside, the wait for
+    # it); beside_s: the stages trained in the second process and their own seconds there.
+    results.update(timings_s=dict(runner.timings), beside_s=dict(runner.beside),
+                   wall_time_s=time.perf_counter() - t_start, redone_stages=list(runner.started))  # fmt: skip
     write_json(files.results_json, results)
     write_results_md(results, files.results_md)
     runner.log(f"done in {results['wall_time_s']:.0f} s: {files.results_md}")

@@ -60,10 +60,19 @@ class StageRunner:
         self.out, self.force, self.log = Path(out), frozenset(force), log
         self.timings: dict[str, float] = {}
         self.started: list[str] = []  # the output stages this run (re)did, in order
+        self.beside: dict[str, float] = {}  # seconds of the stages trained in a second process
 
     def forced(self, stage: str) -> bool:
         """True when ``--force`` names ``stage`` (or 'all')."""
-        return stage in self.force or "all" in self.force
+        return stage not in self.beside and (stage in self.force or "all" in self.force)
+
+    def ran_beside(self, stage: str, seconds: float, redone: bool) -> None:
+        """``stage`` was trained (``redone``) or found done in a second process (stages.beside),
+        taking ``seconds``: it counts as started here when redone there, and ``--force`` no longer
+        names it (it is not to be trained twice)."""
+        self.beside[stage] = seconds
+        if redone:
+            self.started.append(stage)
 
     def recorded(self, stage: str) -> dict | None:
         """The inputs last recorded for ``stage`` (None if never)."""

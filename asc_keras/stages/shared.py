@@ -35,6 +35,8 @@ class RunPlace:
         strategy: 'default', 'mirrored' or 'multiworker' (tf.distribute); verbose: Keras verbosity.
         skip_bad_audio: leave out unreadable clips (listed in results.json) instead of stopping.
         init_from: a ``.keras`` model whose weights the KD student starts from (``--init-from``).
+        beside: train the stages that need no teacher in a second process (stages.beside) --
+            None: where that pays (a CPU of 2+ cores, no strategy); False: never (``--one-process``).
     """
 
     out: Path
@@ -46,6 +48,7 @@ class RunPlace:
     verbose: int | str = 2
     skip_bad_audio: bool = False  # leave out clips that cannot be read instead of stopping
     init_from: Path | None = None
+    beside: bool | None = None
 
     @property
     def progress(self) -> bool:
