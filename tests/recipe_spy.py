@@ -49,7 +49,8 @@ def _spied_second_process(calls_path: Path):
     """``stages.beside.command`` for this script: the second process runs spied on too."""
 
     def command(job_path, status_fd):
-        return [sys.executable, __file__, str(calls_path), "--beside", str(job_path), str(status_fd)]
+        return [sys.executable, __file__, str(calls_path), "--beside", str(job_path),
+                str(status_fd)]  # fmt: skip
 
     return command
 
