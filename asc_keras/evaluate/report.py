@@ -16,13 +16,22 @@ def _header(r: dict) -> list[str]:
         f"# {r['system_name']} (system {r['system']}, profile {r['profile']})",
         "",
         f"Data: `{r['data']}`  ",
-        f"Wall time: {r.get('wall_time_s', 0):.0f} s",
+        f"Wall time: {r.get('wall_time_s', 0):.0f} s{_beside(r.get('beside_s') or {})}",
         "",
     ]
     lines += _verdict(r)
     for w in r.get("warnings") or []:
         lines += [f"> **WARNING:** {w}", ""]
     return lines
+
+
+def _beside(seconds: dict) -> str:
+    """What trained in the run's second process, beside the teachers (stages.beside)."""
+    names = {"control": "the CE control", "baseline": "the DCASE baseline"}
+    if not seconds:
+        return ""
+    each = " and ".join(f"{names.get(k, k)} {v:.0f} s" for k, v in seconds.items())
+    return f" ({each} of it in a second process, beside the teachers)"
 
 
 def _verdict(r: dict) -> list[str]:

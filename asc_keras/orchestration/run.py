@@ -23,6 +23,10 @@ evaluate    ``out/results.json``
 report      ``out/results.md``, ``out/plots/*.png``, ``out/submission/*``
 ==========  =====================================================================
 
+On a CPU the control and the baseline, which need no teacher, train in a second process while
+the teachers train (:mod:`asc_keras.stages.beside`; the same models to the bit): the run waits
+for each before its stage, whose skip rule then reads it back.
+
 The shared stages (:mod:`asc_keras.stages.shared`) keep their products in ``work``, keyed by
 everything they depend on, so systems 1-2 share one set of teachers and systems 3-4, which
 add time stretching, another.  The output stages (:mod:`asc_keras.stages.outputs`) record what
