@@ -8,18 +8,18 @@ when the run reaches each of them it waits for that process's word, and the stag
 rule then reads the model back.  Nothing else changes: the same functions, the same stamps, the
 same files.
 
-Why: on a CPU one small model leaves cores idle -- TensorFlow's ops on a batch of 32 one-second
-clips are too small to split well.  Measured on a 2-core Xeon (``benchmarks/bench_steps.py``'s
-models, 30 steps): a SERFR-CNN step 113 ms alone and 185 ms each with a second one beside it
-(1.2 times the work per second), BC-ResNet 566 ms alone and 589 with the CNN teacher beside it
-(which went from 114 to 200: 1.5 times).  Each process keeps TensorFlow's own thread counts, so
-every model is the same to the bit as one trained alone (checked: the weights after 20 steps
-beside another training equal those trained alone); one thread per process would train faster
-but round differently.
+Why: on a CPU one small model leaves some of the cores' time unused -- TensorFlow's ops on a
+batch of 32 one-second clips are too small to split well.  Measured on a 2-core Xeon, pairs of
+the run's models (``benchmarks/bench_steps.py``'s) each training for the same 30 s at once:
+1.07 (BC-ResNet beside the baseline) to 1.24 (MobileNetV2 beside the CE control) times the work
+per second of one alone; the README's first command's run went from 853 s to 760.  Each
+process keeps TensorFlow's own thread counts, so every model is the same to the bit as one
+trained alone (a test compares them; the first command's table read the same to the decimal);
+one thread per process would do more at once (up to 1.48 times) but round differently.
 
 Off (every stage in the run's own process) with ``RunPlace.beside`` False (``--one-process``),
 under a tf.distribute strategy, on a machine with a GPU (two processes would each take its
-memory) or with a single core.  A stage the second process could not finish (its error is in
+memory), with a single core, or outside POSIX.  A stage the second process could not finish (its error is in
 ``out/logs/beside.log``) is trained in the run's process, which then shows the error itself.
 """
 
@@ -45,6 +45,8 @@ def beside_stages(cfg: SystemConfig, place: RunPlace) -> tuple[str, ...]:
     """The stages ``run`` trains in a second process ((): none, where that would not pay or
     could not work -- see the module's docstring)."""
     if place.beside is False or place.strategy != "default" or (os.cpu_count() or 1) < 2:
+        return ()
+    if os.name != "posix":  # the second process's word comes through an inherited pipe end
         return ()
     from asc_keras._runtime import tf
 
@@ -139,6 +141,7 @@ class Beside:
         if self._process.poll() is None:
             self._process.terminate()
         self._process.wait()
+        self._process.stdin.close()
         self._status.close()
         self._process = None
 
