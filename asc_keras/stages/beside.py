@@ -9,10 +9,11 @@ rule then reads the model back.  Nothing else changes: the same functions, the s
 same files.
 
 Why: on a CPU one small model leaves some of the cores' time unused -- TensorFlow's ops on a
-batch of 32 one-second clips are too small to split well.  Measured on a 2-core Xeon, pairs of
-the run's models (``benchmarks/bench_steps.py``'s) each training for the same 30 s at once:
-1.07 (BC-ResNet beside the baseline) to 1.24 (MobileNetV2 beside the CE control) times the work
-per second of one alone; the README's first command's run went from 853 s to 760.  Each
+batch of 32 one-second clips are too small to split well.  Measured on a 2-core Xeon
+(``python benchmarks/bench_pairs.py --window 20``: pairs of the run's models training at once
+over the same 20 s): 1.17 (BC-ResNet or the CNN teacher beside the baseline) to 1.37 times
+(MobileNetV2 beside the CE control) the work per second of one alone; the README's first
+command's run went from 853 s to 760.  Each
 process keeps TensorFlow's own thread counts, so every model is the same to the bit as one
 trained alone (a test compares them; the first command's table read the same to the decimal);
 one thread per process would do more at once (up to 1.48 times) but round differently.
