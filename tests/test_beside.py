@@ -104,3 +104,16 @@ def test_what_trains_beside_the_teachers_and_where_nothing_does(tmp_path, monkey
         beside.start()
         beside.wait("control")
     assert runner.beside == {} and not (place.out / "logs").exists()
+
+
+def test_one_process_on_the_command_line_keeps_every_stage_in_the_run(tmp_path, monkeypatch):
+    import asc_keras.orchestration.run as run_module
+    from asc_keras.cli import main
+
+    places = []
+    monkeypatch.setattr(run_module, "run", lambda cfg, place, **kw: places.append(place))
+    args = ["run", "--system", "1", "--profile", "quick", "--out", str(tmp_path / "o"), "--work",
+            str(tmp_path / "w")]  # fmt: skip
+    assert main(args) == 0 and main([*args, "--one-process"]) == 0
+    assert [p.beside for p in places] == [None, False]  # None: where it pays (beside_stages)
+    assert beside_stages(CFG, places[1]) == ()
