@@ -49,6 +49,7 @@ def test_the_control_and_baseline_trained_beside_are_those_trained_here_to_the_b
     assert runner.started == ["control", "baseline"]  # both trained there, not found done
     assert not runner.forced("control")
     assert any("train in a second process" in line for line in logs)
+    assert sum("   trained in the second process (" in line for line in logs) == 2
     log = (place.out / "logs" / "beside.log").read_text()
     assert "== control" in log and "== baseline" in log
     # Read back by each stage's own skip rule: nothing trains in this process.

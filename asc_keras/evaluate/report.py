@@ -25,12 +25,15 @@ def _header(r: dict) -> list[str]:
     return lines
 
 
+# The models of the output stages that may train beside the teachers (stages.beside), in words.
+BESIDE_MODELS = {"control": "the CE control", "baseline": "the DCASE baseline"}
+
+
 def _beside(seconds: dict) -> str:
     """What trained in the run's second process, beside the teachers (stages.beside)."""
-    names = {"control": "the CE control", "baseline": "the DCASE baseline"}
     if not seconds:
         return ""
-    each = " and ".join(f"{names.get(k, k)} {v:.0f} s" for k, v in seconds.items())
+    each = " and ".join(f"{BESIDE_MODELS.get(k, k)} {v:.0f} s" for k, v in seconds.items())
     return f" ({each} of it in a second process, beside the teachers)"
 
 

@@ -35,6 +35,7 @@ import traceback
 from pathlib import Path
 
 from asc_keras.config import SystemConfig
+from asc_keras.evaluate.report import BESIDE_MODELS
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import RunPlace
 
@@ -107,7 +108,7 @@ class Beside:
             )  # fmt: skip
         os.close(write)
         self._status = os.fdopen(read, "r")
-        self.runner.log(f"   {' and '.join(_NAMES[s] for s in self.stages)} train in a second "
+        self.runner.log(f"   {' and '.join(BESIDE_MODELS[s] for s in self.stages)} train in a second "
                         f"process, beside this one (its log: {self.log_path})")  # fmt: skip
 
     def wait(self, stage: str) -> None:
@@ -127,7 +128,8 @@ class Beside:
         said = self._said[stage]
         if said["ok"]:
             self.runner.ran_beside(stage, said["seconds"], said["redone"])
-            self.runner.log(f"   trained in the second process in {said['seconds']:.0f} s")
+            self.runner.log(f"   {'trained' if said['redone'] else 'found done'} in the second "
+                            f"process ({said['seconds']:.0f} s)")  # fmt: skip
         else:
             from asc_keras.log import warn
 
@@ -145,9 +147,6 @@ class Beside:
         self._process.stdin.close()
         self._status.close()
         self._process = None
-
-
-_NAMES = {"control": "the CE control", "baseline": "the DCASE baseline"}
 
 
 def command(job_path: Path, status_fd: int) -> list[str]:
