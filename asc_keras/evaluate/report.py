@@ -30,11 +30,12 @@ BESIDE_MODELS = {"control": "the CE control", "baseline": "the DCASE baseline"}
 
 
 def _beside(seconds: dict) -> str:
-    """What trained in the run's second process, beside the teachers (stages.beside)."""
+    """What trained in the run's second process (stages.beside): beside the teachers where they
+    train, beside the rest of the run where they are read back."""
     if not seconds:
         return ""
     each = " and ".join(f"{BESIDE_MODELS.get(k, k)} {v:.0f} s" for k, v in seconds.items())
-    return f" ({each} of it in a second process, beside the teachers)"
+    return f" ({each} of it in a second process, alongside the rest of the run)"
 
 
 def _verdict(r: dict) -> list[str]:
