@@ -139,7 +139,8 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
     )
     beside = _results(tiny_run)["beside_s"]  # trained in the second process (stages.beside)
     assert (f"(the CE control {beside['control']:.0f} s and the DCASE baseline "
-            f"{beside['baseline']:.0f} s of it in a second process, alongside the rest of the run)") in head  # fmt: skip
+            f"{beside['baseline']:.0f} s of it in a second process, "
+            "alongside the rest of the run)") in head  # fmt: skip
     for label in ("| CE control", "| DCASE baseline", "KD student, trained", "KD student, compressed",
                   "KD student, int8", "Trained to the end?", "The ensemble weighs its teachers",
                   "The KD student's soft targets: 50 % the teachers' output on each",
