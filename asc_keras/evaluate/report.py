@@ -29,11 +29,6 @@ def _header(r: dict) -> list[str]:
 BESIDE_MODELS = {"control": "the CE control", "baseline": "the DCASE baseline"}
 
 
-def listed(parts: list[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
-
-
 def beside_model(stage: str) -> str:
     """A stage of the second process in words ('teacher cnn': 'the cnn teacher')."""
     if stage.startswith("teacher "):
@@ -45,7 +40,8 @@ def _beside(seconds: dict) -> str:
     """What trained in the run's second process (stages.beside), alongside the rest of the run."""
     if not seconds:
         return ""
-    each = listed([f"{beside_model(k)} {v:.0f} s" for k, v in seconds.items()])
+    each = [f"{beside_model(k)} {v:.0f} s" for k, v in seconds.items()]
+    each = " and ".join([", ".join(each[:-1]), each[-1]] if len(each) > 1 else each)
     return f" ({each} of it in a second process, alongside the rest of the run)"
 
 

@@ -37,7 +37,7 @@ import traceback
 from pathlib import Path
 
 from asc_keras.config import SystemConfig
-from asc_keras.evaluate.report import beside_model, listed
+from asc_keras.evaluate.report import beside_model
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import RunPlace
 
@@ -119,7 +119,7 @@ class Beside:
             )  # fmt: skip
         os.close(write)
         self._status = os.fdopen(read, "r")
-        self.runner.log(f"   {listed([beside_model(s) for s in self.stages])} train in a second "
+        self.runner.log(f"   {' and '.join(beside_model(s) for s in self.stages)} train in a second "
                         f"process, beside this one (its log: {self.log_path})")  # fmt: skip
 
     def teachers(self) -> dict:
