@@ -137,11 +137,11 @@ def test_a_teacher_trained_beside_is_the_one_trained_here_and_force_trains_it_on
     tiny_tau, tmp_path, monkeypatch
 ):
     import asc_keras.training.teachers as teachers
-    from asc_keras.stages.teachers import load_teacher, teachers_stage, train_teacher_once
+    from asc_keras.stages.teachers import load_teacher, teachers_stage
 
     place = RunPlace(tmp_path / "out", tmp_path / "work", tiny_tau, verbose=0)
-    assert beside_stages(TEACHERS, place) == ("control", "teacher cnn")
-    stages = ("teacher cnn",)  # the control's part: the first test
+    stages = beside_stages(TEACHERS, place)
+    assert stages == ("control", "teacher cnn")
     trained_here = []
     train = teachers.train_teacher
     monkeypatch.setattr(teachers, "train_teacher",
@@ -154,6 +154,7 @@ def test_a_teacher_trained_beside_is_the_one_trained_here_and_force_trains_it_on
             beside.start()
             folders = teachers_stage(TEACHERS, place, runner, prep.data_root, prep.splits,
                                      beside.teachers())  # fmt: skip
+            beside.wait("control")
         assert list(folders) == ["cnn", "bcresnet"]  # the configured order
         # The first teacher only there, trained once even under --force; the second here.
         assert trained_here == ([] if found else ["bcresnet"])
@@ -164,7 +165,7 @@ def test_a_teacher_trained_beside_is_the_one_trained_here_and_force_trains_it_on
     # The same teacher trained in this process, into another work folder: the same weights.
     here = dataclasses.replace(place, work=tmp_path / "here")
     runner = StageRunner(here.out, log=lambda line: None)
-    own = train_teacher_once(TEACHERS, here, runner, prep.data_root, prep.splits, "cnn")
-    for a, b in zip(_weights(load_teacher(folders["cnn"])), _weights(load_teacher(own)),
+    own = teachers_stage(TEACHERS, here, runner, prep.data_root, prep.splits)
+    for a, b in zip(_weights(load_teacher(folders["cnn"])), _weights(load_teacher(own["cnn"])),
                     strict=True):  # fmt: skip
         assert np.array_equal(a, b)
