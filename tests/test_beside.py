@@ -1,6 +1,6 @@
-"""Stages trained in a second process (asc_keras.stages.beside): the same models to the bit as
-trained in the run's own process (the control, the baseline, a teacher), read back by the stages'
-skip rules, trained here instead where that process fails, and off where it would not pay."""
+"""The stages that need no teacher, trained in a second process (asc_keras.stages.beside): the
+same models to the bit as trained in the run's own process, read back by the stages' skip rules,
+trained here instead where that process fails, and off where it would not pay."""
 
 from __future__ import annotations
 
@@ -90,19 +90,11 @@ def test_what_trains_beside_the_teachers_and_where_nothing_does(tmp_path, monkey
     import os
 
     place = RunPlace(tmp_path / "out", tmp_path / "work")
-    # Every teacher but the last after the control, the baseline last.
-    assert beside_stages(CFG, place) == (
-        "control",
-        "teacher mobilenetv2",
-        "teacher cnn",
-        "baseline",
-    )
+    assert beside_stages(CFG, place) == ("control", "baseline")
     no_teachers = dataclasses.replace(CFG, distill=dataclasses.replace(CFG.distill, enabled=False))
     assert beside_stages(no_teachers, place) == ("baseline",)  # the control needs teachers
     no_base = dataclasses.replace(CFG, controls=dataclasses.replace(CFG.controls, baseline=False))
-    assert beside_stages(no_base, place) == ("control", "teacher mobilenetv2", "teacher cnn")
-    one = dataclasses.replace(CFG, teachers=dataclasses.replace(CFG.teachers, names=("cnn",)))
-    assert beside_stages(one, place) == ("control", "baseline")  # the run would only wait for it
+    assert beside_stages(no_base, place) == ("control",)
     assert beside_stages(CFG, dataclasses.replace(place, beside=False)) == ()  # --one-process
     assert beside_stages(CFG, dataclasses.replace(place, strategy="mirrored")) == ()
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
@@ -126,46 +118,3 @@ def test_one_process_on_the_command_line_keeps_every_stage_in_the_run(tmp_path, 
     assert main(args) == 0 and main([*args, "--one-process"]) == 0
     assert [p.beside for p in places] == [None, False]  # None: where it pays (beside_stages)
     assert beside_stages(CFG, places[1]) == ()
-
-
-# Two tiny teachers, the first of which trains in the second process.
-TEACHERS = tiny_config(teachers={"names": ("cnn", "bcresnet"), "steps": 6, "batch_size": 8,
-                                 "cnn_width": 4, "bcresnet_width": 4}, controls={"baseline": False})  # fmt: skip
-
-
-def test_a_teacher_trained_beside_is_the_one_trained_here_and_force_trains_it_once(
-    tiny_tau, tmp_path, monkeypatch
-):
-    import asc_keras.training.teachers as teachers
-    from asc_keras.stages.teachers import load_teacher, teachers_stage
-
-    place = RunPlace(tmp_path / "out", tmp_path / "work", tiny_tau, verbose=0)
-    stages = beside_stages(TEACHERS, place)
-    assert stages == ("control", "teacher cnn")
-    trained_here = []
-    train = teachers.train_teacher
-    monkeypatch.setattr(teachers, "train_teacher",
-                        lambda name, *a, **k: trained_here.append(name) or train(name, *a, **k))  # fmt: skip
-    for force, found in ((set(), False), ({"teachers"}, False), (set(), True)):
-        trained_here.clear()
-        runner = StageRunner(place.out, force=force, log=lambda line: None)
-        prep = _prepared(TEACHERS, place, runner)
-        with Beside(TEACHERS, place, runner, stages) as beside:
-            beside.start()
-            folders = teachers_stage(TEACHERS, place, runner, prep.data_root, prep.splits,
-                                     beside.teachers())  # fmt: skip
-            beside.wait("control")
-        assert list(folders) == ["cnn", "bcresnet"]  # the configured order
-        # The first teacher only there, trained once even under --force; the second here.
-        assert trained_here == ([] if found else ["bcresnet"])
-        assert "teacher cnn" in runner.beside and runner.forced("teachers") == bool(force)
-        log = (place.out / "logs" / "beside.log").read_text()
-        assert ("-- teacher cnn" in log) != found, log
-        assert "teacher cnn" not in runner.started  # not an output stage
-    # The same teacher trained in this process, into another work folder: the same weights.
-    here = dataclasses.replace(place, work=tmp_path / "here")
-    runner = StageRunner(here.out, log=lambda line: None)
-    own = teachers_stage(TEACHERS, here, runner, prep.data_root, prep.splits)
-    for a, b in zip(_weights(load_teacher(folders["cnn"])), _weights(load_teacher(own["cnn"])),
-                    strict=True):  # fmt: skip
-        assert np.array_equal(a, b)

@@ -138,9 +138,7 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
         and "Teacher ensemble over the CE control" in head
     )
     beside = _results(tiny_run)["beside_s"]  # trained in the second process (stages.beside)
-    assert (f"(the mobilenetv2 teacher {beside['teacher mobilenetv2']:.0f} s, the cnn teacher "
-            f"{beside['teacher cnn']:.0f} s, the CE control {beside['control']:.0f} s and the DCASE "
-            f"baseline "
+    assert (f"(the CE control {beside['control']:.0f} s and the DCASE baseline "
             f"{beside['baseline']:.0f} s of it in a second process, "
             "alongside the rest of the run)") in head  # fmt: skip
     for label in ("| CE control", "| DCASE baseline", "KD student, trained", "KD student, compressed",
@@ -352,10 +350,8 @@ def recipe_calls(monkeypatch):
 def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(tiny_run):
     calls = json.loads(tiny_run.with_name("recipe_calls.json").read_text())
     # On this 2-core CPU the control trains in the run's second process, beside the teachers
-    # (stages.beside), through the same recipe; two of the teachers and the baseline after it
-    # there (the run waits for the teachers first).
-    beside_s = list(_results(tiny_run)["beside_s"])
-    assert beside_s == ["teacher mobilenetv2", "teacher cnn", "control", "baseline"]
+    # (stages.beside), through the same recipe; the baseline after it there.
+    assert sorted(_results(tiny_run)["beside_s"]) == ["baseline", "control"]
     beside = json.loads(tiny_run.with_name("recipe_calls.beside.json").read_text())
     assert beside["fit"] == [[8, 1.0]] and beside["build"] == [[8, 42]]  # the CE control
     assert beside["teaching"] == [[0, 0.0, "fixed"]]

@@ -25,23 +25,16 @@ def _header(r: dict) -> list[str]:
     return lines
 
 
-# The models of the output stages that may train in a second process (stages.beside), in words.
+# The models of the output stages that may train beside the teachers (stages.beside), in words.
 BESIDE_MODELS = {"control": "the CE control", "baseline": "the DCASE baseline"}
 
 
-def beside_model(stage: str) -> str:
-    """A stage of the second process in words ('teacher cnn': 'the cnn teacher')."""
-    if stage.startswith("teacher "):
-        return f"the {stage.split(' ', 1)[1]} teacher"
-    return BESIDE_MODELS.get(stage, stage)
-
-
 def _beside(seconds: dict) -> str:
-    """What trained in the run's second process (stages.beside), alongside the rest of the run."""
+    """What trained in the run's second process (stages.beside): beside the teachers where they
+    train, beside the rest of the run where they are read back."""
     if not seconds:
         return ""
-    each = [f"{beside_model(k)} {v:.0f} s" for k, v in seconds.items()]
-    each = " and ".join([", ".join(each[:-1]), each[-1]] if len(each) > 1 else each)
+    each = " and ".join(f"{BESIDE_MODELS.get(k, k)} {v:.0f} s" for k, v in seconds.items())
     return f" ({each} of it in a second process, alongside the rest of the run)"
 
 

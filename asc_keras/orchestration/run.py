@@ -16,17 +16,16 @@ student     ``out/student.keras`` (KD training in ``out/student/``, resumable); 
             (``control_share_no_lead`` where 'auto' found the teachers no clear lead), with
             ``distill.clip_targets`` 'live' (or 'auto', on a clear lead) the teachers instead
             (clip-level targets)
+baseline    ``out/baseline.keras``: the DCASE baseline on its own log-mels (``controls.baseline``)
 compress    ``out/compress/qat.weights.h5`` + ``info.json`` (pruning + QAT on the tf_keras twin)
 tflite      ``out/student_int8.tflite``
-baseline    ``out/baseline.keras``: the DCASE baseline on its own log-mels (``controls.baseline``)
 evaluate    ``out/results.json``
 report      ``out/results.md``, ``out/plots/*.png``, ``out/submission/*``
 ==========  =====================================================================
 
-On a CPU the control, the first teacher and the baseline train in a second process while the
-other teachers, then the KD student and its compression train in the run's
-(:mod:`asc_keras.stages.beside`; the same models to the bit): the run waits for each before its
-stage, whose skip rule then reads it back.
+On a CPU the control and the baseline, which need no teacher, train in a second process while
+the teachers train (:mod:`asc_keras.stages.beside`; the same models to the bit): the run waits
+for each before its stage, whose skip rule then reads it back.
 
 The shared stages (:mod:`asc_keras.stages.shared`) keep their products in ``work``, keyed by
 everything they depend on, so systems 1-2 share one set of teachers and systems 3-4, which
@@ -158,20 +157,18 @@ def run_identity(cfg: SystemConfig, place: RunPlace) -> dict:
 
 
 def prepare(cfg: SystemConfig, place: RunPlace, runner: StageRunner,
-            beside: Beside | None = None) -> Prepared:  # fmt: skip
-    """Run the shared stages in order: data, features, teachers, targets (``beside``: the second
-    process, started once the features exist; the teachers it trains come back from it)."""
+            after_features: Callable[[], None] = lambda: None) -> Prepared:  # fmt: skip
+    """Run the shared stages in order: data, features, teachers, targets (``after_features``:
+    called between, e.g. to start the stages that need no teacher beside them)."""
     with runner.stage("data"):
         ds, root = data_stage(cfg, place, runner)
     with runner.stage("features"):
         clip_cache, splits, skipped = features_stage(cfg, place, ds)
-    if beside is not None:
-        beside.start()
+    after_features()
     outputs = TeacherOutputs.none()
     if cfg.distill.enabled:
         with runner.stage("teachers"):
-            elsewhere = beside.teachers() if beside is not None else {}
-            folders = teachers_stage(cfg, place, runner, root, splits, elsewhere)
+            folders = teachers_stage(cfg, place, runner, root, splits)
         with runner.stage("targets"):
             outputs = targets_stage(cfg, place, runner, folders, splits)
         if asks_probe(cfg, outputs.targets):  # do the teachers know more about a clip?
@@ -194,7 +191,7 @@ def run_system(
     write_classes(files.classes, SCENE_CLASSES)
     # The CE control and the baseline need no teacher: on a CPU they train beside the teachers.
     with Beside(cfg, place, runner, beside_stages(cfg, place)) as beside:
-        prep: Prepared = prepare(cfg, place, runner, beside)  # data ... soft targets
+        prep: Prepared = prepare(cfg, place, runner, beside.start)  # data ... soft targets
         cfg = teaching_config(cfg, prep.targets, prep.splits)  # the control's share, as decided
 
         control = baseline = None
@@ -206,17 +203,16 @@ def run_system(
         teaching = control if cfg.distill.control_share > 0 else None  # teaching_config's share
         with runner.stage("student"):  # SERFR-CNN distilled from the teacher ensemble
             student = student_stage(cfg, place, runner, prep, control=teaching)
-        with runner.stage("compress"):  # pruning + QAT (tensorflow-model-optimization)
-            compressed = compress_stage(cfg, place, runner, prep, student, teaching)
-        with runner.stage("tflite"):  # full-int8 TFLite of exactly the compressed model
-            convert = compressed.model if compressed.model is not None else student
-            tflite = tflite_stage(
-                cfg, place, runner, prep, convert, redo=compressed.model is not None
-            )
-        if cfg.controls.baseline:  # last: in the second process it trains beside the student
+        if cfg.controls.baseline:
             with runner.stage("baseline"):  # the DCASE baseline, Table 3's yardstick
                 beside.wait("baseline")
                 baseline = baseline_stage(cfg, place, runner, prep)
+
+    with runner.stage("compress"):  # pruning + QAT (tensorflow-model-optimization)
+        compressed = compress_stage(cfg, place, runner, prep, student, teaching)
+    with runner.stage("tflite"):  # full-int8 TFLite of exactly the compressed model
+        convert = compressed.model if compressed.model is not None else student
+        tflite = tflite_stage(cfg, place, runner, prep, convert, redo=compressed.model is not None)
 
     with runner.stage("evaluate"):
         evaluation = evaluate_stage(cfg, place, runner, prep, student, compressed.float_twin, tflite,

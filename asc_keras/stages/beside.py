@@ -1,14 +1,12 @@
-"""Stages trained in a second process while the run's own trains the others.
+"""The stages that need no teacher, trained in a second process while the teachers train.
 
 The CE control and the DCASE baseline are made from the clips and the configuration alone: their
 stamps name no teacher and no target (:func:`~asc_keras.stages.outputs.student_inputs`,
-:func:`~asc_keras.stages.outputs.baseline_stage`); a teacher from the clips, the configuration and
-its work folder's lock (:func:`~asc_keras.stages.teachers.train_teacher_once`).  So ``run`` starts
-the control, the first teacher and the baseline, in that order, in a second Python process
-(``python -m asc_keras.stages.beside``) as soon as the features exist: the other teachers train
-beside the first two, the KD student and its compression beside the baseline.  When the run
-reaches each of them it waits for that process's word, and the stage's own skip rule then reads
-the model back.  Nothing else changes: the same functions, the same stamps, the same files.
+:func:`~asc_keras.stages.outputs.baseline_stage`).  So ``run`` can start them, in that order, in
+a second Python process (``python -m asc_keras.stages.beside``) as soon as the features exist;
+when the run reaches each of them it waits for that process's word, and the stage's own skip
+rule then reads the model back.  Nothing else changes: the same functions, the same stamps, the
+same files.
 
 Why: on a CPU one small model leaves some of the cores' time unused -- TensorFlow's ops on a
 batch of 32 one-second clips are too small to split well.  Measured on a 2-core Xeon
@@ -37,20 +35,17 @@ import traceback
 from pathlib import Path
 
 from asc_keras.config import SystemConfig
-from asc_keras.evaluate.report import beside_model
+from asc_keras.evaluate.report import BESIDE_MODELS
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import RunPlace
 
+# What may train beside the teachers, in the order it does.
+BESIDE = ("control", "baseline")
+
 
 def beside_stages(cfg: SystemConfig, place: RunPlace) -> tuple[str, ...]:
-    """The stages ``run`` trains in a second process, in their order there: e.g. ('control',
-    'teacher mobilenetv2', 'teacher cnn', 'baseline'); (): none, where that would not pay or
-    could not work (the module's docstring).
-
-    The control first, then every teacher but the last of ``teachers.names`` (the report's order
-    ends with BC-ResNet, whose steps take about what the control's, MobileNetV2's and the CNN's
-    do together: ``benchmarks/bench_steps.py``), the baseline last, beside the KD student and its
-    compression.  One teacher stays here: the run would only wait for it."""
+    """The stages ``run`` trains in a second process ((): none, where that would not pay or
+    could not work -- see the module's docstring)."""
     if place.beside is False or place.strategy != "default" or (os.cpu_count() or 1) < 2:
         return ()
     if os.name != "posix":  # the second process's word comes through an inherited pipe end
@@ -60,15 +55,9 @@ def beside_stages(cfg: SystemConfig, place: RunPlace) -> tuple[str, ...]:
     if tf.config.list_physical_devices("GPU"):
         return ()
     # The control trains only beside teachers (run_system); the baseline always when asked for.
-    teachers = cfg.teachers.names[:-1] if cfg.distill.enabled else ()
-    control = ("control",) if cfg.controls.ce_control and cfg.distill.enabled else ()
-    baseline = ("baseline",) if cfg.controls.baseline else ()
-    return (*control, *(f"teacher {name}" for name in teachers), *baseline)
-
-
-def run_stage(stage: str) -> str:
-    """The run's stage that ``stage`` of the second process belongs to ('teacher x': 'teachers')."""
-    return "teachers" if stage.startswith("teacher ") else stage
+    wanted = {"control": cfg.controls.ce_control and cfg.distill.enabled,
+              "baseline": cfg.controls.baseline}  # fmt: skip
+    return tuple(s for s in BESIDE if wanted[s])
 
 
 class Beside:
@@ -106,7 +95,7 @@ class Beside:
 
         p = self.place
         job = {"config": self.cfg.to_dict(), "stages": list(self.stages),
-               "force": sorted({run_stage(s) for s in self.stages if self.runner.forced(run_stage(s))}),
+               "force": [s for s in self.stages if self.runner.forced(s)],
                "place": {"out": str(p.out), "work": str(p.work), "data": p.data and str(p.data),
                          "train_split": p.train_split, "verbose": p.verbose,
                          "skip_bad_audio": p.skip_bad_audio}}  # fmt: skip
@@ -119,20 +108,15 @@ class Beside:
             )  # fmt: skip
         os.close(write)
         self._status = os.fdopen(read, "r")
-        self.runner.log(f"   {' and '.join(beside_model(s) for s in self.stages)} train in a second "
+        self.runner.log(f"   {' and '.join(BESIDE_MODELS[s] for s in self.stages)} train in a second "
                         f"process, beside this one (its log: {self.log_path})")  # fmt: skip
 
-    def teachers(self) -> dict:
-        """{name: its wait} of the teachers trained there (``teachers_stage``'s ``elsewhere``)."""
-        return {s.split(" ", 1)[1]: (lambda s=s: self.wait(s)) for s in self.stages
-                if run_stage(s) == "teachers"}  # fmt: skip
-
-    def wait(self, stage: str) -> bool:
-        """Return once the second process has trained ``stage`` (True: its time and whether it
-        redid it pass to the runner, and ``--force`` no longer names it), or could not (False:
-        the run's process then trains it)."""
+    def wait(self, stage: str) -> None:
+        """Return once the second process has trained ``stage`` (its time and whether it redid it
+        pass to the runner, and ``--force`` no longer names it), or could not: the run's process
+        then trains it."""
         if stage not in self.stages or self._process is None:
-            return False
+            return
         while stage not in self._said:
             line = self._status.readline()
             if not line:  # the process ended without a word on this stage
@@ -151,7 +135,6 @@ class Beside:
 
             warn(f"the second process could not train the {stage} stage ({said['error']}; "
                  f"{self.log_path}): training it here")  # fmt: skip
-        return bool(said["ok"])
 
     def close(self) -> None:
         """End the second process: at once if it is still training (the run stopped early; its
@@ -191,7 +174,6 @@ def serve(job_path: str, status_fd: int) -> None:
     from asc_keras.log import warnings_to
     from asc_keras.stages.outputs import baseline_stage, student_stage
     from asc_keras.stages.shared import Prepared, data_stage, features_stage
-    from asc_keras.stages.teachers import is_trained, teacher_dir, train_teacher_once
 
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     job = json.loads(Path(job_path).read_text())
@@ -203,14 +185,6 @@ def serve(job_path: str, status_fd: int) -> None:
     runner = StageRunner(place.out, frozenset(job["force"]), lambda line: print(line, flush=True))
     train = {"control": lambda prep: student_stage(cfg, place, runner, prep, stage="control"),
              "baseline": lambda prep: baseline_stage(cfg, place, runner, prep)}  # fmt: skip
-
-    def teach(prep: Prepared, name: str) -> None:  # the function of the run's teachers stage
-        redo = runner.forced("teachers")
-        if redo or not is_trained(teacher_dir(cfg, place, prep.data_root, name)):
-            runner.started.append(f"teacher {name}")  # trained here, not found done
-        train_teacher_once(cfg, place, runner, prep.data_root, prep.splits, name, redo)
-
-    train.update({f"teacher {n}": lambda prep, n=n: teach(prep, n) for n in cfg.teachers.names})
     status = os.fdopen(status_fd, "w", buffering=1)
     with warnings_to(runner.log):
         prep = error = None

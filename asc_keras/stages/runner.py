@@ -30,9 +30,9 @@ STAGES = (
     "probe",
     "control",
     "student",
+    "baseline",
     "compress",
     "tflite",
-    "baseline",
     "evaluate",
     "report",
 )
@@ -68,10 +68,10 @@ class StageRunner:
 
     def ran_beside(self, stage: str, seconds: float, redone: bool) -> None:
         """``stage`` was trained (``redone``) or found done in a second process (stages.beside),
-        taking ``seconds``: an output stage counts as started here when redone there (a teacher,
-        'teacher <name>', is no output stage), and ``--force`` no longer names it."""
+        taking ``seconds``: it counts as started here when redone there, and ``--force`` no longer
+        names it (it is not to be trained twice)."""
         self.beside[stage] = seconds
-        if redone and stage in STAGES:
+        if redone:
             self.started.append(stage)
 
     def recorded(self, stage: str) -> dict | None:

@@ -218,25 +218,3 @@ def _own_front_ends(
 def recordings_of(recs, clips):
     """The rows of ``recs`` whose recording has clips in ``clips``."""
     return recs[recs["recording_id"].isin(set(clips["recording_id"]))].reset_index(drop=True)
-
-
-def pretrain_splits(cfg: SystemConfig, place: RunPlace):
-    """(train, evaluation) recordings of ``teachers.pretrain_data`` (fold 1), or None without it,
-    in the MobileNetV2 teacher's features."""
-    from asc_keras.features.cache import extract_features
-    from asc_keras.models.panns_import import teacher_features
-
-    t = cfg.teachers
-    if not t.pretrain_data or t.pretrain_epochs <= 0:
-        return None
-    ds = read_tau(t.pretrain_data)
-    recs, _ = rebuild_recordings(ds.split("all"))
-    if not len(recs):
-        raise DataError(
-            f"{t.pretrain_data}: no complete 10 s recordings to pretrain the teacher on"
-        )
-    features = teacher_features("mobilenetv2", t, cfg.features)
-    cache = extract_features(ds.root, list(recs["files"]), features, place.shared.features,
-                             name="pretrain-recordings", progress=place.progress)  # fmt: skip
-    return (RecordingSplit.from_table(cache, recordings_of(recs, ds.train)),
-            RecordingSplit.from_table(cache, recordings_of(recs, ds.evaluate)))  # fmt: skip

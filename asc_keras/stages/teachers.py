@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import N_CLASSES, SystemConfig, TeacherConfig, teacher_architecture
-from asc_keras.data import DataError
+from asc_keras.data import DataError, read_tau, rebuild_recordings
 from asc_keras.data.own import split_by_group
 from asc_keras.data.splits import RecordingSplit
 from asc_keras.data.tau import parse_clip_name
@@ -40,7 +40,7 @@ from asc_keras.evaluate.report import describe_targets
 from asc_keras.files import content_hash, work_lock
 from asc_keras.metrics import classification_metrics, item_right
 from asc_keras.stages.runner import StageRunner
-from asc_keras.stages.shared import RunPlace, Splits, pretrain_splits
+from asc_keras.stages.shared import RunPlace, Splits, recordings_of
 
 # The entries of a teacher's evaluation that results.json keeps.
 _BRIEF = ("accuracy", "log_loss", "micro_accuracy", "per_device", "per_device_log_loss", "n",
@@ -139,39 +139,52 @@ def clip_location(clip: str) -> str:
     return f"{f['scene_from_name']}-{f['city']}-{f['location']}"
 
 
-def teachers_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, data_root: Path,
-                   splits: Splits, elsewhere: dict | None = None) -> dict[str, Path]:  # fmt: skip
-    """Train every teacher that is not trained yet; return each teacher's folder by name.
-
-    ``elsewhere``: {name: wait} for the teachers a second process trains (stages.beside): each
-    comes after the others, once its ``wait()`` returns (True: trained there, so ``--force`` does
-    not redo it here; False: trained here)."""
-    elsewhere, folders = elsewhere or {}, {}
-    for name in sorted(cfg.teachers.names, key=lambda n: n in elsewhere):  # stable: the rest first
-        there = name in elsewhere and elsewhere[name]()  # waits for it
-        redo = runner.forced("teachers") and not there
-        folders[name] = train_teacher_once(cfg, place, runner, data_root, splits, name, redo)
-    return {name: folders[name] for name in cfg.teachers.names}  # the configured order
-
-
-def train_teacher_once(cfg: SystemConfig, place: RunPlace, runner: StageRunner, data_root: Path,
-                       splits: Splits, name: str, redo: bool = False) -> Path:  # fmt: skip
-    """Teacher ``name``'s folder, trained first where it is not (``redo``: trained again)."""
+def teachers_stage(
+    cfg: SystemConfig, place: RunPlace, runner: StageRunner, data_root: Path, splits: Splits
+) -> dict[str, Path]:
+    """Train every teacher that is not trained yet; return each teacher's folder by name."""
     from asc_keras.training.teachers import train_teacher
 
-    own = splits.of_teacher(name)  # its own front end's features, where it has one
-    learn, _ = held_out_recordings(cfg, own.train_recordings)
-    d = teacher_dir(cfg, place, data_root, name)
-    # Runs sharing a work folder train each teacher once: the others wait, then use it.
-    with work_lock(d, f"teacher {d.name}", runner.log):
-        if redo and d.exists():
-            shutil.rmtree(d)
-        if not is_trained(d):
-            runner.log(f"-- teacher {name} ({d.name})")
-            pretrain = pretrain_splits(cfg, place) if name == "mobilenetv2" else None
-            train_teacher(name, cfg, learn, own.eval_recordings, run_dir=d,
-                          strategy=place.strategy, verbose=place.verbose, pretrain=pretrain)  # fmt: skip
-    return d
+    folders, pretrain = {}, None
+    for name in cfg.teachers.names:
+        own = splits.of_teacher(name)  # its own front end's features, where it has one
+        learn, _ = held_out_recordings(cfg, own.train_recordings)
+        d = teacher_dir(cfg, place, data_root, name)
+        # Runs sharing a work folder train each teacher once: the others wait, then use it.
+        with work_lock(d, f"teacher {d.name}", runner.log):
+            if runner.forced("teachers") and d.exists():
+                shutil.rmtree(d)
+            if not is_trained(d):
+                runner.log(f"-- teacher {name} ({d.name})")
+                if name == "mobilenetv2" and pretrain is None:
+                    pretrain = pretrain_splits(cfg, place)
+                train_teacher(name, cfg, learn, own.eval_recordings, run_dir=d,
+                              strategy=place.strategy, verbose=place.verbose,
+                              pretrain=pretrain if name == "mobilenetv2" else None)  # fmt: skip
+        folders[name] = d
+    return folders
+
+
+def pretrain_splits(cfg: SystemConfig, place: RunPlace):
+    """(train, evaluation) recordings of ``teachers.pretrain_data`` (fold 1), or None without it,
+    in the MobileNetV2 teacher's features."""
+    from asc_keras.features.cache import extract_features
+    from asc_keras.models.panns_import import teacher_features
+
+    t = cfg.teachers
+    if not t.pretrain_data or t.pretrain_epochs <= 0:
+        return None
+    ds = read_tau(t.pretrain_data)
+    recs, _ = rebuild_recordings(ds.split("all"))
+    if not len(recs):
+        raise DataError(
+            f"{t.pretrain_data}: no complete 10 s recordings to pretrain the teacher on"
+        )
+    features = teacher_features("mobilenetv2", t, cfg.features)
+    cache = extract_features(ds.root, list(recs["files"]), features, place.shared.features,
+                             name="pretrain-recordings", progress=place.progress)  # fmt: skip
+    return (RecordingSplit.from_table(cache, recordings_of(recs, ds.train)),
+            RecordingSplit.from_table(cache, recordings_of(recs, ds.evaluate)))  # fmt: skip
 
 
 def targets_stage(
