@@ -142,7 +142,8 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
             f"{beside['baseline']:.0f} s of it in a second process, "
             "alongside the rest of the run)") in head  # fmt: skip
     for label in ("| CE control", "| DCASE baseline", "KD student, trained", "KD student, compressed",
-                  "KD student, int8", "Trained to the end?", "The ensemble weighs its teachers",
+                  "KD student, int8", "Trained to the end?", "a run of more steps (optim.steps) may",
+                  "The ensemble weighs its teachers",
                   "The KD student's soft targets: 50 % the teachers' output on each",
                   "50 % the CE control's output on each augmented batch"):  # fmt: skip
         assert label in md, label
