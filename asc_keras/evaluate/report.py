@@ -178,9 +178,9 @@ def _learning(r: dict) -> list[str]:
     # Why the caveat: the schedule's learning rate has decayed by its last quarter, so that quarter
     # is flat by construction; on a generated set whose control this check passed, twice the steps
     # still added 6.4 points (docs/probe-sets.md, "Why `auto` misjudges `stationary`").
-    return lines + ["", f"\"Yes\": less than {STILL_LEARNING_POINTS:.0f} point of validation gain "
-                        "over the last quarter.  The students' learning rate has decayed by then, "
-                        "so a run of more steps (optim.steps) may still learn more."]  # fmt: skip
+    return lines + ["", f"\"Yes\": a gain under {STILL_LEARNING_POINTS:g} in the column before.  The "
+                        "students' learning rate has decayed over that last quarter, so a run of "
+                        "more steps (optim.steps) may still learn more."]  # fmt: skip
 
 
 def _per_device_and_class(r: dict) -> list[str]:
