@@ -87,15 +87,17 @@ class FeatureConfig:
         return 1 + n // self.hop_length if self.center else 1 + (n - self.n_fft) // self.hop_length
 
     def key(self) -> str:
-        """Short stable hash of every setting that changes the feature values (the framing fields
-        added later only when not their defaults, so older caches keep their keys)."""
-        d = dataclasses.asdict(self)
-        for name, default in _LATER_FEATURE_FIELDS.items():
-            if d[name] == default:
-                del d[name]
-        return content_hash(d, length=12)
+        """Short stable hash of every setting that changes the feature values."""
+        return content_hash(_without_later_defaults(self, _LATER_FEATURE_FIELDS), length=12)
 
 
+def _without_later_defaults(cfg, later: dict) -> dict:
+    """``cfg`` as a dict less the fields added later (``later``: their defaults) where they hold
+    their defaults, so caches, teachers and probes made before keep their keys."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if later.get(k, ...) != v}
+
+
+_LATER_AUGMENT_FIELDS = {"freq_mixstyle": 0.0, "freq_mixstyle_alpha": 0.3}
 _LATER_FEATURE_FIELDS = {"win_length": None, "window": "hann", "center": False, "power": 2.0,
                          "peak_int16": False, "log": "natural"}  # fmt: skip
 
@@ -115,6 +117,12 @@ class AugmentConfig:
     time_stretch: bool = False  # systems 3-4
     stretch_min: float = 0.9  # rate ~ U(0.9, 1.1): "around 1 +- 0.1" (docs/sources.md)
     stretch_max: float = 1.1
+    freq_mixstyle: float = 0.0  # not in the report: the share of clips restyled (augment/mixstyle)
+    freq_mixstyle_alpha: float = 0.3  # its mixing weight ~ Beta(a, a)
+
+    def key_dict(self) -> dict:
+        """The settings as a work folder's keys hold them (:func:`_without_later_defaults`)."""
+        return _without_later_defaults(self, _LATER_AUGMENT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -131,14 +139,12 @@ class OptimConfig:
     final_lr: float = REPORT_FINAL_LR
     warmup_fraction: float = REPORT_WARMUP_EPOCHS / REPORT_EPOCHS
     weight_decay: float = REPORT_WEIGHT_DECAY
-    # 'l2': Adam with the decay added to the gradient, i.e. PyTorch's Adam(weight_decay=1e-3), which
-    # the report's wording ("Adam [24] with a weight decay of 0.001") most plausibly describes.
+    # 'l2': decay added to the gradient, PyTorch's Adam(weight_decay=1e-3), as the report reads.
     weight_decay_mode: str = "l2"  # 'decoupled': AdamW
-    # BatchNorm momentum (Keras convention), every model.  Not in the report; its lineage (RFR-CNN /
-    # CP-JKU, PyTorch 0.1) is Keras 0.9; Keras' 0.99 lags ~100 steps, short runs stay at chance.
+    # BatchNorm momentum, every model; not in the report.  Its lineage's PyTorch 0.1 is Keras 0.9;
+    # Keras' 0.99 lags ~100 steps, short runs stay at chance.
     bn_momentum: float = 0.9
-    # 'mixed_float16' (all models): float16 compute on tensor cores; CPUs gain nothing.
-    mixed_precision: bool = False
+    mixed_precision: bool = False  # float16 compute on tensor cores (all models); CPUs gain nothing
 
 
 @dataclass(frozen=True)
@@ -196,29 +202,23 @@ class TeacherConfig:
     pretrain_frozen_epochs: int = 0
     pretrain_epochs: int = 0
     pretrain_lr: float | None = None
-    # Training window: None trains on whole 10 s recordings (the report); a number of seconds, one
-    # random window of that length per recording and step (evaluation and soft targets always use
-    # the whole recording: fully convolutional + GAP), proportionally cheaper per step.
+    # Training window: None: whole 10 s recordings (the report); seconds: one random window per
+    # recording and step, cheaper (evaluation and soft targets: the whole recording, GAP).
     crop_seconds: float | None = None
     # Mixup for the teachers: the report lists it for the *students* (sec. 4.3), nothing for the
     # teachers.  Measured (CNN teacher, quick sizes, generated data): 47 % with, 56 % without.
     mixup: bool = False
     masks: bool = True  # the system's masks for them too (the report is silent; quick.yaml: off)
-    # Average-pool the mel axis by this factor at the teachers' input (1: the report's 256 mels;
-    # 4: 64 mel bands as in PANNs' AudioSet models) -- a cost knob for CPU-sized runs.
+    # Mel-axis average pool at the teachers' input (1: 256 mels; 4: 64 as PANNs'): a cost knob.
     mel_pool: int = 1
-    # Per teacher: how it pools a clip or recording before its head (asc_keras.models.teachers
-    # .clip_pooling: 'mean', 'max+mean', 'bands') and what it sees of its input (.teacher_input:
-    # 'none', 'residual', 'both').  The report gives neither.  The three teachers differ on purpose,
-    # the report's reason for an ensemble (sec. 3.1, "different teacher models show different
-    # effect"): the CNN averages the whole spectrogram, strong where a scene is a steady spectrum;
-    # MobileNetV2 pools as PANNs' AudioSet model does (mean over mels, max + mean over time); and
-    # BC-ResNet sees each band's deviation from its own level beside the input (what its ASC
-    # version's residual normalisation is for, Kim et al. 2021) and keeps the bands apart in its
-    # head, so a short event in one band is found and placed.  Measured on generated sets with other
-    # signal models (benchmarks/probe_sets.py; 300 steps on whole recordings): sparse events:
-    # BC-ResNet 60 / 57 / 55 % on recordings (width 24, 3 seeds), the CNN and MobileNetV2 chance;
-    # steady spectra: CNN 82-95 %, MobileNetV2 43-57 %, BC-ResNet 15-30 %.  A key: one teacher.
+    # Per teacher: how it pools before its head (models.teachers.clip_pooling: 'mean', 'max+mean',
+    # 'bands') and what it sees of its input (.teacher_input: 'none', 'residual', 'both'); the
+    # report gives neither.  They differ on purpose (sec. 3.1, "different teacher models show
+    # different effect"): the CNN averages the spectrogram (steady spectra), MobileNetV2 pools as
+    # PANNs' (mean over mels, max + mean over time), BC-ResNet sees each band's deviation from its
+    # own level (Kim et al. 2021) and keeps the bands apart (short events).  Measured on the probe
+    # sets (300 steps, recordings): sparse events BC-ResNet 55-60 %, the others chance; steady
+    # spectra CNN 82-95, MobileNetV2 43-57, BC-ResNet 15-30 %.  A key: one teacher.
     pooling: dict = field(
         default_factory=lambda: {"mobilenetv2": "max+mean", "cnn": "mean", "bcresnet": "bands"}
     )

@@ -164,3 +164,33 @@ def test_band_fill_leaves_no_artificial_event_in_a_masked_time_band():
     assert np.allclose(
         both[b, rows_out, col], x.numpy()[b].mean()
     )  # the frequency band: the example mean
+
+
+def test_freq_mixstyle_gives_each_band_the_mixed_statistics_and_keeps_its_deviations():
+    """Per mel band, the restyled clip's mean and spread over frames are the lam-mix of its own and
+    its partner's; its standardised deviations are its own; lam 1 leaves it as it was."""
+    from asc_keras.augment.mixstyle import freq_mixstyle, mixstyle_draws
+
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(6, 28, 16, 1)) * rng.uniform(0.5, 3, (6, 1, 16, 1))
+         + rng.normal(0, 5, (6, 1, 16, 1))).astype(np.float32)  # fmt: skip
+    lam = np.array([1.0, 0.0, 0.25, 0.5, 0.9, 1.0], np.float32)
+    perm = np.array([1, 2, 0, 5, 3, 4], np.int32)
+    y = freq_mixstyle(tf.constant(x), tf.constant(lam), tf.constant(perm)).numpy()
+    mu, sd = x.mean(axis=1, keepdims=True), x.std(axis=1, keepdims=True)
+    l4 = lam.reshape(-1, 1, 1, 1)
+    np.testing.assert_allclose(
+        y.mean(axis=1, keepdims=True), l4 * mu + (1 - l4) * mu[perm], atol=1e-4
+    )
+    np.testing.assert_allclose(
+        y.std(axis=1, keepdims=True), l4 * sd + (1 - l4) * sd[perm], rtol=1e-4
+    )
+    z = lambda t: (t - t.mean(axis=1, keepdims=True)) / t.std(axis=1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(z(y), z(x), atol=1e-3)
+    np.testing.assert_allclose(y[[0, 5]], x[[0, 5]], atol=1e-5)
+    # The draws: lam exactly 1 off the share p, a Beta draw on it; the partners a permutation.
+    lam, perm = mixstyle_draws(4000, 0.3, 0.4, key=[7, 8])
+    lam, perm = lam.numpy(), perm.numpy()
+    assert sorted(perm) == list(range(4000))
+    assert abs(np.mean(lam < 1.0) - 0.4) < 0.03
+    assert abs(lam[lam < 1.0].mean() - 0.5) < 0.03

@@ -118,7 +118,7 @@ def test_pipeline_batches_do_not_depend_on_parallelism(clip_cache, tiny_dataset)
                 batch_size=16,
                 shuffle=True,
                 seed=seed,
-                augment=AugmentConfig(time_stretch=True),
+                augment=AugmentConfig(time_stretch=True, freq_mixstyle=0.5),
                 crop_frames=20,
                 parallel_calls=parallel_calls,
                 jit_augment=jit,
@@ -133,9 +133,11 @@ def test_pipeline_batches_do_not_depend_on_parallelism(clip_cache, tiny_dataset)
     half = len(one) // 2
     assert not np.array_equal(one[0][0], one[half][0])  # epoch 2 reshuffles and redraws
     assert not np.array_equal(one[0][0], batches(1, seed=6)[0][0])
+    # Freq-MixStyle's per-band statistics sum the frames in another order under XLA: float32
+    # rounding of up to 3e-6 of a value (4e-5 on a log-mel of ~13) where it rescales a band.
     for a, b in zip(one, batches(8, jit=False), strict=True):
         for u, v in zip(a, b, strict=True):
-            np.testing.assert_allclose(u, v, rtol=1e-6, atol=2e-5)
+            np.testing.assert_allclose(u, v, rtol=5e-6, atol=2e-5)
 
 
 def test_training_is_bit_identical_at_any_pipeline_parallelism(clip_cache, tiny_dataset):
@@ -629,8 +631,14 @@ def test_a_teachers_key_holds_the_augmentation_it_trains_with_not_the_students(t
     # The quick profile's teachers: no mixup, no masks.  The students' settings leave them be.
     for student_only in ("augment.mixup_alpha=1.0", "augment.mixup=false",
                          "augment.freq_mask_param=24", "augment.freq_mask=false",
-                         "augment.time_mask_param=2", "augment.stretch_min=0.8"):  # fmt: skip
+                         "augment.time_mask_param=2", "augment.stretch_min=0.8",
+                         "augment.freq_mixstyle=0.4"):  # fmt: skip
         assert key(student_only) == base, student_only
+    # Settings added later are in a key only when not their defaults: the folders stay.
+    assert set(AugmentConfig().key_dict()) == {
+        "mixup", "mixup_alpha", "freq_mask", "freq_mask_param", "time_mask", "time_mask_param",
+        "time_stretch", "stretch_min", "stretch_max"}  # fmt: skip
+    assert AugmentConfig(freq_mixstyle=0.4).key_dict()["freq_mixstyle"] == 0.4
     # What they do read changes it: stretching, and with their own mixup or masks the sizes.
     assert key("augment.time_stretch=true") != base
     mixing = key("teachers.mixup=true")

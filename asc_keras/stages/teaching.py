@@ -227,7 +227,7 @@ def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets
     if split is None:
         return targets
     learn, held = split
-    recipe = {k: dataclasses.asdict(getattr(cfg, k)) for k in ("augment", "optim")}
+    recipe = {"augment": cfg.augment.key_dict(), "optim": dataclasses.asdict(cfg.optim)}
     # Not the teachers: the probe is what the student learns without them.
     key = content_hash((cfg.student_width, cfg.seed, recipe, held.names, splits.clip_cache_name,
                         place.train_split))  # fmt: skip

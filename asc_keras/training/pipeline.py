@@ -22,6 +22,7 @@ import numpy as np
 from asc_keras._runtime import tf
 from asc_keras.augment.keys import batch_keys, split
 from asc_keras.augment.masking import apply_bands, mask_draws
+from asc_keras.augment.mixstyle import freq_mixstyle, mixstyle_draws
 from asc_keras.augment.mixup import mix, mixup_draws
 from asc_keras.augment.stretch import stretch, stretch_rates
 from asc_keras.config import N_CLASSES, AugmentConfig
@@ -90,7 +91,7 @@ def make_dataset(
     )
     augmenter = (
         _augmenter(aug, jit_augment)
-        if any((aug.mixup, aug.freq_mask, aug.time_mask, aug.time_stretch))
+        if any((aug.mixup, aug.freq_mask, aug.time_mask, aug.time_stretch, aug.freq_mixstyle))
         else None
     )
 
@@ -150,9 +151,11 @@ def _augmenter(aug: AugmentConfig, jit: bool):
     """(x, y, s, key) -> augmented (x, y, s): stretch, masks (both bands in one pass), then
     mixup of x, the labels and the soft targets with one lam and partner per example."""
 
-    def apply(x, y, s, rates, bands, lam, perm):  # the passes over the batch: fused under XLA
+    def apply(x, y, s, rates, style, bands, lam, perm):  # the passes over the batch: fused (XLA)
         if rates is not None:
             x = stretch(x, rates)
+        if style is not None:  # before the masks: the statistics of the clip as recorded
+            x = freq_mixstyle(x, *style)
         x = apply_bands(x, bands, fill="band")  # masked frames: each band's own level
         if lam is not None:
             x, y, s = (mix(t, lam, perm) for t in (x, y, s))
@@ -162,6 +165,8 @@ def _augmenter(aug: AugmentConfig, jit: bool):
 
     def augment_batch(x, y, s, key):
         k_stretch, k_mask, k_mix = tf.unstack(split(key, 3))
+        # Folded in, not a fourth split: the three keys above stay those of earlier runs.
+        k_style = tf.random.experimental.stateless_fold_in(key, 4)
         n = tf.shape(x)[0]
         rates = (
             stretch_rates(n, aug.stretch_min, aug.stretch_max, k_stretch)
@@ -175,6 +180,11 @@ def _augmenter(aug: AugmentConfig, jit: bool):
             k_mask,
         )
         lam, perm = mixup_draws(n, aug.mixup_alpha, k_mix) if aug.mixup else (None, None)
-        return apply_fn(x, y, s, rates, bands, lam, perm)
+        style = (
+            mixstyle_draws(n, aug.freq_mixstyle_alpha, aug.freq_mixstyle, k_style)
+            if aug.freq_mixstyle > 0
+            else None
+        )
+        return apply_fn(x, y, s, rates, style, bands, lam, perm)
 
     return augment_batch
