@@ -219,7 +219,7 @@ def _results(rng):
 def test_meta_yaml_has_every_field_the_validator_requires(tmp_path):
     import yaml
 
-    from asc_keras.config import SystemConfig
+    from asc_keras.config import AugmentConfig, SystemConfig
     from asc_keras.evaluate.dcase_files import meta_placeholders, meta_problems, write_meta_yaml
 
     path = write_meta_yaml(tmp_path / "Doe_ORG_task1_1.meta.yaml", label="Doe_ORG_task1_1", name="SERFR-CNN-32",
@@ -229,6 +229,16 @@ def test_meta_yaml_has_every_field_the_validator_requires(tmp_path):
     assert meta_problems(meta) == []
     assert meta["system"]["complexity"]["total_model_size"] == 117_816
     assert meta["system"]["complexity"]["macs"] == 28_168_000
+    assert meta["system"]["description"]["data_augmentation"] == (
+        "mixup, frequency masking, time masking"
+    )
+    styled = SystemConfig(augment=AugmentConfig(freq_mixstyle=0.4)).to_dict()
+    again = write_meta_yaml(tmp_path / "b.meta.yaml", label="Doe_ORG_task1_1", name="SERFR-CNN-32",
+                            abbreviation="SERFR32", results=_results(np.random.default_rng(0)),
+                            config=styled)  # fmt: skip
+    assert yaml.safe_load(again.read_text())["system"]["description"]["data_augmentation"] == (
+        "mixup, frequency masking, time masking, frequency-wise MixStyle"
+    )
     dev = meta["results"]["development_dataset"]
     assert set(dev["class_wise"]) == set(SCENE_CLASSES) and set(dev["device_wise"]) == set(
         ALL_DEVICES

@@ -157,7 +157,8 @@ def _system_block(results: dict, config: dict) -> dict:
     pretrained = config["teachers"].get("pretrained_mobilenetv2")
     aug = config["augment"]
     augmentations = [k for k, on in (("mixup", aug["mixup"]), ("frequency masking", aug["freq_mask"]),
-                                     ("time masking", aug["time_mask"]), ("time stretching", aug["time_stretch"]))
+                                     ("time masking", aug["time_mask"]), ("time stretching", aug["time_stretch"]),
+                                     ("frequency-wise MixStyle", aug.get("freq_mixstyle", 0) > 0))
                      if on]  # fmt: skip
     f = config["features"]
     return {

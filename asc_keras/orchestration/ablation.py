@@ -60,7 +60,8 @@ def _named_share(share: float, **changes) -> Callable[[SystemConfig], SystemConf
 def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
     """The report's claims, and the distillation settings it leaves open, as rows (the base is the
     system's own recipe: KD from the ensemble)."""
-    off = {"mixup": False, "freq_mask": False, "time_mask": False, "time_stretch": False}
+    off = {"mixup": False, "freq_mask": False, "time_mask": False, "time_stretch": False,
+           "freq_mixstyle": 0.0}  # fmt: skip
     rows = [StudentRow("plain", "student, CE only, no augmentation (trained plainly)", _augment(**off), None),
             StudentRow("ce_only", "student, CE only (no teachers)", _same, None)]  # fmt: skip
     rows += [
