@@ -121,6 +121,14 @@ def test_csv_rows_naming_files_outside_the_data_set_are_refused(tiny_tau, tmp_pa
             "distill.temperature must be a finite number, got nan (float)",
         ),
         ("distill.swap_wrong=maybe", "distill.swap_wrong must be true or false, got 'maybe' (str)"),
+        (
+            "augment.freq_mixstyle=2",
+            "augment.freq_mixstyle is the share of clips restyled, in [0, 1]; got 2",
+        ),
+        (
+            "augment.freq_mixstyle_alpha=0",
+            "augment.freq_mixstyle_alpha is Beta(a, a)'s a, above 0; got 0",
+        ),
         ("optim.steps=1.5", "optim.steps must be a whole number or null, got 1.5 (float)"),
         ("optim.steps=true", "optim.steps must be a whole number or null, got True (bool)"),
         (

@@ -22,6 +22,7 @@ from asc_keras.config import (
     TEACHER_INPUT_NORMS,
     TEACHER_POOLINGS,
     VIEW_SETTINGS,
+    AugmentConfig,
     SystemConfig,
     TeacherConfig,
 )
@@ -84,7 +85,20 @@ def typed(cfg, where: str = ""):
                              f"({type(value).__name__})")  # fmt: skip
         changes[f.name] = value
     cfg = dataclasses.replace(cfg, **changes)
+    if isinstance(cfg, AugmentConfig):
+        _check_mixstyle(cfg, where)
     return _checked_teachers(cfg) if isinstance(cfg, TeacherConfig) else cfg
+
+
+def _check_mixstyle(a: AugmentConfig, where: str) -> None:
+    """Freq-MixStyle's share in [0, 1] and its Beta parameter above 0: a share of 2 would restyle
+    every clip without a word, an alpha of 0 draw lam = 0 for all of them."""
+    if not 0.0 <= a.freq_mixstyle <= 1.0:
+        raise ValueError(f"{where}freq_mixstyle is the share of clips restyled, in [0, 1]; got "
+                         f"{a.freq_mixstyle}")  # fmt: skip
+    if a.freq_mixstyle_alpha <= 0:
+        raise ValueError(f"{where}freq_mixstyle_alpha is Beta(a, a)'s a, above 0; got "
+                         f"{a.freq_mixstyle_alpha}")  # fmt: skip
 
 
 def _check_teacher_name(name: str, where: str) -> None:
