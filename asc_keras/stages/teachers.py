@@ -72,11 +72,10 @@ def teacher_dir(cfg: SystemConfig, place: RunPlace, data_root: Path, name: str) 
     features = teacher_features(name, cfg.teachers, cfg.features)  # PANNs' for a PANNs MobileNetV2
     augment = augment_read_by_teacher(cfg.augment, cfg.teachers.view(name))  # what it trains with
     depends = {"name": name, "teachers": teacher_settings(cfg.teachers, name), "features": features,
-               "augment": augment, "optim": optim, "data": str(Path(data_root).resolve()),
+               "augment": augment.key_dict(), "optim": optim, "data": str(Path(data_root).resolve()),
                "train_split": place.train_split, "seed": cfg.seed}  # fmt: skip
     if cfg.teachers.holdout_fraction > 0:  # what is held out: whole locations (held_out_recordings)
         depends["held_out_by"] = "location"
-    depends["augment"] = augment.key_dict()
     key = content_hash({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                         for k, v in depends.items()})  # fmt: skip
     return place.shared.teacher(name, key)

@@ -165,8 +165,6 @@ def _augmenter(aug: AugmentConfig, jit: bool):
 
     def augment_batch(x, y, s, key):
         k_stretch, k_mask, k_mix = tf.unstack(split(key, 3))
-        # Folded in, not a fourth split: the three keys above stay those of earlier runs.
-        k_style = tf.random.experimental.stateless_fold_in(key, 4)
         n = tf.shape(x)[0]
         rates = (
             stretch_rates(n, aug.stretch_min, aug.stretch_max, k_stretch)
@@ -180,11 +178,13 @@ def _augmenter(aug: AugmentConfig, jit: bool):
             k_mask,
         )
         lam, perm = mixup_draws(n, aug.mixup_alpha, k_mix) if aug.mixup else (None, None)
+        # Its key folded in, not a fourth split: the three keys above stay those of earlier runs.
         style = (
-            mixstyle_draws(n, aug.freq_mixstyle_alpha, aug.freq_mixstyle, k_style)
+            mixstyle_draws(n, aug.freq_mixstyle_alpha, aug.freq_mixstyle,
+                           tf.random.experimental.stateless_fold_in(key, 4))
             if aug.freq_mixstyle > 0
             else None
-        )
+        )  # fmt: skip
         return apply_fn(x, y, s, rates, style, bands, lam, perm)
 
     return augment_batch
