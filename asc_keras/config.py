@@ -40,6 +40,7 @@ N_CLASSES = len(SCENE_CLASSES)  # the scenes above: the official order of DCASE 
 ENSEMBLE_MODES = ("probabilities", "logits")  # how teachers combine (asc_keras.distill.losses)
 KD_PARTS = ("whole", "non_target")  # distill.losses.distillation_terms
 SHARE_RULES = ("fixed", "confidence")  # DistillConfig.control_share_by (losses.mixed_targets)
+TEACHER_VIEWS = ("own", "parallel")  # DistillConfig.teacher_view (distill.distiller)
 STRATEGIES = ("default", "mirrored", "multiworker")  # tf.distribute (training.loop.get_strategy)
 TEACHER_ARCHITECTURES = ("mobilenetv2", "cnn", "bcresnet")  # asc_keras.models.teachers.TEACHERS
 TEACHER_POOLINGS = ("mean", "max+mean", "bands")  # TeacherConfig.pooling; input_norm: the same
@@ -172,6 +173,8 @@ class DistillConfig:
     control_share: float = 0.0
     control_share_by: Literal[SHARE_RULES] = "fixed"
     control_share_no_lead: float | None = None  # 'auto' without a clear lead (None: the above)
+    # What live teachers hear: a clip's 'own' audio, or its sound through one of the 'parallel'
+    teacher_view: Literal[TEACHER_VIEWS] = "own"  # devices that recorded it (data/parallel.py)
 
 
 @dataclass(frozen=True)
@@ -188,10 +191,9 @@ class TeacherConfig:
     mobilenet_alpha: float = 1.0
     cnn_width: int = 64
     bcresnet_width: int = 40  # c = 8*tau with tau = 5
-    # Transfer learning (a user file; nothing is downloaded): a Keras weights file of this
-    # teacher, or PANNs' AudioSet MobileNetV2 checkpoint (.pth, imported in PANNs' layout by
-    # asc_keras.models.panns_import).  With frozen_epochs > 0 the backbone first trains frozen
-    # at peak_lr, then unfrozen for ``epochs`` at finetune_lr (None: peak_lr).
+    # Transfer learning (a user file; nothing is downloaded): a Keras weights file of this teacher,
+    # or PANNs' AudioSet MobileNetV2 checkpoint (.pth, imported by models.panns_import).  frozen_epochs
+    # > 0: the backbone trains frozen at peak_lr, then unfrozen for epochs at finetune_lr (or peak_lr).
     pretrained_mobilenetv2: str | None = None
     frozen_epochs: int = 0
     finetune_lr: float | None = None
@@ -205,8 +207,7 @@ class TeacherConfig:
     # Training window: None: whole 10 s recordings (the report); seconds: one random window per
     # recording and step, cheaper (evaluation and soft targets: the whole recording, GAP).
     crop_seconds: float | None = None
-    # Mixup for the teachers: the report lists it for the *students* (sec. 4.3), nothing for the
-    # teachers.  Measured (CNN teacher, quick sizes, generated data): 47 % with, 56 % without.
+    # The report's mixup is the students' (sec. 4.3); CNN teacher, generated data: 47 % with, 56 without.
     mixup: bool = False
     masks: bool = True  # the system's masks for them too (the report is silent; quick.yaml: off)
     # Mel-axis average pool at the teachers' input (1: 256 mels; 4: 64 as PANNs'): a cost knob.
@@ -278,10 +279,9 @@ class ControlsConfig:
     Switch them off with ``--set controls.ce_control=false controls.baseline=false``."""
 
     ce_control: bool = True  # the same student, augmentation and schedule, CE only (no teachers)
-    # The DCASE 2022/2023 Task 1 baseline (Table 3 "Baseline") on the same clips with its own
-    # log-mels (asc_keras.models.baseline.BASELINE_FEATURES), trained the organisers' way
-    # (task1.yaml): Adam at a constant 1e-3, batches of 64, 200 epochs, 30 % of the training
-    # recordings (per class, seed 0) held out, the best model by their accuracy after epoch 50.
+    # The DCASE 2022/2023 Task 1 baseline (Table 3 "Baseline") on the same clips, its own log-mels
+    # (models.baseline.BASELINE_FEATURES), trained the organisers' way (task1.yaml): constant Adam 1e-3,
+    # batches of 64, 200 epochs, 30 % of recordings (per class, seed 0) held out, best after epoch 50.
     baseline: bool = True
     baseline_epochs: int = 200
     baseline_steps: int | None = None  # a budget in optimiser steps instead (the quick profile)

@@ -26,12 +26,13 @@ import numpy as np
 from _cache import random_logmel_cache
 
 
-def throughput(features, rows, labels, soft, augment, batch: int, batches: int, jit: bool) -> float:
+def throughput(features, rows, labels, soft, augment, batch: int, batches: int, jit: bool,
+               parallel=None) -> float:  # fmt: skip
     from asc_keras.training.pipeline import make_dataset
 
     ds = make_dataset(
         features, rows, labels, soft, batch_size=batch, shuffle=True, augment=augment, seed=0,
-        jit_augment=jit,
+        jit_augment=jit, parallel=parallel,
     )  # fmt: skip
     it = iter(ds.repeat())
     for _ in range(3):  # trace and warm up
@@ -85,10 +86,13 @@ def main(argv=None) -> int:
         rows, labels = np.arange(args.clips), rng.integers(0, 10, args.clips)
         soft = rng.dirichlet(np.ones(10), args.clips).astype(np.float32)
         off = AugmentConfig(mixup=False, freq_mask=False, time_mask=False, time_stretch=False)
+        # Clips 2i and 2i+1 one sound through two devices: the live teachers' parallel channel.
+        pairs = np.stack([rows, np.minimum(rows ^ 1, args.clips - 1)], axis=1)
         cases = {
             "system 1 (mixup + masks)": AugmentConfig(),
             "system 3 (mixup + masks + time stretch)": AugmentConfig(time_stretch=True),
             "system 1 + Freq-MixStyle on 0.4 of the clips": AugmentConfig(freq_mixstyle=0.4),
+            "system 1 + a parallel per clip (teacher_view)": (AugmentConfig(), pairs),
             "mixup only": dataclasses.replace(off, mixup=True),
             "frequency mask only": dataclasses.replace(off, freq_mask=True),
             "time mask only": dataclasses.replace(off, time_mask=True),
@@ -96,10 +100,12 @@ def main(argv=None) -> int:
             "Freq-MixStyle only (0.4)": dataclasses.replace(off, freq_mixstyle=0.4),
             "no augmentation": off,
         }
-        for name, aug in cases.items():
-            if aug.freq_mixstyle and args.masks == "tfio":
-                continue  # the reference augmenter has no Freq-MixStyle
-            rate = throughput(feats, rows, labels, soft, aug, args.batch, args.batches, args.jit)
+        for name, case in cases.items():
+            aug, parallel = case if isinstance(case, tuple) else (case, None)
+            if (aug.freq_mixstyle or parallel is not None) and args.masks == "tfio":
+                continue  # the reference augmenter has neither
+            rate = throughput(feats, rows, labels, soft, aug, args.batch, args.batches, args.jit,
+                              parallel)  # fmt: skip
             print(f"{name:<46} {rate:>9,.0f} samples/s")
     return 0
 

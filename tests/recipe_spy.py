@@ -1,6 +1,7 @@
 """Spies on the one student recipe (``build_student_trainer`` and ``fit_student``): records the
 (width, seed) of every student built, the (width, alpha) of every student trained and its live
-teachers (how many, their share of the target).
+teachers (how many, their share of the target), and what the teachers heard: each training
+dataset's parallels (``distill.teacher_view``: a table of them, or None).
 
 Used in-process by the ``recipe_calls`` fixture, and as a script by the session's tiny run:
 ``python recipe_spy.py CALLS.json ARGS...`` runs ``asc-keras ARGS...`` with the spies installed
@@ -26,7 +27,8 @@ def install(patch, calls: dict) -> dict:
     calls.setdefault("fit", [])
     # (live teachers, the control's share of the target, how set) per fit
     calls.setdefault("teaching", [])
-    build, fit = student.build_student_trainer, student.fit_student
+    calls.setdefault("heard", [])  # (teacher_view, the training data carried parallels) per fit
+    build, fit, dataset = student.build_student_trainer, student.fit_student, student.make_dataset
 
     def spy_build(cfg, *a, **k):
         calls["build"].append((cfg.student_width, cfg.seed))
@@ -37,8 +39,15 @@ def install(patch, calls: dict) -> dict:
         calls["teaching"].append(
             (len(distiller.teachers), distiller.control_share, distiller.share_by)
         )
+        calls["heard"].append([distiller.teacher_view, None])
         return fit(distiller, cfg, *a, **k)
 
+    def spy_dataset(*a, **k):
+        if k.get("shuffle") and calls["heard"]:  # the fit's training data
+            calls["heard"][-1][1] = k.get("parallel") is not None
+        return dataset(*a, **k)
+
+    patch(student, "make_dataset", spy_dataset)
     for module in (student, tuning):
         patch(module, "build_student_trainer", spy_build)
         patch(module, "fit_student", spy_fit)

@@ -499,6 +499,7 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in r["students"].values())
     md = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| student, CE only (no teachers) |" in md and "± " in md and "| cnn |" in md
+    assert "hearing each clip through a device drawn from those that recorded its sound" in md
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Resumable: a second call reads every row back instead of training it again.
     assert main(args) == 0 and len(recipe_calls["fit"]) == 4
@@ -552,6 +553,13 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     md = (tmp_path / "abl4" / "ablation.md").read_text()
     assert "The teachers' lead over the probe student on the clips held out from them" in md
     assert ("On seed 0 the teachers showed no clear lead" in md) is not lead["clear"]
+    # The quick profile's distill.teacher_view 'parallel': the live teachers' data carries each
+    # clip's parallels (the KD rows of the first call), the CE fits' not; 'own' switches it off.
+    assert recipe_calls["heard"][:4] == [["own", False], ["parallel", True]] * 2
+    own = [*args[: args.index("--out") + 1], str(tmp_path / "abl5"), "--seeds", "0", "--rows",
+           "kd_cnn", *args[args.index("--quiet") :], "distill.teacher_view=own"]  # fmt: skip
+    assert main(own) == 0 and recipe_calls["heard"][-1] == ["own", False]
+    assert "hearing each clip" not in (tmp_path / "abl5" / "ablation.md").read_text()
 
 
 def _free_port() -> int:

@@ -176,8 +176,12 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     assert clip_lead(cfg, other, splits) is None and not runs_live(cfg, other, splits)
     # results.json and results.md say which way it went and why.
     record = teaching_record(cfg, ahead, splits)
-    assert record == {**target_choice(ahead, live=True), "lead": lead}
+    assert record == {**target_choice(ahead, live=True), "teacher_view": "parallel", "lead": lead}
     said = describe_targets(record)
+    assert (
+        "run live (distill.clip_targets), each clip heard through a device drawn at every step "
+        "from those that recorded its sound, its own included (distill.teacher_view)" in said
+    )
     assert "; live because on the 40 training clips of 10 locations held out from the teachers " \
            "their ensemble gave the label 100.0 % of its probability against 0.0 % for the same " \
            "student trained with CE on the other clips (accuracy 100.0 against 0.0 %), a clear " \

@@ -11,13 +11,16 @@ tf_keras pruning/QAT loss.  The teachers' part of the target comes either from t
 same clips are equal.  A live ``control`` (the run's CE control) may give ``control_share`` of
 each target: ``(1 - s) * teachers' + s * control's`` (``share_by`` 'confidence': that share set
 per example by who gives the label more, :func:`~asc_keras.distill.losses.mixed_targets`).
-``y = hard`` with neither trains with CE only.
+``y = hard`` with neither trains with CE only.  With ``teacher_view`` 'parallel' a batch's x
+has two channels: the student (and the control) take the first, the clip itself, the live
+teachers the second, the same sound through a device drawn from its parallel recordings
+(:mod:`asc_keras.data.parallel`).
 """
 
 from __future__ import annotations
 
 from asc_keras._runtime import keras, tf
-from asc_keras.config import SHARE_RULES
+from asc_keras.config import SHARE_RULES, TEACHER_VIEWS
 from asc_keras.distill.losses import (
     ENSEMBLE_MODES,
     KD_PARTS,
@@ -55,6 +58,12 @@ class Distiller(keras.Model):
             the KL over the classes the label gives nothing; :mod:`asc_keras.distill.losses`).
         kd_steps: the optimiser steps that learn from the soft targets; after them the loss is
             the labels' CE alone (early-stopped KD, Cho & Hariharan 2019).  None: KD throughout.
+        teacher_view: 'own' (the teachers hear the student's input) or 'parallel' (training
+            batches of two channels, the teachers hearing the second; batches of one channel,
+            as validation's, the first).  Why: the teachers' output on one sound differs by
+            device (``stationary`` stand-in: on 5.7 % of the training pairs by class, a total
+            variation of 0.12 at T 2), and a student matching it learns the device too; on
+            average over the drawn device the target is the devices' mean.
     """
 
     def __init__(
@@ -70,9 +79,13 @@ class Distiller(keras.Model):
         control_share: float = 0.0,
         share_by: str = "fixed",
         teacher_weights=None,
+        teacher_view: str = "own",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if teacher_view not in TEACHER_VIEWS:
+            raise ValueError(f"unknown teacher_view {teacher_view!r}; use one of {TEACHER_VIEWS}")
+        self.teacher_view = teacher_view
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if ensemble not in ENSEMBLE_MODES:
@@ -117,7 +130,15 @@ class Distiller(keras.Model):
         self.built = True
 
     def call(self, x, training=False):
-        return self._student_logits(x, training=training)
+        return self._student_logits(self._own(x), training=training)
+
+    def _own(self, x):
+        """The student's channel of ``x`` (the whole of it but with parallel views)."""
+        return x[..., :1] if self.teacher_view == "parallel" else x
+
+    def _heard(self, x):
+        """What the live teachers hear: the parallel channel where ``x`` has one."""
+        return x[..., 1:] if self.teacher_view == "parallel" and x.shape[-1] == 2 else x
 
     def _targets(self, x, y):
         if isinstance(y, (tuple, list)):
@@ -129,13 +150,13 @@ class Distiller(keras.Model):
                 raise ValueError("the Distiller's live teachers replace stored soft targets: "
                                  "pass y = hard labels only")  # fmt: skip
             z = keras.ops.stack(
-                [t(x, training=False) for t in self._teacher_logits], axis=1
+                [t(self._heard(x), training=False) for t in self._teacher_logits], axis=1
             )  # (B, K, C)
             soft = keras.ops.stop_gradient(
                 ensemble_soft_targets(z, self.temperature, self.ensemble, self.teacher_weights)
             )
         if self._control_logits is not None and soft is not None and self.control_share > 0.0:
-            zc = self._control_logits(x, training=False)
+            zc = self._control_logits(self._own(x), training=False)
             live = keras.ops.stop_gradient(keras.ops.softmax(zc / self.temperature, axis=-1))
             # The control's part is of the very view (masks, mixup) the student is trained on; a
             # stored teachers' part of the clean clip or recording (NumPy's float64 maybe).
@@ -197,6 +218,7 @@ class Distiller(keras.Model):
             "kd_steps": self.kd_steps,
             "control_share": self.control_share,
             "share_by": self.share_by,
+            "teacher_view": self.teacher_view,
         }
 
     @classmethod

@@ -288,6 +288,9 @@ def describe_targets(t: dict | None) -> str:
         return "none"
     clip = ("the teachers' output on each augmented batch the student trains on, run live (distill."
             "clip_targets)") if t.get("live") else "the teachers' output on each 1 s clip"  # fmt: skip
+    if t.get("teacher_view") == "parallel":
+        clip += (", each clip heard through a device drawn at every step from those that recorded "
+                 "its sound, its own included (distill.teacher_view)")  # fmt: skip
     where = {"recording": "the teachers' output on each clip's whole 10 s recording",
              "clip": clip}.get(t.get("source"), str(t.get("source")))  # fmt: skip
     a, share = t.get("auto"), t.get("control_share")

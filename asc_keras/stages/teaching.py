@@ -144,6 +144,8 @@ def teaching_record(cfg: SystemConfig, targets: SoftTargets | None, splits: Spli
     t = target_choice(targets, control_share(cfg, targets, splits) if share else 0.0,
                       cfg.distill.control_share_by, runs_live(cfg, targets, splits))  # fmt: skip
     lead = clip_lead(cfg, targets, splits) if asks_probe(cfg, targets) else None
+    if t and t.get("live") and cfg.distill.teacher_view == "parallel":
+        t = {**t, "teacher_view": "parallel"}  # what the live teachers heard (data.parallel)
     return t if t is None or lead is None else {**t, "lead": lead}
 
 

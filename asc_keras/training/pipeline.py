@@ -26,6 +26,7 @@ from asc_keras.augment.mixstyle import freq_mixstyle, mixstyle_draws
 from asc_keras.augment.mixup import mix, mixup_draws
 from asc_keras.augment.stretch import stretch, stretch_rates
 from asc_keras.config import N_CLASSES, AugmentConfig
+from asc_keras.data.parallel import draw_parallel
 
 
 def make_dataset(
@@ -44,6 +45,7 @@ def make_dataset(
     parallel_calls: int | None = None,
     jit_augment: bool = True,
     repeat: bool = False,
+    parallel: np.ndarray | None = None,
 ):
     """Batches of (x, y) for Keras.
 
@@ -64,9 +66,13 @@ def make_dataset(
             maths; False runs them op by op).
         repeat: an endless stream, reshuffled at every pass, whose batches run across the passes
             (all full): for a budget in steps (:mod:`asc_keras.training.length`).
+        parallel: (examples, K) each example's parallels, itself included
+            (:func:`asc_keras.data.parallel.parallel_table`): x gets a second channel, the
+            features of one of them drawn uniformly per example from the batch's key; crops and
+            augmentations treat both channels alike (the teachers' view, ``Distiller``).
     Returns:
-        tf.data.Dataset of x (B, frames, mels, 1) float32 and y = one-hot (B, classes), or
-        (one-hot, soft) when ``soft`` is given.
+        tf.data.Dataset of x (B, frames, mels, 1) float32 (channels 2 with ``parallel``) and
+        y = one-hot (B, classes), or (one-hot, soft) when ``soft`` is given.
     """
     rows = np.asarray(rows, np.int64)
     labels = np.asarray(labels, np.int64)
@@ -84,20 +90,17 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
     ds = tf.data.Dataset.zip(ds.batch(batch_size, drop_remainder=drop_remainder), batch_keys(seed))
-    load = _batch_loader(features, rows, labels, soft, n_classes)
+    load = _batch_loader(features, rows, labels, soft, n_classes, parallel)
     crop = _random_window(frames, crop_frames) if crop_frames and crop_frames < frames else None
     aug = augment or AugmentConfig(
         mixup=False, freq_mask=False, time_mask=False, time_stretch=False
     )
-    augmenter = (
-        _augmenter(aug, jit_augment)
-        if any((aug.mixup, aug.freq_mask, aug.time_mask, aug.time_stretch, aug.freq_mixstyle))
-        else None
-    )
+    active = any((aug.mixup, aug.freq_mask, aug.time_mask, aug.time_stretch, aug.freq_mixstyle))
+    augmenter = _augmenter(aug, jit_augment) if active else None
 
     def prepare(idx, key):
         k_crop, k_aug = tf.unstack(split(key, 2))
-        x, y, s = load(idx)
+        x, y, s = load(idx, key)
         if crop is not None:
             x = crop(x, k_crop)
         if augmenter is not None:
@@ -108,8 +111,10 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _batch_loader(features, rows, labels, soft, n_classes: int):
-    """Batch of example indices -> (x (B, frames, mels, 1) float32, one-hot y, soft s (B, C or 0)).
+def _batch_loader(features, rows, labels, soft, n_classes: int, parallel=None):
+    """(batch of example indices, the batch's key) -> (x (B, frames, mels, 1 or 2) float32,
+    one-hot y, soft s (B, C or 0)); with ``parallel`` the second channel is a parallel's, drawn
+    from the key.
 
     The rows leave NumPy in the cache's own dtype and become float32 in TensorFlow: NumPy's
     float16 -> float32 conversion is scalar and holds the GIL (6 ms of a 256-clip batch, most
@@ -117,16 +122,32 @@ def _batch_loader(features, rows, labels, soft, n_classes: int):
     frames, mels = features.shape[1], features.shape[2]
     stored = tf.as_dtype(features.dtype)
 
-    def gather(idx):
-        idx = np.sort(idx)  # sorted rows: memmap locality
+    channels = 1 if parallel is None else 2
+    if parallel is not None and np.shape(parallel)[0] != len(rows):
+        raise ValueError(f"{len(rows)} rows but {np.shape(parallel)[0]} rows of parallels")
+
+    def gather(idx, u):
+        order = np.argsort(idx, kind="stable")  # sorted rows: memmap locality
+        idx = idx[order]
         x = np.asarray(features[rows[idx]]).reshape(len(idx), frames, mels, 1)
+        if parallel is not None:
+            other = draw_parallel(parallel, idx, u[order])
+            x = np.concatenate([x, np.asarray(features[rows[other]])[..., None]], axis=-1)
         y = np.eye(n_classes, dtype=np.float32)[labels[idx]]
         s = soft[idx] if soft is not None else np.zeros((len(idx), 0), np.float32)
         return x, y, s
 
-    def load(idx):
-        x, y, s = tf.numpy_function(gather, [idx], [stored, tf.float32, tf.float32], stateful=False)
-        x = tf.cast(tf.ensure_shape(x, [None, frames, mels, 1]), tf.float32)
+    def load(idx, key):
+        # The parallels' draw: the key folded in, not split, so the other draws stay earlier runs'.
+        u = (
+            tf.random.stateless_uniform(tf.shape(idx), tf.random.experimental.stateless_fold_in(key, 5))
+            if parallel is not None
+            else tf.zeros([0])
+        )  # fmt: skip
+        x, y, s = tf.numpy_function(
+            gather, [idx, u], [stored, tf.float32, tf.float32], stateful=False
+        )
+        x = tf.cast(tf.ensure_shape(x, [None, frames, mels, channels]), tf.float32)
         y = tf.ensure_shape(y, [None, n_classes])
         s = tf.ensure_shape(s, [None, n_classes if soft is not None else 0])
         return x, y, s
@@ -185,6 +206,12 @@ def _augmenter(aug: AugmentConfig, jit: bool):
             if aug.freq_mixstyle > 0
             else None
         )  # fmt: skip
-        return apply_fn(x, y, s, rates, style, bands, lam, perm)
+        if x.shape[-1] == 1:
+            return apply_fn(x, y, s, rates, style, bands, lam, perm)
+        # A parallel's channel: the same draws, one channel at a time (so the clip's own channel
+        # is computed as without it, to the bit: XLA fuses two channels in another order).
+        own, y, s = apply_fn(x[..., :1], y, s, rates, style, bands, lam, perm)
+        heard, _, _ = apply_fn(x[..., 1:], y, s, rates, style, bands, lam, perm)
+        return tf.concat([own, heard], axis=-1), y, s
 
     return augment_batch

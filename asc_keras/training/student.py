@@ -14,6 +14,7 @@ import numpy as np
 
 from asc_keras._runtime import keras
 from asc_keras.config import SystemConfig
+from asc_keras.data.parallel import parallel_table
 from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.distiller import Distiller
 from asc_keras.distill.targets import SoftTargets, kd_soft_targets
@@ -83,6 +84,7 @@ def build_student_trainer(
             kd_part=d.kd_part, kd_steps=kd_steps(d, length.steps) if kd else None,
             control=control if live else None, control_share=d.control_share if live else 0.0,
             share_by=d.control_share_by if live else "fixed",
+            teacher_view=d.teacher_view if kd and teachers else "own",
         )  # fmt: skip
         distiller.compile(
             make_optimizer(o, length.steps_per_round, length.rounds),
@@ -109,13 +111,19 @@ def fit_student(
 
     ``soft``: (len(train), classes) ensemble distribution at the distillation temperature
     (:func:`~asc_keras.distill.targets.kd_soft_targets`), mixed by mixup with the labels; None:
-    hard labels only.  Returns the Keras History of this call.
+    hard labels only.  Live teachers with ``teacher_view`` 'parallel' get each batch's parallel
+    channel (:mod:`asc_keras.data.parallel`).  Returns the Keras History of this call.
     """
     o = cfg.optim
     length = student_length(cfg, len(train))
+    parallel = (
+        parallel_table(train.names)
+        if distiller.teachers and distiller.teacher_view == "parallel"
+        else None
+    )
     train_ds = make_dataset(
         train.features, train.rows, train.labels, soft, batch_size=o.batch_size, shuffle=True,
-        augment=cfg.augment, seed=cfg.seed, repeat=length.stream,
+        augment=cfg.augment, seed=cfg.seed, repeat=length.stream, parallel=parallel,
     )  # fmt: skip
     val_ds = None
     if val is not None and len(val):
