@@ -83,9 +83,9 @@ def _base_line(result: dict) -> list[str]:
         heard = any(t.get("teacher_view") == "parallel" for t in targets)
         heard = (", hearing each clip through a device drawn from those that recorded its sound "
                  "(distill.teacher_view)") if heard else ""  # fmt: skip
-        return [f"The KD rows learn from the teachers run live on each augmented batch{where}"
-                f"{heard} (distill.clip_targets; without the control's share, which is for stored "
-                "targets).", "", *said]  # fmt: skip
+        return [f"The KD rows learn from the teachers run live on each augmented batch{where} "
+                "(distill.clip_targets; without the control's share, which is for stored "
+                f"targets){heard}.", "", *said]  # fmt: skip
     if not share or len(alone) == len(seeds):
         return said
     teachers = "the teachers' stored targets"
