@@ -170,6 +170,9 @@ def test_init_from_starts_the_student_there_and_a_changed_source_redoes_it(tmp_p
     src.write_bytes(src.read_bytes() + b"\0")
     assert student_inputs(cfg, place, prep) != before
     assert "init_from" not in student_inputs(cfg, RunPlace(tmp_path / "o", tmp_path / "w"), prep)
+    # What the live teachers hear is an input only where they run live: without them (here no
+    # targets) a run recorded before distill.teacher_view existed stays done.
+    assert "teacher_view" not in before["distill"] and "alpha" in before["distill"]
     wide = save_model_file(student.build_serfr_cnn(12), tmp_path / "w12.keras")
     with pytest.raises(ValueError, match="w12.keras: cannot start fold1 from it"):
         student.start_from(source, wide)

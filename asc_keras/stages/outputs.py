@@ -18,6 +18,7 @@ from asc_keras.files import content_hash, file_identity, write_json
 from asc_keras.models.classes import save_model_file
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace
+from asc_keras.stages.teaching import runs_live
 
 
 def _load(path: Path):
@@ -39,7 +40,10 @@ def student_inputs(
         "train_split": place.train_split,
     }
     if stage == "student":
-        inputs.update(distill=dataclasses.asdict(cfg.distill), targets=prep.targets_key)
+        distill = dataclasses.asdict(cfg.distill)
+        if not runs_live(cfg, prep.targets, prep.splits):  # the view acts on live teachers alone
+            distill.pop("teacher_view")  # so runs recorded before it stay done
+        inputs.update(distill=distill, targets=prep.targets_key)
         probe = prep.targets is not None and prep.targets.meta.get("probe")
         if probe:  # 'auto' clip targets: the probe's score decides whether the teachers run live
             inputs["probe"] = probe
