@@ -10,9 +10,11 @@ name of another form (a user's own CSV) has no parallels: its group is the examp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import PurePosixPath
 
 import numpy as np
+
+from asc_keras.data.errors import DataError
+from asc_keras.data.tau import parse_clip_name
 
 
 def sound_of(name: str) -> str:
@@ -20,10 +22,12 @@ def sound_of(name: str) -> str:
     file's), or the whole name where it is not of the TAU form."""
     sounds = []
     for file in name.split("|"):
-        # <scene>-<city>-<location>-<segment>-<1 s index>-<device> (data.tau.parse_clip_name)
-        fields = PurePosixPath(file).stem.split("-")
-        tau = len(fields) >= 6 and fields[-2].isdigit()
-        sounds.append("-".join(fields[:-1]) if tau else file)
+        try:  # the one reading of a TAU name: its recording (device last) and its 1 s index
+            fields = parse_clip_name(file)
+        except DataError:
+            sounds.append(file)
+            continue
+        sounds.append(f"{fields['recording_id'].rsplit('-', 1)[0]}-{fields['segment']}")
     return "|".join(sounds)
 
 
