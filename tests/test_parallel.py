@@ -144,3 +144,36 @@ def test_the_quick_profile_teaches_through_parallels_and_the_paper_profile_as_th
     own = dataclasses.replace(quick, distill=dataclasses.replace(quick.distill, teacher_view="own"))
     place = RunPlace(tmp_path / "out", tmp_path / "work")
     assert teacher_dir(quick, place, tmp_path, "cnn") == teacher_dir(own, place, tmp_path, "cnn")
+
+
+def test_the_student_recipe_loads_parallels_only_where_a_clip_has_one(monkeypatch, tmp_path):
+    """``fit_student`` with live teachers and the parallel view: the table where clips are heard
+    by several devices; none (one channel, the teachers hear the clip) where no clip is, as with
+    a user's own names, or where the view is 'own'."""
+    from types import SimpleNamespace
+
+    import asc_keras.training.student as student
+    from asc_keras.data.splits import ClipSplit
+    from asc_keras.presets import system_config
+
+    seen = []
+    monkeypatch.setattr(student, "make_dataset", lambda *a, **k: seen.append(k.get("parallel")))
+    monkeypatch.setattr(student, "fit_resumable", lambda *a, **k: None)
+    cfg = system_config(1, "quick")
+
+    def fit(names, view="parallel"):
+        n = len(names)
+        train = ClipSplit(np.zeros((n, 28, 256), np.float16), np.arange(n), np.arange(n) % 10,
+                          np.array(["a"] * n), tuple(names))  # fmt: skip
+        live = SimpleNamespace(teachers=[object()], teacher_view=view)
+        student.fit_student(live, cfg, train, None, None, run_dir=tmp_path)
+        return seen[-1]
+
+    tau = [
+        "audio/park-lyon-1-10-3-a.wav",
+        "audio/park-lyon-1-10-3-b.wav",
+        "audio/park-lyon-1-10-4-a.wav",
+    ]
+    np.testing.assert_array_equal(fit(tau), [[0, 1], [1, 0], [2, -1]])
+    assert fit(["mine/x.wav", "mine/y.wav", "mine/z.wav"]) is None
+    assert fit(tau, view="own") is None

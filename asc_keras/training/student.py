@@ -121,6 +121,8 @@ def fit_student(
         if distiller.teachers and distiller.teacher_view == "parallel"
         else None
     )
+    if parallel is not None and parallel.shape[1] == 1:  # no clip has one: the teachers hear
+        parallel = None  # the clip itself, with no second channel gathered and augmented for it
     train_ds = make_dataset(
         train.features, train.rows, train.labels, soft, batch_size=o.batch_size, shuffle=True,
         augment=cfg.augment, seed=cfg.seed, repeat=length.stream, parallel=parallel,
