@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import DCASE_MAX_MACS, DCASE_MAX_PARAM_BYTES
+from asc_keras.models.common import is_batch_norm
 
 
 @dataclass
@@ -183,7 +184,7 @@ def _count_into(model, x, k, result: Complexity, prefix: str) -> None:
             )
             has_bias = "bias" in w or l.name in consumers
             result.deployed_params += kernel_size + (out_shape[-1] if has_bias else 0)
-        elif kind == "BatchNormalization" and l.name not in consumers.values():
+        elif is_batch_norm(l) and l.name not in consumers.values():
             result.deployed_params += 2 * out_shape[-1]  # standalone BN: a multiply and an add
         result.layers.append(LayerCount(prefix + l.name, kind, out_shape, params, macs))
 
@@ -192,7 +193,7 @@ def _bn_followers(layers) -> dict[str, str]:
     """{conv layer name: the BatchNormalization fed only by it} (those fold into the conv)."""
     out = {}
     for l in layers:
-        if l.__class__.__name__ != "BatchNormalization":
+        if not is_batch_norm(l):
             continue
         try:
             src = l.input._keras_history[0]

@@ -10,7 +10,7 @@ import numpy as np
 
 from asc_keras._runtime import keras
 from asc_keras.config import N_CLASSES, FeatureConfig
-from asc_keras.models.common import BN_MOMENTUM, classifier_head
+from asc_keras.models.common import BN_MOMENTUM, FusedBatchNormalization, classifier_head
 
 # The baseline's own log-mel settings (task1_features.yaml of the official baseline, computed by
 # dcase_util with librosa): 44.1 kHz audio; a 40 ms (1764-sample) asymmetric Hamming window in a
@@ -48,7 +48,7 @@ def build_dcase_baseline_for_cache(frames: int, mels: int, **kwargs):
 def _conv_bn_relu(x, filters: int, name: str, bn_momentum: float):
     """The official block: 7x7 'same' Conv2D *with* bias (Keras' default), BatchNorm, ReLU."""
     x = keras.layers.Conv2D(filters, 7, padding="same", name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 

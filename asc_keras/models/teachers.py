@@ -13,6 +13,7 @@ from asc_keras._runtime import keras
 from asc_keras.config import N_CLASSES
 from asc_keras.models.common import (
     BN_MOMENTUM,
+    FusedBatchNormalization,
     classifier_head,
     conv_bn_relu,
     load_model_file,
@@ -181,8 +182,8 @@ def build_cnn_teacher(
 def sub_spectral_norm(x, groups: int, name: str, bn_momentum: float = BN_MOMENTUM):
     """SubSpectralNorm (Chang et al.): BatchNorm with separate statistics per frequency sub-band.
 
-    (B, T, F, C) -> same.  Built from Reshape/Permute + BatchNormalization only (no custom
-    layer), so the model saves and loads in safe mode.  F must be divisible by ``groups``.
+    (B, T, F, C) -> same.  Built from Reshape/Permute and a (fused) BatchNormalization, registered
+    layers all, so the model saves and loads in safe mode.  F must be divisible by ``groups``.
     """
     f, c = x.shape[2], x.shape[3]
     if f % groups:
@@ -190,7 +191,7 @@ def sub_spectral_norm(x, groups: int, name: str, bn_momentum: float = BN_MOMENTU
     y = keras.layers.Reshape((-1, groups, f // groups, c), name=f"{name}_split")(x)
     y = keras.layers.Permute((1, 3, 2, 4), name=f"{name}_bands_last")(y)
     y = keras.layers.Reshape((-1, f // groups, groups * c), name=f"{name}_merge")(y)
-    y = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(y)
+    y = FusedBatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(y)
     y = keras.layers.Reshape((-1, f // groups, groups, c), name=f"{name}_unmerge")(y)
     y = keras.layers.Permute((1, 3, 2, 4), name=f"{name}_bands_back")(y)
     return keras.layers.Reshape((-1, f, c), name=f"{name}_join")(y)
@@ -233,7 +234,7 @@ def bc_block(
     t = keras.layers.DepthwiseConv2D(
         (3, 1), dilation_rate=(dilation, 1), padding="same", use_bias=False, name=f"{name}_time_dw"
     )(t)
-    t = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_time_bn")(t)
+    t = FusedBatchNormalization(momentum=bn_momentum, name=f"{name}_time_bn")(t)
     t = keras.layers.Activation("silu", name=f"{name}_silu")(t)
     t = keras.layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_pw")(t)
     t = keras.layers.SpatialDropout2D(dropout, name=f"{name}_dropout")(t)

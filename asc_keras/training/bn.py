@@ -10,6 +10,8 @@ little.
 
 from __future__ import annotations
 
+from asc_keras.models.common import is_batch_norm
+
 
 def recalibrate_batchnorm(model, dataset, max_batches: int = 50) -> int:
     """Set every BatchNormalization layer's moving mean/variance to the average of its batch
@@ -18,7 +20,7 @@ def recalibrate_batchnorm(model, dataset, max_batches: int = 50) -> int:
     Only BN statistics change (forward passes in training mode; dropout's randomness does not
     matter for them).  Returns the number of batches used.
     """
-    bns = [l for l in _all_layers(model) if l.__class__.__name__ == "BatchNormalization"]
+    bns = [l for l in _all_layers(model) if is_batch_norm(l)]
     if not bns or max_batches <= 0:
         return 0
     saved = [bn.momentum for bn in bns]
