@@ -66,8 +66,8 @@ def test_training_steps_match_the_stock_layer():
 
 def test_fused_kernel_only_where_it_applies(monkeypatch):
     """The fused kernel runs for a training step of a (B, H, W, C) tensor normalised over C; the
-    stock path -- the same result -- for inference, a frozen layer, synchronised statistics and
-    other ranks."""
+    stock path -- the same result -- for inference, a frozen layer, synchronised statistics, an
+    epsilon under the kernel's floor and other ranks."""
     calls = []
     real = tf.compat.v1.nn.fused_batch_norm
 
@@ -88,6 +88,9 @@ def test_fused_kernel_only_where_it_applies(monkeypatch):
     assert len(calls) == 1
     stock, fused = _pair(x.shape)
     fused.synchronized = True  # several replicas: statistics of the global batch (stock path)
+    _close(_step(stock, x)[0], _step(fused, x)[0])
+    assert len(calls) == 1
+    stock, fused = _pair(x.shape, epsilon=1e-6)  # below the kernel's floor: the stock path
     _close(_step(stock, x)[0], _step(fused, x)[0])
     assert len(calls) == 1
     flat = x.reshape(20, 18)

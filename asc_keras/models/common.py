@@ -62,12 +62,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     (1 - m) * batch, the batch's *biased* variance), so a model trains as with the stock layer up
     to float rounding.  Why: Keras 3 computes a training batch's moments and its normalisation as
     separate passes over the activation, and autodiff adds as many for the gradient; TensorFlow's
-    kernel does each in one.  A SERFR-CNN-32 optimiser step of 32 clips on 2 CPU cores: 117 ms
-    with the stock layer, 82 with this one (``benchmarks/bench_steps.py``).  Where the kernel does
+    kernel does each in one.  A SERFR-CNN-32 optimiser step of 32 clips on 2 CPU cores: 126 ms
+    with the stock layer, 94 with this one (``benchmarks/bench_steps.py``).  Where the kernel does
     not apply -- inference, a frozen layer, masks, renorm, synchronised statistics (several
-    replicas), a tensor that is not (B, H, W, C) normalised over its last axis -- the stock path
-    runs.
+    replicas), a tensor that is not (B, H, W, C) normalised over its last axis, an epsilon below
+    the kernel's floor -- the stock path runs.
     """
+
+    # tf.nn.fused_batch_norm raises a smaller epsilon to this; the stock path keeps it exact.
+    MIN_FUSED_EPSILON = 1.001e-5
 
     def _fusable(self, inputs, training, mask) -> bool:
         return (
@@ -80,6 +83,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             and self.scale
             and len(inputs.shape) == 4
             and self.axis in (3, -1)
+            and self.epsilon >= self.MIN_FUSED_EPSILON
         )
 
     def call(self, inputs, training=None, mask=None):
