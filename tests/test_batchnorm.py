@@ -124,7 +124,13 @@ def test_builders_use_it_and_files_keep_it(tmp_path):
     twin = tf_keras_twin(loaded)
     assert type(twin.get_layer("stem_bn")).__module__.startswith("tf_keras")
     # Folded into the convolutions they follow: the deployed count of the README (BN-folded).
-    assert keras_complexity(student).deployed_params == 112_798
+    c = keras_complexity(student)
+    assert c.deployed_params == 112_798
+    # The layer table's columns stay aligned with the fused layer's longer type name.
+    lines = c.table().splitlines()
+    stem = next(line for line in lines if line.startswith("stem_bn "))
+    assert "FusedBatchNormalization" in stem
+    assert len({line.index("(") for line in lines[1:-1]}) == 1  # every output shape in one column
     x = np.random.default_rng(0).normal(2.0, 3.0, (64, 28, 256, 1)).astype("float32")
     n = recalibrate_batchnorm(student, tf.data.Dataset.from_tensor_slices(x).batch(16), 4)
     assert n == 4

@@ -76,12 +76,13 @@ class Complexity:
     def table(self, only_counted: bool = True) -> str:
         rows = [l for l in self.layers if (l.params or l.macs) or not only_counted]
         w = max([len(r.name) for r in rows] + [5])
-        lines = [f"{'layer':<{w}}  {'type':<22} {'output':<20} {'params':>9} {'MACs':>12}"]
+        t = max([len(r.kind) for r in rows] + [22])  # 'FusedBatchNormalization' is 23
+        lines = [f"{'layer':<{w}}  {'type':<{t}} {'output':<20} {'params':>9} {'MACs':>12}"]
         lines += [
-            f"{r.name:<{w}}  {r.kind:<22} {str(r.output_shape):<20} {r.params:>9,} {r.macs:>12,}"
+            f"{r.name:<{w}}  {r.kind:<{t}} {str(r.output_shape):<20} {r.params:>9,} {r.macs:>12,}"
             for r in rows
         ]
-        lines.append(f"{'total':<{w}}  {'':<22} {'':<20} {self.params:>9,} {self.macs:>12,}")
+        lines.append(f"{'total':<{w}}  {'':<{t}} {'':<20} {self.params:>9,} {self.macs:>12,}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
