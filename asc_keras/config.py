@@ -142,9 +142,8 @@ class OptimConfig:
     weight_decay: float = REPORT_WEIGHT_DECAY
     # 'l2': decay added to the gradient, PyTorch's Adam(weight_decay=1e-3), as the report reads.
     weight_decay_mode: str = "l2"  # 'decoupled': AdamW
-    # BatchNorm momentum, every model; not in the report.  Its lineage's PyTorch 0.1 is Keras 0.9;
-    # Keras' 0.99 lags ~100 steps, short runs stay at chance.
-    bn_momentum: float = 0.9
+    # BatchNorm momentum, every model; not in the report.  Its lineage's PyTorch 0.1 is Keras 0.9.
+    bn_momentum: float = 0.9  # Keras' 0.99 lags ~100 steps: short runs stay at chance
     mixed_precision: bool = False  # float16 compute on tensor cores (all models); CPUs gain nothing
 
 
@@ -166,13 +165,14 @@ class DistillConfig:
     kd_part: Literal[KD_PARTS] = "whole"  # 'non_target': decoupled KD's NCKD (distill.losses)
     kd_stop: float = 1.0  # steps with KD (share), then labels (early-stopped KD; distiller)
     # Clip-level targets: 'stored' (the report's), 'live' on each augmented batch (distiller.py), 'auto':
-    # live where the teachers beat the student on clips held out from them (stages/teaching.py).
+    # live where the teachers beat the student on clips held out from them (stages/teaching.py) by
     clip_targets: Literal["stored", "live", "auto"] = "stored"
+    live_lead_p: float = 0.05  # a lead of one-sided p below this (1: any lead above 0)
     # The target's share from the CE control run live on each augmented batch (the rest: the teachers');
     # 0: the report's KD; 'confidence': per example, by who gives the label more (CA-MKD; losses).
     control_share: float = 0.0
     control_share_by: Literal[SHARE_RULES] = "fixed"
-    control_share_no_lead: float | None = None  # 'auto' without a clear lead (None: the above)
+    control_share_no_lead: float | None = None  # 'auto' with no such lead (None: the above)
     # What live teachers hear: a clip's 'own' audio, or its sound through one of the 'parallel'
     teacher_view: Literal[TEACHER_VIEWS] = "own"  # devices that recorded it (data/parallel.py)
 

@@ -404,7 +404,7 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
     ):
         check_control_share(no_control)
 
-    # So is the share where 'auto' finds no clear lead (unset: none).
+    # So is the share where 'auto' finds no lead (unset: none).
     def no_lead(c, share):
         return dataclasses.replace(c, distill=dataclasses.replace(c.distill, control_share=0.0,
                                                                   control_share_no_lead=share))  # fmt: skip
@@ -719,7 +719,7 @@ def test_the_width_search_runs_the_live_teachers_as_run_does():
     from asc_keras.training.tuning import SearchData, StudentHyperModel
 
     cfg = dataclasses.replace(system_config(1, "quick"), student_width=8)
-    # 'auto' has run the teachers live (a clear lead over the probe): SearchData holds them.
+    # 'auto' has run the teachers live (a lead over the probe): SearchData holds them.
     assert cfg.distill.control_share == 0.5 and cfg.distill.clip_targets == "auto"
     teacher = _mlp_student(n_in=256, seed=3)
     data = SearchData(train=list(range(64)), val=None, targets=None, teachers=(teacher,),

@@ -458,20 +458,22 @@ def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_ro
                               {"source": "clip", "lead": {**lead, "lead": -0.071, "p_value": 0.915},
                                "control_share": 0.5, "control_share_by": "fixed"}]  # fmt: skip
     md = write_ablation_md(result, tmp_path / "f.md").read_text()
-    assert ("the label's probability (distill.clip_targets 'auto': live on a clear lead), per seed: "
+    assert ("the label's probability (distill.clip_targets 'auto': live on a lead of p below "
+            "distill.live_lead_p), per seed: "
             "0: 65.7 % against 46.2 %, +21.4 points by location, p = 0.011; 1: 65.7 % against "
             "46.2 %, -7.1 points by location, p = 0.915.") in md  # fmt: skip
-    assert "showed no clear lead" not in md  # seed 1: stored, with the configured half
-    # Seed 1 without a clear lead taught by its control alone (control_share_no_lead 1); then
+    assert "showed no lead" not in md  # seed 1: stored, with the configured half
+    # Seed 1 without a lead taught by its control alone (control_share_no_lead 1); then
     # both seeds: the configured half is nobody's, so not said.
     result["soft_targets"][1]["control_share"] = 1.0
     md = write_ablation_md(result, tmp_path / "g.md").read_text()
-    assert ("On seed 1 the teachers showed no clear lead: the KD rows learn from the seed's CE "
+    assert ("On seed 1 the teachers showed no lead to run live on: the KD rows learn from the "
+            "seed's CE "
             "control (row ce_only) alone, run live on each augmented batch: born-again there "
             "(distill.control_share_no_lead).") in md  # fmt: skip
     result["soft_targets"][0] = {**result["soft_targets"][1]}
     md = write_ablation_md(result, tmp_path / "h.md").read_text()
-    assert "On seeds 0, 1 the teachers showed no clear lead" in md
+    assert "On seeds 0, 1 the teachers showed no lead to run live on" in md
     assert (
         "The KD rows learn 50 %" not in md and "run live on each augmented batch on seeds" not in md
     )
@@ -532,7 +534,7 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert not (tmp_path / "abl3" / "seed0" / "ce_only").exists()
     # The quick profile's own 'auto': the probe student first (CE, on the clips the teachers
     # learned from), then the KD row taught as the probe's comparison says -- the CNN live on a
-    # clear lead, else the seed's control alone, run live (control_share_no_lead 1).
+    # lead (live_lead_p 1: any), else the seed's control alone, run live (control_share_no_lead 1).
     auto = [*alone[: alone.index("--out") + 1], str(tmp_path / "abl4"),
             *alone[alone.index("--seeds") : alone.index("--set") + 1], *TINY, "teachers.names=[cnn]",
             "optim.steps=6", "optim.rounds=1", "distill.auto_label_probability=0"]  # fmt: skip
@@ -540,19 +542,20 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert main(auto) == 0
     record = json.loads((tmp_path / "abl4" / "ablation.json").read_text())["soft_targets"][0]
     lead = record["lead"]
-    # The seed's record holds the share it was taught with (live: none; no clear lead: 1).
-    assert record.get("control_share") == (None if lead["clear"] else 1.0)
+    # The seed's record holds the share it was taught with (live: none; no lead: 1).
+    assert lead["live"] is (lead["lead"] > 0)
+    assert record.get("control_share") == (None if lead["live"] else 1.0)
     assert lead["clips"] > 0 and lead["locations"] > 0 and 0 < lead["p_value"] <= 1
     fits = list(zip(recipe_calls["fit"][10:], recipe_calls["teaching"][10:], strict=True))
     probe = ((8, 1.0), (0, 0.0, "fixed"))
-    if lead["clear"]:
+    if lead["live"]:
         assert fits == [probe, ((8, 0.1), (1, 0.0, "fixed"))]
     else:
         assert fits == [probe, ((8, 1.0), (0, 0.0, "fixed")), ((8, 0.1), (0, 1.0, "fixed"))]
     assert len(list((tiny_work / "probes").glob("probe-*.json"))) == 1
     md = (tmp_path / "abl4" / "ablation.md").read_text()
     assert "The teachers' lead over the probe student on the clips held out from them" in md
-    assert ("On seed 0 the teachers showed no clear lead" in md) is not lead["clear"]
+    assert ("On seed 0 the teachers showed no lead to run live on" in md) is not lead["live"]
     # The quick profile's distill.teacher_view 'parallel': the live teachers' data carries each
     # clip's parallels (the KD rows of the first call), the CE fits' not; 'own' switches it off.
     assert recipe_calls["heard"][:4] == [["own", False], ["parallel", True]] * 2

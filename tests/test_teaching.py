@@ -86,7 +86,7 @@ def _targets(splits: Splits, teachers_right: np.ndarray, source: str = "clip") -
     return SoftTargets(z, splits.train.names, meta)
 
 
-def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits):
+def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     from asc_keras.distill.targets import target_choice
     from asc_keras.evaluate.report import describe_targets
     from asc_keras.stages.teaching import (
@@ -121,7 +121,8 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     ahead = with_probe(_targets(splits, all_right), np.zeros(40))
     lead = clip_lead(cfg, ahead, splits)
     assert lead == {"teachers": 1.0, "student": 0.0, "teachers_label": 1.0, "student_label": 0.0,
-                    "clips": 40, "locations": 10, "lead": 1.0, "p_value": 1 / 1024, "clear": True}  # fmt: skip
+                    "clips": 40, "locations": 10, "lead": 1.0, "p_value": 1 / 1024, "clear": True,
+                    "live": True}  # fmt: skip
     assert runs_live(cfg, ahead, splits) and control_share(cfg, ahead, splits) == 0.0
     # The same accuracy on the same clips: no lead.  The quick profile then teaches with the CE
     # control alone (control_share_no_lead 1); without that setting, the stored targets with the
@@ -138,15 +139,27 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     assert alone.distill.control_share == 1.0 and teaching_config(alone, tie, splits) == alone
     assert teaching_config(cfg, ahead, splits).distill.control_share == 0.0
     assert teaching_config(cfg, _targets(splits, all_right), splits) is cfg
-    # Ahead on one location of ten only (its four clips): a lead, not a clear one (p = 1/2).
+    # Ahead on one location of ten only (its four clips): a lead, not a clear one (p = 1/2).  The
+    # quick profile (live_lead_p 1) runs the teachers live on it; the config's 0.05 does not.
     one = np.ones(len(splits.train), bool)
     probe_right = np.ones(40)
     probe_right[:4] = 0
     assert len({n.split("-")[2] for n in held.names[:4]}) == 1
     narrow = with_probe(_targets(splits, one), probe_right)
     got = clip_lead(cfg, narrow, splits)
-    assert (got["lead"], got["p_value"], got["clear"]) == (pytest.approx(0.1), 0.5, False)
-    assert not runs_live(cfg, narrow, splits)
+    assert cfg.distill.live_lead_p == 1.0
+    assert (got["lead"], got["p_value"], got["clear"], got["live"]) == (
+        pytest.approx(0.1), 0.5, False, True)  # fmt: skip
+    assert runs_live(cfg, narrow, splits) and control_share(cfg, narrow, splits) == 0.0
+    strict = _quick(live_lead_p=0.05)
+    assert not clip_lead(strict, narrow, splits)["live"] and not runs_live(strict, narrow, splits)
+    assert control_share(strict, narrow, splits) == 1.0
+    assert clip_lead(_quick(live_lead_p=0.5), narrow, splits)["live"] is False  # p < 0.5: no
+    assert "a lead, not a clear one (distill.live_lead_p) (by location +10.0 points, p = 0.500" \
+        in describe_targets(teaching_record(cfg, narrow, splits))  # fmt: skip
+    assert "unused because on the 40 training clips" in describe_targets(
+        teaching_record(strict, narrow, splits)) and "a lead, not a clear one (by" in describe_targets(
+        teaching_record(strict, narrow, splits))  # fmt: skip
     # The teachers wrong on the held-out clips where the probe is right: stored.
     wrong = all_right.copy()
     wrong[held_rows] = False
@@ -190,9 +203,9 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     assert unused.startswith("the CE control's output on each augmented batch the student trains "
                              "on, run live, alone (born-again; distill.control_share_no_lead), in "
                              "place of the teachers' output on each 1 s clip")  # fmt: skip
-    assert "; unused because on the 40 training clips" in unused and "not a clear lead" in unused
+    assert "; unused because on the 40 training clips" in unused and "no lead (by" in unused
     stored = describe_targets(teaching_record(halves, tie, splits))
-    assert "; stored because on the 40 training clips" in stored and "not a clear lead" in stored
+    assert "; stored because on the 40 training clips" in stored and "no lead (by" in stored
     assert stored.endswith("50 % the CE control's output on each augmented batch the student "
                            "trains on, run live (distill.control_share)")  # fmt: skip
     # results.md's verdict says whom the KD student learned from where it was the control alone.
@@ -203,7 +216,7 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     assert _verdict(res)[0] == (
         "**Distillation gain over the CE control: +1.5 points** (KD student 95.0 %, CE control "
         "93.5 % on 1 s clips; the KD student learned from the CE control alone, run live, because "
-        "the teachers showed no clear lead over a CE student on the training clips held out from "
+        "the teachers showed no lead over a CE student on the training clips held out from "
         "them: the soft targets' line below).  ")  # fmt: skip
     res["soft_targets"] = teaching_record(halves, tie, splits)
     assert _verdict(res)[0].endswith("93.5 % on 1 s clips).  ")
@@ -220,6 +233,9 @@ def test_auto_runs_the_teachers_live_only_on_a_clear_lead_over_the_probe(splits)
     with pytest.raises(ValueError, match=r"teachers\.holdout_fraction=0 holds none out"):
         check_clip_targets(dataclasses.replace(cfg, teachers=dataclasses.replace(
             cfg.teachers, holdout_fraction=0.0)))  # fmt: skip
+    for bad in (0.0, 1.5, float("nan")):  # a p-value's limit: (0, 1]
+        with pytest.raises(ValueError, match=r"distill\.live_lead_p must be in \(0, 1\]"):
+            check_clip_targets(_quick(live_lead_p=bad))
     check_clip_targets(cfg)
 
 

@@ -57,12 +57,13 @@ def _base_line(result: dict) -> list[str]:
     share = result.get("control_share") or 0.0
     seeds, targets = result.get("seeds", []), [t or {} for t in result.get("soft_targets") or []]
     live = [bool(t.get("live")) for t in targets]
-    # 'auto' without a clear lead, distill.control_share_no_lead: the control's share there.
+    # 'auto' without a lead (distill.live_lead_p), control_share_no_lead: the control's share there.
     alone = [s for s, t in zip(seeds, targets) if t.get("lead") and not t.get("live")
              and (t.get("control_share") or 0.0) != share]  # fmt: skip
     leads = [(seed, t["lead"]) for seed, t in zip(seeds, targets) if t.get("lead")]
     said = [("The teachers' lead over the probe student on the clips held out from them, the "
-             "label's probability (distill.clip_targets 'auto': live on a clear lead), per seed: "
+             "label's probability (distill.clip_targets 'auto': live on a lead of p below "
+             "distill.live_lead_p), per seed: "
              + "; ".join(f"{seed}: {100 * d['teachers_label']:.1f} % against "
                          f"{100 * d['student_label']:.1f} %, {100 * d['lead']:+.1f} points by "
                          f"location, p = {d['p_value']:.3f}" for seed, d in leads) + "."), ""] \
@@ -74,7 +75,7 @@ def _base_line(result: dict) -> list[str]:
                 else f"{100 * s:.0f} % of each target from the seed's CE control run live, the "
                 "rest from the teachers' stored targets")  # fmt: skip
         said = [f"On seed{'s' if len(alone) > 1 else ''} {', '.join(map(str, alone))} the teachers "
-                f"showed no clear lead: the KD rows learn {whom} there "
+                f"showed no lead to run live on: the KD rows learn {whom} there "
                 "(distill.control_share_no_lead).", "", *said]  # fmt: skip
     if any(live):  # stages.teaching: the control's share is for stored targets only
         where = "" if all(live) else (

@@ -48,9 +48,9 @@ def _verdict(r: dict) -> list[str]:
         lines.append(
             f"**Distillation gain over the CE control: {v['kd_gain_points']:+.1f} points** (KD student "
             f"{_pct(s['float']['accuracy'])} %, CE control {_pct(ce.get('accuracy'))} % on 1 s clips"
-            + ("; the KD student learned from the CE control alone, run live, because the teachers "
-               "showed no clear lead over a CE student on the training clips held out from them: "
-               "the soft targets' line below)." if alone else ").")
+            + (f"; the KD student learned from the CE control alone, run live, because the teachers "
+               f"showed {lead_words(r['soft_targets'].get('lead'))} over a CE student on the training "
+               "clips held out from them: the soft targets' line below)." if alone else ").")
         )  # fmt: skip
     if v.get("ensemble_over_ce_recordings_points") is not None:
         ens = r["teachers"]["ensemble"]["accuracy"]
@@ -281,6 +281,16 @@ def learned_from_control_alone(t: dict | None) -> bool:
     return bool(t) and t.get("control_share") == 1 and not t.get("live")
 
 
+def lead_words(lead: dict | None) -> str:
+    """The probe's lead (``clip_lead``'s record) in words: a clear one, one the teachers were
+    run live on though not clear (``distill.live_lead_p``), one too small for that, or none."""
+    if not lead or lead["lead"] <= 0:
+        return "no lead"
+    if lead["clear"]:
+        return "a clear lead"
+    return "a lead, not a clear one" + (" (distill.live_lead_p)" if lead.get("live") else "")
+
+
 def describe_targets(t: dict | None) -> str:
     """Where the soft targets came from (``results.json``'s 'soft_targets'), and why where
     ``distill.target_source`` 'auto' chose."""
@@ -309,7 +319,7 @@ def describe_targets(t: dict | None) -> str:
             f"label {100 * lead['teachers_label']:.1f} % of its probability against "
             f"{100 * lead['student_label']:.1f} % for the same student trained with CE on the other "
             f"clips (accuracy {100 * lead['teachers']:.1f} against {100 * lead['student']:.1f} %), "
-            f"{'a' if lead['clear'] else 'not a'} clear lead (by location "
+            f"{lead_words(lead)} (by location "
             f"{100 * lead['lead']:+.1f} points, p = {lead['p_value']:.3f}; distill.clip_targets 'auto')"
         )
     live = "the CE control's output on each augmented batch the student trains on, run live"
@@ -317,7 +327,7 @@ def describe_targets(t: dict | None) -> str:
         where = (f"{where} and {live}, mixed per example: the control's share {share:g} scaled by how "
                  "much each gives the label, s·p_control[label] / ((1 − s)·p_teachers[label] + "
                  "s·p_control[label]) (distill.control_share, control_share_by 'confidence')")  # fmt: skip
-    elif share == 1:  # 'auto' without a clear lead, distill.control_share_no_lead 1: born-again
+    elif share == 1:  # 'auto' without a lead, distill.control_share_no_lead 1: born-again
         where = f"{live}, alone (born-again; distill.control_share_no_lead), in place of {where}"
     elif share:  # the rest of each target: the CE control on the very batch the student saw
         where = (f"{100 * (1 - share):.0f} % {where}, {100 * share:.0f} % {live} "

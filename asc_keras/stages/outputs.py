@@ -47,6 +47,8 @@ def student_inputs(
         probe = prep.targets is not None and prep.targets.meta.get("probe")
         if probe:  # 'auto' clip targets: the probe's score decides whether the teachers run live
             inputs["probe"] = probe
+        else:  # the limit on its lead acts only there, so runs recorded before it stay done
+            distill.pop("live_lead_p")
         if place.init_from is not None:  # a changed source (path or content) redoes the stage
             inputs["init_from"] = file_identity(place.init_from)
     return inputs
