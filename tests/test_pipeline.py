@@ -534,7 +534,7 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert not (tmp_path / "abl3" / "seed0" / "ce_only").exists()
     # The quick profile's own 'auto': the probe student first (CE, on the clips the teachers
     # learned from), then the KD row taught as the probe's comparison says -- the CNN live on a
-    # lead (live_lead_p 1: any), else the seed's control alone, run live (control_share_no_lead 1).
+    # clear lead (live_lead_p 0.05), else the seed's control alone, run live (control_share_no_lead 1).
     auto = [*alone[: alone.index("--out") + 1], str(tmp_path / "abl4"),
             *alone[alone.index("--seeds") : alone.index("--set") + 1], *TINY, "teachers.names=[cnn]",
             "optim.steps=6", "optim.rounds=1", "distill.auto_label_probability=0"]  # fmt: skip
@@ -543,7 +543,7 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     record = json.loads((tmp_path / "abl4" / "ablation.json").read_text())["soft_targets"][0]
     lead = record["lead"]
     # The seed's record holds the share it was taught with (live: none; no lead: 1).
-    assert lead["live"] is (lead["lead"] > 0)
+    assert lead["live"] is lead["clear"]  # the same limit, 0.05
     assert record.get("control_share") == (None if lead["live"] else 1.0)
     assert lead["clips"] > 0 and lead["locations"] > 0 and 0 < lead["p_value"] <= 1
     fits = list(zip(recipe_calls["fit"][10:], recipe_calls["teaching"][10:], strict=True))

@@ -140,26 +140,29 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     assert teaching_config(cfg, ahead, splits).distill.control_share == 0.0
     assert teaching_config(cfg, _targets(splits, all_right), splits) is cfg
     # Ahead on one location of ten only (its four clips): a lead, not a clear one (p = 1/2).  The
-    # quick profile (live_lead_p 1) runs the teachers live on it; the config's 0.05 does not.
+    # quick profile (live_lead_p 0.05) teaches from the control alone there; 1 (any lead) runs
+    # the teachers live on it, 0.5 does not (p < 0.5 is asked).
     one = np.ones(len(splits.train), bool)
     probe_right = np.ones(40)
     probe_right[:4] = 0
     assert len({n.split("-")[2] for n in held.names[:4]}) == 1
     narrow = with_probe(_targets(splits, one), probe_right)
     got = clip_lead(cfg, narrow, splits)
-    assert cfg.distill.live_lead_p == 1.0
+    assert cfg.distill.live_lead_p == 0.05
     assert (got["lead"], got["p_value"], got["clear"], got["live"]) == (
-        pytest.approx(0.1), 0.5, False, True)  # fmt: skip
-    assert runs_live(cfg, narrow, splits) and control_share(cfg, narrow, splits) == 0.0
-    strict = _quick(live_lead_p=0.05)
-    assert not clip_lead(strict, narrow, splits)["live"] and not runs_live(strict, narrow, splits)
-    assert control_share(strict, narrow, splits) == 1.0
-    assert clip_lead(_quick(live_lead_p=0.5), narrow, splits)["live"] is False  # p < 0.5: no
+        pytest.approx(0.1), 0.5, False, False)  # fmt: skip
+    assert not runs_live(cfg, narrow, splits) and control_share(cfg, narrow, splits) == 1.0
+    any_lead = _quick(live_lead_p=1.0)
+    assert clip_lead(any_lead, narrow, splits)["live"] and runs_live(any_lead, narrow, splits)
+    assert control_share(any_lead, narrow, splits) == 0.0
+    assert clip_lead(_quick(live_lead_p=0.5), narrow, splits)["live"] is False
+    assert "; live because on the 40 training clips" in describe_targets(
+        teaching_record(any_lead, narrow, splits))  # fmt: skip
     assert "a lead, not a clear one (distill.live_lead_p) (by location +10.0 points, p = 0.500" \
-        in describe_targets(teaching_record(cfg, narrow, splits))  # fmt: skip
-    assert "unused because on the 40 training clips" in describe_targets(
-        teaching_record(strict, narrow, splits)) and "a lead, not a clear one (by" in describe_targets(
-        teaching_record(strict, narrow, splits))  # fmt: skip
+        in describe_targets(teaching_record(any_lead, narrow, splits))  # fmt: skip
+    unclear = describe_targets(teaching_record(cfg, narrow, splits))
+    assert "; unused because on the 40 training clips" in unclear
+    assert "a lead, not a clear one (by location +10.0 points, p = 0.500" in unclear
     # The teachers wrong on the held-out clips where the probe is right: stored.
     wrong = all_right.copy()
     wrong[held_rows] = False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc_keras.config import SystemConfig
+from asc_keras.config import DistillConfig, SystemConfig
 from asc_keras.files import content_hash, file_identity, write_json
 from asc_keras.models.classes import save_model_file
 from asc_keras.stages.runner import StageRunner
@@ -47,8 +47,8 @@ def student_inputs(
         probe = prep.targets is not None and prep.targets.meta.get("probe")
         if probe:  # 'auto' clip targets: the probe's score decides whether the teachers run live
             inputs["probe"] = probe
-        else:  # the limit on its lead acts only there, so runs recorded before it stay done
-            distill.pop("live_lead_p")
+        if not probe or distill["live_lead_p"] == DistillConfig.live_lead_p:
+            distill.pop("live_lead_p")  # acts only there; at its default, runs recorded stay done
         if place.init_from is not None:  # a changed source (path or content) redoes the stage
             inputs["init_from"] = file_identity(place.init_from)
     return inputs

@@ -21,17 +21,17 @@ recipe and seed, trained with CE on the training clips the teachers learned from
 the clips of the recordings held out from them (``teachers.holdout_fraction``), where the
 teachers' ensemble is scored from its stored outputs, both by the probability they give the
 label (:func:`clip_lead`).  The teachers run live on a lead there whose one-sided p (a
-sign-flip test over the held-out locations) is below ``distill.live_lead_p``: the config's 0.05
-asks for a clear lead; the quick profile's 1 takes any lead above 0: teachers ahead, if not
-clearly, taught more than the control did on four runs of five (``clear`` 42 / 0 / 1, p 0.202 /
-0.053 / 0.132: live +2.4 ± 0.7 points over the control, born-again −0.2 ± 1.5; ``stationary`` 2;
-not ``tonal`` 1, an older draw: live −1.8, born-again +1.3; docs/probe-sets.md, "Any lead").
-Where not, the stored targets serve with the control's share -- or, with
+sign-flip test over the held-out locations) is below ``distill.live_lead_p``: 0.05, a clear
+lead.  Not any lead (1): the held-out locations are heard through the training devices, and an
+unclear lead there went either way on the devices no training clip came from (``clear`` 42 / 0 /
+1, p 0.202 / 0.053 / 0.132: live +2.4 ± 0.7 points over the control, the control alone
+−0.2 ± 1.5; ``tonal`` 1, p 0.085: live −7.2, the control alone +0.2; docs/probe-sets.md, "Any
+lead?").  Where not, the stored targets serve with the control's share -- or, with
 ``distill.control_share_no_lead`` (the quick profile: 1), the control's share is that: at 1 the
 KD student learns from its CE control alone, run live (born-again, consistent teaching), since
-teachers behind the student cost it more than they teach (``tonal``, seeds 42 / 0 / 1: the
-stored targets with the control's half −1.3 ± 1.1 points against the control, the control alone
-+0.7 ± 1.1; docs/probe-sets.md, "No lead, no teachers").
+teachers with no clear lead over the student cost it more than they teach (``tonal``, seeds
+42 / 0 / 1: the stored targets with the control's half −1.3 ± 1.1 points against the control,
+the control alone +0.7 ± 1.1; docs/probe-sets.md, "No lead, no teachers").
 """
 
 from __future__ import annotations
