@@ -160,6 +160,11 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
         teaching_record(any_lead, narrow, splits))  # fmt: skip
     assert "a lead, not a clear one (distill.live_lead_p) (by location +10.0 points, p = 0.500" \
         in describe_targets(teaching_record(any_lead, narrow, splits))  # fmt: skip
+    # A limit under the clear lead's: p = 1/1024 is clear, and not below 0.0005: the control alone.
+    stricter = _quick(live_lead_p=0.0005)
+    assert not runs_live(stricter, ahead, splits) and control_share(stricter, ahead, splits) == 1.0
+    assert "a clear lead, its p not below distill.live_lead_p (by location +100.0 points" in \
+        describe_targets(teaching_record(stricter, ahead, splits))  # fmt: skip
     unclear = describe_targets(teaching_record(cfg, narrow, splits))
     assert "; unused because on the 40 training clips" in unclear
     assert "a lead, not a clear one (by location +10.0 points, p = 0.500" in unclear

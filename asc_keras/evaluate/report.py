@@ -286,8 +286,12 @@ def lead_words(lead: dict | None) -> str:
     run live on though not clear (``distill.live_lead_p``), one too small for that, or none."""
     if not lead or lead["lead"] <= 0:
         return "no lead"
-    if lead["clear"]:
-        return "a clear lead"
+    if lead["clear"]:  # a limit under the clear lead's may still keep the teachers out
+        return (
+            "a clear lead"
+            if lead.get("live", True)
+            else "a clear lead, its p not below distill.live_lead_p"
+        )
     return "a lead, not a clear one" + (" (distill.live_lead_p)" if lead.get("live") else "")
 
 

@@ -9,12 +9,13 @@ teachers    ``work/teachers/<name>-<hash>/final.keras`` + ``eval.json`` per teac
 targets     ``work/targets/<source>-per-teacher-<hash>.npy``: per-teacher logits per training clip
 probe       ``work/probes/probe-<hash>.json``: with ``distill.clip_targets`` 'auto' and clip-level
             targets, the student trained with CE without the clips held out from the teachers,
-            scored on them: the teachers run live on a lead there (distill.live_lead_p; stages.teaching)
+            scored on them: the teachers run live on a clear lead there (p below
+            ``distill.live_lead_p``; stages.teaching)
 control     ``out/control.keras``: the same student trained with CE only (``controls.ce_control``)
 student     ``out/student.keras`` (KD training in ``out/student/``, resumable); with
             ``distill.control_share`` > 0 the control runs live on its batches for that share
-            (``control_share_no_lead`` where 'auto' found the teachers no lead), with
-            ``distill.clip_targets`` 'live' (or 'auto', on a lead) the teachers instead
+            (``control_share_no_lead`` where 'auto' found the teachers no clear lead), with
+            ``distill.clip_targets`` 'live' (or 'auto', on a clear lead) the teachers instead
             (clip-level targets)
 baseline    ``out/baseline.keras``: the DCASE baseline on its own log-mels (``controls.baseline``)
 compress    ``out/compress/qat.weights.h5`` + ``info.json`` (pruning + QAT on the tf_keras twin)
