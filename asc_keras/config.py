@@ -142,8 +142,7 @@ class OptimConfig:
     weight_decay: float = REPORT_WEIGHT_DECAY
     # 'l2': decay added to the gradient, PyTorch's Adam(weight_decay=1e-3), as the report reads.
     weight_decay_mode: str = "l2"  # 'decoupled': AdamW
-    # BatchNorm momentum, every model; not in the report.  Its lineage's PyTorch 0.1 is Keras 0.9.
-    bn_momentum: float = 0.9  # Keras' 0.99 lags ~100 steps: short runs stay at chance
+    bn_momentum: float = 0.9  # all models; not in the report (PyTorch 0.1); Keras' 0.99 lags
     mixed_precision: bool = False  # float16 compute on tensor cores (all models); CPUs gain nothing
 
 
@@ -168,6 +167,7 @@ class DistillConfig:
     # live where the teachers beat the student on clips held out from them (stages/teaching.py) by
     clip_targets: Literal["stored", "live", "auto"] = "stored"
     live_lead_p: float = 0.05  # a lead of one-sided p below this (1: any lead above 0)
+    probe_devices: int = 0  # 'auto': also hear each held-out clip through this many devices
     # The target's share from the CE control run live on each augmented batch (the rest: the teachers');
     # 0: the report's KD; 'confidence': per example, by who gives the label more (CA-MKD; losses).
     control_share: float = 0.0

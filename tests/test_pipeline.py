@@ -546,6 +546,12 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert lead["live"] is lead["clear"]  # the same limit, 0.05
     assert record.get("control_share") == (None if lead["live"] else 1.0)
     assert lead["clips"] > 0 and lead["locations"] > 0 and 0 < lead["p_value"] <= 1
+    # ... each held-out clip heard as recorded and through the profile's 3 simulated devices, the
+    # teachers' logits of them stored beside the probe (distill.probe_devices).
+    assert (
+        lead["devices"] == 3
+        and len(list((tiny_work / "probes").glob("teachers-devices-*.npy"))) == 1
+    )
     fits = list(zip(recipe_calls["fit"][10:], recipe_calls["teaching"][10:], strict=True))
     probe = ((8, 1.0), (0, 0.0, "fixed"))
     if lead["live"]:

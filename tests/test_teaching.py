@@ -49,6 +49,10 @@ def _clip(scene: str, loc: int, device: str, k: int) -> str:
 
 @pytest.fixture
 def splits() -> Splits:
+    return make_splits()
+
+
+def make_splits() -> Splits:
     """10 classes x 5 locations x 2 devices x 2 clips: 200 training clips, 100 recordings."""
     names, labels, files = [], [], []
     for c, scene in enumerate(SCENE_CLASSES):
@@ -69,6 +73,9 @@ def splits() -> Splits:
 
 
 def _quick(**distill):
+    """The quick profile with ``distill`` changes; the probe hears the clips as recorded only
+    unless ``probe_devices`` is given (its simulated devices: tests/test_probe_devices.py)."""
+    distill = {"probe_devices": 0, **distill}
     cfg = system_config(1, "quick")
     return dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, **distill))
 

@@ -295,6 +295,13 @@ def lead_words(lead: dict | None) -> str:
     return "a lead, not a clear one" + (" (distill.live_lead_p)" if lead.get("live") else "")
 
 
+def _heard(lead: dict) -> str:
+    """How the probe heard the held-out clips, where not only as recorded."""
+    d = lead.get("devices")
+    return (f", each heard as recorded and through {d} simulated devices (distill.probe_devices),"
+            if d else "")  # fmt: skip
+
+
 def describe_targets(t: dict | None) -> str:
     """Where the soft targets came from (``results.json``'s 'soft_targets'), and why where
     ``distill.target_source`` 'auto' chose."""
@@ -319,7 +326,8 @@ def describe_targets(t: dict | None) -> str:
         where += (
             f"; {'live' if t.get('live') else 'unused' if share == 1 else 'stored'} because on "
             f"the {lead['clips']} training clips "
-            f"of {lead['locations']} locations held out from the teachers their ensemble gave the "
+            f"of {lead['locations']} locations held out from the teachers{_heard(lead)} their "
+            "ensemble gave the "
             f"label {100 * lead['teachers_label']:.1f} % of its probability against "
             f"{100 * lead['student_label']:.1f} % for the same student trained with CE on the other "
             f"clips (accuracy {100 * lead['teachers']:.1f} against {100 * lead['student']:.1f} %), "

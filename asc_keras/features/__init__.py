@@ -1,1 +1,1 @@
-"""Log-mel features: the NumPy extractor, the Keras layer, the atomic memory-mapped cache."""
+"""Log-mel features: the NumPy extractor, the Keras layer, the atomic memory-mapped cache, simulated devices."""

@@ -231,7 +231,9 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
         if rcfg.distill.target_source != cfg.distill.target_source:  # its own stored targets
             runner = StageRunner(place.out, log=lambda _: None)
             targets = targets_stage(rcfg, place, runner, prep.teacher_folders, prep.splits).targets
-            targets = probe_stage(rcfg, place, runner, targets, prep.splits)  # 'auto': as run
+            targets = probe_stage(
+                rcfg, place, runner, targets, prep.splits, prep.teacher_folders
+            )  # 'auto': as run
         targets = targets.select(teachers=row.teachers or None)
     rcfg = teaching_config(rcfg, targets, prep.splits)  # the control's share, as run decides it
     mixed = targets is not None and rcfg.distill.control_share > 0  # the control co-teaches

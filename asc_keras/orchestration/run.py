@@ -174,7 +174,7 @@ def prepare(cfg: SystemConfig, place: RunPlace, runner: StageRunner,
             outputs = targets_stage(cfg, place, runner, folders, splits)
         if asks_probe(cfg, outputs.targets):  # do the teachers know more about a clip?
             with runner.stage("probe"):
-                probed = probe_stage(cfg, place, runner, outputs.targets, splits)
+                probed = probe_stage(cfg, place, runner, outputs.targets, splits, folders)
             outputs = dataclasses.replace(outputs, targets=probed)
     return Prepared(ds, root, clip_cache, splits, outputs.metrics, outputs.targets, outputs.key, skipped,
                     folders if cfg.distill.enabled else {})  # fmt: skip

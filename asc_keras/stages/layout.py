@@ -132,3 +132,8 @@ class WorkLayout:
         """The probe student's record on the clips held out from the teachers, ``.json``; its
         training folder is the same path without the suffix (stages.teaching.probe_stage)."""
         return self.work / "probes" / f"probe-{key}.json"
+
+    def probe_devices(self, key: str) -> Path:
+        """The teachers' logits of the held-out clips heard through the probe's simulated devices
+        (stages.probe_devices), ``.npy``."""
+        return self.work / "probes" / f"teachers-devices-{key}.npy"

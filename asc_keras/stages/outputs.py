@@ -47,8 +47,9 @@ def student_inputs(
         probe = prep.targets is not None and prep.targets.meta.get("probe")
         if probe:  # 'auto' clip targets: the probe's score decides whether the teachers run live
             inputs["probe"] = probe
-        if not probe or distill["live_lead_p"] == DistillConfig.live_lead_p:
-            distill.pop("live_lead_p")  # acts only there; at its default, runs recorded stay done
+        for field in ("live_lead_p", "probe_devices"):  # act only there; at their defaults,
+            if not probe or distill[field] == getattr(DistillConfig, field):  # runs recorded
+                distill.pop(field)  # before them stay done
         if place.init_from is not None:  # a changed source (path or content) redoes the stage
             inputs["init_from"] = file_identity(place.init_from)
     return inputs

@@ -26,7 +26,10 @@ lead.  Not any lead (1): the held-out locations are heard through the training d
 unclear lead there went either way on the devices no training clip came from (``clear`` 42 / 0 /
 1, p 0.202 / 0.053 / 0.132: live +2.4 ± 0.7 points over the control, the control alone
 −0.2 ± 1.5; ``tonal`` 1, p 0.085: live −7.2, the control alone +0.2; docs/probe-sets.md, "Any
-lead?").  Where not, the stored targets serve with the control's share -- or, with
+lead?").  With ``distill.probe_devices`` (the quick profile: 3) the probe and the teachers also
+hear each held-out clip through simulated devices, and the lead is on its label's probability
+over its own view and theirs (``stages.probe_devices``): the devices no training clip came from
+are what the held-out locations cannot show.  Where not, the stored targets serve with the control's share -- or, with
 ``distill.control_share_no_lead`` (the quick profile: 1), the control's share is that: at 1 the
 KD student learns from its CE control alone, run live (born-again, consistent teaching), since
 teachers with no clear lead over the student cost it more than they teach (``tonal``, seeds
@@ -48,6 +51,7 @@ from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.targets import SoftTargets
 from asc_keras.files import content_hash, work_lock, write_json
 from asc_keras.metrics import CLEAR_LEAD_P, grouped_lead
+from asc_keras.stages.probe_devices import device_views
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import RunPlace, Splits
 from asc_keras.stages.teachers import clip_location, held_out_recordings, load_teacher
@@ -156,11 +160,14 @@ def teaching_record(cfg: SystemConfig, targets: SoftTargets | None, splits: Spli
 
 def check_clip_targets(cfg: SystemConfig) -> None:
     """``distill.clip_targets`` 'auto' compares on clips held out from the teachers: it needs some,
-    and ``distill.live_lead_p`` is a p-value's limit."""
+    ``distill.live_lead_p`` is a p-value's limit and ``distill.probe_devices`` a small count."""
     d = cfg.distill
     if not 0.0 < d.live_lead_p <= 1.0:
         raise ValueError(f"distill.live_lead_p must be in (0, 1] (a p-value; 1: any lead), got "
                          f"{d.live_lead_p}")  # fmt: skip
+    if type(d.probe_devices) is not int or not 0 <= d.probe_devices <= 16:
+        raise ValueError(f"distill.probe_devices must be a count from 0 (none) to 16, got "
+                         f"{d.probe_devices!r}")  # fmt: skip
     if d.enabled and d.clip_targets == "auto" and cfg.teachers.holdout_fraction <= 0:
         raise ValueError(
             "distill.clip_targets 'auto' compares the teachers with the student on the training "
@@ -204,13 +211,18 @@ def clip_lead(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) ->
     p = targets.select(held.names).distribution(1.0, cfg.distill.ensemble)
     label = p[np.arange(len(held)), held.labels]
     theirs = np.asarray(probe["p_label"], float)
+    views = device_views(cfg, targets, held)
+    if views is not None:  # each clip's label probability over its own view and the devices'
+        label = (label + views[0].sum(1)) / (1 + views[0].shape[1])
+        theirs = (theirs + views[1].sum(1)) / (1 + views[1].shape[1])
     lead = grouped_lead(label, theirs, [clip_location(n) for n in held.names])
     return {"teachers": float(np.mean(p.argmax(-1) == held.labels)),
             "student": float(np.mean(probe["right"])), "teachers_label": float(label.mean()),
             "student_label": float(theirs.mean()), "clips": len(held),
             "locations": lead["groups"], "lead": lead["lead"], "p_value": lead["p_value"],
             "clear": lead["lead"] > 0 and lead["p_value"] < CLEAR_LEAD_P,
-            "live": lead["lead"] > 0 and lead["p_value"] < cfg.distill.live_lead_p}  # fmt: skip
+            "live": lead["lead"] > 0 and lead["p_value"] < cfg.distill.live_lead_p,
+            **({"devices": cfg.distill.probe_devices} if views is not None else {})}  # fmt: skip
 
 
 def _clip_level(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
@@ -225,15 +237,20 @@ def asks_probe(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
 
 
 def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets: SoftTargets | None,
-                splits: Splits) -> SoftTargets | None:  # fmt: skip
+                splits: Splits, folders: dict[str, Path] | None = None) -> SoftTargets | None:  # fmt: skip
     """``targets`` with the probe student's record in ``meta['probe']`` (:func:`read_probe`) where
     ``distill.clip_targets`` 'auto' must choose (clip-level targets; module doc); else ``targets``.
 
     The probe is the student of the run's width, augmentation, schedule, length and seed, trained
     with CE on the training clips the teachers learned from and scored on the clean clips of the
     recordings held out from them.  It is kept in the shared work folder, keyed by all of that,
-    so the run, the width search and the ablation share it; its training resumes.
+    so the run, the width search and the ablation share it; its training resumes.  With
+    ``distill.probe_devices`` above 0 the probe and the teachers (trained in ``folders``) also hear
+    those clips through simulated devices (``stages.probe_devices``): the probe's views are added
+    to its record, the teachers' logits of them to ``meta['probe_teachers']``.
     """
+    from asc_keras.models.common import load_model_file
+    from asc_keras.stages import probe_devices as devices
     from asc_keras.training.student import train_student
 
     split = held_out_split(cfg, splits) if asks_probe(cfg, targets) else None
@@ -244,7 +261,7 @@ def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets
     # Not the teachers: the probe is what the student learns without them.
     key = content_hash((cfg.student_width, cfg.seed, recipe, held.names, splits.clip_cache_name,
                         place.train_split))  # fmt: skip
-    path = place.shared.probe(key)
+    path, model = place.shared.probe(key), None
     with work_lock(path, f"probe student {path.name}", runner.log):
         if runner.forced("probe") or not path.is_file():
             runner.log(f"   the probe student: CE on the {len(learn)} training clips the teachers "
@@ -256,12 +273,26 @@ def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets
                               "right": (p.argmax(-1) == held.labels).astype(int).tolist(),
                               "p_label": p[np.arange(len(held)), held.labels].tolist()})  # fmt: skip
         probe = read_probe(path)
-    targets = SoftTargets(targets.logits, targets.items, {**targets.meta, "probe": probe})
+        if cfg.distill.probe_devices and not devices.device_record_fits(probe.get("devices"), cfg):
+            if model is None:  # a record from before, or of other views: its model hears them
+                model = load_model_file(path.with_suffix("") / "final.keras", "the probe student")
+            probe["devices"] = devices.student_device_labels(model, cfg, held, splits)
+            write_json(path, probe)
+    meta = {**targets.meta, "probe": probe}
+    if cfg.distill.probe_devices:
+        if folders is None:
+            raise ValueError("distill.probe_devices: the probe needs the teachers' folders")
+        names = list(targets.meta.get("teachers") or [])
+        z = devices.teacher_device_logits(cfg, place, runner, folders, names, held, splits)
+        meta["probe_teachers"] = {"teachers": names, "logits": z}
+    targets = SoftTargets(targets.logits, targets.items, meta)
     lead = clip_lead(cfg, targets, splits)
     if lead is None:  # a probe of other clips (a copied work folder): train it again
         raise ValueError(f"{path}: a probe of other clips than this run holds out; delete it to "
                          "train the probe again")  # fmt: skip
-    runner.log(f"   on the {lead['clips']} clips of {lead['locations']} locations held out, the "
+    heard = f", each as recorded and through {lead['devices']} simulated devices" if lead.get(
+        "devices") else ""  # fmt: skip
+    runner.log(f"   on the {lead['clips']} clips of {lead['locations']} locations held out{heard}, the "
                f"label's probability: the teachers' ensemble {100 * lead['teachers_label']:.1f} %, "
                f"the probe student {100 * lead['student_label']:.1f} % (lead "
                f"{100 * lead['lead']:+.1f} points by location, p = {lead['p_value']:.3f}; accuracy "
@@ -293,7 +324,21 @@ def read_probe(path: Path) -> dict:
                 and all(type(v) in (int, float) and 0 <= v <= 1 for v in label)):  # fmt: skip
             raise ValueError("'clips' must be clip names, 'right' a 0 or 1 and 'p_label' a "
                              "probability for each")  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        dev = d.get("devices")
+        if dev is not None and not _device_views_sound(dev, len(clips)):
+            raise ValueError("'devices' must hold 'views' (a count) and 'p_label': that many "
+                             "probabilities for each clip")  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a probe student's record ({e}); delete it to train the "
                          "probe again") from None  # fmt: skip
-    return {"clips": clips, "right": right, "p_label": [float(v) for v in label]}
+    out = {"clips": clips, "right": right, "p_label": [float(v) for v in label]}
+    return out if dev is None else {**out, "devices": dev}
+
+
+def _device_views_sound(dev, clips: int) -> bool:
+    """A probe record's 'devices' (stages.probe_devices.student_device_labels) holds numbers only."""
+    k, p = dev.get("views"), dev.get("p_label")
+    return (type(k) is int and k > 0 and isinstance(p, list) and len(p) == clips
+            and all(isinstance(r, list) and len(r) == k for r in p)
+            and all(type(v) in (int, float) and 0 <= v <= 1 for r in p for v in r)
+            and all(type(dev.get(f)) in (int, float) for f in ("anchors", "spread_db")))  # fmt: skip
