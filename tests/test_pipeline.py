@@ -560,7 +560,9 @@ def test_tiny_ablation_writes_its_table_and_resumes(
         assert fits == [probe, ((8, 1.0), (0, 0.0, "fixed")), ((8, 0.1), (0, 1.0, "fixed"))]
     assert len(list((tiny_work / "probes").glob("probe-*.json"))) == 1
     md = (tmp_path / "abl4" / "ablation.md").read_text()
-    assert "The teachers' lead over the probe student on the clips held out from them" in md
+    assert ("The teachers' lead over the probe student on the clips held out from them, each "
+            "heard as recorded and through 3 simulated devices (distill.probe_devices), the "
+            "label's probability") in md  # fmt: skip
     assert ("On seed 0 the teachers showed no lead to run live on" in md) is not lead["live"]
     # The quick profile's distill.teacher_view 'parallel': the live teachers' data carries each
     # clip's parallels (the KD rows of the first call), the CE fits' not; 'own' switches it off.

@@ -61,8 +61,17 @@ def _base_line(result: dict) -> list[str]:
     alone = [s for s, t in zip(seeds, targets) if t.get("lead") and not t.get("live")
              and (t.get("control_share") or 0.0) != share]  # fmt: skip
     leads = [(seed, t["lead"]) for seed, t in zip(seeds, targets) if t.get("lead")]
-    said = [("The teachers' lead over the probe student on the clips held out from them, the "
-             "label's probability (distill.clip_targets 'auto': live on a lead of p below "
+    heard = next(
+        (
+            f", each heard as recorded and through {d['devices']} simulated devices "
+            "(distill.probe_devices)"
+            for _, d in leads
+            if d.get("devices")
+        ),
+        "",
+    )
+    said = [("The teachers' lead over the probe student on the clips held out from them"
+             f"{heard}, the label's probability (distill.clip_targets 'auto': live on a lead of p below "
              "distill.live_lead_p), per seed: "
              + "; ".join(f"{seed}: {100 * d['teachers_label']:.1f} % against "
                          f"{100 * d['student_label']:.1f} %, {100 * d['lead']:+.1f} points by "
