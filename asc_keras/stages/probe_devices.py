@@ -15,7 +15,7 @@ for it (``features.devices``: a smooth random response, the same in Hz for every
 teachers and by the probe student alike, and the lead is on each clip's label probability
 averaged over its own recording and the D devices.  The student's device views are kept in its
 probe record; the teachers' logits of them (D, clips, teachers, classes) in a file of their own
-in the probe folder, keyed by the teachers, the clips, D and the seed.
+in the probe folder, keyed by the teachers, the clips and their features, D and the seed.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def teacher_device_logits(cfg: SystemConfig, place: RunPlace, runner: StageRunne
 
     d = cfg.distill.probe_devices
     key = content_hash(([Path(folders[n]).name for n in names], held.names, d, cfg.seed,
-                        DEVICE_MODEL))  # fmt: skip
+                        DEVICE_MODEL, splits.clip_cache_name))  # fmt: skip
     path = place.shared.probe_devices(key)
     shape = (d, len(held), len(names))
     with work_lock(path, f"the teachers through the probe's devices {path.name}", runner.log):
