@@ -16,6 +16,9 @@ teachers and by the probe student alike, and the lead is on each clip's label pr
 averaged over its own recording and the D devices.  The student's device views are kept in its
 probe record; the teachers' logits of them (D, clips, teachers, classes) in a file of their own
 in the probe folder, keyed by the teachers, the clips and their features, D and the seed.
+It is no oracle: on ``stationary`` 3 it read a clear lead the clips as recorded did not, and the
+teachers live cost 9 points there (the control alone 1); on the five seeds measured where the
+teachers lead on recordings, KD beat the control on four with it, two without, the mean alike.
 """
 
 from __future__ import annotations
