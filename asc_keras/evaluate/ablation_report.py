@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asc_keras.evaluate.report import heard_words
+
 
 def _mean_std(v) -> str:
     a = 100 * np.asarray(v, float)
@@ -61,15 +63,7 @@ def _base_line(result: dict) -> list[str]:
     alone = [s for s, t in zip(seeds, targets) if t.get("lead") and not t.get("live")
              and (t.get("control_share") or 0.0) != share]  # fmt: skip
     leads = [(seed, t["lead"]) for seed, t in zip(seeds, targets) if t.get("lead")]
-    heard = next(
-        (
-            f", each heard as recorded and through {d['devices']} simulated devices "
-            "(distill.probe_devices)"
-            for _, d in leads
-            if d.get("devices")
-        ),
-        "",
-    )
+    heard = next((heard_words(d) for _, d in leads if d.get("devices")), "")
     said = [("The teachers' lead over the probe student on the clips held out from them"
              f"{heard}, the label's probability (distill.clip_targets 'auto': live on a lead of p below "
              "distill.live_lead_p), per seed: "

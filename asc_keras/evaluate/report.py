@@ -295,10 +295,11 @@ def lead_words(lead: dict | None) -> str:
     return "a lead, not a clear one" + (" (distill.live_lead_p)" if lead.get("live") else "")
 
 
-def _heard(lead: dict) -> str:
-    """How the probe heard the held-out clips, where not only as recorded."""
-    d = lead.get("devices")
-    return (f", each heard as recorded and through {d} simulated devices (distill.probe_devices),"
+def heard_words(lead: dict | None) -> str:
+    """How the probe heard the held-out clips (``clip_lead``'s record), where not only as
+    recorded: ', each heard as recorded and through D simulated devices (...)'; else ''."""
+    d = (lead or {}).get("devices")
+    return (f", each heard as recorded and through {d} simulated devices (distill.probe_devices)"
             if d else "")  # fmt: skip
 
 
@@ -323,10 +324,12 @@ def describe_targets(t: dict | None) -> str:
         )
     lead = t.get("lead")
     if lead:  # distill.clip_targets 'auto': who was ahead on the clips held out from the teachers
+        heard = heard_words(lead)
+        heard += "," if heard else ""  # the clause closes before "their ensemble"
         where += (
             f"; {'live' if t.get('live') else 'unused' if share == 1 else 'stored'} because on "
             f"the {lead['clips']} training clips "
-            f"of {lead['locations']} locations held out from the teachers{_heard(lead)} their "
+            f"of {lead['locations']} locations held out from the teachers{heard} their "
             "ensemble gave the "
             f"label {100 * lead['teachers_label']:.1f} % of its probability against "
             f"{100 * lead['student_label']:.1f} % for the same student trained with CE on the other "

@@ -30,6 +30,7 @@ import numpy as np
 
 from asc_keras.config import SystemConfig
 from asc_keras.data.splits import ClipSplit
+from asc_keras.distill.targets import SoftTargets
 from asc_keras.features.devices import ANCHORS, SPREAD_DB, draw_devices, through_device
 from asc_keras.files import atomic_path, content_hash, work_lock
 from asc_keras.stages.runner import StageRunner
@@ -111,16 +112,6 @@ def _read_logits(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     return z
 
 
-def device_label_probability(logits: np.ndarray, held_labels: np.ndarray, weights, mode: str):
-    """(clips, D) the probability the teachers' ensemble (``weights`` for ``mode``, None: their
-    average; T = 1) gives each clip's label through each device, from ``logits`` (D, clips, K, C)."""
-    from asc_keras.distill.targets import ensemble_distribution
-
-    rows = np.arange(logits.shape[1])
-    return np.stack([ensemble_distribution(z, 1.0, mode, weights)[rows, held_labels]
-                     for z in logits], 1)  # fmt: skip
-
-
 def device_views(cfg: SystemConfig, targets, held: ClipSplit):
     """(the teachers', the probe's) (clips, D) label probabilities through the probe's simulated
     devices (``distill.probe_devices`` D; stages.probe_devices); None where D is 0.  A probe
@@ -133,6 +124,8 @@ def device_views(cfg: SystemConfig, targets, held: ClipSplit):
                          "no such views; run the probe stage (teaching.probe_stage) first")  # fmt: skip
     names = list(targets.meta.get("teachers") or [])
     at = [stored["teachers"].index(n) for n in names]  # the teachers of targets (select), in order
-    theirs = device_label_probability(stored["logits"][:, :, at], held.labels,
-                                      targets.weights(cfg.distill.ensemble), cfg.distill.ensemble)  # fmt: skip
+    rows = np.arange(len(held))
+    # Each view weighed as the stored targets are: their teachers, weights and ensemble mode.
+    theirs = np.stack([SoftTargets(z[:, at], held.names, targets.meta).distribution(
+        1.0, cfg.distill.ensemble)[rows, held.labels] for z in stored["logits"]], 1)  # fmt: skip
     return theirs, np.asarray(probe["devices"]["p_label"], float)
