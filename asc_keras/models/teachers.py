@@ -72,11 +72,7 @@ def build_mobilenetv2_teacher(
     backbone = keras.applications.MobileNetV2(
         input_shape=backbone_shape, alpha=alpha, include_top=False, weights=None, name="backbone"
     )
-    for layer in backbone.layers:
-        # keras.applications uses momentum 0.999 (ImageNet-length runs): in short runs the moving
-        # statistics stay near their initial values and evaluation sits at chance.
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = bn_momentum
+    backbone = keras.models.clone_model(backbone, clone_function=_fused_bn(bn_momentum))
     # Five stride-2 stages with keras.applications' asymmetric padding collapse 28 frames
     # to zero rows in graph mode: inputs shorter than MIN_FRAMES (1 s clips) are mirrored out to
     # it, longer ones (10 s recordings, what the teacher trains on) pass at their own cost.
@@ -88,6 +84,23 @@ def build_mobilenetv2_teacher(
     if pretrained is not None:
         load_pretrained(model, pretrained)
     return model
+
+
+def _fused_bn(bn_momentum: float):
+    """clone_model's clone function: each of keras.applications' BatchNormalization layers as a
+    :class:`FusedBatchNormalization` of the same configuration (the fused training step: its
+    BatchNorms were half of MobileNetV2's step), at ``bn_momentum``; any other layer as it is
+    configured.  keras.applications uses momentum 0.999 (ImageNet-length runs): in short runs the
+    moving statistics stay near their initial values and evaluation sits at chance."""
+
+    def clone(layer):
+        if type(layer) is keras.layers.BatchNormalization:
+            return FusedBatchNormalization.from_config(
+                {**layer.get_config(), "momentum": bn_momentum}
+            )
+        return layer.__class__.from_config(layer.get_config())
+
+    return clone
 
 
 def load_pretrained(model, path: str | Path) -> None:
