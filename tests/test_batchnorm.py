@@ -100,9 +100,10 @@ def test_fused_kernel_only_where_it_applies(monkeypatch):
 
 
 def test_builders_use_it_and_files_keep_it(tmp_path):
-    """Every BatchNorm of the student, the DCASE baseline and BC-ResNet is fused in Keras 3; a
-    saved student loads back (safe mode) with it; its tf_keras twin has tf_keras' own layer; the
-    complexity count and the BN recalibration see it as a BatchNorm."""
+    """Every BatchNorm of the student, the DCASE baseline, BC-ResNet and MobileNetV2's backbone is
+    fused in Keras 3; a saved student and a saved MobileNetV2 teacher load back (safe mode) with
+    it; its tf_keras twin has tf_keras' own layer; the complexity count and the BN recalibration
+    see it as a BatchNorm."""
     from asc_keras.compress.complexity import keras_complexity
     from asc_keras.compress.twin import tf_keras_twin
     from asc_keras.config import TeacherConfig
@@ -114,10 +115,20 @@ def test_builders_use_it_and_files_keep_it(tmp_path):
     student = build_serfr_cnn(32, name="student")
     baseline = build_dcase_baseline()
     bcresnet = build_teacher("bcresnet", TeacherConfig(bcresnet_width=8))
-    for model, count in ((student, 24), (baseline, 3), (bcresnet, None)):
+    mobilenet = build_teacher("mobilenetv2", TeacherConfig(mobilenet_alpha=0.35))
+    backbone = mobilenet.get_layer("backbone")  # keras.applications' layers, cloned
+    for model, count in ((student, 24), (baseline, 3), (bcresnet, None), (backbone, 52)):
         bns = [l for l in model.layers if is_batch_norm(l)]
         assert bns and all(type(l) is FusedBatchNormalization for l in bns), model.name
         assert count is None or len(bns) == count, (model.name, len(bns))
+    # keras.applications' momentum (0.999) and epsilon (1e-3) replaced and kept, respectively.
+    assert {(l.momentum, l.epsilon) for l in backbone.layers if is_batch_norm(l)} == {(0.9, 1e-3)}
+    mobilenet.save(tmp_path / "mobilenet.keras")
+    back = load_model_file(tmp_path / "mobilenet.keras")
+    bn = next(l for l in back.get_layer("backbone").layers if is_batch_norm(l))
+    assert type(bn) is FusedBatchNormalization and bn.momentum == 0.9
+    x1 = np.random.default_rng(1).normal(-5.0, 2.0, (2, 100, 256, 1)).astype("float32")
+    np.testing.assert_allclose(np.asarray(back(x1)), np.asarray(mobilenet(x1)), atol=1e-6)
     student.save(tmp_path / "student.keras")
     loaded = load_model_file(tmp_path / "student.keras")
     assert type(loaded.get_layer("stem_bn")) is FusedBatchNormalization
