@@ -41,7 +41,8 @@ def build_mobilenetv2_teacher(
     input_norm: str | bool = "none",
     name: str = "mobilenetv2_teacher",
 ):
-    """MobileNetV2 (keras.applications, weights=None) on 1-channel log-mels.
+    """MobileNetV2 (keras.applications, weights=None) on 1-channel log-mels, its BatchNorms
+    trained on the fused kernel (:func:`_fused_bn`).
 
     The backbone is the sub-model named 'backbone'.  Nothing is downloaded.
 
