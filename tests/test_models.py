@@ -258,11 +258,10 @@ def _time_distributed_bands(x):
     return keras.layers.Flatten()(keras.layers.Add()([top, avg]))
 
 
-def test_band_time_pool_is_the_time_distributed_head_to_the_bit(monkeypatch):
-    """The 'bands' head's own layer gives the outputs and gradients TimeDistributed's poolings
-    gave, to the bit, for any length; a BC-ResNet trained a few steps with either head from the
-    same weights ends with the same weights (teachers trained before keep their numbers)."""
-    import asc_keras.models.teacher_parts as parts
+def test_band_time_pool_is_the_time_distributed_head_to_the_bit():
+    """The 'bands' head's own layer gives the outputs and the input gradients TimeDistributed's
+    poolings gave, to the bit, at any length: the rest of a teacher unchanged, it trains as it
+    did (teachers trained before keep their numbers), and a BC-ResNet is built with it."""
     from asc_keras._runtime import tf
     from asc_keras.models.teacher_parts import BandTimePool
 
@@ -270,6 +269,7 @@ def test_band_time_pool_is_the_time_distributed_head_to_the_bit(monkeypatch):
     inp = keras.Input((None, 8, 12))
     old = keras.Model(inp, _time_distributed_bands(inp))
     new = keras.Model(inp, keras.layers.Flatten()(BandTimePool()(inp)))
+    assert {type(layer).__name__ for layer in old.layers} >= {"TimeDistributed"}
     for frames in (309, 28, 5):
         x = tf.constant(rng.normal(0, 3, (4, frames, 8, 12)).astype("float32"))
         w = tf.constant(rng.normal(size=(4, 96)).astype("float32"))
@@ -282,30 +282,7 @@ def test_band_time_pool_is_the_time_distributed_head_to_the_bit(monkeypatch):
             got.append((out.numpy(), tape.gradient(loss, x).numpy()))
         np.testing.assert_array_equal(got[0][0], got[1][0])
         np.testing.assert_array_equal(got[0][1], got[1][1])
-
-    def trained(pooling_fn):
-        monkeypatch.setattr(parts, "clip_pooling", pooling_fn, raising=True)
-        monkeypatch.setattr("asc_keras.models.teachers.clip_pooling", pooling_fn)
-        keras.utils.set_random_seed(3)
-        m = build_bcresnet_teacher(width=8, mel_pool=4, pooling="bands", input_shape=(60, 256, 1))
-        m.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
-        xs = rng_fit.normal(-5, 2, (8, 60, 256, 1)).astype("float32")
-        ys = keras.utils.to_categorical(np.arange(8) % 10, 10)
-        start = [np.asarray(v) for v in m.weights]
-        m.fit(xs, ys, batch_size=4, epochs=2, shuffle=False, verbose=0)
-        kinds = {type(layer).__name__ for layer in m.layers}
-        return kinds, start, [np.asarray(v) for v in m.weights]
-
-    plain = parts.clip_pooling
-    rng_fit = np.random.default_rng(1)
-    kinds_a, start_a, a = trained(
-        lambda x, pooling: _time_distributed_bands(x) if pooling == "bands" else plain(x, pooling)
-    )
-    rng_fit = np.random.default_rng(1)
-    kinds_b, start_b, b = trained(plain)
-    assert "TimeDistributed" in kinds_a and "BandTimePool" not in kinds_a
-    assert "BandTimePool" in kinds_b and "TimeDistributed" not in kinds_b
-    assert len(a) == len(b) and any(not np.array_equal(s, w) for s, w in zip(start_b, b))
-    for sa, sb, wa, wb in zip(start_a, start_b, a, b):
-        np.testing.assert_array_equal(sa, sb)
-        np.testing.assert_array_equal(wa, wb)
+        assert np.abs(got[1][1]).max() > 0  # a gradient reaches the input
+    bc = build_bcresnet_teacher(width=8, mel_pool=4, pooling="bands")
+    kinds = {type(layer).__name__ for layer in bc.layers}
+    assert "BandTimePool" in kinds and "TimeDistributed" not in kinds
