@@ -42,11 +42,12 @@ class BandTimePool(keras.layers.Layer):
 
     Why a layer of its own: Keras' ``TimeDistributed`` over the bands slices the activation once
     per band and pooling, and the gradient of each slice is a zero tensor of the whole
-    activation's size with the slice written in -- 16 of them for BC-ResNet's 8 bands, a tenth of
-    its training step on 10 s recordings.  Here the bands are unstacked once (their gradient is
-    one stack) and each is pooled exactly as ``GlobalMaxPooling1D`` / ``GlobalAveragePooling1D``
-    pooled it, on the same (B, T, C) tensor, so outputs and gradients are the same to the bit
-    (``tests/test_teacher_parts.py``).  F must be known when the model is built.
+    activation's size with the slice written in -- 16 of them for BC-ResNet's 8 bands, about a
+    tenth of its op time in a profile of 10 s recordings (about 5 % of the step, timed).  Here the
+    bands are unstacked once (their gradient is one stack) and each is pooled exactly as
+    ``GlobalMaxPooling1D`` / ``GlobalAveragePooling1D`` pooled it, on the same (B, T, C) tensor,
+    so outputs and gradients are the same to the bit (``tests/test_models.py``).  F must be known
+    when the model is built.
     """
 
     def call(self, x):
