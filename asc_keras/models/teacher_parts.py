@@ -46,8 +46,8 @@ class BandTimePool(keras.layers.Layer):
     tenth of its op time in a profile of 10 s recordings (about 5 % of the step, timed).  Here the
     bands are unstacked once (their gradient is one stack) and each is pooled exactly as
     ``GlobalMaxPooling1D`` / ``GlobalAveragePooling1D`` pooled it, on the same (B, T, C) tensor,
-    so outputs and gradients are the same to the bit (``tests/test_models.py``).  F must be known
-    when the model is built.
+    so outputs and gradients are the same to the bit (``tests/test_models.py``).  The band count F
+    must be known when the layer is traced (every teacher's is fixed by its mel count).
     """
 
     def call(self, x):
