@@ -90,3 +90,33 @@ def test_a_history_written_by_two_runs_costs_its_plot_with_a_warning_not_the_res
     assert not (tmp_path / "bad.png").exists()
     assert sum("cannot read this training history" in r.message for r in caplog.records) == 3
     assert all(str(doubled) in r.message for r in caplog.records)
+
+
+def test_a_gain_of_exactly_the_learning_limit_reads_as_still_learning_whatever_the_rounding(
+    tmp_path,
+):
+    """Float32 accuracies put a gain of exactly 1 point (3 clips of 300) a hair under or over
+    the limit by run: the check reads it as the limit either way ("at least 1": still learning),
+    and a gain a clip under it as ended."""
+    import numpy as np
+
+    from asc_keras.training.history import STILL_LEARNING_POINTS, learning_check
+
+    assert STILL_LEARNING_POINTS == 1.0
+
+    def check(before: int, last: int) -> dict:
+        # 8 rounds on 300 clips: rounds 4-5 right on `before`, 6-7 on `last` (float32, as logged)
+        right = (before - 40, before - 30, before - 20, before - 10, before, before, last, last)
+        acc = [float(np.float32(r / 300)) for r in right]
+        f = tmp_path / f"h{before}-{last}.csv"
+        f.write_text("epoch,val_accuracy\n" + "".join(f"{e},{a!r}\n" for e, a in enumerate(acc)))
+        return learning_check(f)
+
+    def raw(before: int, last: int) -> float:  # the gain as float32 leaves it
+        return 100 * (float(np.float32(last / 300)) - float(np.float32(before / 300)))
+
+    assert raw(200, 203) < 1.0 < raw(270, 273)  # the one gain, either side of the limit
+    for before in (200, 270):
+        at_limit, under = check(before, before + 3), check(before, before + 2)
+        assert at_limit["last_quarter_gain_points"] == 1.0 and at_limit["ended"] is False
+        assert under["last_quarter_gain_points"] == round(200 / 300, 4) and under["ended"] is True
