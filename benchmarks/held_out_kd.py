@@ -67,6 +67,8 @@ def main(argv=None) -> None:
             raise SystemExit(f"{a.data}: its targets are not clip-level, so no probe ran")
         learn, held = held_out_split(cfg, prep.splits)
         t = live_teachers(live, prep.targets, prep.teacher_folders, prep.splits)
+        if t is None:  # a teacher of weight above 0 on its own front end (PANNs'): cannot run live
+            raise SystemExit(f"{a.data}: the teachers cannot run on the student's log-mels")
         kd = train_student(live, learn, held, None, run_dir=Path(tmp) / "kd-probe",
                            teachers=list(t.models), teacher_weights=t.weights, verbose=0)  # fmt: skip
         probe = prep.targets.meta["probe"]
