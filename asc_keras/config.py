@@ -74,8 +74,7 @@ class FeatureConfig:
     log: str = "natural"  # 'db': 10 log10(max(mel_power, log_offset)), PANNs' power_to_db (ref 1)
     clip_seconds: float = 1.0
     cache_dtype: str = "float16"  # the cache halves its disk/page-cache size; float32 compute
-    # STFT framing beyond the report's (its defaults) for the DCASE baseline's features (models.
-    # baseline.BASELINE_FEATURES); only the NumPy extractor supports others.
+    # STFT framing beyond the report's for the baseline's features (NumPy extractor only; its defaults):
     win_length: int | None = None  # window samples, zero-padded (centred) to n_fft; None: n_fft
     window: str = "hann"  # periodic 'hann' or 'hamming'
     center: bool = False  # pad n_fft // 2 samples on both sides (reflect), as librosa's center=True
@@ -99,6 +98,7 @@ def _without_later_defaults(cfg, later: dict) -> dict:
 
 
 _LATER_AUGMENT_FIELDS = {"freq_mixstyle": 0.0, "freq_mixstyle_alpha": 0.3}
+OPTIM_STUDENTS_ONLY = {"ema_momentum": 0.0, "precise_bn_batches": 0}  # and their defaults
 _LATER_FEATURE_FIELDS = {"win_length": None, "window": "hann", "center": False, "power": 2.0,
                          "peak_int16": False, "log": "natural"}  # fmt: skip
 
@@ -108,8 +108,7 @@ class AugmentConfig:
     """Augmentation switches and sizes (report: mixup sec. 2.2, masks abstract, stretching 4.3)."""
 
     mixup: bool = True
-    # Report: "lambda is acquired from the beta distribution and beta in (0.1, 0.9)": Beta(a, a),
-    # a inside (0.1, 0.9); 0.3 as mixup on log-mels in DCASE practice (docs/sources.md).
+    # Report: "lambda ... from the beta distribution and beta in (0.1, 0.9)": Beta(0.3, 0.3) (sources.md)
     mixup_alpha: float = 0.3
     freq_mask: bool = True
     freq_mask_param: int = 48  # up to 48 of 256 mel bins (SpecAugment practice, docs/sources.md)
@@ -144,6 +143,16 @@ class OptimConfig:
     weight_decay_mode: str = "l2"  # 'decoupled': AdamW
     bn_momentum: float = 0.9  # all models; not in the report (PyTorch 0.1); Keras' 0.99 lags
     mixed_precision: bool = False  # float16 compute on tensor cores (all models); CPUs gain nothing
+    # Not the report's; students only (training.student.FinalWeights): the weights kept are their EMA
+    # over the last ~1/(1 - m) steps (0: the last), BN statistics then from n clean batches (0: off).
+    ema_momentum: float = 0.0
+    precise_bn_batches: int = 0
+
+    def key_dict(self, students: bool = True) -> dict:
+        """The settings as a work folder's keys hold them (:func:`_without_later_defaults`); for
+        a model that is no student, without the students' own (``OPTIM_STUDENTS_ONLY``)."""
+        d = _without_later_defaults(self, OPTIM_STUDENTS_ONLY)
+        return d if students else {k: v for k, v in d.items() if k not in OPTIM_STUDENTS_ONLY}
 
 
 @dataclass(frozen=True)
@@ -191,35 +200,31 @@ class TeacherConfig:
     mobilenet_alpha: float = 1.0
     cnn_width: int = 64
     bcresnet_width: int = 40  # c = 8*tau with tau = 5
-    # Transfer learning (a user file; nothing is downloaded): a Keras weights file of this teacher,
-    # or PANNs' AudioSet MobileNetV2 checkpoint (.pth, imported by models.panns_import).  frozen_epochs
-    # > 0: the backbone trains frozen at peak_lr, then unfrozen for epochs at finetune_lr (or peak_lr).
+    # Transfer learning (a user file, nothing downloaded): a Keras weights file or PANNs' .pth (models.
+    # panns_import); frozen_epochs > 0: frozen at peak_lr, then unfrozen at finetune_lr (or peak_lr).
     pretrained_mobilenetv2: str | None = None
     frozen_epochs: int = 0
     finetune_lr: float | None = None
-    # Optional first fine-tune of MobileNetV2 on another TAU-layout set (TAU 2020 Mobile) before the
-    # system's data, as the report's went AudioSet -> DCASE 2020 -> 2023: pretrain_frozen_epochs
-    # frozen, then pretrain_epochs unfrozen at pretrain_lr (None: peak_lr).
+    # Optional first fine-tune of MobileNetV2 on another TAU-layout set (the report's AudioSet -> DCASE
+    # 2020 -> 2023): pretrain_frozen_epochs frozen, then pretrain_epochs at pretrain_lr (None: peak_lr).
     pretrain_data: str | None = None
     pretrain_frozen_epochs: int = 0
     pretrain_epochs: int = 0
     pretrain_lr: float | None = None
-    # Training window: None: whole 10 s recordings (the report); seconds: one random window per
-    # recording and step, cheaper (evaluation and soft targets: the whole recording, GAP).
+    # Training window: None: whole 10 s recordings (the report); seconds: one random window per recording
+    # and step, cheaper (evaluation and soft targets: the whole recording, GAP).
     crop_seconds: float | None = None
     # The report's mixup is the students' (sec. 4.3); CNN teacher, generated data: 47 % with, 56 without.
     mixup: bool = False
     masks: bool = True  # the system's masks for them too (the report is silent; quick.yaml: off)
     # Mel-axis average pool at the teachers' input (1: 256 mels; 4: 64 as PANNs'): a cost knob.
     mel_pool: int = 1
-    # Per teacher: how it pools before its head (models.teachers.clip_pooling: 'mean', 'max+mean',
-    # 'bands') and what it sees of its input (.teacher_input: 'none', 'residual', 'both'); the
-    # report gives neither.  They differ on purpose (sec. 3.1, "different teacher models show
-    # different effect"): the CNN averages the spectrogram (steady spectra), MobileNetV2 pools as
-    # PANNs' (mean over mels, max + mean over time), BC-ResNet sees each band's deviation from its
-    # own level (Kim et al. 2021) and keeps the bands apart (short events).  Measured on the probe
-    # sets (300 steps, recordings): sparse events BC-ResNet 55-60 %, the others chance; steady
-    # spectra CNN 82-95, MobileNetV2 43-57, BC-ResNet 15-30 %.  A key: one teacher.
+    # Per teacher (a key: one teacher; the report gives neither): its pooling before the head
+    # (models.teachers.clip_pooling) and what it sees of its input (.teacher_input).  They differ on
+    # purpose (sec. 3.1, "different teacher models show different effect"): the CNN averages (steady
+    # spectra), MobileNetV2 pools as PANNs', BC-ResNet keeps the bands apart and sees each band's
+    # deviation from its level (short events).  Probe sets, 300 steps, recordings: sparse events
+    # BC-ResNet 55-60 %, the others chance; steady spectra CNN 82-95, MobileNetV2 43-57, BC-ResNet 15-30.
     pooling: dict = field(
         default_factory=lambda: {"mobilenetv2": "max+mean", "cnn": "mean", "bcresnet": "bands"}
     )
@@ -227,13 +232,11 @@ class TeacherConfig:
         default_factory=lambda: {"mobilenetv2": "none", "cnn": "none", "bcresnet": "both"}
     )
     inference_batch_size: int = 16  # recordings per pass as the teachers evaluate and teach
-    # Per class, this fraction of the training locations (all their recordings) is kept from the
-    # teachers' training and the ensemble's weights are fitted on it (stages.teachers
-    # .held_out_recordings, distill.targets.fit_ensemble_weights); 0: the report's plain average.
+    # Per class, this fraction of the training locations is kept from the teachers and the ensemble's
+    # weights fitted on it (stages.teachers, distill.targets.fit_ensemble_weights); 0: plain average.
     holdout_fraction: float = 0.0
-    # The pretrained MobileNetV2's input: 'panns' (PANNs' own front end from the audio, bn0 kept:
-    # asc_keras.features.logmel.PANNS_FEATURES), 'report' (the report's log-mels pooled to 64
-    # bands, bn0 re-estimated) or 'auto' ('panns' whenever the checkpoint is PANNs').
+    # The pretrained MobileNetV2's input: 'panns' (PANNs' front end, bn0 kept: features.logmel.PANNS_
+    # FEATURES), 'report' (64 pooled bands, bn0 re-estimated), 'auto' ('panns' for PANNs' checkpoint).
     mobilenetv2_front_end: str = "auto"
     # Per teacher, its own values of VIEW_SETTINGS in place of the shared ones above (what it
     # trains on, how long): {"mobilenetv2": {"crop_seconds": 1.0, "mel_pool": 1}}; {}: all shared.
@@ -261,27 +264,23 @@ class CompressConfig:
     qat_steps: int | None = None
     qat_lr: float = 5e-5  # CP-Mobile QAT setting (CP-Mobile, DCASE 2023)
     prune_lr: float = 1e-4  # Adam during pruning: 1/10 of the report's peak LR, a fine-tuning rate
-    # Polynomial-decay pruning reaches the target sparsity after this fraction of its steps,
-    # then fine-tunes at it; the mask is updated prune_updates times on the way.
+    # Polynomial decay to the target sparsity over this share of the steps (prune_updates mask updates)
     prune_end_fraction: float = 0.8
     prune_updates: int = 20
     batch_size: int = 128  # pruning and QAT fine-tuning batches
     representative_samples: int = 512
-    # Batches of clean training data over which BatchNorm statistics are re-estimated after
-    # pruning and QAT (asc_keras.training.bn), and QAT's activation ranges measured before and
-    # after it (asc_keras.compress.ranges); 0 disables both.
+    # Clean training batches that re-estimate BatchNorm statistics after pruning and QAT (training.bn)
+    # and measure QAT's activation ranges before and after it (compress.ranges); 0 disables both.
     bn_recalibration_batches: int = 50
 
 
 @dataclass(frozen=True)
 class ControlsConfig:
-    """Rows trained beside the KD student (not the report's method; its Table 3 has the baseline).
-    Switch them off with ``--set controls.ce_control=false controls.baseline=false``."""
+    """Rows trained beside the KD student (not the report's method; its Table 3 has the baseline)."""
 
     ce_control: bool = True  # the same student, augmentation and schedule, CE only (no teachers)
-    # The DCASE 2022/2023 Task 1 baseline (Table 3 "Baseline") on the same clips, its own log-mels
-    # (models.baseline.BASELINE_FEATURES), trained the organisers' way (task1.yaml): constant Adam 1e-3,
-    # batches of 64, 200 epochs, 30 % of recordings (per class, seed 0) held out, best after epoch 50.
+    # The DCASE Task 1 baseline (Table 3) on its own log-mels (models.baseline), trained as task1.yaml:
+    # Adam 1e-3, batches of 64, 200 epochs, 30 % of recordings (per class) held out, best after 50.
     baseline: bool = True
     baseline_epochs: int = 200
     baseline_steps: int | None = None  # a budget in optimiser steps instead (the quick profile)

@@ -419,7 +419,7 @@ def test_mixed_targets_take_the_control_share_live_and_the_rest_from_the_stored_
         Distiller(_mlp_student(), control_share=-0.1)
     # results.md says where each share of the target came from.
     from asc_keras.distill.targets import target_choice
-    from asc_keras.evaluate.report import describe_targets
+    from asc_keras.evaluate.target_words import describe_targets
 
     assert "control_share" not in target_choice(teachers)
     said = describe_targets(target_choice(teachers, 0.5))
@@ -436,7 +436,7 @@ def test_a_share_by_confidence_weighs_each_example_by_who_gives_its_label_more()
     from asc_keras.config import SystemConfig
     from asc_keras.distill.losses import mixed_targets
     from asc_keras.distill.targets import target_choice
-    from asc_keras.evaluate.report import describe_targets
+    from asc_keras.evaluate.target_words import describe_targets
     from asc_keras.orchestration.ablation import select_rows
     from asc_keras.training.student import build_student_trainer
 
@@ -637,7 +637,7 @@ def test_live_teachers_are_weighed_as_the_stored_ensemble_and_replace_it(tmp_pat
 
     from asc_keras.config import SystemConfig
     from asc_keras.distill.targets import target_choice
-    from asc_keras.evaluate.report import describe_targets
+    from asc_keras.evaluate.target_words import describe_targets
     from asc_keras.stages.teaching import control_share, live_teachers, runs_live
 
     rng = np.random.default_rng(21)

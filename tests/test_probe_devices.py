@@ -101,7 +101,7 @@ def _teacher(folder, classes_right: bool):
 def test_the_lead_through_the_devices_decides_and_the_views_are_stored_once(tmp_path, monkeypatch):
     import asc_keras.stages.teachers as teachers
     import asc_keras.training.student as student
-    from asc_keras.evaluate.report import describe_targets
+    from asc_keras.evaluate.target_words import describe_targets
     from asc_keras.stages.runner import StageRunner
     from asc_keras.stages.teaching import (
         check_clip_targets,

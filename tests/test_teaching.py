@@ -95,7 +95,7 @@ def _targets(splits: Splits, teachers_right: np.ndarray, source: str = "clip") -
 
 def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     from asc_keras.distill.targets import target_choice
-    from asc_keras.evaluate.report import describe_targets
+    from asc_keras.evaluate.target_words import describe_targets
     from asc_keras.stages.teaching import (
         check_clip_targets,
         clip_lead,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc_keras.evaluate.report import heard_words
+from asc_keras.evaluate.target_words import heard_words
 
 
 def _mean_std(v) -> str:

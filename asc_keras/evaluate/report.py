@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from asc_keras.evaluate.target_words import describe_targets, lead_words, learned_from_control_alone
 from asc_keras.files import write_text
 
 
@@ -83,6 +84,22 @@ _METRIC_NOTE = (
 )
 
 
+def _kept_weights(w: dict) -> str:
+    """What the CE control's and the KD student's rows are of (training.student.precise_batchnorm)."""
+    ema, n = w.get("ema_momentum"), w.get("precise_bn_batches")
+    if not (ema or n):
+        return ""
+    kept = (
+        f"their weights' moving average (optim.ema_momentum {ema:g})"
+        if ema
+        else "their last weights"
+    )
+    bn = f"BatchNorm statistics from {n} clean training batches (optim.precise_bn_batches)" if n else (
+        "the last training batches' BatchNorm statistics")  # fmt: skip
+    return (f" The CE control and the KD student keep {kept} with {bn}; their last-round column is "
+            "the weights as trained.")  # fmt: skip
+
+
 def _metric_row(label: str, m: dict) -> str:
     return (
         f"| {label} | {_pct(m['accuracy'])} | {m['log_loss']:.3f} | {_pct(m.get('micro_accuracy'))} | "
@@ -140,7 +157,7 @@ def _students(r: dict) -> list[str]:
         (s.get("int8"), "KD student, int8 TFLite (LiteRT) of the compressed weights"),
     ]
     lines += [_metric_row(label, m) for m, label in rows if m]
-    lines += ["", _METRIC_NOTE]
+    lines += ["", _METRIC_NOTE + _kept_weights(s.get("final_weights") or {})]
     if (t := (r.get("baseline") or {}).get("training")) is not None:
         lines += ["", f"The DCASE baseline row is trained the organisers' way (task1.yaml): Adam at a constant "
                       f"{t['lr']:g}, batches of {t['batch_size']}, {t['validation_clips']} clips "
@@ -175,9 +192,8 @@ def _learning(r: dict) -> list[str]:
         lines.append(
             f"| {stage} | {c['rounds']} | {'–' if gain is None else f'{gain:+.1f}'} | {ended} |"
         )
-    # Why the caveat: the schedule's learning rate has decayed by its last quarter, so that quarter
-    # is flat by construction; on a generated set whose control this check passed, twice the steps
-    # still added 6.4 points (docs/probe-sets.md, "Why `auto` misjudges `stationary`").
+    # Why the caveat: under the decayed learning rate the last quarter is flat by construction; twice
+    # the steps still added 6.4 points where this check passed (docs/probe-sets.md, `stationary`).
     return lines + ["", f"\"Yes\": a gain under {STILL_LEARNING_POINTS:g} in the column before.  The "
                         "students' learning rate has decayed over that last quarter, so a run of "
                         "more steps (optim.steps) may still learn more."]  # fmt: skip
@@ -273,78 +289,3 @@ def write_results_md(results: dict, path: str | Path) -> Path:
         "",
     ]
     return write_text(path, "\n".join(lines))
-
-
-def learned_from_control_alone(t: dict | None) -> bool:
-    """Whether ``results.json``'s 'soft_targets' ``t`` says the KD student learned from its CE
-    control alone (a share of 1, the teachers not live: distill.control_share_no_lead)."""
-    return bool(t) and t.get("control_share") == 1 and not t.get("live")
-
-
-def lead_words(lead: dict | None) -> str:
-    """The probe's lead (``clip_lead``'s record) in words: a clear one, one the teachers were
-    run live on though not clear (``distill.live_lead_p``), one too small for that, or none."""
-    if not lead or lead["lead"] <= 0:
-        return "no lead"
-    if lead["clear"]:  # a limit under the clear lead's may still keep the teachers out
-        return (
-            "a clear lead"
-            if lead.get("live", True)
-            else "a clear lead, its p not below distill.live_lead_p"
-        )
-    return "a lead, not a clear one" + (" (distill.live_lead_p)" if lead.get("live") else "")
-
-
-def heard_words(lead: dict | None) -> str:
-    """How the probe heard the held-out clips (``clip_lead``'s record), where not only as
-    recorded: ', each heard as recorded and through D simulated devices (...)'; else ''."""
-    d = (lead or {}).get("devices")
-    return (f", each heard as recorded and through {d} simulated devices (distill.probe_devices)"
-            if d else "")  # fmt: skip
-
-
-def describe_targets(t: dict | None) -> str:
-    """Where the soft targets came from (``results.json``'s 'soft_targets'), and why where
-    ``distill.target_source`` 'auto' chose."""
-    if not t:
-        return "none"
-    clip = ("the teachers' output on each augmented batch the student trains on, run live (distill."
-            "clip_targets)") if t.get("live") else "the teachers' output on each 1 s clip"  # fmt: skip
-    if t.get("teacher_view") == "parallel":
-        clip += (", each clip heard through a device drawn at every step from those that recorded "
-                 "its sound, its own included (distill.teacher_view)")  # fmt: skip
-    where = {"recording": "the teachers' output on each clip's whole 10 s recording",
-             "clip": clip}.get(t.get("source"), str(t.get("source")))  # fmt: skip
-    a, share = t.get("auto"), t.get("control_share")
-    if a and a.get("label_probability") is not None:
-        where += (
-            f" (target_source 'auto': on the {a['recordings']} training recordings the "
-            f"teachers learned from, their ensemble gives the label {a['label_probability']:.2f} on "
-            f"average, {'at least' if a['source'] == 'clip' else 'below'} {a['limit']:.2f})"
-        )
-    lead = t.get("lead")
-    if lead:  # distill.clip_targets 'auto': who was ahead on the clips held out from the teachers
-        heard = heard_words(lead)
-        heard += "," if heard else ""  # the clause closes before "their ensemble"
-        where += (
-            f"; {'live' if t.get('live') else 'unused' if share == 1 else 'stored'} because on "
-            f"the {lead['clips']} training clips "
-            f"of {lead['locations']} locations held out from the teachers{heard} their "
-            "ensemble gave the "
-            f"label {100 * lead['teachers_label']:.1f} % of its probability against "
-            f"{100 * lead['student_label']:.1f} % for the same student trained with CE on the other "
-            f"clips (accuracy {100 * lead['teachers']:.1f} against {100 * lead['student']:.1f} %), "
-            f"{lead_words(lead)} (by location "
-            f"{100 * lead['lead']:+.1f} points, p = {lead['p_value']:.3f}; distill.clip_targets 'auto')"
-        )
-    live = "the CE control's output on each augmented batch the student trains on, run live"
-    if share and t.get("control_share_by") == "confidence":  # per example, by the label's share
-        where = (f"{where} and {live}, mixed per example: the control's share {share:g} scaled by how "
-                 "much each gives the label, s·p_control[label] / ((1 − s)·p_teachers[label] + "
-                 "s·p_control[label]) (distill.control_share, control_share_by 'confidence')")  # fmt: skip
-    elif share == 1:  # 'auto' without a lead, distill.control_share_no_lead 1: born-again
-        where = f"{live}, alone (born-again; distill.control_share_no_lead), in place of {where}"
-    elif share:  # the rest of each target: the CE control on the very batch the student saw
-        where = (f"{100 * (1 - share):.0f} % {where}, {100 * share:.0f} % {live} "
-                 "(distill.control_share)")  # fmt: skip
-    return where

@@ -35,7 +35,7 @@ def student_inputs(
         "width": cfg.student_width,
         "seed": cfg.seed,
         "augment": dataclasses.asdict(cfg.augment),
-        "optim": dataclasses.asdict(cfg.optim),
+        "optim": cfg.optim.key_dict(),
         "features": prep.splits.clip_cache_name,
         "train_split": place.train_split,
     }
@@ -102,8 +102,9 @@ def baseline_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
         dataclasses.replace(split, features=cache.features, rows=cache.rows(split.names))
         for split in (s.train, s.evaluate)
     )
-    inputs = {"seed": cfg.seed, "optim": dataclasses.asdict(cfg.optim), "features": cache.path.name,
-              "controls": dataclasses.asdict(cfg.controls), "train_split": place.train_split}  # fmt: skip
+    inputs = {"seed": cfg.seed, "optim": cfg.optim.key_dict(students=False),
+              "features": cache.path.name, "controls": dataclasses.asdict(cfg.controls),
+              "train_split": place.train_split}  # fmt: skip
     if runner.done("baseline", inputs, files.model("baseline")):
         return _load(files.model("baseline")), evaluate
     runner.start("baseline", inputs, scratch=files.training("baseline"))

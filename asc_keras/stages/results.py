@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asc_keras.config import SystemConfig
-from asc_keras.evaluate.report import learned_from_control_alone
+from asc_keras.config import OPTIM_STUDENTS_ONLY, SystemConfig
+from asc_keras.evaluate.target_words import learned_from_control_alone
 from asc_keras.files import file_identity
 from asc_keras.metrics import (
     CLEAR_LEAD_P,
@@ -96,6 +96,7 @@ def evaluate_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
             "compression_gap_points": c - f,
             "int8_gap_points": q - c,
             "litert_delegate": tfl.delegate,
+            "final_weights": {k: getattr(cfg.optim, k) for k in OPTIM_STUDENTS_ONLY},
         },
         "complexity": {k: v for k, v in complexity.items() if k != "summary"},
         "skipped_bad_audio": {"count": len(prep.skipped_clips), "files": list(prep.skipped_clips)},

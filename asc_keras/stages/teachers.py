@@ -36,7 +36,7 @@ from asc_keras.distill.targets import (
     target_choice,
     teacher_logits,
 )
-from asc_keras.evaluate.report import describe_targets
+from asc_keras.evaluate.target_words import describe_targets
 from asc_keras.files import content_hash, work_lock
 from asc_keras.metrics import classification_metrics, item_right
 from asc_keras.stages.runner import StageRunner
@@ -64,7 +64,7 @@ class TeacherOutputs:
 def teacher_dir(cfg: SystemConfig, place: RunPlace, data_root: Path, name: str) -> Path:
     """``work/teachers/<name>-<key>``: key = everything a teacher depends on."""
     # From cfg.optim the teachers take all but the length, batch and peak LR (cfg.teachers' own).
-    optim = {k: v for k, v in dataclasses.asdict(cfg.optim).items()
+    optim = {k: v for k, v in cfg.optim.key_dict(students=False).items()
              if k not in ("epochs", "steps", "batch_size", "peak_lr")}  # fmt: skip
     from asc_keras.models.panns_import import teacher_features
     from asc_keras.training.teachers import augment_read_by_teacher

@@ -257,7 +257,7 @@ def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets
     if split is None:
         return targets
     learn, held = split
-    recipe = {"augment": cfg.augment.key_dict(), "optim": dataclasses.asdict(cfg.optim)}
+    recipe = {"augment": cfg.augment.key_dict(), "optim": cfg.optim.key_dict()}
     # Not the teachers: the probe is what the student learns without them.
     key = content_hash((cfg.student_width, cfg.seed, recipe, held.names, splits.clip_cache_name,
                         place.train_split))  # fmt: skip

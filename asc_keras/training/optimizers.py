@@ -31,10 +31,19 @@ class AdamL2(keras.optimizers.Adam):
 
 
 def make_optimizer(
-    cfg: OptimConfig, steps_per_epoch: int, epochs: int | None = None, peak_lr: float | None = None
+    cfg: OptimConfig,
+    steps_per_epoch: int,
+    epochs: int | None = None,
+    peak_lr: float | None = None,
+    ema: float = 0.0,
 ):
-    """Adam (coupled L2, default) or AdamW with the report's schedule over ``epochs``."""
+    """Adam (coupled L2, default) or AdamW with the report's schedule over ``epochs``; ``ema`` > 0:
+    it also keeps the moving average of the weights, ``avg <- ema * avg + (1 - ema) * w`` after
+    every step (``avg`` = w after the first), which ``fit`` puts in their place when it ends."""
     epochs = epochs or cfg.epochs
+    if not 0.0 <= ema < 1.0:  # NaN too
+        raise ValueError(f"optim.ema_momentum must be in [0, 1) (0: off), got {ema}")
+    averaged = {"use_ema": True, "ema_momentum": ema} if ema > 0 else {}
     schedule = ReportSchedule(
         steps_per_epoch * epochs,
         peak=peak_lr or cfg.peak_lr,
@@ -42,9 +51,11 @@ def make_optimizer(
         warmup_fraction=cfg.warmup_fraction,
     )
     if cfg.weight_decay_mode == "l2":
-        return AdamL2(l2=cfg.weight_decay, learning_rate=schedule)
+        return AdamL2(l2=cfg.weight_decay, learning_rate=schedule, **averaged)
     if cfg.weight_decay_mode == "decoupled":
-        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+        return keras.optimizers.AdamW(
+            learning_rate=schedule, weight_decay=cfg.weight_decay, **averaged
+        )
     raise ValueError(
         f"unknown weight_decay_mode {cfg.weight_decay_mode!r}; use 'l2' or 'decoupled'"
     )

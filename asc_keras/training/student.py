@@ -22,6 +22,7 @@ from asc_keras.files import write_json
 from asc_keras.models import build_serfr_cnn
 from asc_keras.models.classes import save_model_file
 from asc_keras.models.common import copy_weights, load_model_file
+from asc_keras.training.bn import recalibrate_batchnorm
 from asc_keras.training.length import TrainingLength, training_length
 from asc_keras.training.loop import fit_resumable, training_scope
 from asc_keras.training.optimizers import make_optimizer
@@ -87,7 +88,7 @@ def build_student_trainer(
             teacher_view=d.teacher_view if kd and teachers else "own",
         )  # fmt: skip
         distiller.compile(
-            make_optimizer(o, length.steps_per_round, length.rounds),
+            make_optimizer(o, length.steps_per_round, length.rounds, ema=o.ema_momentum),
             metrics=[
                 "accuracy",
                 keras.metrics.CategoricalCrossentropy(from_logits=True, name="log_loss"),
@@ -130,11 +131,35 @@ def fit_student(
     val_ds = None
     if val is not None and len(val):
         val_ds = make_dataset(val.features, val.rows, val.labels, batch_size=o.batch_size)
-    return fit_resumable(
+    history = fit_resumable(
         distiller, train_ds, val_ds, epochs=length.rounds, run_dir=run_dir, verbose=verbose,
         steps_per_epoch=length.steps_per_round if length.stream else None,
         extra_callbacks=callbacks,
     )  # fmt: skip
+    precise_batchnorm(distiller.student, cfg, train)
+    return history
+
+
+def precise_batchnorm(student, cfg: SystemConfig, train: ClipSplit) -> int:
+    """After the last step (and the weights' average, ``optim.ema_momentum``, put in place by
+    ``fit``), every BatchNorm's statistics re-estimated on ``optim.precise_bn_batches`` clean
+    training batches (shuffled by the seed); returns how many were used (0: off, the statistics
+    of the last training batches kept, as the report's PyTorch lineage keeps them).
+
+    Why: the training batches are mixed and masked, and at momentum 0.9 BatchNorm's statistics
+    are those of the last ~10 of them -- and of the last weights, where the averaged weights
+    are kept.  The evaluation clips are clean.  The learning curve (``history.csv``) stays the
+    trained weights' own, so the learning check reads training, not this step.
+    """
+    n = cfg.optim.precise_bn_batches
+    if n < 0:
+        raise ValueError(f"optim.precise_bn_batches must be 0 (off) or more, got {n}")
+    if not n:
+        return 0
+    o = cfg.optim
+    clean = make_dataset(train.features, train.rows, train.labels, batch_size=o.batch_size,
+                         shuffle=True, seed=cfg.seed)  # fmt: skip
+    return recalibrate_batchnorm(student, clean, n)
 
 
 def start_from(student, path: str | Path) -> None:
@@ -182,8 +207,10 @@ def train_student(
 
     The validation split only drives learning curves and ``best.keras``; the returned model is
     the one after the last round, as the report trains a fixed schedule (picking a round on
-    fold1_evaluate would tune on the test data), with the BatchNorm statistics the last
-    validation used, so the learning curve's last point is the returned model's score.
+    fold1_evaluate would tune on the test data) -- its weights' average and BatchNorm statistics
+    from clean batches where ``optim.ema_momentum`` / ``precise_bn_batches`` ask for them
+    (:func:`precise_batchnorm`), else the weights and statistics the last validation used, so
+    the learning curve's last point is the returned model's score.
     Resumable: an interrupted call continues from its backup; a finished one (``final.keras``)
     is loaded, not retrained.
     """
