@@ -74,7 +74,7 @@ class FeatureConfig:
     log: str = "natural"  # 'db': 10 log10(max(mel_power, log_offset)), PANNs' power_to_db (ref 1)
     clip_seconds: float = 1.0
     cache_dtype: str = "float16"  # the cache halves its disk/page-cache size; float32 compute
-    # STFT framing beyond the report's for the baseline's features (NumPy extractor only; its defaults):
+    # STFT framing for the baseline's features (NumPy extractor only); the defaults are the report's:
     win_length: int | None = None  # window samples, zero-padded (centred) to n_fft; None: n_fft
     window: str = "hann"  # periodic 'hann' or 'hamming'
     center: bool = False  # pad n_fft // 2 samples on both sides (reflect), as librosa's center=True
@@ -143,7 +143,7 @@ class OptimConfig:
     weight_decay_mode: str = "l2"  # 'decoupled': AdamW
     bn_momentum: float = 0.9  # all models; not in the report (PyTorch 0.1); Keras' 0.99 lags
     mixed_precision: bool = False  # float16 compute on tensor cores (all models); CPUs gain nothing
-    # Not the report's; students only (training.student.FinalWeights): the weights kept are their EMA
+    # Not the report's; students only (training.student.precise_batchnorm): the weights kept: the EMA
     # over the last ~1/(1 - m) steps (0: the last), BN statistics then from n clean batches (0: off).
     ema_momentum: float = 0.0
     precise_bn_batches: int = 0

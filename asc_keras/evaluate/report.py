@@ -94,10 +94,13 @@ def _kept_weights(w: dict) -> str:
         if ema
         else "their last weights"
     )
-    bn = f"BatchNorm statistics from {n} clean training batches (optim.precise_bn_batches)" if n else (
-        "the last training batches' BatchNorm statistics")  # fmt: skip
-    return (f" The CE control and the KD student keep {kept} with {bn}; their last-round column is "
-            "the weights as trained.")  # fmt: skip
+    bn = "the last training batches' BatchNorm statistics"
+    if n:
+        bn = f"BatchNorm statistics from {n} clean training batches (optim.precise_bn_batches)"
+    return (
+        f" The CE control and the KD student keep {kept} with {bn}; their last-round column is "
+        "the weights as trained."
+    )
 
 
 def _metric_row(label: str, m: dict) -> str:
