@@ -136,7 +136,8 @@ def fit_student(
         steps_per_epoch=length.steps_per_round if length.stream else None,
         extra_callbacks=callbacks,
     )  # fmt: skip
-    precise_batchnorm(distiller.student, cfg, train)
+    if cfg.optim.precise_bn_batches:
+        precise_batchnorm(distiller.student, cfg, train)
     return history
 
 
