@@ -43,9 +43,7 @@ def install(patch, calls: dict) -> dict:
         return fit(distiller, cfg, *a, **k)
 
     def spy_dataset(*a, **k):
-        # The fit's training data: its first shuffled dataset (the clean batches that re-estimate
-        # BatchNorm after it, optim.precise_bn_batches, come second).
-        if k.get("shuffle") and calls["heard"] and calls["heard"][-1][1] is None:
+        if k.get("shuffle") and calls["heard"]:  # the fit's training data
             calls["heard"][-1][1] = k.get("parallel") is not None
         return dataset(*a, **k)
 

@@ -160,7 +160,7 @@ def test_the_student_recipe_loads_parallels_only_where_a_clip_has_one(monkeypatc
     monkeypatch.setattr(student, "make_dataset", lambda *a, **k: seen.append(k.get("parallel")))
     monkeypatch.setattr(student, "fit_resumable", lambda *a, **k: None)
     cfg = system_config(1, "quick")
-    # Only the training data: not the clean batches that re-estimate BatchNorm after training.
+    # The training data alone: this fake trainer has no student whose BatchNorm could be re-estimated.
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, precise_bn_batches=0))
 
     def fit(names, view="parallel"):

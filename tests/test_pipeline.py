@@ -343,6 +343,13 @@ def test_clear_errors_before_work(tiny_run, tiny_work, tmp_path, capsys):
                  "--set", "distill.control_share=0.5", "controls.ce_control=false"]) == 2  # fmt: skip
     assert "set controls.ce_control=true, or distill.control_share=0" in capsys.readouterr().err
     assert not work.exists() or not any(work.iterdir())
+    # And the weights a student keeps, out of range: refused before any student is trained.
+    for setting, words in (("optim.precise_bn_batches=-1", "optim.precise_bn_batches must be 0"),
+                           ("optim.ema_momentum=1", "optim.ema_momentum must be in [0, 1)")):  # fmt: skip
+        assert main(["run", "--system", "1", "--profile", "quick", "--out", str(tmp_path / "o7"),
+                     "--work", str(work), "--set", setting]) == 2  # fmt: skip
+        assert words in capsys.readouterr().err
+        assert not work.exists() or not any(work.iterdir())
 
 
 @pytest.fixture()

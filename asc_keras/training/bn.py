@@ -10,7 +10,9 @@ little.
 
 from __future__ import annotations
 
+from asc_keras.config import N_CLASSES
 from asc_keras.models.common import is_batch_norm
+from asc_keras.training.pipeline import make_dataset
 
 
 def recalibrate_batchnorm(model, dataset, max_batches: int = 50) -> int:
@@ -37,6 +39,16 @@ def recalibrate_batchnorm(model, dataset, max_batches: int = 50) -> int:
         for bn, m in zip(bns, saved):
             bn.momentum = m
     return n
+
+
+def recalibrate_on_clean_clips(
+    model, split, batch_size: int, seed: int, batches: int, n_classes: int = N_CLASSES
+) -> int:
+    """:func:`recalibrate_batchnorm` on ``batches`` clean batches (no augmentation) of the clips
+    of ``split`` (a :class:`~asc_keras.data.splits.ClipSplit`), shuffled by ``seed``."""
+    clean = make_dataset(split.features, split.rows, split.labels, batch_size=batch_size,
+                         shuffle=True, seed=seed, n_classes=n_classes)  # fmt: skip
+    return recalibrate_batchnorm(model, clean, batches)
 
 
 def _all_layers(model):

@@ -17,7 +17,7 @@ from asc_keras.config import AugmentConfig
 from asc_keras.data.splits import ClipSplit
 from asc_keras.models.classes import save_model_file
 from asc_keras.models.serfr_cnn import SerfrCnn, build_serfr_cnn
-from asc_keras.training.bn import recalibrate_batchnorm
+from asc_keras.training.bn import recalibrate_on_clean_clips
 from asc_keras.training.loop import fit_resumable
 from asc_keras.training.pipeline import make_dataset
 
@@ -115,8 +115,7 @@ def finetune_model(model, cfg: FinetuneConfig, train: ClipSplit, val: ClipSplit,
     # A short fine-tuning moves the weights faster than BatchNorm's moving statistics follow
     # (measured: training windows 100 %, validation 30 % before, from an untrained source), so
     # they are re-estimated with the final weights on clean training batches, as after pruning.
-    clean = make_dataset(train.features, train.rows, train.labels, batch_size=cfg.batch_size,
-                         shuffle=True, seed=cfg.seed + 1, n_classes=int(model.output_shape[-1]))  # fmt: skip
-    recalibrate_batchnorm(model, clean, max_batches=50)
+    recalibrate_on_clean_clips(model, train, cfg.batch_size, cfg.seed + 1, 50,
+                               n_classes=int(model.output_shape[-1]))  # fmt: skip
     save_model_file(model, final)
     return model

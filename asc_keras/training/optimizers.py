@@ -30,6 +30,12 @@ class AdamL2(keras.optimizers.Adam):
         return {**super().get_config(), "l2": self.l2}
 
 
+def check_ema(ema: float) -> None:
+    """``optim.ema_momentum`` is in [0, 1) (0: off): ValueError naming it otherwise (NaN too)."""
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"optim.ema_momentum must be in [0, 1) (0: off), got {ema}")
+
+
 def make_optimizer(
     cfg: OptimConfig,
     steps_per_epoch: int,
@@ -41,8 +47,7 @@ def make_optimizer(
     it also keeps the moving average of the weights, ``avg <- ema * avg + (1 - ema) * w`` after
     every step (``avg`` = w after the first), which ``fit`` puts in their place when it ends."""
     epochs = epochs or cfg.epochs
-    if not 0.0 <= ema < 1.0:  # NaN too
-        raise ValueError(f"optim.ema_momentum must be in [0, 1) (0: off), got {ema}")
+    check_ema(ema)
     averaged = {"use_ema": True, "ema_momentum": ema} if ema > 0 else {}
     schedule = ReportSchedule(
         steps_per_epoch * epochs,

@@ -22,10 +22,10 @@ from asc_keras.files import write_json
 from asc_keras.models import build_serfr_cnn
 from asc_keras.models.classes import save_model_file
 from asc_keras.models.common import copy_weights, load_model_file
-from asc_keras.training.bn import recalibrate_batchnorm
+from asc_keras.training.bn import recalibrate_on_clean_clips
 from asc_keras.training.length import TrainingLength, training_length
 from asc_keras.training.loop import fit_resumable, training_scope
-from asc_keras.training.optimizers import make_optimizer
+from asc_keras.training.optimizers import check_ema, make_optimizer
 from asc_keras.training.pipeline import make_dataset
 
 
@@ -39,6 +39,15 @@ def check_kd_stop(share: float) -> None:
     """``distill.kd_stop`` is a share of the steps: ValueError naming it otherwise (NaN too)."""
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"distill.kd_stop must be in [0, 1], got {share}")
+
+
+def check_final_weights(cfg: SystemConfig) -> None:
+    """The weights a student keeps (``optim.ema_momentum``, ``optim.precise_bn_batches``): checked
+    before any training, so a setting out of range costs no trained model."""
+    check_ema(cfg.optim.ema_momentum)
+    n = cfg.optim.precise_bn_batches
+    if not n >= 0:
+        raise ValueError(f"optim.precise_bn_batches must be 0 (off) or more, got {n}")
 
 
 def check_control_share(cfg: SystemConfig) -> None:
@@ -75,6 +84,7 @@ def build_student_trainer(
     ``control``: the CE control, run live for ``cfg.distill.control_share`` of the target (on
     every example, or per example by confidence: ``cfg.distill.control_share_by``)."""
     o, d = cfg.optim, cfg.distill
+    check_final_weights(cfg)
     length = student_length(cfg, examples)
     live = kd and control is not None
     with training_scope(strategy, o.mixed_precision):
@@ -152,15 +162,11 @@ def precise_batchnorm(student, cfg: SystemConfig, train: ClipSplit) -> int:
     are kept.  The evaluation clips are clean.  The learning curve (``history.csv``) stays the
     trained weights' own, so the learning check reads training, not this step.
     """
-    n = cfg.optim.precise_bn_batches
-    if n < 0:
-        raise ValueError(f"optim.precise_bn_batches must be 0 (off) or more, got {n}")
-    if not n:
-        return 0
+    check_final_weights(cfg)
     o = cfg.optim
-    clean = make_dataset(train.features, train.rows, train.labels, batch_size=o.batch_size,
-                         shuffle=True, seed=cfg.seed)  # fmt: skip
-    return recalibrate_batchnorm(student, clean, n)
+    if not o.precise_bn_batches:
+        return 0
+    return recalibrate_on_clean_clips(student, train, o.batch_size, cfg.seed, o.precise_bn_batches)
 
 
 def start_from(student, path: str | Path) -> None:
