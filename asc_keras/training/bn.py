@@ -3,13 +3,16 @@
 BatchNorm's moving averages (momentum 0.99) lag the weights by ~100 steps.  In short runs
 (the quick profile, fine-tuning) the weights change faster than that, so inference uses stale
 statistics and accuracy collapses (seen: a teacher at 44 % train accuracy scoring chance in
-inference mode).  Re-estimating each layer's statistics as the *cumulative* average over
-clean training batches, with the final weights, removes the lag; for long runs it changes
+inference mode).  Re-estimating each layer's statistics as the average of its own statistics
+on clean training batches, with the final weights, removes the lag; for long runs it changes
 little.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from asc_keras._runtime import tf
 from asc_keras.config import N_CLASSES
 from asc_keras.models.common import is_batch_norm
 from asc_keras.training.pipeline import make_dataset
@@ -26,17 +29,27 @@ def recalibrate_batchnorm(model, dataset, max_batches: int = 50) -> int:
     if not bns or max_batches <= 0:
         return 0
     saved = [bn.momentum for bn in bns]
+    stats = [v for bn in bns for v in (bn.moving_mean, bn.moving_variance)]
+    sums = [np.zeros(tuple(v.shape), np.float64) for v in stats]
     n = 0
     try:
+        for bn in bns:
+            # moving = m * moving + (1 - m) * batch: at m = 0 each pass leaves its batch's own
+            # statistics, read after it and averaged here
+            bn.momentum = 0.0
+        # One traced forward pass (the momentum is read when it is traced): ~6x faster than eager
+        # calls for a SERFR-CNN on a CPU.
+        forward = tf.function(lambda x: model(x, training=True), reduce_retracing=True)
         for batch in dataset.take(max_batches):
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            for bn in bns:
-                # moving = m * moving + (1 - m) * batch  with m = n / (n + 1): a cumulative mean
-                bn.momentum = n / (n + 1.0)
-            model(x, training=True)
+            forward(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            for total, v in zip(sums, stats, strict=True):
+                total += np.asarray(v.numpy(), np.float64)
             n += 1
+        for total, v in zip(sums, stats, strict=True):
+            if n:
+                v.assign((total / n).astype(np.float32))
     finally:
-        for bn, m in zip(bns, saved):
+        for bn, m in zip(bns, saved, strict=True):
             bn.momentum = m
     return n
 
