@@ -391,7 +391,9 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
     fits = list(zip(recipe_calls["fit"], recipe_calls["teaching"], strict=True))
     # (alpha, live teachers, the control's share, how it is set)
     kd, ce = (0.1, 0, 0.5, "fixed"), (1.0, 0, 0.0, "fixed")
-    assert sorted(fits) == [((w, a), (t, share, by)) for w in (8, 12) for a, t, share, by in (kd, ce)]
+    assert sorted(fits) == [
+        ((w, a), (t, share, by)) for w in (8, 12) for a, t, share, by in (kd, ce)
+    ]
     s = json.loads((tmp_path / "tune" / "width_search" / "summary.json").read_text())
     assert sorted(t["hyperparameters"]["width"] for t in s["trials"]) == [8, 12]
     best = max(s["trials"], key=lambda t: t["val_accuracy"])
@@ -405,7 +407,9 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
     assert fits == [((8, 0.1), (0, 0.0, "fixed"))] * 2
     assert sorted(set(recipe_calls["build"][-2:])) == [(8, 42), (8, 43)]
     (t,) = json.loads((tmp_path / "tune2" / "width_search" / "summary.json").read_text())["trials"]
-    assert len(t["executions"]) == 2 and t["val_accuracy"] == pytest.approx(np.mean(t["executions"]))
+    assert len(t["executions"]) == 2 and t["val_accuracy"] == pytest.approx(
+        np.mean(t["executions"])
+    )
 
 
 def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_row(tmp_path):
