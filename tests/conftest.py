@@ -56,17 +56,17 @@ TINY_STUDENT = SystemConfig(
 # The tiny run's longest tests: run first in their file, so that when xdist hands that worker its
 # next file (once two of its tests are left) only quick ones remain.
 LONG_PIPELINE_TESTS = ("test_tiny_ablation", "test_width_search")
-# Files by their measured time, longest first (pytest --durations, 2-core machine: the tiny run's
-# 550 s, training 215, models 250 before its transfer test went from 110 s to 45, compress 145,
-# finetune 120, reliability 50, panns 40); the rest after them in their order.  Whole files go to
-# a worker (--dist loadfile), so handing out the long ones first leaves only short ones for the
-# end, and the two workers finish together.
+# Files by their measured time, longest first (pytest --durations, 2-core machine, one thread
+# per worker: the tiny run's file 470 s, training 130, models 75, compress 60, beside 50, finetune
+# 45, panns 25, reliability 25); the rest after them in their order.  Whole files go to a worker
+# (--dist loadfile), so handing out the long ones first leaves only short ones for the end, and
+# the two workers finish together (8:31 in all).
 LONGEST_FILES = ("test_pipeline.py", "test_training.py", "test_models.py", "test_compress.py",
-                 "test_finetune.py", "test_reliability.py", "test_panns.py")  # fmt: skip
+                 "test_beside.py", "test_finetune.py", "test_panns.py", "test_reliability.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items):
-    """The tiny run's file first: the worker that takes it is busy for a third of the suite, while
+    """The tiny run's file first: the worker that takes it is busy for most of the suite, while
     the other works through the rest, longest files first; then they share what is left."""
 
     def order(item):
