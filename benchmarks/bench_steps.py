@@ -13,7 +13,9 @@ is kept.  Multiplied by the profile's steps, it gives the seconds of optimiser s
 of ``run`` holds -- without its validation rounds, input pipeline, data, features, targets and
 compression, so a run takes longer.  What it is for: to see, in two minutes, how fast a machine
 trains now (the 2-core development machine ran the same student step in 72-85 ms and in 171 ms,
-minutes apart: README, "The quick profile, measured").
+minutes apart: README, "The quick profile, measured").  Last, the students' clean-batch
+BatchNorm re-estimation (``optim.precise_bn_batches``) as the run does it, tracing included, and
+the same forward passes called eagerly for comparison.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from asc_keras._runtime import keras, tf
 from asc_keras.config import N_CLASSES
 from asc_keras.models.baseline import BASELINE_FEATURES, build_dcase_baseline_for_cache
 from asc_keras.presets import system_config
+from asc_keras.training.bn import recalibrate_batchnorm
 from asc_keras.training.optimizers import make_optimizer
 from asc_keras.training.student import build_student_trainer
 from asc_keras.training.teachers import build_teacher
@@ -57,6 +60,21 @@ def _ms_per_step(model, ds, steps: int) -> float:
     timer = _StepTimes()
     model.fit(ds, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[timer])
     return statistics.median(np.diff(timer.ends)) * 1000
+
+
+def _precise_bn(cfg) -> tuple[float, float]:
+    """Seconds of one student's BatchNorm re-estimation on ``optim.precise_bn_batches`` batches:
+    as the run does it (one traced forward pass), and as eager calls."""
+    student = build_student_trainer(cfg, 2800, kd=False).student
+    shape = tuple(student.input_shape[1:])
+    n, ds = cfg.optim.precise_bn_batches, _batches(shape, cfg.optim.batch_size, False)
+    start = time.perf_counter()
+    recalibrate_batchnorm(student, ds, n)
+    traced = time.perf_counter() - start
+    start = time.perf_counter()
+    for x, _ in ds.take(n):
+        student(x, training=True)
+    return traced, time.perf_counter() - start
 
 
 def _models(cfg):
@@ -118,6 +136,10 @@ def main() -> None:
     print(
         f"optimiser steps of the run (lengths in steps only): {total:.0f} s ({total / 60:.1f} min)"
     )
+    if cfg.optim.precise_bn_batches:
+        traced, eager = _precise_bn(cfg)
+        print(f"precise BatchNorm, {cfg.optim.precise_bn_batches} batches per student: {traced:.1f} s "
+              f"(eager calls: {eager:.1f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":
