@@ -164,6 +164,7 @@ class DistillConfig:
     # KL_mean-over-classes is alpha ~0.17 with a summed KL; we take 0.1, T 2 (docs/sources.md).
     alpha: float = 0.1
     temperature: float = 2.0
+    live_temperature: float | None = None  # T of targets made live on the batch (None: the above)
     ensemble: Literal[ENSEMBLE_MODES] = "probabilities"  # what the teachers average
     # A clip's target: the teachers' output on its 10 s 'recording' or on the 1 s 'clip'; 'auto': 'clip'
     # where their mean p[label] on their own recordings is >= auto_label_probability (targets.py).

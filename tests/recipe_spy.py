@@ -1,6 +1,6 @@
 """Spies on the one student recipe (``build_student_trainer`` and ``fit_student``): records the
-(width, seed) of every student built, the (width, alpha) of every student trained and its live
-teachers (how many, their share of the target), and what the teachers heard: each training
+(width, seed) of every student built, the (width, alpha) of every student trained, its live
+teachers (how many, their share of the target) and its T, and what the teachers heard: each training
 dataset's parallels (``distill.teacher_view``: a table of them, or None).
 
 Used in-process by the ``recipe_calls`` fixture, and as a script by the session's tiny run:
@@ -28,6 +28,7 @@ def install(patch, calls: dict) -> dict:
     # (live teachers, the control's share of the target, how set) per fit
     calls.setdefault("teaching", [])
     calls.setdefault("heard", [])  # (teacher_view, the training data carried parallels) per fit
+    calls.setdefault("temperature", [])  # the KD term's T per fit (distill.live_temperature)
     build, fit, dataset = student.build_student_trainer, student.fit_student, student.make_dataset
 
     def spy_build(cfg, *a, **k):
@@ -40,6 +41,7 @@ def install(patch, calls: dict) -> dict:
             (len(distiller.teachers), distiller.control_share, distiller.share_by)
         )
         calls["heard"].append([distiller.teacher_view, None])
+        calls["temperature"].append(distiller.temperature)
         return fit(distiller, cfg, *a, **k)
 
     def spy_dataset(*a, **k):

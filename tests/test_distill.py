@@ -3,6 +3,8 @@ live teachers, ensemble soft targets stored and live."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -729,3 +731,63 @@ def test_the_width_search_runs_the_live_teachers_as_run_does():
     assert model.teachers == [teacher] and model.teacher_weights == [1.0]
     assert model.control is None and model.control_share == 0.0 and model.alpha == 0.1
     assert hm._controls == {}  # no control was trained for it
+
+
+def test_a_target_made_wholly_on_the_batch_is_read_at_the_live_temperature(monkeypatch):
+    """distill.live_temperature: the KD term's T where no part of the target is stored (live
+    teachers, or the CE control alone); distill.temperature where any part is (stored targets,
+    the control's half beside them) -- in the trainer, the stage's key and results' words."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import asc_keras.stages.outputs as outputs
+    from asc_keras.config import SystemConfig
+    from asc_keras.evaluate.target_words import describe_targets
+    from asc_keras.orchestration.ablation import select_rows
+    from asc_keras.presets import system_config
+    from asc_keras.stages.shared import RunPlace
+    from asc_keras.training.student import build_student_trainer, check_temperatures, kd_temperature
+
+    quick = system_config(1, "quick")
+    assert (quick.distill.temperature, quick.distill.live_temperature) == (2.0, 1.0)
+    assert system_config(1, "paper").distill.live_temperature is None  # the report gives no T
+    half, whole = (dataclasses.replace(quick.distill, control_share=s) for s in (0.5, 1.0))
+    # (teachers live, control live) -> T
+    assert [kd_temperature(half, *k) for k in ((True, False), (False, True), (False, False))] == [
+        1.0, 2.0, 2.0]  # fmt: skip
+    assert kd_temperature(whole, False, True) == 1.0  # born-again: the control alone, live
+    assert kd_temperature(dataclasses.replace(whole, live_temperature=None), True, True) == 2.0
+    # The trainer reads it: a live teacher (here a width-8 student), the control alone, its half.
+    small = dataclasses.replace(SystemConfig(student_width=8), distill=whole)
+    ctl = build_student_trainer(small, 64, kd=False)
+    assert ctl.temperature == 2.0  # CE: no soft target at all
+    assert build_student_trainer(small, 64, kd=True, teachers=[ctl.student]).temperature == 1.0
+    assert build_student_trainer(small, 64, kd=True, control=ctl.student).temperature == 1.0
+    mixed = dataclasses.replace(small, distill=half)
+    assert build_student_trainer(mixed, 64, kd=True, control=ctl.student).temperature == 2.0
+    for name, bad in (("live_temperature", 0.0), ("temperature", float("nan"))):
+        wrong = dataclasses.replace(small, distill=dataclasses.replace(whole, **{name: bad}))
+        with pytest.raises(ValueError, match=f"distill.{name} must be above 0"):
+            check_temperatures(wrong)
+        with pytest.raises(ValueError, match=f"distill.{name} must be above 0"):
+            build_student_trainer(wrong, 64, kd=True, control=ctl.student)
+    # The student stage's key holds live_temperature only where it acts, so runs recorded
+    # before it (stored targets) stay done.
+    place = RunPlace(Path("o"), Path("w"))
+    prep = SimpleNamespace(splits=SimpleNamespace(clip_cache_name="c"), targets_key="t",
+                           targets=SimpleNamespace(meta={}))  # fmt: skip
+    for live, cfg, acts in ((False, dataclasses.replace(quick, distill=half), False),
+                            (True, dataclasses.replace(quick, distill=half), True),
+                            (False, dataclasses.replace(quick, distill=whole), True)):  # fmt: skip
+        monkeypatch.setattr(outputs, "runs_live", lambda *a, live=live: live)
+        assert ("live_temperature" in outputs.student_inputs(cfg, place, prep)["distill"]) is acts
+    # results.md says the T the KD term read; the ablation's T rows set both, kd_live_T2 the live
+    # targets at the stored ones' T.
+    assert describe_targets({"source": "clip", "live": True, "temperature": 1.0}).endswith(
+        "; T = 1"
+    )
+    rows = {
+        r.key: r.change(quick).distill for r in select_rows(quick, ["kd_T1", "kd_T4", "kd_live_T2"])
+    }
+    assert [(d.temperature, d.live_temperature) for d in rows.values()] == [
+        (1.0, 1.0), (4.0, 4.0), (2.0, None)]  # fmt: skip

@@ -507,7 +507,10 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     # The KD rows learn from the CNN run live on each augmented batch (clip-level targets,
     # distill.clip_targets 'live'), without the control's share (stored targets only).
     assert recipe_calls["teaching"] == [(0, 0.0, "fixed"), (1, 0.0, "fixed")] * 2
+    # ... at the quick profile's live T (distill.live_temperature 1; the CE fits keep T 2).
+    assert recipe_calls["temperature"] == [2.0, 1.0] * 2
     r = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert [c["temperature"] for c in r["soft_targets"]] == [1.0, 1.0]
     assert set(r["teachers"]) == {"cnn"} and list(r["students"]) == ["ce_only", "kd_cnn"]
     # target_source 'auto' with a limit of 0 takes the teachers' output on each clip, every seed.
     assert [(c["source"], c["auto"]["limit"]) for c in r["soft_targets"]] == [("clip", 0.0)] * 2
@@ -543,6 +546,8 @@ def test_tiny_ablation_writes_its_table_and_resumes(
                  *fresh[fresh.index("--quiet") :], "distill.clip_targets=stored"]  # fmt: skip
     assert main(confident) == 0 and recipe_calls["fit"][8:] == [(8, 0.1)]
     assert recipe_calls["teaching"][8:] == [(0, 0.5, "confidence")]
+    # A stored part in the target: distill.temperature (the live teacher of abl3: the live one).
+    assert recipe_calls["temperature"][7:] == [1.0, 2.0]
     assert not (tmp_path / "abl3" / "seed0" / "ce_only").exists()
     # The quick profile's own 'auto': the probe student first (CE, on the clips the teachers
     # learned from), then the KD row taught as the probe's comparison says -- the CNN live on a
@@ -570,6 +575,8 @@ def test_tiny_ablation_writes_its_table_and_resumes(
         assert fits == [probe, ((8, 0.1), (1, 0.0, "fixed"))]
     else:
         assert fits == [probe, ((8, 1.0), (0, 0.0, "fixed")), ((8, 0.1), (0, 1.0, "fixed"))]
+    # Live teachers, or the control alone (born-again): no part stored, the live T.
+    assert recipe_calls["temperature"][-1] == 1.0 and record["temperature"] == 1.0
     assert len(list((tiny_work / "probes").glob("probe-*.json"))) == 1
     md = (tmp_path / "abl4" / "ablation.md").read_text()
     assert ("The teachers' lead over the probe student on the clips held out from them, each "

@@ -204,7 +204,12 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     assert clip_lead(cfg, other, splits) is None and not runs_live(cfg, other, splits)
     # results.json and results.md say which way it went and why.
     record = teaching_record(cfg, ahead, splits)
-    assert record == {**target_choice(ahead, live=True), "teacher_view": "parallel", "lead": lead}
+    assert record == {
+        **target_choice(ahead, live=True),
+        "teacher_view": "parallel",
+        "lead": lead,
+        "temperature": 1.0,
+    }  # the live T (distill.live_temperature)
     said = describe_targets(record)
     assert (
         "run live (distill.clip_targets), each clip heard through a device drawn at every step "
@@ -222,7 +227,9 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     stored = describe_targets(teaching_record(halves, tie, splits))
     assert "; stored because on the 40 training clips" in stored and "no lead (by" in stored
     assert stored.endswith("50 % the CE control's output on each augmented batch the student "
-                           "trains on, run live (distill.control_share)")  # fmt: skip
+                           "trains on, run live (distill.control_share); T = 2")  # fmt: skip
+    # The control alone is a target made wholly on the batch: the live T (a stored half: T 2).
+    assert unused.endswith("; T = 1")
     # results.md's verdict says whom the KD student learned from where it was the control alone.
     from asc_keras.evaluate.report import _verdict
 

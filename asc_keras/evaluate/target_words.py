@@ -77,4 +77,6 @@ def describe_targets(t: dict | None) -> str:
     elif share:  # the rest of each target: the CE control on the very batch the student saw
         where = (f"{100 * (1 - share):.0f} % {where}, {100 * share:.0f} % {live} "
                  "(distill.control_share)")  # fmt: skip
+    if t.get("temperature") is not None:  # the KD term's T (live_temperature: no part stored)
+        where += f"; T = {t['temperature']:g}"
     return where

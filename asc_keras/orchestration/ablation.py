@@ -78,8 +78,13 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
                    lambda c: dataclasses.replace(c, student_width=32), ()),
         # What the report does not give: alpha, T, how the teachers combine, what they see.
         StudentRow("kd_alpha_0.5", "KD from the ensemble, alpha 0.5", _distill(alpha=0.5), ()),
-        StudentRow("kd_T1", "KD from the ensemble, T = 1", _distill(temperature=1.0), ()),
-        StudentRow("kd_T4", "KD from the ensemble, T = 4", _distill(temperature=4.0), ()),
+        StudentRow("kd_T1", "KD from the ensemble, T = 1",
+                   _distill(temperature=1.0, live_temperature=1.0), ()),
+        StudentRow("kd_T4", "KD from the ensemble, T = 4",
+                   _distill(temperature=4.0, live_temperature=4.0), ()),
+        # Live targets (teachers or the control alone, on each batch) at distill.temperature.
+        StudentRow("kd_live_T2", "KD, live targets at distill.temperature (as stored ones)",
+                   _distill(live_temperature=None), ()),
         StudentRow("kd_logits", "KD from the ensemble, logits averaged", _distill(ensemble="logits"), ()),
         StudentRow("kd_clip_targets", "KD from the ensemble, teachers on 1 s clips",
                    _distill(target_source="clip"), ()),
@@ -129,6 +134,7 @@ SETTING_ROWS = (
     "kd_alpha_0.5",
     "kd_T1",
     "kd_T4",
+    "kd_live_T2",
     "kd_logits",
     "kd_clip_targets",
     "kd_recording_targets",

@@ -63,7 +63,12 @@ from asc_keras.stages.teaching import (
     probe_stage,
     teaching_config,
 )
-from asc_keras.training.student import check_control_share, check_final_weights, check_kd_stop
+from asc_keras.training.student import (
+    check_control_share,
+    check_final_weights,
+    check_kd_stop,
+    check_temperatures,
+)
 
 
 def check_run(cfg: SystemConfig, place: RunPlace) -> None:
@@ -87,6 +92,7 @@ def check_run(cfg: SystemConfig, place: RunPlace) -> None:
     check_auto_limit(cfg.distill.auto_label_probability)  # before the teachers, not after them
     check_kd_stop(cfg.distill.kd_stop)  # the same: not when the student is built
     check_control_share(cfg)
+    check_temperatures(cfg)
     check_final_weights(cfg)
     check_clip_targets(cfg)
     theirs, mine = _recorded_identity(place.files.config), run_identity(cfg, place)

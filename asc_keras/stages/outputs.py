@@ -40,9 +40,15 @@ def student_inputs(
         "train_split": place.train_split,
     }
     if stage == "student":
-        distill = dataclasses.asdict(cfg.distill)
-        if not runs_live(cfg, prep.targets, prep.splits):  # the view acts on live teachers alone
+        from asc_keras.training.student import whole_target_live
+
+        d, distill = cfg.distill, dataclasses.asdict(cfg.distill)
+        teachers_live = runs_live(cfg, prep.targets, prep.splits)
+        if not teachers_live:  # the view acts on live teachers alone
             distill.pop("teacher_view")  # so runs recorded before it stay done
+        control_live = cfg.controls.ce_control and prep.targets is not None
+        if d.live_temperature is None or not whole_target_live(d, teachers_live, control_live):
+            distill.pop("live_temperature")  # where it does not act, runs before it stay done
         inputs.update(distill=distill, targets=prep.targets_key)
         probe = prep.targets is not None and prep.targets.meta.get("probe")
         if probe:  # 'auto' clip targets: the probe's score decides whether the teachers run live

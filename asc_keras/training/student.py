@@ -67,6 +67,33 @@ def check_control_share(cfg: SystemConfig) -> None:
             )
 
 
+def check_temperatures(cfg: SystemConfig) -> None:
+    """``distill.temperature`` and ``live_temperature`` (where set) divide logits: above 0."""
+    for name in ("temperature", "live_temperature"):
+        t = getattr(cfg.distill, name)
+        if t is not None and not t > 0:  # NaN too
+            raise ValueError(f"distill.{name} must be above 0 (a temperature), got {t}")
+
+
+def kd_temperature(distill, teachers_live: bool, control_live: bool) -> float:
+    """T of a KD student's soft targets: ``distill.live_temperature`` (where set) where the whole
+    target is made on each augmented batch -- by live teachers, or by the CE control alone
+    (``control_share`` 1) -- else ``distill.temperature``.  Why two: a stored target is the
+    teachers' output on a clean clip of a recording they fitted, near one-hot, and T 2 shows what
+    else it holds; a live one is their output on the masked, mixed view, already unsure, and T 2
+    flattens it further, so the student learns slower from it (docs/probe-sets.md, "Live targets at T 1")."""
+    if distill.live_temperature is not None and whole_target_live(
+        distill, teachers_live, control_live
+    ):
+        return distill.live_temperature
+    return distill.temperature
+
+
+def whole_target_live(distill, teachers_live: bool, control_live: bool) -> bool:
+    """Whether no part of a KD student's target is stored (:func:`kd_temperature`)."""
+    return teachers_live or (control_live and distill.control_share >= 1.0)
+
+
 def kd_steps(distill, steps: int) -> int | None:
     """The student steps that learn from the teachers (``distill.kd_stop`` of ``steps``); None: all."""
     check_kd_stop(distill.kd_stop)
@@ -85,13 +112,15 @@ def build_student_trainer(
     every example, or per example by confidence: ``cfg.distill.control_share_by``)."""
     o, d = cfg.optim, cfg.distill
     check_final_weights(cfg)
+    check_temperatures(cfg)
     length = student_length(cfg, examples)
     live = kd and control is not None
+    temperature = kd_temperature(d, kd and bool(teachers), live)
     with training_scope(strategy, o.mixed_precision):
         student = build_serfr_cnn(cfg.student_width, bn_momentum=o.bn_momentum)
         distiller = Distiller(
             student, teachers=teachers if kd else None, teacher_weights=teacher_weights if kd else None,
-            alpha=d.alpha if kd else 1.0, temperature=d.temperature, ensemble=d.ensemble,
+            alpha=d.alpha if kd else 1.0, temperature=temperature, ensemble=d.ensemble,
             kd_part=d.kd_part, kd_steps=kd_steps(d, length.steps) if kd else None,
             control=control if live else None, control_share=d.control_share if live else 0.0,
             share_by=d.control_share_by if live else "fixed",

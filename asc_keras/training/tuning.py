@@ -78,10 +78,9 @@ class StudentHyperModel(kt.HyperModel):
         """The system's configuration with the trial's width (and T, alpha) and seed."""
         d = self.cfg.distill
         if self.tune_kd:
-            temperature = hp.Choice("temperature", [1.0, 2.0, 4.0])
-            d = dataclasses.replace(
-                d, temperature=temperature, alpha=hp.Choice("alpha", [0.1, 0.5])
-            )
+            temperature = hp.Choice("temperature", [1.0, 2.0, 4.0])  # stored and live targets'
+            d = dataclasses.replace(d, temperature=temperature, live_temperature=temperature,
+                                    alpha=hp.Choice("alpha", [0.1, 0.5]))  # fmt: skip
         return dataclasses.replace(self.cfg, student_width=hp.Choice("width", list(self.widths)),
                                    distill=d, seed=self.cfg.seed + execution)  # fmt: skip
 
