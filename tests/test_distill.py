@@ -752,11 +752,11 @@ def test_a_target_made_wholly_on_the_batch_is_read_at_the_live_temperature(monke
     assert (quick.distill.temperature, quick.distill.live_temperature) == (2.0, 1.0)
     assert system_config(1, "paper").distill.live_temperature is None  # the report gives no T
     half, whole = (dataclasses.replace(quick.distill, control_share=s) for s in (0.5, 1.0))
-    # (teachers live, control live) -> T
-    assert [kd_temperature(half, *k) for k in ((True, False), (False, True), (False, False))] == [
+    # (teachers live, the control's share where it teaches) -> T
+    assert [kd_temperature(half, *k) for k in ((True, 0.0), (False, 0.5), (False, 0.0))] == [
         1.0, 2.0, 2.0]  # fmt: skip
-    assert kd_temperature(whole, False, True) == 1.0  # born-again: the control alone, live
-    assert kd_temperature(dataclasses.replace(whole, live_temperature=None), True, True) == 2.0
+    assert kd_temperature(whole, False, 1.0) == 1.0  # born-again: the control alone, live
+    assert kd_temperature(dataclasses.replace(whole, live_temperature=None), True, 1.0) == 2.0
     # The trainer reads it: a live teacher (here a width-8 student), the control alone, its half.
     small = dataclasses.replace(SystemConfig(student_width=8), distill=whole)
     ctl = build_student_trainer(small, 64, kd=False)

@@ -46,8 +46,9 @@ def student_inputs(
         teachers_live = runs_live(cfg, prep.targets, prep.splits)
         if not teachers_live:  # the view acts on live teachers alone
             distill.pop("teacher_view")  # so runs recorded before it stay done
-        control_live = cfg.controls.ce_control and prep.targets is not None
-        if d.live_temperature is None or not whole_target_live(d, teachers_live, control_live):
+        teaching = cfg.controls.ce_control and prep.targets is not None  # the control's share acts
+        share = d.control_share if teaching else 0.0
+        if d.live_temperature is None or not whole_target_live(teachers_live, share):
             distill.pop("live_temperature")  # where it does not act, runs before it stay done
         inputs.update(distill=distill, targets=prep.targets_key)
         probe = prep.targets is not None and prep.targets.meta.get("probe")

@@ -154,8 +154,7 @@ def teaching_record(cfg: SystemConfig, targets: SoftTargets | None, splits: Spli
     s, live = control_share(cfg, targets, splits) if share else 0.0, runs_live(cfg, targets, splits)
     t = target_choice(targets, s, cfg.distill.control_share_by, live)
     if t is not None:  # the T the KD term read (distill.live_temperature where no part is stored)
-        d = dataclasses.replace(cfg.distill, control_share=s)
-        t["temperature"] = kd_temperature(d, live, s > 0)
+        t["temperature"] = kd_temperature(cfg.distill, live, s)
     lead = clip_lead(cfg, targets, splits) if asks_probe(cfg, targets) else None
     if t and t.get("live") and cfg.distill.teacher_view == "parallel":
         t = {**t, "teacher_view": "parallel"}  # what the live teachers heard (data.parallel)

@@ -75,23 +75,22 @@ def check_temperatures(cfg: SystemConfig) -> None:
             raise ValueError(f"distill.{name} must be above 0 (a temperature), got {t}")
 
 
-def kd_temperature(distill, teachers_live: bool, control_live: bool) -> float:
+def kd_temperature(distill, teachers_live: bool, control_share: float) -> float:
     """T of a KD student's soft targets: ``distill.live_temperature`` (where set) where the whole
     target is made on each augmented batch -- by live teachers, or by the CE control alone
-    (``control_share`` 1) -- else ``distill.temperature``.  Why two: a stored target is the
+    (``control_share``, the share it teaches, 0 where it does not: 1) -- else
+    ``distill.temperature``.  Why two: a stored target is the
     teachers' output on a clean clip of a recording they fitted, near one-hot, and T 2 shows what
     else it holds; a live one is their output on the masked, mixed view, already unsure, and T 2
     flattens it further, so the student learns slower from it (docs/probe-sets.md, "Live targets at T 1")."""
-    if distill.live_temperature is not None and whole_target_live(
-        distill, teachers_live, control_live
-    ):
+    if distill.live_temperature is not None and whole_target_live(teachers_live, control_share):
         return distill.live_temperature
     return distill.temperature
 
 
-def whole_target_live(distill, teachers_live: bool, control_live: bool) -> bool:
+def whole_target_live(teachers_live: bool, control_share: float) -> bool:
     """Whether no part of a KD student's target is stored (:func:`kd_temperature`)."""
-    return teachers_live or (control_live and distill.control_share >= 1.0)
+    return teachers_live or control_share >= 1.0
 
 
 def kd_steps(distill, steps: int) -> int | None:
@@ -115,7 +114,7 @@ def build_student_trainer(
     check_temperatures(cfg)
     length = student_length(cfg, examples)
     live = kd and control is not None
-    temperature = kd_temperature(d, kd and bool(teachers), live)
+    temperature = kd_temperature(d, kd and bool(teachers), d.control_share if live else 0.0)
     with training_scope(strategy, o.mixed_precision):
         student = build_serfr_cnn(cfg.student_width, bn_momentum=o.bn_momentum)
         distiller = Distiller(
