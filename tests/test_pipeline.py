@@ -198,6 +198,35 @@ def test_the_teachers_line_and_the_warning_read_the_verdict_alike(ahead, clear, 
             "recordings do not resolve (one-sided sign test p = 0.35)" in warned[0])  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("profile", "students", "baseline"),
+    [("quick", "more steps (optim.steps)", "more steps (controls.baseline_steps)"),
+     ("paper", "more epochs (optim.epochs)", "more epochs (controls.baseline_epochs)")],
+)  # fmt: skip
+def test_a_still_learning_warning_names_the_setting_that_sets_that_rows_length(
+    profile, students, baseline
+):
+    """The baseline's length is its own (controls.baseline_*), not the students' optim budget."""
+    from asc_keras.presets import system_config
+    from asc_keras.stages.results import _warnings, length_settings
+
+    going = {"rounds": 10, "last_quarter_gain_points": 1.5, "ended": False}
+    r = {"teachers": {}, "student": {}, "verdict": {"ensemble_over_ce_recordings_points": None},
+         "learning": {"student": going, "control": going, "baseline": going,
+                      "done": {**going, "ended": True}},
+         "length_settings": length_settings(system_config(1, profile))}  # fmt: skip
+    said = {w.split(" was still learning")[0]: w for w in _warnings(r)}
+    assert sorted(said) == ["the baseline", "the control", "the student"]
+    for row, setting in (("student", students), ("control", students), ("baseline", baseline)):
+        assert said[f"the {row}"].endswith(
+            f"(validation accuracy +1.5 points over its last quarter): give it {setting} before "
+            "reading its row."
+        )
+    # A results.json written before the settings were recorded reads the students' budget.
+    del r["length_settings"]
+    assert all("(optim.steps)" in w for w in _warnings(r))
+
+
 def test_the_compressed_row_is_the_converted_models_float_twin(tiny_run, tiny_splits):
     """student_compressed.keras holds exactly the pruned + QAT model's float weights (rebuilt here
     from the weights the conversion used) and scores the compressed row."""

@@ -100,6 +100,7 @@ def evaluate_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
         },
         "complexity": {k: v for k, v in complexity.items() if k != "summary"},
         "skipped_bad_audio": {"count": len(prep.skipped_clips), "files": list(prep.skipped_clips)},
+        "length_settings": length_settings(cfg),
         "warnings": [],
     }  # fmt: skip
     return Evaluation(results, p_int8)
@@ -151,6 +152,15 @@ def add_control_rows(results: dict, place: RunPlace, runner: StageRunner, prep: 
         runner.log(f"WARNING: {msg}")
         results["warnings"].append(msg)
     return results
+
+
+def length_settings(cfg: SystemConfig) -> dict:
+    """The setting that sets each trained row's length (what a "still learning" warning names):
+    the students' ``optim`` budget, the baseline's own in ``controls``; steps where set, else epochs."""
+    o, c = cfg.optim, cfg.controls
+    students = "optim.steps" if o.steps is not None else "optim.epochs"
+    base = "controls.baseline_steps" if c.baseline_steps is not None else "controls.baseline_epochs"
+    return {"student": students, "control": students, "baseline": base}
 
 
 def _baseline_row(model, split, history: Path) -> dict:
@@ -221,12 +231,15 @@ def _warnings(results: dict) -> list[str]:
             "more than the student learns alone, and distilling from them may not pay: read the KD "
             "row over several seeds (asc-keras ablation), or train the teachers longer or larger."
         )
+    settings = results.get("length_settings") or {}  # absent in a results.json from before
     for stage, check in results["learning"].items():
         if check["ended"] is False:
+            setting = settings.get(stage, "optim.steps")
+            unit = "steps" if setting.endswith("steps") else "epochs"
             out.append(
                 f"the {stage} was still learning when its training ended (validation accuracy "
                 f"{check['last_quarter_gain_points']:+.1f} points over its last quarter): give it "
-                "more steps (optim.steps) before reading its row."
+                f"more {unit} ({setting}) before reading its row."
             )
     return out
 
