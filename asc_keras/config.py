@@ -130,9 +130,10 @@ class OptimConfig:
     """Optimiser and schedule (report sec. 4.2), in fractions of the run so it scales."""
 
     epochs: int = REPORT_EPOCHS
-    # A budget in optimiser steps instead of epochs (training.length): the same learning on a set
-    # of any size.  None: ``epochs`` passes (the report's convention).
+    # A budget in optimiser steps instead of epochs (training.length; None: ``epochs`` passes, the
+    # report's convention), and at least ``min_passes`` passes over a student's clips (None: no floor).
     steps: int | None = None
+    min_passes: float | None = None
     rounds: int = 10  # with ``steps``: validations (and backups, history rows) per training
     batch_size: int = 256
     peak_lr: float = REPORT_PEAK_LR
@@ -150,9 +151,10 @@ class OptimConfig:
 
     def key_dict(self, students: bool = True) -> dict:
         """The settings as a work folder's keys hold them (:func:`_without_later_defaults`); for
-        a model that is no student, without the students' own (``OPTIM_STUDENTS_ONLY``)."""
-        d = _without_later_defaults(self, OPTIM_STUDENTS_ONLY)
-        return d if students else {k: v for k, v in d.items() if k not in OPTIM_STUDENTS_ONLY}
+        a model that is no student, without the students' own (``OPTIM_STUDENTS_ONLY``, ``min_passes``)."""
+        own = {**OPTIM_STUDENTS_ONLY, "min_passes": None}  # with their defaults
+        d = _without_later_defaults(self, own)
+        return d if students else {k: v for k, v in d.items() if k not in own}
 
 
 @dataclass(frozen=True)
@@ -218,8 +220,7 @@ class TeacherConfig:
     # The report's mixup is the students' (sec. 4.3); CNN teacher, generated data: 47 % with, 56 without.
     mixup: bool = False
     masks: bool = True  # the system's masks for them too (the report is silent; quick.yaml: off)
-    # Mel-axis average pool at the teachers' input (1: 256 mels; 4: 64 as PANNs'): a cost knob.
-    mel_pool: int = 1
+    mel_pool: int = 1  # mel-axis average pool at the input (1: 256 mels; 4: 64, PANNs'): cost
     # Per teacher (a key: one teacher; the report gives neither): its pooling before the head
     # (models.teachers.clip_pooling) and what it sees of its input (.teacher_input).  They differ on
     # purpose (sec. 3.1, "different teacher models show different effect"): the CNN averages (steady
@@ -265,9 +266,8 @@ class CompressConfig:
     qat_steps: int | None = None
     qat_lr: float = 5e-5  # CP-Mobile QAT setting (CP-Mobile, DCASE 2023)
     prune_lr: float = 1e-4  # Adam during pruning: 1/10 of the report's peak LR, a fine-tuning rate
-    # Polynomial decay to the target sparsity over this share of the steps (prune_updates mask updates)
-    prune_end_fraction: float = 0.8
-    prune_updates: int = 20
+    prune_end_fraction: float = 0.8  # the sparsity's polynomial ramp ends at this share of steps
+    prune_updates: int = 20  # mask updates along that ramp
     batch_size: int = 128  # pruning and QAT fine-tuning batches
     representative_samples: int = 512
     # Clean training batches that re-estimate BatchNorm statistics after pruning and QAT (training.bn)

@@ -107,11 +107,13 @@ def test_teachers_and_baseline_keys_ignore_the_students_final_weights(tmp_path):
 
     place = RunPlace(tmp_path / "out", tmp_path / "work")
     folders = {teacher_dir(tiny_config(optim=o), place, tmp_path, "cnn")
-               for o in ({}, {"ema_momentum": 0.99, "precise_bn_batches": 50})}  # fmt: skip
+               for o in ({}, {"ema_momentum": 0.99, "precise_bn_batches": 50},
+                         {"min_passes": 9})}  # fmt: skip
     assert len(folders) == 1, folders
     before = dataclasses.asdict(OptimConfig())
     assert OptimConfig().key_dict() == {k: v for k, v in before.items()
-                                        if k not in ("ema_momentum", "precise_bn_batches")}  # fmt: skip
+                                        if k not in ("ema_momentum", "precise_bn_batches",
+                                                     "min_passes")}  # fmt: skip
     averaged = OptimConfig(ema_momentum=0.99, precise_bn_batches=50)
     assert averaged.key_dict(students=False) == OptimConfig().key_dict()
     assert averaged.key_dict()["ema_momentum"] == 0.99

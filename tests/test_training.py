@@ -504,6 +504,36 @@ def test_a_step_budget_is_rounds_of_full_batches_over_a_reshuffled_stream(clip_c
     assert seen[:40] != seen[40:]  # the second pass is reshuffled
 
 
+def test_a_students_step_budget_has_a_floor_in_passes_that_only_a_bigger_set_reaches():
+    """optim.min_passes: the quick profile's 800 steps stand on the built-in set (2,800 clips) and
+    on 1,200; 3,800 clips get 9 passes; the setting is checked before any training."""
+    from asc_keras.presets import system_config
+    from asc_keras.training.length import TrainingLength, training_length
+    from asc_keras.training.student import check_student_length, student_length
+
+    assert training_length(3800, 32, 3, steps=800, rounds=10, min_passes=9) == TrainingLength(
+        10, 107, True
+    )  # ceil(9 * 3800 / 32) = 1,069 steps, rounded up to whole rounds
+    assert training_length(3800, 32, 3, steps=800, rounds=10) == TrainingLength(10, 80, True)
+    assert training_length(3800, 32, 3, min_passes=9) == TrainingLength(3, 119, False)  # epochs
+    quick = system_config(1, "quick")
+    assert quick.optim.min_passes == 9
+    assert [student_length(quick, n).steps for n in (1200, 2800, 2844, 3800, 5000)] == [
+        800, 800, 800, 1070, 1410,
+    ]  # fmt: skip
+    assert system_config(1, "paper").optim.min_passes is None  # the report's epochs
+    for bad in (0, -1.0):
+        cfg = system_config(1, "quick", {"optim": {"min_passes": bad}})
+        with pytest.raises(ValueError, match=r"optim.min_passes must be above 0 \(or null"):
+            check_student_length(cfg)
+    with pytest.raises(ValueError, match="optim.min_passes must be a finite number or null"):
+        system_config(1, "quick", {"optim": {"min_passes": float("nan")}})
+    # A model that is no student keeps its key; a student's key holds the floor only where set.
+    assert "min_passes" not in quick.optim.key_dict(students=False)
+    assert quick.optim.key_dict()["min_passes"] == 9
+    assert "min_passes" not in system_config(1, "paper").optim.key_dict()
+
+
 def test_the_baselines_validation_is_a_class_balanced_hold_out_of_whole_recordings():
     """The organisers' 30 % hold-out (task1.yaml, seed 0): per class, whole recordings."""
     from asc_keras.data.splits import ClipSplit

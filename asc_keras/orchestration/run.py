@@ -67,6 +67,7 @@ from asc_keras.training.student import (
     check_control_share,
     check_final_weights,
     check_kd_stop,
+    check_student_length,
     check_temperatures,
 )
 
@@ -94,6 +95,7 @@ def check_run(cfg: SystemConfig, place: RunPlace) -> None:
     check_control_share(cfg)
     check_temperatures(cfg)
     check_final_weights(cfg)
+    check_student_length(cfg)
     check_clip_targets(cfg)
     theirs, mine = _recorded_identity(place.files.config), run_identity(cfg, place)
     if theirs and theirs != mine:

@@ -34,16 +34,30 @@ class TrainingLength:
 
 
 def training_length(
-    examples: int, batch_size: int, epochs: int, steps: int | None = None, rounds: int = 10
+    examples: int,
+    batch_size: int,
+    epochs: int,
+    steps: int | None = None,
+    rounds: int = 10,
+    min_passes: float | None = None,
 ) -> TrainingLength:
     """The length of one training of ``examples`` examples in batches of ``batch_size``.
 
-    ``steps`` None: ``epochs`` passes over the data.  Otherwise ``steps`` updates (rounded up to
-    a whole number of rounds) in ``rounds`` rounds (fewer when there are fewer steps).
+    ``steps`` None: ``epochs`` passes over the data.  Otherwise ``steps`` updates, or where more,
+    the updates of ``min_passes`` passes over the examples (None: no floor), rounded up to a
+    whole number of rounds, in ``rounds`` rounds (fewer when there are fewer steps).
     """
     if steps is None:
         return TrainingLength(max(1, epochs), max(1, math.ceil(examples / batch_size)), False)
     if steps < 1 or rounds < 1:
         raise ValueError(f"a step budget needs steps >= 1 and rounds >= 1, got {steps}, {rounds}")
+    if min_passes is not None:
+        # A fixed step budget is fewer passes on a bigger set: 800 of 32 are 9 over the built-in
+        # set's 2,800 clips and 6.7 over 3,800, where a student was still learning at its end.
+        if not min_passes > 0:  # NaN too
+            raise ValueError(
+                f"optim.min_passes must be above 0 (or null: no floor), got {min_passes}"
+            )
+        steps = max(steps, math.ceil(min_passes * examples / batch_size))
     rounds = min(rounds, steps)
     return TrainingLength(rounds, math.ceil(steps / rounds), True)

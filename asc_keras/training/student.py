@@ -32,7 +32,13 @@ from asc_keras.training.pipeline import make_dataset
 def student_length(cfg: SystemConfig, examples: int) -> TrainingLength:
     """The student's (and the CE control's, and the baseline's) training length on ``examples``."""
     o = cfg.optim
-    return training_length(examples, o.batch_size, o.epochs, o.steps, o.rounds)
+    return training_length(examples, o.batch_size, o.epochs, o.steps, o.rounds, o.min_passes)
+
+
+def check_student_length(cfg: SystemConfig) -> None:
+    """The students' length settings (``optim.steps``, ``rounds``, ``min_passes``): ValueError
+    naming the setting before any training, as :func:`student_length` would raise at the student."""
+    student_length(cfg, 1)
 
 
 def check_kd_stop(share: float) -> None:
