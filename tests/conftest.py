@@ -44,7 +44,7 @@ TINY = [
     "teachers.bcresnet_width=4", "teachers.mobilenet_alpha=0.35", "compress.prune_steps=6",
     "compress.qat_steps=4", "compress.representative_samples=64", "compress.bn_recalibration_batches=2",
     "controls.baseline_steps=12", "teachers.views.cnn_clips.steps=6",
-    "teachers.views.cnn_clips.batch_size=8",
+    "teachers.views.cnn_clips.batch_size=8", "optim.min_passes=null",  # the steps above, exactly
 ]  # fmt: skip
 # The tiny student: width 8, the run's recipe (system 1's augmentation), a short length.
 TINY_STUDENT = SystemConfig(
