@@ -222,6 +222,19 @@ def test_a_still_learning_warning_names_the_setting_that_sets_that_rows_length(
             f"(validation accuracy +1.5 points over its last quarter): give it {setting} before "
             "reading its row."
         )
+    # Where the floor in passes sets the students' length (quick: 9 passes, 800 steps of 32: from
+    # 2,845 training clips on), it is what the warning names: more optim.steps would change nothing.
+    cfg = system_config(1, profile)
+    for clips in (2800, 2844, 2845, 3800):
+        r["length_settings"] = length_settings(cfg, clips)
+        floor = profile == "quick" and clips > 2844
+        said = {w.split(" was still learning")[0]: w for w in _warnings(r)}
+        for row in ("student", "control"):
+            assert said[f"the {row}"].endswith(
+                "give it more passes (optim.min_passes) before reading its row." if floor else
+                f"give it {students} before reading its row."
+            )  # fmt: skip
+        assert said["the baseline"].endswith(f"give it {baseline} before reading its row.")
     # A results.json written before the settings were recorded reads the students' budget.
     del r["length_settings"]
     assert all("(optim.steps)" in w for w in _warnings(r))

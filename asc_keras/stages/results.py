@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,7 @@ def evaluate_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
         },
         "complexity": {k: v for k, v in complexity.items() if k != "summary"},
         "skipped_bad_audio": {"count": len(prep.skipped_clips), "files": list(prep.skipped_clips)},
-        "length_settings": length_settings(cfg),
+        "length_settings": length_settings(cfg, len(prep.splits.train)),
         "warnings": [],
     }  # fmt: skip
     return Evaluation(results, p_int8)
@@ -154,11 +155,18 @@ def add_control_rows(results: dict, place: RunPlace, runner: StageRunner, prep: 
     return results
 
 
-def length_settings(cfg: SystemConfig) -> dict:
+def length_settings(cfg: SystemConfig, train_clips: int | None = None) -> dict:
     """The setting that sets each trained row's length (what a "still learning" warning names):
-    the students' ``optim`` budget, the baseline's own in ``controls``; steps where set, else epochs."""
+    the students' ``optim`` budget -- steps where set, else epochs, and ``optim.min_passes`` where
+    its floor over the ``train_clips`` training clips is the longer -- the baseline's own in
+    ``controls``."""
     o, c = cfg.optim, cfg.controls
     students = "optim.steps" if o.steps is not None else "optim.epochs"
+    if o.steps is not None and o.min_passes is not None and train_clips:
+        # training.length: steps = max(optim.steps, ceil(min_passes x clips / batch)); raising
+        # optim.steps below the floor would change nothing.
+        if math.ceil(o.min_passes * train_clips / o.batch_size) > o.steps:
+            students = "optim.min_passes"
     base = "controls.baseline_steps" if c.baseline_steps is not None else "controls.baseline_epochs"
     return {"student": students, "control": students, "baseline": base}
 
@@ -235,7 +243,7 @@ def _warnings(results: dict) -> list[str]:
     for stage, check in results["learning"].items():
         if check["ended"] is False:
             setting = settings.get(stage, "optim.steps")
-            unit = "steps" if setting.endswith("steps") else "epochs"
+            unit = next(u for u in ("steps", "epochs", "passes") if setting.endswith(u))
             out.append(
                 f"the {stage} was still learning when its training ended (validation accuracy "
                 f"{check['last_quarter_gain_points']:+.1f} points over its last quarter): give it "
