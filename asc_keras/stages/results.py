@@ -243,7 +243,7 @@ def _warnings(results: dict) -> list[str]:
     for stage, check in results["learning"].items():
         if check["ended"] is False:
             setting = settings.get(stage, "optim.steps")
-            unit = next(u for u in ("steps", "epochs", "passes") if setting.endswith(u))
+            unit = next((u for u in ("epochs", "passes") if setting.endswith(u)), "steps")
             out.append(
                 f"the {stage} was still learning when its training ended (validation accuracy "
                 f"{check['last_quarter_gain_points']:+.1f} points over its last quarter): give it "
