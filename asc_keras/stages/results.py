@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace
 from asc_keras.stages.teaching import teaching_record
 from asc_keras.training.history import last_value, learning_check
+from asc_keras.training.length import floor_sets_length
 
 _NO_LAYERS = ("layers",)  # per-layer tables stay out of results.json
 
@@ -162,11 +162,10 @@ def length_settings(cfg: SystemConfig, train_clips: int | None = None) -> dict:
     ``controls``."""
     o, c = cfg.optim, cfg.controls
     students = "optim.steps" if o.steps is not None else "optim.epochs"
-    if o.steps is not None and o.min_passes is not None and train_clips:
-        # training.length: steps = max(optim.steps, ceil(min_passes x clips / batch)); raising
-        # optim.steps below the floor would change nothing.
-        if math.ceil(o.min_passes * train_clips / o.batch_size) > o.steps:
-            students = "optim.min_passes"
+    if train_clips and floor_sets_length(
+        train_clips, o.batch_size, o.steps, o.rounds, o.min_passes
+    ):
+        students = "optim.min_passes"  # more optim.steps would not lengthen the students' training
     base = "controls.baseline_steps" if c.baseline_steps is not None else "controls.baseline_epochs"
     return {"student": students, "control": students, "baseline": base}
 

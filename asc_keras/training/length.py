@@ -61,3 +61,15 @@ def training_length(
         steps = max(steps, math.ceil(min_passes * examples / batch_size))
     rounds = min(rounds, steps)
     return TrainingLength(rounds, math.ceil(steps / rounds), True)
+
+
+def floor_sets_length(
+    examples: int, batch_size: int, steps: int | None, rounds: int, min_passes: float | None
+) -> bool:
+    """Whether ``min_passes``, not ``steps``, sets a step budget's length on ``examples``
+    examples: :func:`training_length` with the floor is longer than without it (False for an
+    epoch budget or no floor), so more ``steps`` would not lengthen that training."""
+    if steps is None or min_passes is None:
+        return False
+    with_floor = training_length(examples, batch_size, 1, steps, rounds, min_passes)
+    return with_floor.steps > training_length(examples, batch_size, 1, steps, rounds).steps
