@@ -164,6 +164,11 @@ def main(argv=None) -> None:
                          "hold none)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--city-stratified",
+        action="store_true",
+        help="each scene's evaluation locations in distinct cities (as TAU's fold 1)",
+    )
     args = ap.parse_args(argv)
     source = SOURCES[args.model]
     if args.events is not None:
@@ -176,7 +181,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     root = make_synthetic_tau(args.out, args.recordings_per_class, args.cities, args.seed,
                               extra_devices=args.devices, workers=args.workers,
-                              source=source)  # fmt: skip
+                              source=source, city_stratified=args.city_stratified)  # fmt: skip
     ds = read_tau(root)
     print(f"{args.model}: {len(ds.train)} train / {len(ds.evaluate)} evaluate clips in {root} "
           f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip

@@ -19,7 +19,7 @@ from asc_keras.data import (
     read_tau,
     rebuild_recordings,
 )
-from asc_keras.data.synthetic import device, make_synthetic_tau
+from asc_keras.data.synthetic import device, evaluation_locations, make_synthetic_tau
 
 
 def test_reader_counts_and_split(tiny_dataset):
@@ -228,3 +228,20 @@ def test_the_data_stage_generates_the_configured_devices_per_recording(tmp_path)
         with pytest.raises(ValueError, match=r"extra_devices = -?\d+: .*data\.extra_devices"):
             make_synthetic_tau(tmp_path / f"bad{bad}", 1, 2, extra_devices=bad)
         assert not (tmp_path / f"bad{bad}").exists()
+
+
+def test_city_stratified_split_keeps_the_draw_and_spreads_evaluation_over_cities():
+    """``city_stratified``: a scene's evaluation locations in distinct cities (so every city that
+    evaluates it also trains it); off, the first of the random order -- the built-in split."""
+    cities = ["a", "a", "b", "b", "c", "c", "d", "d"]  # two locations per city, as the generator's
+    order = np.array([1, 0, 5, 3, 2, 4, 7, 6])
+    assert evaluation_locations(cities, order, 2, False) == {1, 0}  # both in city a
+    assert evaluation_locations(cities, order, 2, True) == {1, 5}  # a and c
+    assert evaluation_locations(cities, order, 3, True) == {1, 5, 3}
+    # More evaluation locations than cities: one per city, then the rest in the order.
+    assert evaluation_locations(["a", "a", "b", "b"], np.array([0, 1, 2, 3]), 3, True) == {0, 2, 1}
+    for seed in range(20):  # the generator's own draws (8 locations, 2 held out)
+        o = np.random.default_rng(seed).permutation(8)
+        held = evaluation_locations(cities, o, 2, True)
+        assert len(held) == 2 and len({cities[i] for i in held}) == 2
+        assert evaluation_locations(cities, o, 2, False) == set(o[:2].tolist())
