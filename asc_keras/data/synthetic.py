@@ -106,7 +106,8 @@ def evaluation_locations(cities: list[str], order, n_eval: int, city_stratified:
     scene's locations in one city into evaluation now and then, so training never hears that
     scene in that city while every city has its own mains hum -- on the built-in layout 20-40 %
     of the evaluation recordings (generator seeds 7 / 0).  TAU's fold 1 splits each city's
-    locations of each scene between its two subsets.  Measured, the rule does not decide whether
+    locations of each scene between its two subsets (its description as recalled, not confirmed
+    from a primary source here).  Measured, the rule does not decide whether
     KD pays on the built-in kind of set (draw 7: -2.3 -> +1.5, draw 11: +2.7 -> -1.2 points;
     docs/probe-sets.md, "Another draw of the built-in set"), so it is an option.  The same random
     ``order`` either way, so the audio draws stay the same."""
