@@ -746,7 +746,7 @@ def test_a_target_made_wholly_on_the_batch_is_read_at_the_live_temperature(monke
     from asc_keras.orchestration.ablation import select_rows
     from asc_keras.presets import system_config
     from asc_keras.stages.shared import RunPlace
-    from asc_keras.training.student import build_student_trainer, check_temperatures, kd_temperature
+    from asc_keras.training.student import build_student_trainer, check_kd_weights, kd_temperature
 
     quick = system_config(1, "quick")
     assert (quick.distill.temperature, quick.distill.live_temperature) == (2.0, 1.0)
@@ -768,9 +768,13 @@ def test_a_target_made_wholly_on_the_batch_is_read_at_the_live_temperature(monke
     for name, bad in (("live_temperature", 0.0), ("temperature", float("nan"))):
         wrong = dataclasses.replace(small, distill=dataclasses.replace(whole, **{name: bad}))
         with pytest.raises(ValueError, match=f"distill.{name} must be above 0"):
-            check_temperatures(wrong)
+            check_kd_weights(wrong)
         with pytest.raises(ValueError, match=f"distill.{name} must be above 0"):
             build_student_trainer(wrong, 64, kd=True, control=ctl.student)
+    for bad in (1.5, -0.1, float("nan")):  # the labels' weight, refused before any training
+        wrong = dataclasses.replace(small, distill=dataclasses.replace(whole, alpha=bad))
+        with pytest.raises(ValueError, match=r"distill.alpha must be in \[0, 1\]"):
+            check_kd_weights(wrong)
     # The student stage's key holds live_temperature only where it acts, so runs recorded
     # before it (stored targets) stay done.
     place = RunPlace(Path("o"), Path("w"))

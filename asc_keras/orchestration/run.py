@@ -67,8 +67,8 @@ from asc_keras.training.student import (
     check_control_share,
     check_final_weights,
     check_kd_stop,
+    check_kd_weights,
     check_student_length,
-    check_temperatures,
 )
 
 
@@ -93,7 +93,7 @@ def check_run(cfg: SystemConfig, place: RunPlace) -> None:
     check_auto_limit(cfg.distill.auto_label_probability)  # before the teachers, not after them
     check_kd_stop(cfg.distill.kd_stop)  # the same: not when the student is built
     check_control_share(cfg)
-    check_temperatures(cfg)
+    check_kd_weights(cfg)
     check_final_weights(cfg)
     check_student_length(cfg)
     check_clip_targets(cfg)

@@ -73,12 +73,17 @@ def check_control_share(cfg: SystemConfig) -> None:
             )
 
 
-def check_temperatures(cfg: SystemConfig) -> None:
-    """``distill.temperature`` and ``live_temperature`` (where set) divide logits: above 0."""
+def check_kd_weights(cfg: SystemConfig) -> None:
+    """``distill.temperature`` and ``live_temperature`` (where set) divide logits: above 0;
+    ``distill.alpha`` weighs the labels: in [0, 1].  Checked before the teachers train."""
     for name in ("temperature", "live_temperature"):
         t = getattr(cfg.distill, name)
         if t is not None and not t > 0:  # NaN too
             raise ValueError(f"distill.{name} must be above 0 (a temperature), got {t}")
+    if not 0.0 <= cfg.distill.alpha <= 1.0:  # NaN too
+        raise ValueError(
+            f"distill.alpha must be in [0, 1] (the labels' weight), got {cfg.distill.alpha}"
+        )
 
 
 def kd_temperature(distill, teachers_live: bool, control_share: float) -> float:
@@ -117,7 +122,7 @@ def build_student_trainer(
     every example, or per example by confidence: ``cfg.distill.control_share_by``)."""
     o, d = cfg.optim, cfg.distill
     check_final_weights(cfg)
-    check_temperatures(cfg)
+    check_kd_weights(cfg)
     length = student_length(cfg, examples)
     live = kd and control is not None
     temperature = kd_temperature(d, kd and bool(teachers), d.control_share if live else 0.0)
