@@ -225,7 +225,8 @@ def _warnings(results: dict) -> list[str]:
             f"({ahead:+.1f} points; the student's clip probabilities averaged): the teachers know no "
             + ("more than the student learns alone (the probe found so before the KD student "
                "trained, which learned from its CE control alone). " if kept_out else
-               "more than the student learns alone, and distilling from them will likely hurt. ")
+               "more than the student learns alone, and distilling from them may not pay: read "
+               "the KD row over several seeds or sets (asc-keras ablation). ")
             + "Train the teachers longer or larger (teachers.steps, teachers.*_width), or use "
             "pretrained weights (teachers.pretrained_mobilenetv2)."
         )  # fmt: skip
