@@ -1,9 +1,8 @@
 """System configuration: every number of the report lives here, with its source.
 
-One frozen dataclass per concern, nested in :class:`SystemConfig`.  YAML files (``asc_keras/presets/
-systems/*.yaml``, ``.../profiles/*.yaml``) hold the per-system and per-profile values, merged into a
-``SystemConfig`` by :func:`asc_keras.presets.system_config`.  Defaults below are the report's values
-(section cited) or, where the report is silent, the choice documented beside the field.
+One frozen dataclass per concern, nested in :class:`SystemConfig`; the YAML presets (``asc_keras/
+presets/systems``, ``.../profiles``) merge into it (:func:`asc_keras.presets.system_config`).  Defaults
+are the report's values (section cited) or, where it is silent, the choice documented beside the field.
 """
 
 from __future__ import annotations
@@ -165,6 +164,7 @@ class DistillConfig:
     # loss = alpha*CE(hard) + (1-alpha)*T^2*KL(teacher_T || student_T); CP-JKU's 0.02*CE + 0.98*T^2*
     # KL_mean-over-classes is alpha ~0.17 with a summed KL; we take 0.1, T 2 (docs/sources.md).
     alpha: float = 0.1
+    recording_alpha: float | None = None  # alpha with recording-level targets (None: alpha)
     temperature: float = 2.0
     live_temperature: float | None = None  # T of targets made live on the batch (None: the above)
     ensemble: Literal[ENSEMBLE_MODES] = "probabilities"  # what the teachers average

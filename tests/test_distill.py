@@ -771,9 +771,9 @@ def test_a_target_made_wholly_on_the_batch_is_read_at_the_live_temperature(monke
             check_kd_weights(wrong)
         with pytest.raises(ValueError, match=f"distill.{name} must be above 0"):
             build_student_trainer(wrong, 64, kd=True, control=ctl.student)
-    for bad in (1.5, -0.1, float("nan")):  # the labels' weight, refused before any training
-        wrong = dataclasses.replace(small, distill=dataclasses.replace(whole, alpha=bad))
-        with pytest.raises(ValueError, match=r"distill.alpha must be in \[0, 1\]"):
+    for name, bad in (("recording_alpha", 1.5), ("alpha", -0.1), ("recording_alpha", float("nan"))):
+        wrong = dataclasses.replace(small, distill=dataclasses.replace(whole, **{name: bad}))
+        with pytest.raises(ValueError, match=rf"distill.{name} must be in \[0, 1\]"):
             check_kd_weights(wrong)
     # The student stage's key holds live_temperature only where it acts, so runs recorded
     # before it (stored targets) stay done.
@@ -784,7 +784,9 @@ def test_a_target_made_wholly_on_the_batch_is_read_at_the_live_temperature(monke
                             (True, dataclasses.replace(quick, distill=half), True),
                             (False, dataclasses.replace(quick, distill=whole), True)):  # fmt: skip
         monkeypatch.setattr(outputs, "runs_live", lambda *a, live=live: live)
-        assert ("live_temperature" in outputs.student_inputs(cfg, place, prep)["distill"]) is acts
+        key = outputs.student_inputs(cfg, place, prep)["distill"]
+        assert ("live_temperature" in key) is acts
+        assert "recording_alpha" not in key and key["alpha"] == cfg.distill.alpha  # acts as alpha
     # results.md says the T the KD term read; the ablation's T rows set both, kd_live_T2 the live
     # targets at the stored ones' T.
     assert describe_targets({"source": "clip", "live": True, "temperature": 1.0}).endswith(

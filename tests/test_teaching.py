@@ -146,6 +146,18 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     assert alone.distill.control_share == 1.0 and teaching_config(alone, tie, splits) == alone
     assert teaching_config(cfg, ahead, splits).distill.control_share == 0.0
     assert teaching_config(cfg, _targets(splits, all_right), splits) is cfg
+    # The labels' weight: recording_alpha where the teachers' part is of whole recordings (the
+    # quick profile's 0.5), alpha (0.1) wherever else -- live, the control alone, clip-level.
+    assert (cfg.distill.alpha, cfg.distill.recording_alpha) == (0.1, 0.5)
+    on_recs = teaching_config(cfg, _targets(splits, all_right, "recording"), splits)
+    assert (on_recs.distill.alpha, on_recs.distill.control_share) == (0.5, 0.5)
+    assert teaching_config(on_recs, _targets(splits, all_right, "recording"), splits) is on_recs
+    assert teaching_config(cfg, tie, splits).distill.alpha == 0.1
+    assert teaching_config(cfg, ahead, splits).distill.alpha == 0.1
+    whole = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, control_share=1.0))
+    assert teaching_config(whole, _targets(splits, all_right, "recording"), splits) is whole
+    paper = system_config(1, "paper")
+    assert teaching_config(paper, _targets(splits, all_right, "recording"), splits) is paper
     # Ahead on one location of ten only (its four clips): a lead, not a clear one (p = 1/2).  The
     # quick profile (live_lead_p 0.05) teaches from the control alone there; 1 (any lead) runs
     # the teachers live on it, 0.5 does not (p < 0.5 is asked).

@@ -219,7 +219,7 @@ def add_training_commands(sub) -> None:
     p.add_argument("--seeds", type=int, nargs="+", action="extend", help="default 0 1 2")
     p.add_argument("--rows", nargs="+", action="extend",
                    help="only these student rows (keys as in ablation.json); the rows of the settings the "
-                   "report leaves open (kd_alpha_0.5 kd_T1 kd_T4 kd_live_T2 kd_logits kd_clip_targets "
+                   "report leaves open (kd_alpha_0.1 kd_alpha_0.5 kd_T1 kd_T4 kd_live_T2 kd_logits kd_clip_targets "
                    "kd_recording_targets kd_swap_wrong kd_non_target kd_control kd_control_non_target "
                    "kd_control_live kd_stop_0.5 kd_control_share_0.5 kd_control_confidence "
                    "kd_control_share_0 kd_clip_live kd_clip_stored) run only when named")  # fmt: skip

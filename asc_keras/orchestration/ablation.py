@@ -77,7 +77,11 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
         StudentRow("kd_width32", "KD from the ensemble, width 32",
                    lambda c: dataclasses.replace(c, student_width=32), ()),
         # What the report does not give: alpha, T, how the teachers combine, what they see.
-        StudentRow("kd_alpha_0.5", "KD from the ensemble, alpha 0.5", _distill(alpha=0.5), ()),
+        # alpha on every target, recording_alpha's included (the quick profile's 0.5 there)
+        StudentRow("kd_alpha_0.1", "KD from the ensemble, alpha 0.1",
+                   _distill(alpha=0.1, recording_alpha=None), ()),
+        StudentRow("kd_alpha_0.5", "KD from the ensemble, alpha 0.5",
+                   _distill(alpha=0.5, recording_alpha=None), ()),
         StudentRow("kd_T1", "KD from the ensemble, T = 1",
                    _distill(temperature=1.0, live_temperature=1.0), ()),
         StudentRow("kd_T4", "KD from the ensemble, T = 4",
@@ -131,6 +135,7 @@ def student_rows(teacher_names: tuple[str, ...]) -> list[StudentRow]:
 
 # The rows of the settings the report leaves open: run with --rows (they are not in the default table).
 SETTING_ROWS = (
+    "kd_alpha_0.1",
     "kd_alpha_0.5",
     "kd_T1",
     "kd_T4",

@@ -50,6 +50,7 @@ def student_inputs(
         share = d.control_share if teaching else 0.0
         if d.live_temperature is None or not whole_target_live(teachers_live, share):
             distill.pop("live_temperature")  # where it does not act, runs before it stay done
+        distill.pop("recording_alpha")  # acts as alpha (teaching_config): earlier runs stay done
         inputs.update(distill=distill, targets=prep.targets_key)
         probe = prep.targets is not None and prep.targets.meta.get("probe")
         if probe:  # 'auto' clip targets: the probe's score decides whether the teachers run live

@@ -5,12 +5,11 @@ Where the soft targets are clip-level (``distill.target_source`` 'clip', or 'aut
 student trains on -- the masked, mixed view it sees, not the clean clip their stored outputs
 are of (consistent teaching, Beyer et al., 2022) -- weighed as their stored ensemble is.  A
 teacher of weight 0 adds nothing to the target and is not run.  Recording-level targets stay
-stored: a 1 s view of a recording is not what such teachers know.
-
-The CE control's live share of the target (``distill.control_share``) is for stored targets
-only: it stands in for the consistency with the augmented view that stored targets lack, which
-live teachers have.  Measured on the probe sets with clip-level targets (docs/probe-sets.md,
-"Live teachers"): the teachers live alone beat them live with the control's half.
+stored: a 1 s view of a recording is not what such teachers know.  The CE control's live share
+of the target (``distill.control_share``) is for stored targets only: it stands in for the
+consistency with the augmented view that stored targets lack, which live teachers have (on the
+probe sets the teachers live alone beat them with the control's half: docs/probe-sets.md, "Live
+teachers").
 
 Live teaching pays where the teachers know more about a clip than the student can learn from the
 labels, and costs where they know less (``tonal``: they lose to the CE control on clips by 10
@@ -113,12 +112,16 @@ def control_share(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits
 
 
 def teaching_config(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) -> SystemConfig:
-    """``cfg`` with ``distill.control_share`` the share the KD student of ``targets`` is taught
-    with (:func:`control_share`): what its training, pruning and QAT read."""
-    share = control_share(cfg, targets, splits)
-    if share == cfg.distill.control_share:
+    """``cfg`` with the KD student's ``distill.control_share`` (:func:`control_share`) and ``alpha``
+    (``recording_alpha``, where set, where the teachers' part is of whole recordings): what its
+    training, pruning and QAT read."""
+    d, share = cfg.distill, control_share(cfg, targets, splits)
+    rec = targets is not None and targets.meta.get("target_source") == "recording" and share < 1
+    alpha = d.recording_alpha if rec and d.recording_alpha is not None else d.alpha
+    if (share, alpha) == (d.control_share, d.alpha):
         return cfg
-    return dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, control_share=share))
+    new = dataclasses.replace(d, control_share=share, alpha=alpha)
+    return dataclasses.replace(cfg, distill=new)
 
 
 def live_teachers(

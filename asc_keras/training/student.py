@@ -75,15 +75,16 @@ def check_control_share(cfg: SystemConfig) -> None:
 
 def check_kd_weights(cfg: SystemConfig) -> None:
     """``distill.temperature`` and ``live_temperature`` (where set) divide logits: above 0;
-    ``distill.alpha`` weighs the labels: in [0, 1].  Checked before the teachers train."""
+    ``alpha`` and ``recording_alpha`` (where set) weigh the labels: in [0, 1].  Checked before the
+    teachers train."""
     for name in ("temperature", "live_temperature"):
         t = getattr(cfg.distill, name)
         if t is not None and not t > 0:  # NaN too
             raise ValueError(f"distill.{name} must be above 0 (a temperature), got {t}")
-    if not 0.0 <= cfg.distill.alpha <= 1.0:  # NaN too
-        raise ValueError(
-            f"distill.alpha must be in [0, 1] (the labels' weight), got {cfg.distill.alpha}"
-        )
+    for name in ("alpha", "recording_alpha"):
+        a = getattr(cfg.distill, name)
+        if a is not None and not 0.0 <= a <= 1.0:  # NaN too
+            raise ValueError(f"distill.{name} must be in [0, 1] (the labels' weight), got {a}")
 
 
 def kd_temperature(distill, teachers_live: bool, control_share: float) -> float:

@@ -80,7 +80,7 @@ class StudentHyperModel(kt.HyperModel):
         if self.tune_kd:
             temperature = hp.Choice("temperature", [1.0, 2.0, 4.0])  # stored and live targets'
             d = dataclasses.replace(d, temperature=temperature, live_temperature=temperature,
-                                    alpha=hp.Choice("alpha", [0.1, 0.5]))  # fmt: skip
+                                    alpha=hp.Choice("alpha", [0.1, 0.5]), recording_alpha=None)  # fmt: skip
         return dataclasses.replace(self.cfg, student_width=hp.Choice("width", list(self.widths)),
                                    distill=d, seed=self.cfg.seed + execution)  # fmt: skip
 
