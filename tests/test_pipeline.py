@@ -409,7 +409,7 @@ def test_run_trains_the_kd_student_and_the_control_through_the_one_recipe(tiny_r
     beside = json.loads(tiny_run.with_name("recipe_calls.beside.json").read_text())
     assert beside["fit"] == [[8, 1.0]] and beside["build"] == [[8, 42]]  # the CE control
     assert beside["teaching"] == [[0, 0.0, "fixed"]]
-    assert calls["fit"] == [[8, 0.1]]  # then KD, here
+    assert calls["fit"] == [[8, 0.5]]  # then KD, here: recording_alpha (recording-level targets)
     assert calls["build"] == [[8, 42]]  # the run's seed for both
     # The quick profile's distill.control_share 0.5: the control runs live under the KD student
     # (the teachers' part stored: their targets here are recording-level).
@@ -427,12 +427,13 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
     # Two widths, each built and trained by the run's functions with the run's seed (keras-tuner
     # builds the first model once more to read its search space).
     assert sorted(set(recipe_calls["build"])) == [(8, 42), (12, 42)]
-    # Each KD student (alpha 0.1) with its own CE control (alpha 1) live for half its target,
+    # Each KD student (alpha 0.5: recording_alpha, as run's on these recording-level targets) with
+    # its own CE control (alpha 1) live for half its target,
     # the control trained first by the same recipe, once per width and seed, as run trains it;
     # the teachers' part stored (their targets here are recording-level).
     fits = list(zip(recipe_calls["fit"], recipe_calls["teaching"], strict=True))
     # (alpha, live teachers, the control's share, how it is set)
-    kd, ce = (0.1, 0, 0.5, "fixed"), (1.0, 0, 0.0, "fixed")
+    kd, ce = (0.5, 0, 0.5, "fixed"), (1.0, 0, 0.0, "fixed")
     assert sorted(fits) == [
         ((w, a), (t, share, by)) for w in (8, 12) for a, t, share, by in (kd, ce)
     ]
@@ -446,7 +447,7 @@ def test_width_search_trains_the_runs_recipe_and_summarises(
     args[args.index("--widths") : args.index("--widths") + 5] = ["--widths", "8"]
     assert main([*args, "distill.control_share=0"]) == 0
     fits = list(zip(recipe_calls["fit"][4:], recipe_calls["teaching"][4:], strict=True))
-    assert fits == [((8, 0.1), (0, 0.0, "fixed"))] * 2
+    assert fits == [((8, 0.5), (0, 0.0, "fixed"))] * 2
     assert sorted(set(recipe_calls["build"][-2:])) == [(8, 42), (8, 43)]
     (t,) = json.loads((tmp_path / "tune2" / "width_search" / "summary.json").read_text())["trials"]
     assert len(t["executions"]) == 2 and t["val_accuracy"] == pytest.approx(

@@ -206,6 +206,10 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     # Recording-level targets stay stored whatever the probe says; 'live' runs them regardless.
     rec = with_probe(_targets(splits, all_right, "recording"), np.zeros(40))
     assert not runs_live(cfg, rec, splits) and teaching_record(cfg, rec, splits).get("lead") is None
+    # results.md says the labels' weight the KD term read: recording_alpha's on recording-level targets.
+    assert describe_targets(teaching_record(cfg, rec, splits)).endswith(
+        "T = 2, the labels' weight α = 0.5"
+    )
     assert runs_live(_quick(clip_targets="live"), tie, splits)
     assert not runs_live(_quick(clip_targets="stored"), ahead, splits)
     # Without a probe, or a probe of other clips, 'auto' does not guess: stored.
@@ -221,7 +225,8 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
         "teacher_view": "parallel",
         "lead": lead,
         "temperature": 1.0,
-    }  # the live T (distill.live_temperature)
+        "alpha": 0.1,
+    }  # the live T (distill.live_temperature), alpha (recording_alpha: recording-level targets)
     said = describe_targets(record)
     assert (
         "run live (distill.clip_targets), each clip heard through a device drawn at every step "
@@ -239,9 +244,10 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     stored = describe_targets(teaching_record(halves, tie, splits))
     assert "; stored because on the 40 training clips" in stored and "no lead (by" in stored
     assert stored.endswith("50 % the CE control's output on each augmented batch the student "
-                           "trains on, run live (distill.control_share); T = 2")  # fmt: skip
+                           "trains on, run live (distill.control_share); T = 2, the labels' "
+                           "weight α = 0.1")  # fmt: skip
     # The control alone is a target made wholly on the batch: the live T (a stored half: T 2).
-    assert unused.endswith("; T = 1")
+    assert unused.endswith("; T = 1, the labels' weight α = 0.1")
     # results.md's verdict says whom the KD student learned from where it was the control alone.
     from asc_keras.evaluate.report import _verdict
 

@@ -100,7 +100,7 @@ def _tune(args) -> int:
     worker = tuner_id not in ("", "chief")
     with folder_lock(args.out, name=tuner_id):  # chief and workers share --out by design
         prep = prepare_shared(cfg, _place(args, args.out))
-        cfg = teaching_config(cfg, prep.targets, prep.splits)  # the control's share, as run's
+        cfg = teaching_config(cfg, prep.targets, prep.splits)  # the control's share, alpha: run's
         live = live_teachers(cfg, prep.targets, prep.teacher_folders, prep.splits)
         data = (SearchData(prep.splits.train, prep.splits.evaluate, prep.targets) if live is None
                 else SearchData(prep.splits.train, prep.splits.evaluate, None, live.models,

@@ -79,4 +79,6 @@ def describe_targets(t: dict | None) -> str:
                  "(distill.control_share)")  # fmt: skip
     if t.get("temperature") is not None:  # the KD term's T (live_temperature: no part stored)
         where += f"; T = {t['temperature']:g}"
+    if t.get("alpha") is not None:  # the labels' weight (recording_alpha: recording-level targets)
+        where += f", the labels' weight α = {t['alpha']:g}"
     return where

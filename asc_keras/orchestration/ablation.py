@@ -246,7 +246,7 @@ def _train_row(row: StudentRow, cfg: SystemConfig, prep, place, run_dir: Path, v
                 rcfg, place, runner, targets, prep.splits, prep.teacher_folders
             )  # 'auto': as run
         targets = targets.select(teachers=row.teachers or None)
-    rcfg = teaching_config(rcfg, targets, prep.splits)  # the control's share, as run decides it
+    rcfg = teaching_config(rcfg, targets, prep.splits)  # the control's share, alpha: run's
     mixed = targets is not None and rcfg.distill.control_share > 0  # the control co-teaches
     live = live_teachers(rcfg, targets, prep.teacher_folders, prep.splits)  # the run's rule
     if live is not None:

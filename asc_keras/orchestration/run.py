@@ -202,7 +202,7 @@ def run_system(
     # The CE control and the baseline need no teacher: on a CPU they train beside the teachers.
     with Beside(cfg, place, runner, beside_stages(cfg, place)) as beside:
         prep: Prepared = prepare(cfg, place, runner, beside.start)  # data ... soft targets
-        cfg = teaching_config(cfg, prep.targets, prep.splits)  # the control's share, as decided
+        cfg = teaching_config(cfg, prep.targets, prep.splits)  # the control's share, alpha
 
         control = baseline = None
         if cfg.controls.ce_control and prep.targets is not None:

@@ -120,8 +120,7 @@ def teaching_config(cfg: SystemConfig, targets: SoftTargets | None, splits: Spli
     alpha = d.recording_alpha if rec and d.recording_alpha is not None else d.alpha
     if (share, alpha) == (d.control_share, d.alpha):
         return cfg
-    new = dataclasses.replace(d, control_share=share, alpha=alpha)
-    return dataclasses.replace(cfg, distill=new)
+    return dataclasses.replace(cfg, distill=dataclasses.replace(d, control_share=share, alpha=alpha))  # fmt: skip
 
 
 def live_teachers(
@@ -158,6 +157,7 @@ def teaching_record(cfg: SystemConfig, targets: SoftTargets | None, splits: Spli
     t = target_choice(targets, s, cfg.distill.control_share_by, live)
     if t is not None:  # the T the KD term read (distill.live_temperature where no part is stored)
         t["temperature"] = kd_temperature(cfg.distill, live, s)
+        t["alpha"] = teaching_config(cfg, targets, splits).distill.alpha  # and its labels' weight
     lead = clip_lead(cfg, targets, splits) if asks_probe(cfg, targets) else None
     if t and t.get("live") and cfg.distill.teacher_view == "parallel":
         t = {**t, "teacher_view": "parallel"}  # what the live teachers heard (data.parallel)
