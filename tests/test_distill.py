@@ -771,6 +771,13 @@ def test_a_target_made_wholly_on_the_batch_is_read_at_the_live_temperature(monke
             check_kd_weights(wrong)
         with pytest.raises(ValueError, match=f"distill.{name} must be above 0"):
             build_student_trainer(wrong, 64, kd=True, control=ctl.student)
+    # alpha, the same way: (recording-level teachers' part, the control's share) -> the labels' weight
+    from asc_keras.training.student import kd_alpha
+
+    assert (quick.distill.alpha, quick.distill.recording_alpha) == (0.1, 0.5)
+    assert [kd_alpha(quick.distill, *k) for k in ((True, 0.5), (True, 0.0), (False, 0.5),
+                                                  (True, 1.0))] == [0.5, 0.5, 0.1, 0.1]  # fmt: skip
+    assert kd_alpha(dataclasses.replace(quick.distill, recording_alpha=None), True, 0.5) == 0.1
     for name, bad in (("recording_alpha", 1.5), ("alpha", -0.1), ("recording_alpha", float("nan"))):
         wrong = dataclasses.replace(small, distill=dataclasses.replace(whole, **{name: bad}))
         with pytest.raises(ValueError, match=rf"distill.{name} must be in \[0, 1\]"):

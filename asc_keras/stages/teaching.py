@@ -47,13 +47,14 @@ import numpy as np
 
 from asc_keras.config import SystemConfig
 from asc_keras.data.splits import ClipSplit
-from asc_keras.distill.targets import SoftTargets
+from asc_keras.distill.targets import SoftTargets, target_choice
 from asc_keras.files import content_hash, work_lock, write_json
 from asc_keras.metrics import CLEAR_LEAD_P, grouped_lead
 from asc_keras.stages.probe_devices import device_views
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import RunPlace, Splits
 from asc_keras.stages.teachers import clip_location, held_out_recordings, load_teacher
+from asc_keras.training.student import kd_alpha, kd_temperature
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +117,7 @@ def teaching_config(cfg: SystemConfig, targets: SoftTargets | None, splits: Spli
     (``recording_alpha``, where set, where the teachers' part is of whole recordings): what its
     training, pruning and QAT read."""
     d, share = cfg.distill, control_share(cfg, targets, splits)
-    rec = targets is not None and targets.meta.get("target_source") == "recording" and share < 1
-    alpha = d.recording_alpha if rec and d.recording_alpha is not None else d.alpha
+    alpha = kd_alpha(d, _source(targets) == "recording", share)
     if (share, alpha) == (d.control_share, d.alpha):
         return cfg
     return dataclasses.replace(cfg, distill=dataclasses.replace(d, control_share=share, alpha=alpha))  # fmt: skip
@@ -150,14 +150,11 @@ def teaching_record(cfg: SystemConfig, targets: SoftTargets | None, splits: Spli
     """``results.json``'s 'soft_targets': :func:`~asc_keras.distill.targets.target_choice` with
     whether the teachers ran live, the control's share (``share``: the run has a control) and,
     where ``distill.clip_targets`` 'auto' chose, the held-out comparison (:func:`clip_lead`)."""
-    from asc_keras.distill.targets import target_choice
-    from asc_keras.training.student import kd_temperature
-
     s, live = control_share(cfg, targets, splits) if share else 0.0, runs_live(cfg, targets, splits)
     t = target_choice(targets, s, cfg.distill.control_share_by, live)
-    if t is not None:  # the T the KD term read (distill.live_temperature where no part is stored)
+    if t is not None:  # the T and α the KD term read (live_temperature, recording_alpha: where)
         t["temperature"] = kd_temperature(cfg.distill, live, s)
-        t["alpha"] = teaching_config(cfg, targets, splits).distill.alpha  # and its labels' weight
+        t["alpha"] = kd_alpha(cfg.distill, _source(targets) == "recording", s)
     lead = clip_lead(cfg, targets, splits) if asks_probe(cfg, targets) else None
     if t and t.get("live") and cfg.distill.teacher_view == "parallel":
         t = {**t, "teacher_view": "parallel"}  # what the live teachers heard (data.parallel)
@@ -231,10 +228,13 @@ def clip_lead(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) ->
             **({"devices": cfg.distill.probe_devices} if views is not None else {})}  # fmt: skip
 
 
+def _source(targets: SoftTargets | None) -> str | None:
+    return None if targets is None else targets.meta.get("target_source")  # 'recording', 'clip'
+
+
 def _clip_level(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
     """Distillation on, and ``targets`` clip-level: where ``distill.clip_targets`` applies."""
-    return (targets is not None and cfg.distill.enabled
-            and targets.meta.get("target_source") == "clip")  # fmt: skip
+    return cfg.distill.enabled and _source(targets) == "clip"
 
 
 def asks_probe(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
@@ -257,7 +257,7 @@ def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets
     """
     from asc_keras.models.common import load_model_file
     from asc_keras.stages import probe_devices as devices
-    from asc_keras.training.student import train_student
+    from asc_keras.training.student import train_student  # looked up here: tests replace it
 
     split = held_out_split(cfg, splits) if asks_probe(cfg, targets) else None
     if split is None:

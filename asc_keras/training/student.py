@@ -100,6 +100,18 @@ def kd_temperature(distill, teachers_live: bool, control_share: float) -> float:
     return distill.temperature
 
 
+def kd_alpha(distill, recording_level: bool, control_share: float) -> float:
+    """α, the labels' weight in a KD student's loss: ``distill.recording_alpha`` (where set) where
+    the teachers' part of its target is their output on whole recordings (``recording_level``,
+    and the CE control does not teach alone: ``control_share`` < 1), else ``distill.alpha``.  Why
+    two: a clip-level or live target says how much of its scene a clip holds, which its label
+    cannot; a recording's target gives each of its clips what the whole 10 s holds, and more
+    weight on the label hedges that (docs/probe-sets.md, "α 0.5 on recording-level targets")."""
+    if distill.recording_alpha is not None and recording_level and control_share < 1.0:
+        return distill.recording_alpha
+    return distill.alpha
+
+
 def whole_target_live(teachers_live: bool, control_share: float) -> bool:
     """Whether no part of a KD student's target is stored (:func:`kd_temperature`)."""
     return teachers_live or control_share >= 1.0
