@@ -145,12 +145,12 @@ def live_teachers(
                         None if weights is None else tuple(weights))  # fmt: skip
 
 
-def teaching_record(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits,
-                    share: bool = True) -> dict | None:  # fmt: skip
+def teaching_record(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) -> dict | None:
     """``results.json``'s 'soft_targets': :func:`~asc_keras.distill.targets.target_choice` with
-    whether the teachers ran live, the control's share (``share``: the run has a control) and,
-    where ``distill.clip_targets`` 'auto' chose, the held-out comparison (:func:`clip_lead`)."""
-    s, live = control_share(cfg, targets, splits) if share else 0.0, runs_live(cfg, targets, splits)
+    whether the teachers ran live, the control's share (0 in a run without a control: the
+    configuration check refuses a share there) and, where ``distill.clip_targets`` 'auto' chose,
+    the held-out comparison (:func:`clip_lead`)."""
+    s, live = control_share(cfg, targets, splits), runs_live(cfg, targets, splits)
     t = target_choice(targets, s, cfg.distill.control_share_by, live)
     if t is not None:  # the T and α the KD term read (live_temperature, recording_alpha: where)
         t["temperature"] = kd_temperature(cfg.distill, live, s)
