@@ -22,6 +22,7 @@ from recipe_spy import install as install_recipe_spies
 from asc_keras.cli import main
 from asc_keras.config import DistillConfig
 from asc_keras.data import rebuild_recordings
+from asc_keras.metrics import grouped_lead
 
 
 def _results(out):
@@ -73,6 +74,22 @@ def test_results_hold_every_row_with_its_checks(tiny_run, damaged_tau, tiny_work
     assert lead["clear"] == (v["ensemble_over_ce_recordings_points"] > 0 and lead["p_value"] < 0.05)
     unclear = not behind and not lead["clear"]
     assert unclear == any("teacher ensemble is only" in w for w in r["warnings"])
+    # The KD gain, read location by location: its counts are the two rows' own, and the test on
+    # them is grouped_lead's on clips rebuilt from those counts (it reads only each location's means).
+    kd, by = v["kd_lead"], v["kd_lead"]["by_location"]
+    counts = np.array(list(by.values()))
+    assert kd["items"] == counts[:, 2].sum() == s["float"]["n"] and kd["groups"] == len(by) > 1
+    assert counts[:, 0].sum() / kd["items"] == pytest.approx(s["float"]["micro_accuracy"])
+    assert counts[:, 1].sum() / kd["items"] == pytest.approx(ce["micro_accuracy"])
+    rebuilt = [
+        np.concatenate([[1] * int(c[k]) + [0] * int(c[2] - c[k]) for c in counts]) for k in (0, 1)
+    ]
+    names = np.repeat(list(by), counts[:, 2])
+    assert {**grouped_lead(*rebuilt, names), "clear": kd["clear"], "by_location": by} == kd
+    assert kd["clear"] == (kd["lead"] > 0 and kd["p_value"] < 0.05)
+    assert "clip_right" not in s["float"] and "clip_right" not in ce  # counts kept, not clips
+    assert f"Location by location ({kd['groups']} recording locations, {kd['items']:,} clips)" in (
+        tiny_run / "results.md").read_text()  # fmt: skip
     # Validation during training reads what the final evaluation reads, for every trained model.
     for name in ("mobilenetv2", "cnn", "bcresnet"):
         t = teachers[name]

@@ -52,6 +52,7 @@ def _verdict(r: dict) -> list[str]:
             + (f"; the KD student learned from the CE control alone, run live, because the teachers "
                f"showed {lead_words(r['soft_targets'].get('lead'))} over a CE student on the training "
                "clips held out from them: the soft targets' line below)." if alone else ").")
+            + _kd_clause(v.get("kd_lead"))
         )  # fmt: skip
     if v.get("ensemble_over_ce_recordings_points") is not None:
         ens = r["teachers"]["ensemble"]["accuracy"]
@@ -62,6 +63,20 @@ def _verdict(r: dict) -> list[str]:
             + _lead_clause(v.get("ensemble_lead"))
         )
     return [line + "  " for line in lines] + ([""] if lines else [])
+
+
+def _kd_clause(lead: dict | None) -> str:
+    """The verdict's location-by-location reading of the KD gain (stages.results.kd_lead)."""
+    if lead is None:
+        return ""
+    words = "a clear gain." if lead["clear"] else (
+        "not a clear gain -- one run's difference of this size is within a student seed's spread "
+        "(`asc-keras ablation --seeds 0 1 2` reads it over seeds).")  # fmt: skip
+    return (
+        f" Location by location ({lead['groups']} recording locations, {lead['items']:,} clips), the "
+        f"KD student's clip accuracy is {100 * lead['lead']:+.1f} points against the control's on "
+        f"average (one-sided sign-flip test p = {lead['p_value']:.3f}): {words}"
+    )
 
 
 def _lead_clause(lead: dict | None) -> str:

@@ -21,6 +21,7 @@ from asc_keras.files import file_identity
 from asc_keras.metrics import (
     CLEAR_LEAD_P,
     classification_metrics,
+    grouped_lead,
     item_right,
     paired_lead,
     recording_probabilities,
@@ -28,6 +29,7 @@ from asc_keras.metrics import (
 from asc_keras.stages.layout import TRAINED
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace
+from asc_keras.stages.teachers import clip_location
 from asc_keras.stages.teaching import teaching_record
 from asc_keras.training.history import last_value, learning_check
 from asc_keras.training.length import floor_sets_length
@@ -48,13 +50,17 @@ class Evaluation:
     int8_probs: np.ndarray
 
 
-def score(model_or_probs, split, history: Path | None = None, recs=None) -> dict:
+def score(model_or_probs, split, history: Path | None = None, recs=None, clips_right=False) -> dict:
     """DCASE metrics of a model (or its probabilities) on ``split``; with ``history`` the last
-    round's validation accuracy beside them; with ``recs`` the accuracy on whole recordings."""
+    round's validation accuracy beside them; with ``recs`` the accuracy on whole recordings; with
+    ``clips_right`` which clips it gets right ('clip_right', for :func:`kd_lead`, which takes it
+    out again)."""
     probs = model_or_probs
     if not isinstance(probs, np.ndarray):
         probs = model_or_probs.predict(split.inputs(), batch_size=256, verbose=0)
     m = classification_metrics(split.labels, probs, split.devices)
+    if clips_right:
+        m["clip_right"] = item_right(split.labels, probs)
     if history is not None:
         m["last_epoch_val_accuracy"] = last_value(history)
     if recs is not None and len(recs):
@@ -75,7 +81,7 @@ def evaluate_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, prep
     tfl = TFLiteModel(tflite_path)
     p_int8 = tfl.predict(ev.inputs()[..., 0], batch_size=256)
     rows = {
-        "float": score(student, ev, files.history("student"), prep.splits.eval_recordings),
+        "float": score(student, ev, files.history("student"), prep.splits.eval_recordings, True),
         "compressed": score(compressed, ev),
         "int8": score(p_int8, ev),
     }
@@ -137,22 +143,44 @@ def add_control_rows(results: dict, place: RunPlace, runner: StageRunner, prep: 
     """Add the CE control and baseline rows, the learning checks and the verdict to ``results``."""
     ev, student, files = prep.splits.evaluate, results["student"], place.files
     if control is not None:
-        m = score(control, ev, files.history("control"), prep.splits.eval_recordings)
+        m = score(control, ev, files.history("control"), prep.splits.eval_recordings, True)
         student["ce_control"] = m
         student["kd_gain_points"] = 100 * (student["float"]["accuracy"] - m["accuracy"])
         runner.log(f"CE control {100 * m['accuracy']:.1f} %, KD student "
                    f"{100 * student['float']['accuracy']:.1f} %")  # fmt: skip
+    lead = kd_lead(student["float"], student.get("ce_control") or {}, ev.names)  # lists out
     if baseline is not None:
         results["baseline"] = _baseline_row(*baseline, files.history("baseline"))
         runner.log(f"DCASE baseline {100 * results['baseline']['float']['accuracy']:.1f} %")
     results["learning"] = {
         stage: check for stage in TRAINED if (check := learning_check(files.history(stage)))
     }
-    results["verdict"] = verdict(results)
+    results["verdict"] = verdict(results, lead)
     for msg in _warnings(results):
         runner.log(f"WARNING: {msg}")
         results["warnings"].append(msg)
     return results
+
+
+def kd_lead(kd: dict, ce: dict, names) -> dict | None:
+    """The KD student against the CE control on the same evaluation clips, location by location:
+    whether one run's gain is more than what a location or two decides.
+
+    Args: the two models' metrics with their 'clip_right' (:func:`score`; taken out here: results.json
+    keeps counts, not one entry per clip), the clips' file ``names`` in the same order.
+
+    Returns :func:`~asc_keras.metrics.grouped_lead` of "KD no better" over the recording locations
+    (their clips are right or wrong together), with 'clear' (a lead at p < CLEAR_LEAD_P) and
+    'by_location': {location: [KD right, control right, clips]}; None without both lists."""
+    a, b = kd.pop("clip_right", None), ce.pop("clip_right", None)
+    if a is None or b is None or not len(a) == len(b) == len(names):
+        return None
+    groups, by = [clip_location(n) for n in names], {}
+    for g, x, y in zip(groups, a, b, strict=True):
+        by[g] = [u + v for u, v in zip(by.get(g, [0, 0, 0]), (x, y, 1), strict=True)]
+    lead = grouped_lead(a, b, groups)
+    return {**lead, "clear": bool(lead["lead"] > 0 and lead["p_value"] < CLEAR_LEAD_P),
+            "by_location": by}  # fmt: skip
 
 
 def length_settings(cfg: SystemConfig, train_clips: int | None = None) -> dict:
@@ -190,12 +218,12 @@ def _baseline_row(model, split, history: Path) -> dict:
     }
 
 
-def verdict(results: dict) -> dict:
+def verdict(results: dict, kd: dict | None = None) -> dict:
     """The run's answer to the report's two claims, in points: the KD student against the CE
-    control (1 s clips), and the teacher ensemble against the CE control on the same 10 s
-    recordings (the control's clip probabilities averaged per recording), with whether that
-    lead is clear (``ensemble_lead``: the paired counts, ``clear``; None where either model's
-    per-recording results are missing)."""
+    control (1 s clips; ``kd``: :func:`kd_lead`, location by location), and the teacher ensemble
+    against the CE control on the same 10 s recordings (the control's clip probabilities averaged
+    per recording), with whether that lead is clear (``ensemble_lead``: the paired counts,
+    ``clear``; None where either model's per-recording results are missing)."""
     s = results["student"]
     ce = s.get("ce_control") or {}
     ens = (results.get("teachers") or {}).get("ensemble")
@@ -209,6 +237,7 @@ def verdict(results: dict) -> dict:
         lead["clear"] = bool(ahead > 0 and lead["p_value"] < CLEAR_LEAD_P)
     return {
         "kd_gain_points": s.get("kd_gain_points"),
+        "kd_lead": kd,
         "ensemble_over_ce_recordings_points": ahead,
         "ensemble_lead": lead,
         "int8_gap_points": s["int8_gap_points"],
