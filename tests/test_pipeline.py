@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import PANNS, ROOT, TINY, run_args
+from conftest import PANNS, ROOT, TINY, damage_copy, run_args
 from recipe_spy import install as install_recipe_spies
 
 from asc_keras.cli import main
 from asc_keras.config import DistillConfig
-from asc_keras.data import rebuild_recordings
+from asc_keras.data import DataError, rebuild_recordings
 from asc_keras.metrics import grouped_lead
+from asc_keras.stages.shared import check_whole_recordings
 
 
 def _results(out):
@@ -345,6 +346,28 @@ def test_a_damaged_clip_stops_the_run_at_the_features_stage(
     err = capsys.readouterr().err
     assert damaged_tau[1] in err and "--skip-bad-audio" in err
     assert not (tmp_path / "o" / "student").exists()  # stopped before any training
+
+
+def test_a_set_sampled_by_clip_stops_the_run_before_the_teachers(tiny_tau, tmp_path, capsys):
+    """Every recording missing a clip (a set sampled by clip): the teachers have no 10 s
+    recording to learn from, and the run says so, naming the set and the fix, before training."""
+    sampled = damage_copy(
+        tiny_tau, tmp_path / "sampled", "meta.csv"
+    )  # audio linked; the CSVs below
+    for table in [sampled / "meta.csv", *(sampled / "evaluation_setup").glob("*.csv")]:
+        t = pd.read_csv(table if table.name != "meta.csv" else tiny_tau / "meta.csv", sep="\t")
+        t[~t["filename"].str.contains(r"-[13579]-[^-]+\.wav$")].to_csv(table, sep="\t", index=False)
+    work = tmp_path / "w"
+    assert main(run_args(sampled, work, tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert f"{sampled}: no complete 10 s recording in the training split" in err
+    assert "--set distill.enabled=false" in err
+    assert not (work / "teachers").exists() and not (tmp_path / "o" / "student").exists()
+    # The evaluation split is asked the same (the teachers are scored on its recordings).
+    some = pd.DataFrame({"recording_id": ["r"]})
+    with pytest.raises(DataError, match="no complete 10 s recording in the evaluation split"):
+        check_whole_recordings(sampled, some, some.iloc[:0])
+    check_whole_recordings(sampled, some, some)  # one each: no error
 
 
 def test_clear_errors_before_work(tiny_run, tiny_work, tmp_path, capsys):

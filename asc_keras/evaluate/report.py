@@ -70,8 +70,8 @@ def _kd_clause(lead: dict | None) -> str:
     if lead is None:
         return ""
     words = "a clear gain." if lead["clear"] else (
-        "not a clear gain -- one run's difference of this size is within a student seed's spread "
-        "(`asc-keras ablation --seeds 0 1 2` reads it over seeds).")  # fmt: skip
+        "not a clear gain (one run of one seed: `asc-keras ablation --seeds 0 1 2` reads the gain "
+        "over seeds).")  # fmt: skip
     return (
         f" Location by location ({lead['groups']} recording locations, {lead['items']:,} clips), the "
         f"KD student's clip accuracy is {100 * lead['lead']:+.1f} points against the control's on "

@@ -160,7 +160,9 @@ def features_stage(cfg: SystemConfig, place: RunPlace, ds: TauDataset):
     train_recs = eval_recs = None
     recs, _ = rebuild_recordings(ds.split("all"))
     recs = recs[[not bad.intersection(files) for files in recs["files"]]] if len(recs) else recs
-    if cfg.distill.enabled and len(recs):
+    if cfg.distill.enabled:
+        check_whole_recordings(ds.root, *(recordings_of(recs, c) if len(recs) else recs
+                                          for c in (train_clips, eval_clips)))  # fmt: skip
         rec_cache = extract_features(ds.root, list(recs["files"]), cfg.features, root, name="recordings",
                                      progress=place.progress)  # fmt: skip
         train_recs = RecordingSplit.from_table(rec_cache, recordings_of(recs, train_clips))
@@ -213,6 +215,21 @@ def _own_front_ends(
         out[name] = OwnFrontEnd(f, RecordingSplit.from_table(cache, train_recs),
                                 RecordingSplit.from_table(cache, eval_recs), clips)  # fmt: skip
     return out
+
+
+def check_whole_recordings(root: Path, train_recs, eval_recs) -> None:
+    """The teachers learn from and are scored on whole 10 s recordings (report sec. 3.1): a
+    DataError naming the set and the fix where the training or the evaluation split has none
+    complete (all ten 1 s clips, none unreadable) -- a set sampled by clip, not by recording."""
+    for split, recs in (("training", train_recs), ("evaluation", eval_recs)):
+        if not len(recs):
+            raise DataError(
+                f"{root}: no complete 10 s recording in the {split} split (a recording is complete "
+                "with all ten of its 1 s clips, <scene>-<city>-<location>-<segment>-<0..9>-<device>"
+                ".wav, each readable): the teachers learn from and are scored on whole recordings "
+                "(report sec. 3.1).  Sample the set by recording, keeping every clip of each, as "
+                "TAU's splits do; or run without teachers: --set distill.enabled=false"
+            )
 
 
 def recordings_of(recs, clips):
