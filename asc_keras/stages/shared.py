@@ -161,12 +161,14 @@ def features_stage(cfg: SystemConfig, place: RunPlace, ds: TauDataset):
     recs, _ = rebuild_recordings(ds.split("all"))
     recs = recs[[not bad.intersection(files) for files in recs["files"]]] if len(recs) else recs
     if cfg.distill.enabled:
-        check_whole_recordings(ds.root, *(recordings_of(recs, c) if len(recs) else recs
-                                          for c in (train_clips, eval_clips)))  # fmt: skip
+        learn, judge = (
+            recordings_of(recs, c) if len(recs) else recs for c in (train_clips, eval_clips)
+        )
+        check_whole_recordings(ds.root, learn, judge)
         rec_cache = extract_features(ds.root, list(recs["files"]), cfg.features, root, name="recordings",
                                      progress=place.progress)  # fmt: skip
-        train_recs = RecordingSplit.from_table(rec_cache, recordings_of(recs, train_clips))
-        eval_recs = RecordingSplit.from_table(rec_cache, recordings_of(recs, eval_clips))
+        train_recs = RecordingSplit.from_table(rec_cache, learn)
+        eval_recs = RecordingSplit.from_table(rec_cache, judge)
     splits = Splits(
         ClipSplit.from_table(clip_cache, train_clips),
         ClipSplit.from_table(clip_cache, eval_clips),
