@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import PANNS, ROOT, TINY, damage_copy, run_args
+from conftest import PANNS, ROOT, TINY, run_args
 from recipe_spy import install as install_recipe_spies
 
 from asc_keras.cli import main
@@ -351,12 +351,17 @@ def test_a_damaged_clip_stops_the_run_at_the_features_stage(
 def test_a_set_sampled_by_clip_stops_the_run_before_the_teachers(tiny_tau, tmp_path, capsys):
     """Every recording missing a clip (a set sampled by clip): the teachers have no 10 s
     recording to learn from, and the run says so, naming the set and the fix, before training."""
-    sampled = damage_copy(
-        tiny_tau, tmp_path / "sampled", "meta.csv"
-    )  # audio linked; the CSVs below
-    for table in [sampled / "meta.csv", *(sampled / "evaluation_setup").glob("*.csv")]:
-        t = pd.read_csv(table if table.name != "meta.csv" else tiny_tau / "meta.csv", sep="\t")
-        t[~t["filename"].str.contains(r"-[13579]-[^-]+\.wav$")].to_csv(table, sep="\t", index=False)
+    sampled = tmp_path / "sampled"  # the tiny set's audio, its tables without odd 1 s indices
+    (sampled / "evaluation_setup").mkdir(parents=True)
+    (sampled / "audio").symlink_to(tiny_tau / "audio")
+    for table in [
+        "meta.csv",
+        *(p.relative_to(tiny_tau) for p in (tiny_tau / "evaluation_setup").glob("*.csv")),
+    ]:
+        t = pd.read_csv(tiny_tau / table, sep="\t")
+        t[~t["filename"].str.contains(r"-[13579]-[^-]+\.wav$")].to_csv(
+            sampled / table, sep="\t", index=False
+        )
     work = tmp_path / "w"
     assert main(run_args(sampled, work, tmp_path / "o")) == 2
     err = capsys.readouterr().err
