@@ -4,6 +4,7 @@ errors; the width search and the ablation on the same work folder, through the r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -23,6 +24,8 @@ from asc_keras.cli import main
 from asc_keras.config import DistillConfig
 from asc_keras.data import DataError, rebuild_recordings
 from asc_keras.metrics import grouped_lead
+from asc_keras.orchestration.run import check_pretrain_data
+from asc_keras.presets import system_config
 from asc_keras.stages.shared import check_whole_recordings
 
 
@@ -375,7 +378,7 @@ def test_a_set_sampled_by_clip_stops_the_run_before_the_teachers(tiny_tau, tmp_p
     check_whole_recordings(sampled, some, some)  # one each: no error
 
 
-def test_clear_errors_before_work(tiny_run, tiny_work, tmp_path, capsys):
+def test_clear_errors_before_work(tiny_run, tiny_work, tiny_tau, tmp_path, capsys):
     assert (
         main(
             [
@@ -437,6 +440,26 @@ def test_clear_errors_before_work(tiny_run, tiny_work, tmp_path, capsys):
                      "--work", str(work), "--set", setting]) == 2  # fmt: skip
         assert words in capsys.readouterr().err
         assert not work.exists() or not any(work.iterdir())
+    # And a pretraining set the teachers would pass over, or one that is no TAU-layout set.
+    for settings, words in (
+        (["teachers.pretrain_data=/no/such/set", "teachers.pretrain_epochs=3"],
+         "teachers.pretrain_data=/no/such/set: folder not found"),
+        ([f"teachers.pretrain_data={tmp_path}", "teachers.pretrain_epochs=3"],
+         f"teachers.pretrain_data={tmp_path}: {tmp_path / 'meta.csv'}"),
+        ([f"teachers.pretrain_data={tiny_tau}"],
+         "teachers.pretrain_epochs is 0, so MobileNetV2 would never train on it"),
+        (["teachers.pretrain_epochs=3"], "but teachers.pretrain_data names none"),
+        ([f"teachers.pretrain_data={tiny_tau}", "teachers.pretrain_epochs=3", "teachers.names=[cnn]"],
+         "only the MobileNetV2 teacher trains on it first"),
+    ):  # fmt: skip
+        assert main(["run", "--system", "1", "--profile", "quick", "--out", str(tmp_path / "o8"),
+                     "--work", str(work), "--set", *settings]) == 2  # fmt: skip
+        assert words in capsys.readouterr().err
+        assert not work.exists() or not any(work.iterdir())
+    # A TAU-layout set with epochs to train on it passes (its tables read, nothing trained).
+    cfg = system_config(1, "quick")
+    check_pretrain_data(dataclasses.replace(
+        cfg, teachers=dataclasses.replace(cfg.teachers, pretrain_data=str(tiny_tau), pretrain_epochs=3)))  # fmt: skip
 
 
 @pytest.fixture()
