@@ -269,6 +269,8 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     (said,) = _warnings(res)
     assert "the probe found so before the KD student trained, which learned from its CE control " \
            "alone). Train the teachers longer" in said and "may not pay" not in said  # fmt: skip
+    assert said.endswith("another TAU-layout set to train MobileNetV2 on first (teachers.pretrain_data, "
+                         "pretrain_epochs).")  # fmt: skip
     # 'auto' needs clips held out from the teachers.
     with pytest.raises(ValueError, match=r"teachers\.holdout_fraction=0 holds none out"):
         check_clip_targets(dataclasses.replace(cfg, teachers=dataclasses.replace(

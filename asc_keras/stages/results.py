@@ -256,8 +256,9 @@ def _warnings(results: dict) -> list[str]:
                "trained, which learned from its CE control alone). " if kept_out else
                "more than the student learns alone, and distilling from them may not pay: read "
                "the KD row over several seeds or sets (asc-keras ablation). ")
-            + "Train the teachers longer or larger (teachers.steps, teachers.*_width), or use "
-            "pretrained weights (teachers.pretrained_mobilenetv2)."
+            + "Train the teachers longer or larger (teachers.steps, teachers.*_width), or give them "
+            "knowledge from elsewhere: pretrained weights (teachers.pretrained_mobilenetv2), another "
+            "TAU-layout set to train MobileNetV2 on first (teachers.pretrain_data, pretrain_epochs)."
         )  # fmt: skip
     elif ahead is not None and lead is not None and not lead["clear"]:
         out.append(
