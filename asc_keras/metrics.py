@@ -162,6 +162,12 @@ def paired_lead(first_right: Sequence[int], second_right: Sequence[int]) -> dict
 CLEAR_LEAD_P = 0.05
 
 
+def clear_lead(lead: float, p_value: float, limit: float = CLEAR_LEAD_P) -> bool:
+    """The one reading of "a clear lead" (the ensemble's, the KD student's, the probe's): ahead,
+    and the one-sided test's ``p_value`` below ``limit``."""
+    return bool(lead > 0 and p_value < limit)
+
+
 def grouped_lead(first: Sequence[float], second: Sequence[float], groups: Sequence[str],
                  draws: int = 20_000) -> dict:  # fmt: skip
     """Whether a lead of one model over another is more than chance when items come in groups

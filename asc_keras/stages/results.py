@@ -19,8 +19,8 @@ from asc_keras.config import OPTIM_STUDENTS_ONLY, SystemConfig
 from asc_keras.evaluate.target_words import learned_from_control_alone
 from asc_keras.files import file_identity
 from asc_keras.metrics import (
-    CLEAR_LEAD_P,
     classification_metrics,
+    clear_lead,
     grouped_lead,
     item_right,
     paired_lead,
@@ -179,8 +179,7 @@ def kd_lead(kd: dict, ce: dict, names) -> dict | None:
     for g, x, y in zip(groups, a, b, strict=True):
         by[g] = [u + v for u, v in zip(by.get(g, [0, 0, 0]), (x, y, 1), strict=True)]
     lead = grouped_lead(a, b, groups)
-    return {**lead, "clear": bool(lead["lead"] > 0 and lead["p_value"] < CLEAR_LEAD_P),
-            "by_location": by}  # fmt: skip
+    return {**lead, "clear": clear_lead(lead["lead"], lead["p_value"]), "by_location": by}
 
 
 def length_settings(cfg: SystemConfig, train_clips: int | None = None) -> dict:
@@ -234,7 +233,7 @@ def verdict(results: dict, kd: dict | None = None) -> dict:
     if ahead is not None and e_right is not None and c_right is not None \
             and len(e_right) == len(c_right):  # fmt: skip
         lead = paired_lead(e_right, c_right)
-        lead["clear"] = bool(ahead > 0 and lead["p_value"] < CLEAR_LEAD_P)
+        lead["clear"] = clear_lead(ahead, lead["p_value"])
     return {
         "kd_gain_points": s.get("kd_gain_points"),
         "kd_lead": kd,

@@ -49,7 +49,7 @@ from asc_keras.config import SystemConfig
 from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.targets import SoftTargets, target_choice
 from asc_keras.files import content_hash, work_lock, write_json
-from asc_keras.metrics import CLEAR_LEAD_P, grouped_lead
+from asc_keras.metrics import clear_lead, grouped_lead
 from asc_keras.stages.probe_devices import device_views
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import RunPlace, Splits
@@ -223,8 +223,8 @@ def clip_lead(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) ->
             "student": float(np.mean(probe["right"])), "teachers_label": float(label.mean()),
             "student_label": float(theirs.mean()), "clips": len(held),
             "locations": lead["groups"], "lead": lead["lead"], "p_value": lead["p_value"],
-            "clear": lead["lead"] > 0 and lead["p_value"] < CLEAR_LEAD_P,
-            "live": lead["lead"] > 0 and lead["p_value"] < cfg.distill.live_lead_p,
+            "clear": clear_lead(lead["lead"], lead["p_value"]),
+            "live": clear_lead(lead["lead"], lead["p_value"], cfg.distill.live_lead_p),
             **({"devices": cfg.distill.probe_devices} if views is not None else {})}  # fmt: skip
 
 
