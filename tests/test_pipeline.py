@@ -202,7 +202,7 @@ def test_results_md_leads_with_the_verdict_and_the_log_has_plain_warnings(tiny_r
 )  # fmt: skip
 def test_the_teachers_line_and_the_warning_read_the_verdict_alike(ahead, clear, said):
     from asc_keras.evaluate.report import _teachers
-    from asc_keras.stages.results import _warnings
+    from asc_keras.stages.verdict import run_warnings
 
     lead = None if clear is None else {"items": 146, "only_first_right": 14,
                                        "only_second_right": 11, "p_value": 0.35, "clear": clear}  # fmt: skip
@@ -211,7 +211,7 @@ def test_the_teachers_line_and_the_warning_read_the_verdict_alike(ahead, clear, 
          "verdict": {"ensemble_over_ce_recordings_points": ahead, "ensemble_lead": lead}}  # fmt: skip
     line = next(x for x in _teachers(r) if x.startswith("The CE control on the same recordings"))
     assert line.endswith(said)
-    warned = [w for w in _warnings(r) if w.startswith("the teacher ensemble is")]
+    warned = [w for w in run_warnings(r) if w.startswith("the teacher ensemble is")]
     assert bool(warned) == (ahead is not None and (ahead <= 0 or clear is False))
     if ahead is not None and ahead > 0 and clear is False:  # the paired counts, in the warning
         assert warned[0].startswith("the teacher ensemble is only +2.0 points ahead") and (
@@ -229,14 +229,14 @@ def test_a_still_learning_warning_names_the_setting_that_sets_that_rows_length(
 ):
     """The baseline's length is its own (controls.baseline_*), not the students' optim budget."""
     from asc_keras.presets import system_config
-    from asc_keras.stages.results import _warnings, length_settings
+    from asc_keras.stages.verdict import length_settings, run_warnings
 
     going = {"rounds": 10, "last_quarter_gain_points": 1.5, "ended": False}
     r = {"teachers": {}, "student": {}, "verdict": {"ensemble_over_ce_recordings_points": None},
          "learning": {"student": going, "control": going, "baseline": going,
                       "done": {**going, "ended": True}},
          "length_settings": length_settings(system_config(1, profile))}  # fmt: skip
-    said = {w.split(" was still learning")[0]: w for w in _warnings(r)}
+    said = {w.split(" was still learning")[0]: w for w in run_warnings(r)}
     assert sorted(said) == ["the baseline", "the control", "the student"]
     for row, setting in (("student", students), ("control", students), ("baseline", baseline)):
         assert said[f"the {row}"].endswith(
@@ -249,7 +249,7 @@ def test_a_still_learning_warning_names_the_setting_that_sets_that_rows_length(
     for clips in (2800, 2844, 2845, 3800):
         r["length_settings"] = length_settings(cfg, clips)
         floor = profile == "quick" and clips > 2844
-        said = {w.split(" was still learning")[0]: w for w in _warnings(r)}
+        said = {w.split(" was still learning")[0]: w for w in run_warnings(r)}
         for row in ("student", "control"):
             assert said[f"the {row}"].endswith(
                 "give it more passes (optim.min_passes) before reading its row." if floor else
@@ -258,7 +258,7 @@ def test_a_still_learning_warning_names_the_setting_that_sets_that_rows_length(
         assert said["the baseline"].endswith(f"give it {baseline} before reading its row.")
     # A results.json written before the settings were recorded reads the students' budget.
     del r["length_settings"]
-    assert all("(optim.steps)" in w for w in _warnings(r))
+    assert all("(optim.steps)" in w for w in run_warnings(r))
 
 
 def test_the_compressed_row_is_the_converted_models_float_twin(tiny_run, tiny_splits):

@@ -261,12 +261,12 @@ def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     res["soft_targets"] = teaching_record(halves, tie, splits)
     assert _verdict(res)[0].endswith("93.5 % on 1 s clips).  ")
     # And the warning that the teachers know no more says the run kept them out already.
-    from asc_keras.stages.results import _warnings
+    from asc_keras.stages.verdict import run_warnings
 
     res.update(verdict={"ensemble_over_ce_recordings_points": -8.3}, learning={})
-    assert "distilling from them may not pay: read the KD row over several" in _warnings(res)[0]
+    assert "distilling from them may not pay: read the KD row over several" in run_warnings(res)[0]
     res["soft_targets"] = teaching_record(cfg, tie, splits)
-    (said,) = _warnings(res)
+    (said,) = run_warnings(res)
     assert "the probe found so before the KD student trained, which learned from its CE control " \
            "alone). Train the teachers longer" in said and "may not pay" not in said  # fmt: skip
     assert said.endswith("another TAU-layout set to train MobileNetV2 on first (teachers.pretrain_data, "

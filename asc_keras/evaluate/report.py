@@ -66,7 +66,7 @@ def _verdict(r: dict) -> list[str]:
 
 
 def _kd_clause(lead: dict | None) -> str:
-    """The verdict's location-by-location reading of the KD gain (stages.results.kd_lead)."""
+    """The verdict's location-by-location reading of the KD gain (stages.verdict.kd_lead)."""
     if lead is None:
         return ""
     words = "a clear gain." if lead["clear"] else (
@@ -80,7 +80,7 @@ def _kd_clause(lead: dict | None) -> str:
 
 
 def _lead_clause(lead: dict | None) -> str:
-    """The verdict's paired reading of the ensemble's lead (stages.results.verdict)."""
+    """The verdict's paired reading of the ensemble's lead (stages.verdict.verdict)."""
     if lead is None:
         return "."
     return (
