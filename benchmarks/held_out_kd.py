@@ -41,9 +41,10 @@ def main(argv=None) -> None:
     from asc_keras.metrics import grouped_lead
     from asc_keras.orchestration.run import prepare_shared
     from asc_keras.presets import parse_overrides, system_config
+    from asc_keras.stages.probe import clip_lead, held_out_split
     from asc_keras.stages.shared import RunPlace
     from asc_keras.stages.teachers import clip_location
-    from asc_keras.stages.teaching import clip_lead, held_out_split, live_teachers
+    from asc_keras.stages.teaching import live_teachers
     from asc_keras.training.student import train_student
 
     ap = argparse.ArgumentParser(description=__doc__,

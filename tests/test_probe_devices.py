@@ -102,16 +102,9 @@ def test_the_lead_through_the_devices_decides_and_the_views_are_stored_once(tmp_
     import asc_keras.stages.teachers as teachers
     import asc_keras.training.student as student
     from asc_keras.evaluate.target_words import describe_targets
+    from asc_keras.stages.probe import check_clip_targets, clip_lead, held_out_split, read_probe
     from asc_keras.stages.runner import StageRunner
-    from asc_keras.stages.teaching import (
-        check_clip_targets,
-        clip_lead,
-        held_out_split,
-        probe_stage,
-        read_probe,
-        runs_live,
-        teaching_record,
-    )
+    from asc_keras.stages.teaching import probe_stage, runs_live, teaching_record
 
     splits = make_splits()
     # Every clip of class 0 (the teachers' class) on both, 1 location of 10 held out per class.

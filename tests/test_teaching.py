@@ -96,15 +96,8 @@ def _targets(splits: Splits, teachers_right: np.ndarray, source: str = "clip") -
 def test_auto_runs_the_teachers_live_only_on_a_lead_over_the_probe(splits):
     from asc_keras.distill.targets import target_choice
     from asc_keras.evaluate.target_words import describe_targets
-    from asc_keras.stages.teaching import (
-        check_clip_targets,
-        clip_lead,
-        control_share,
-        held_out_split,
-        runs_live,
-        teaching_config,
-        teaching_record,
-    )
+    from asc_keras.stages.probe import check_clip_targets, clip_lead, held_out_split
+    from asc_keras.stages.teaching import control_share, runs_live, teaching_config, teaching_record
 
     cfg = _quick()
     assert cfg.distill.clip_targets == "auto" and cfg.teachers.holdout_fraction == 0.2
@@ -297,8 +290,9 @@ def test_the_probe_stage_trains_once_on_the_teachers_clips_and_is_read_back_safe
     splits, tmp_path, monkeypatch
 ):
     import asc_keras.training.student as student
+    from asc_keras.stages.probe import held_out_split, read_probe
     from asc_keras.stages.runner import StageRunner
-    from asc_keras.stages.teaching import held_out_split, probe_stage, read_probe, runs_live
+    from asc_keras.stages.teaching import probe_stage, runs_live
 
     cfg = _quick()
     learn, held = held_out_split(cfg, splits)

@@ -54,16 +54,12 @@ from asc_keras.log import warnings_to
 from asc_keras.models.classes import write_classes
 from asc_keras.stages.beside import Beside, beside_stages
 from asc_keras.stages.outputs import baseline_stage, compress_stage, student_stage, tflite_stage
+from asc_keras.stages.probe import asks_probe, check_clip_targets
 from asc_keras.stages.results import add_control_rows, evaluate_stage, report_stage
 from asc_keras.stages.runner import STAGES, RunError, StageRunner
 from asc_keras.stages.shared import Prepared, RunPlace, data_stage, features_stage
 from asc_keras.stages.teachers import TeacherOutputs, targets_stage, teachers_stage
-from asc_keras.stages.teaching import (
-    asks_probe,
-    check_clip_targets,
-    probe_stage,
-    teaching_config,
-)
+from asc_keras.stages.teaching import probe_stage, teaching_config
 from asc_keras.training.student import (
     check_control_share,
     check_final_weights,

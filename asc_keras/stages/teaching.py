@@ -19,9 +19,9 @@ evaluation fold nor the teachers saw: the probe student (:func:`probe_stage`) --
 recipe and seed, trained with CE on the training clips the teachers learned from -- is scored on
 the clips of the recordings held out from them (``teachers.holdout_fraction``), where the
 teachers' ensemble is scored from its stored outputs, both by the probability they give the
-label (:func:`clip_lead`).  The teachers run live on a lead there whose one-sided p (a
-sign-flip test over the held-out locations) is below ``distill.live_lead_p``: 0.05, a clear
-lead.  Not any lead (1): the held-out locations are heard through the training devices, and an
+label (:func:`~asc_keras.stages.probe.clip_lead`).  The teachers run live on a lead there whose
+one-sided p (a sign-flip test over the held-out locations) is below ``distill.live_lead_p``:
+0.05, a clear lead.  Not any lead (1): the held-out locations are heard through the training devices, and an
 unclear lead there went either way on the devices no training clip came from (``clear`` 42 / 0 /
 1, p 0.202 / 0.053 / 0.132: live +2.4 ± 0.7 points over the control, the control alone
 −0.2 ± 1.5; ``tonal`` 1, p 0.085: live −7.2, the control alone +0.2; docs/probe-sets.md, "Any
@@ -39,21 +39,25 @@ the control alone +0.7 ± 1.1; docs/probe-sets.md, "No lead, no teachers").
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from asc_keras.config import SystemConfig
-from asc_keras.data.splits import ClipSplit
 from asc_keras.distill.targets import SoftTargets, target_choice
 from asc_keras.files import content_hash, work_lock, write_json
-from asc_keras.metrics import clear_lead, grouped_lead
-from asc_keras.stages.probe_devices import device_views
+from asc_keras.stages.probe import (
+    asks_probe,
+    clip_lead,
+    clip_level,
+    held_out_split,
+    read_probe,
+    target_kind,
+)
 from asc_keras.stages.runner import StageRunner
 from asc_keras.stages.shared import RunPlace, Splits
-from asc_keras.stages.teachers import clip_location, held_out_recordings, load_teacher
+from asc_keras.stages.teachers import load_teacher
 from asc_keras.training.student import kd_alpha, kd_temperature
 
 
@@ -73,7 +77,7 @@ def _running(
     above 0, their weights renormalised (None: the plain average) -- or ([], None) where the
     configuration and the targets' kind say stored."""
     d = cfg.distill
-    if not (_clip_level(cfg, targets) and d.clip_targets in ("live", "auto")):
+    if not (clip_level(cfg, targets) and d.clip_targets in ("live", "auto")):
         return [], None
     if d.clip_targets == "auto":  # live only on a lead on the held-out clips (live_lead_p)
         lead = clip_lead(cfg, targets, splits)
@@ -117,7 +121,7 @@ def teaching_config(cfg: SystemConfig, targets: SoftTargets | None, splits: Spli
     (``recording_alpha``, where set, where the teachers' part is of whole recordings): what its
     training, pruning and QAT read."""
     d, share = cfg.distill, control_share(cfg, targets, splits)
-    alpha = kd_alpha(d, _source(targets) == "recording", share)
+    alpha = kd_alpha(d, target_kind(targets) == "recording", share)
     if (share, alpha) == (d.control_share, d.alpha):
         return cfg
     return dataclasses.replace(cfg, distill=dataclasses.replace(d, control_share=share, alpha=alpha))  # fmt: skip
@@ -149,103 +153,23 @@ def teaching_record(cfg: SystemConfig, targets: SoftTargets | None, splits: Spli
     """``results.json``'s 'soft_targets': :func:`~asc_keras.distill.targets.target_choice` with
     whether the teachers ran live, the control's share (0 in a run without a control: the
     configuration check refuses a share there) and, where ``distill.clip_targets`` 'auto' chose,
-    the held-out comparison (:func:`clip_lead`)."""
+    the held-out comparison (:func:`~asc_keras.stages.probe.clip_lead`)."""
     s, live = control_share(cfg, targets, splits), runs_live(cfg, targets, splits)
     t = target_choice(targets, s, cfg.distill.control_share_by, live)
     if t is not None:  # the T and α the KD term read (live_temperature, recording_alpha: where)
         t["temperature"] = kd_temperature(cfg.distill, live, s)
-        t["alpha"] = kd_alpha(cfg.distill, _source(targets) == "recording", s)
+        t["alpha"] = kd_alpha(cfg.distill, target_kind(targets) == "recording", s)
     lead = clip_lead(cfg, targets, splits) if asks_probe(cfg, targets) else None
     if t and t.get("live") and cfg.distill.teacher_view == "parallel":
         t = {**t, "teacher_view": "parallel"}  # what the live teachers heard (data.parallel)
     return t if t is None or lead is None else {**t, "lead": lead}
 
 
-def check_clip_targets(cfg: SystemConfig) -> None:
-    """``distill.clip_targets`` 'auto' compares on clips held out from the teachers: it needs some,
-    ``distill.live_lead_p`` is a p-value's limit and ``distill.probe_devices`` a small count."""
-    d = cfg.distill
-    if not 0.0 < d.live_lead_p <= 1.0:
-        raise ValueError(f"distill.live_lead_p must be in (0, 1] (a p-value; 1: any lead), got "
-                         f"{d.live_lead_p}")  # fmt: skip
-    if type(d.probe_devices) is not int or not 0 <= d.probe_devices <= 16:
-        raise ValueError(f"distill.probe_devices must be a count from 0 (none) to 16, got "
-                         f"{d.probe_devices!r}")  # fmt: skip
-    if d.enabled and d.clip_targets == "auto" and cfg.teachers.holdout_fraction <= 0:
-        raise ValueError(
-            "distill.clip_targets 'auto' compares the teachers with the student on the training "
-            "clips held out from the teachers, and teachers.holdout_fraction=0 holds none out: set "
-            "teachers.holdout_fraction above 0 (the quick profile: 0.2), or clip_targets live or stored"
-        )
-
-
-def held_out_split(cfg: SystemConfig, splits: Splits) -> tuple[ClipSplit, ClipSplit] | None:
-    """(the training clips outside the recordings held out from the teachers, the clips of those
-    recordings) -- what the probe student learns from and is scored on; None where none is held
-    out (:func:`~asc_keras.stages.teachers.held_out_recordings`)."""
-    _, held = held_out_recordings(cfg, splits.train_recordings)
-    if held is None or not len(held):
-        return None
-    files = {f for clips in held.files for f in clips}
-    out = np.array([n in files for n in splits.train.names])
-    if not out.any() or out.all():
-        return None
-    return splits.train.take(np.where(~out)[0]), splits.train.take(np.where(out)[0])
-
-
-def clip_lead(cfg: SystemConfig, targets: SoftTargets | None, splits: Splits) -> dict | None:
-    """The teachers' ensemble (their stored clip outputs, weighed as the KD target weighs them,
-    T = 1) against the probe student (``targets.meta['probe']``, :func:`probe_stage`) on the
-    training clips held out from the teachers: {'teachers', 'student' (accuracies),
-    'teachers_label', 'student_label' (the mean probability each gives the label), 'clips',
-    'locations', 'lead' (the mean over locations of the teachers' label probability minus the
-    probe's), 'p_value' (:func:`~asc_keras.metrics.grouped_lead`), 'clear' (a lead, p below
-    CLEAR_LEAD_P), 'live' (a lead, p below ``distill.live_lead_p``: the teachers run live)}; None
-    without a probe of those clips.
-
-    The label's probability, not the accuracy: it is what a soft target gives the label, and it
-    tells the teachers' lead where both are near chance on a clip (``sparse``: accuracies 8.8
-    against 4.4 %, p = 0.20; the label's probability 10.5 against 4.7 %, p = 0.013)."""
-    probe = None if targets is None else targets.meta.get("probe")
-    split = held_out_split(cfg, splits)
-    if probe is None or split is None or tuple(probe["clips"]) != split[1].names:
-        return None
-    held = split[1]
-    p = targets.select(held.names).distribution(1.0, cfg.distill.ensemble)
-    label = p[np.arange(len(held)), held.labels]
-    theirs = np.asarray(probe["p_label"], float)
-    views = device_views(cfg, targets, held)
-    if views is not None:  # each clip's label probability over its own view and the devices'
-        label = (label + views[0].sum(1)) / (1 + views[0].shape[1])
-        theirs = (theirs + views[1].sum(1)) / (1 + views[1].shape[1])
-    lead = grouped_lead(label, theirs, [clip_location(n) for n in held.names])
-    return {"teachers": float(np.mean(p.argmax(-1) == held.labels)),
-            "student": float(np.mean(probe["right"])), "teachers_label": float(label.mean()),
-            "student_label": float(theirs.mean()), "clips": len(held),
-            "locations": lead["groups"], "lead": lead["lead"], "p_value": lead["p_value"],
-            "clear": clear_lead(lead["lead"], lead["p_value"]),
-            "live": clear_lead(lead["lead"], lead["p_value"], cfg.distill.live_lead_p),
-            **({"devices": cfg.distill.probe_devices} if views is not None else {})}  # fmt: skip
-
-
-def _source(targets: SoftTargets | None) -> str | None:
-    return None if targets is None else targets.meta.get("target_source")  # 'recording', 'clip'
-
-
-def _clip_level(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
-    """Distillation on, and ``targets`` clip-level: where ``distill.clip_targets`` applies."""
-    return cfg.distill.enabled and _source(targets) == "clip"
-
-
-def asks_probe(cfg: SystemConfig, targets: SoftTargets | None) -> bool:
-    """Whether ``distill.clip_targets`` 'auto' has to choose for ``targets`` (clip-level)."""
-    return _clip_level(cfg, targets) and cfg.distill.clip_targets == "auto"
-
-
 def probe_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner, targets: SoftTargets | None,
                 splits: Splits, folders: dict[str, Path] | None = None) -> SoftTargets | None:  # fmt: skip
-    """``targets`` with the probe student's record in ``meta['probe']`` (:func:`read_probe`) where
-    ``distill.clip_targets`` 'auto' must choose (clip-level targets; module doc); else ``targets``.
+    """``targets`` with the probe student's record in ``meta['probe']``
+    (:func:`~asc_keras.stages.probe.read_probe`) where ``distill.clip_targets`` 'auto' must choose
+    (clip-level targets; module doc); else ``targets``.
 
     The probe is the student of the run's width, augmentation, schedule, length and seed, trained
     with CE on the training clips the teachers learned from and scored on the clean clips of the
@@ -315,36 +239,3 @@ def _decision(cfg: SystemConfig, targets: SoftTargets, splits: Splits) -> str:
     if share == 1:
         return "stay out: the KD student learns from the CE control alone, run live"
     return f"stay stored, the CE control run live for {100 * share:.0f} % of each target"
-
-
-def read_probe(path: Path) -> dict:
-    """A stored probe record ({'clips': names, 'right': 0 / 1 per clip, 'p_label': the probability
-    the probe gives each clip's label}), checked: a work folder's file is as untrusted as any."""
-    try:
-        d = json.loads(Path(path).read_text())
-        clips, right, label = d["clips"], d["right"], d["p_label"]
-        if not (isinstance(clips, list) and clips and all(isinstance(c, str) for c in clips)
-                and isinstance(right, list) and isinstance(label, list)
-                and len(right) == len(label) == len(clips)
-                and all(type(r) is int and r in (0, 1) for r in right)
-                and all(type(v) in (int, float) and 0 <= v <= 1 for v in label)):  # fmt: skip
-            raise ValueError("'clips' must be clip names, 'right' a 0 or 1 and 'p_label' a "
-                             "probability for each")  # fmt: skip
-        dev = d.get("devices")
-        if dev is not None and not _device_views_sound(dev, len(clips)):
-            raise ValueError("'devices' must hold 'views' (a count) and 'p_label': that many "
-                             "probabilities for each clip")  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: not a probe student's record ({e}); delete it to train the "
-                         "probe again") from None  # fmt: skip
-    out = {"clips": clips, "right": right, "p_label": [float(v) for v in label]}
-    return out if dev is None else {**out, "devices": dev}
-
-
-def _device_views_sound(dev, clips: int) -> bool:
-    """A probe record's 'devices' (stages.probe_devices.student_device_labels) holds numbers only."""
-    k, p = dev.get("views"), dev.get("p_label")
-    return (type(k) is int and k > 0 and isinstance(p, list) and len(p) == clips
-            and all(isinstance(r, list) and len(r) == k for r in p)
-            and all(type(v) in (int, float) and 0 <= v <= 1 for r in p for v in r)
-            and all(type(dev.get(f)) in (int, float) for f in ("anchors", "spread_db")))  # fmt: skip
