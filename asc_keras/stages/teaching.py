@@ -17,23 +17,23 @@ points, and live KD loses 3.5 points to it, where the stored targets with the co
 tie).  ``clip_targets: auto`` asks which holds before the student trains, on data neither the
 evaluation fold nor the teachers saw: the probe student (:func:`probe_stage`) -- the same student,
 recipe and seed, trained with CE on the training clips the teachers learned from -- is scored on
-the clips of the recordings held out from them (``teachers.holdout_fraction``), where the
-teachers' ensemble is scored from its stored outputs, both by the probability they give the
-label (:func:`~asc_keras.stages.probe.clip_lead`).  The teachers run live on a lead there whose
-one-sided p (a sign-flip test over the held-out locations) is below ``distill.live_lead_p``:
-0.05, a clear lead.  Not any lead (1): the held-out locations are heard through the training devices, and an
-unclear lead there went either way on the devices no training clip came from (``clear`` 42 / 0 /
-1, p 0.202 / 0.053 / 0.132: live +2.4 ± 0.7 points over the control, the control alone
-−0.2 ± 1.5; ``tonal`` 1, p 0.085: live −7.2, the control alone +0.2; docs/probe-sets.md, "Any
-lead?").  With ``distill.probe_devices`` (the quick profile: 3) the probe and the teachers also
-hear each held-out clip through simulated devices, and the lead is on its label's probability
-over its own view and theirs (``stages.probe_devices``): the devices no training clip came from
-are what the held-out locations cannot show.  Where not, the stored targets serve with the control's share -- or, with
-``distill.control_share_no_lead`` (the quick profile: 1), the control's share is that: at 1 the
-KD student learns from its CE control alone, run live (born-again, consistent teaching), since
+the clips of the recordings held out from them (``teachers.holdout_fraction``), where the teachers'
+ensemble is scored from its stored outputs, both by the probability they give the label
+(:func:`~asc_keras.stages.probe.clip_lead`).  The teachers run live on a lead there whose one-sided
+p (a sign-flip test over the held-out locations) is below ``distill.live_lead_p``: 0.05, a clear
+lead.  Not any lead (1): the held-out locations are heard through the training devices, and an
+unclear lead there went either way on the devices no training clip came from (``clear`` 42 / 0 / 1,
+p 0.202 / 0.053 / 0.132: live +2.4 ± 0.7 points over the control, the control alone −0.2 ± 1.5;
+``tonal`` 1, p 0.085: live −7.2, the control alone +0.2; docs/probe-sets.md, "Any lead?").  With
+``distill.probe_devices`` (the quick profile: 3) the probe and the teachers also hear each held-out
+clip through simulated devices, and the lead is on its label's probability over its own view and
+theirs (``stages.probe_devices``): the devices no training clip came from are what the held-out
+locations cannot show.  Where not, the stored targets serve with the control's share -- or, with
+``distill.control_share_no_lead`` (the quick profile: 1), the control's share is that: at 1 the KD
+student learns from its CE control alone, run live (born-again, consistent teaching), since
 teachers with no clear lead over the student cost it more than they teach (``tonal``, seeds
-42 / 0 / 1: the stored targets with the control's half −1.3 ± 1.1 points against the control,
-the control alone +0.7 ± 1.1; docs/probe-sets.md, "No lead, no teachers").
+42 / 0 / 1: the stored targets with the control's half −1.3 ± 1.1 points against the control, the
+control alone +0.7 ± 1.1; docs/probe-sets.md, "No lead, no teachers").
 """
 
 from __future__ import annotations
