@@ -24,8 +24,8 @@ from asc_keras.cli import main
 from asc_keras.config import DistillConfig
 from asc_keras.data import DataError, rebuild_recordings
 from asc_keras.metrics import grouped_lead
-from asc_keras.orchestration.run import check_pretrain_data
 from asc_keras.presets import system_config
+from asc_keras.stages.pretrain import check_pretrain_data
 from asc_keras.stages.shared import check_whole_recordings
 
 
@@ -460,6 +460,48 @@ def test_clear_errors_before_work(tiny_run, tiny_work, tiny_tau, tmp_path, capsy
     cfg = system_config(1, "quick")
     check_pretrain_data(dataclasses.replace(
         cfg, teachers=dataclasses.replace(cfg.teachers, pretrain_data=str(tiny_tau), pretrain_epochs=3)))  # fmt: skip
+
+
+def test_pretraining_on_a_set_sharing_the_runs_clips_leaves_out_what_the_teachers_must_not_learn(
+    tiny_tau, tiny_dataset, tmp_path
+):
+    """MobileNetV2 pretrained on the run's own set would learn first the recordings held out to
+    weigh the ensemble (and judge the probe): those, and any holding an evaluation clip, are left
+    out of the pretraining's training recordings; a set with nothing else is refused."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from asc_keras.stages.pretrain import kept_from_teachers, pretrain_splits
+    from asc_keras.stages.shared import RunPlace, recordings_of
+
+    recs, _ = rebuild_recordings(tiny_dataset.split("all"))
+    train, evaluate = (
+        recordings_of(recs, tiny_dataset.train),
+        recordings_of(recs, tiny_dataset.evaluate),
+    )
+    held = SimpleNamespace(files=list(train["files"][:5]))  # five held out from the teachers
+    keep = kept_from_teachers(held, SimpleNamespace(files=list(evaluate["files"])))
+    assert len(keep) == 10 * (5 + len(evaluate))  # ten clips a recording, by file name
+    cfg = system_config(1, "quick")
+    cfg = dataclasses.replace(cfg, teachers=dataclasses.replace(
+        cfg.teachers, pretrain_data=str(tiny_tau), pretrain_epochs=1))  # fmt: skip
+    place, said = RunPlace(tmp_path / "out", tmp_path / "work", verbose=0), []
+    learn, judge = pretrain_splits(cfg, place, keep, said.append)
+    # The other training recordings, every one of them; the evaluation ones still draw the curve.
+    assert sorted(learn.files) == sorted(tuple(f) for f in train["files"][5:])
+    assert sorted(judge.files) == sorted(tuple(f) for f in evaluate["files"])
+    assert not keep & {Path(f).name for files in learn.files for f in files}
+    assert said == [f"   5 of the {len(train)} training recordings of teachers.pretrain_data left out: "
+                    "they hold clips this run keeps from its teachers (held out to weigh them, or "
+                    "evaluated on)"]  # fmt: skip
+    # Another set (no clip shared) loses nothing and says nothing.
+    said.clear()
+    assert len(pretrain_splits(cfg, place, {"other-0-a.wav"}, said.append)[0]) == len(train)
+    assert said == []
+    # Every training recording shared: this is the run's own set, not another one.
+    everything = kept_from_teachers(SimpleNamespace(files=list(train["files"])), None)
+    with pytest.raises(DataError, match="it is this run's own set, not another one to pretrain"):
+        pretrain_splits(cfg, place, everything, said.append)
 
 
 @pytest.fixture()

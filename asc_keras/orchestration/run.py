@@ -47,13 +47,13 @@ from pathlib import Path
 import yaml
 
 from asc_keras.config import SCENE_CLASSES, SystemConfig
-from asc_keras.data import DataError, read_tau
 from asc_keras.distill.targets import check_auto_limit
 from asc_keras.files import folder_lock, write_json, write_text
 from asc_keras.log import warnings_to
 from asc_keras.models.classes import write_classes
 from asc_keras.stages.beside import Beside, beside_stages
 from asc_keras.stages.outputs import baseline_stage, compress_stage, student_stage, tflite_stage
+from asc_keras.stages.pretrain import check_pretrain_data
 from asc_keras.stages.probe import asks_probe, check_clip_targets
 from asc_keras.stages.results import add_control_rows, evaluate_stage, report_stage
 from asc_keras.stages.runner import STAGES, RunError, StageRunner
@@ -151,42 +151,6 @@ def check_pretrained(cfg: SystemConfig) -> None:
         resolved_front_end(cfg.teachers)
     except ValueError as e:
         raise RunError(str(e)) from None
-
-
-def check_pretrain_data(cfg: SystemConfig) -> None:
-    """``teachers.pretrain_data`` and its epochs checked now, the set's tables read: a setting the
-    teachers' stage would pass over without a word (no epochs, no data, no MobileNetV2 to train
-    on it), or a folder that is no TAU-layout set, stops the run before any data is generated or
-    trained on -- not after the data, features and the first teacher's minutes."""
-    t = cfg.teachers
-    if not cfg.distill.enabled:
-        return
-    epochs = t.pretrain_epochs > 0 or t.pretrain_frozen_epochs > 0
-    if not t.pretrain_data:
-        if epochs:
-            raise RunError(
-                "teachers.pretrain_epochs / pretrain_frozen_epochs ask MobileNetV2 to train first "
-                "on another TAU-layout set, but teachers.pretrain_data names none: pass --set "
-                "teachers.pretrain_data=/path/to/that/set, or leave the epochs at 0"
-            )
-        return
-    name = f"teachers.pretrain_data={t.pretrain_data}"
-    if "mobilenetv2" not in t.names:
-        raise RunError(f"{name}: only the MobileNetV2 teacher trains on it first (the report's "
-                       f"AudioSet -> DCASE 2020 -> 2023 chain), and teachers.names {list(t.names)} "
-                       "has none: add mobilenetv2, or leave pretrain_data out")  # fmt: skip
-    if t.pretrain_epochs <= 0:
-        raise RunError(f"{name}: teachers.pretrain_epochs is {t.pretrain_epochs}, so MobileNetV2 "
-                       "would never train on it: set the epochs it trains there before this set "
-                       "(e.g. --set teachers.pretrain_epochs=20), or leave pretrain_data out")  # fmt: skip
-    if not Path(t.pretrain_data).expanduser().is_dir():
-        raise RunError(f"{name}: folder not found. Pass another TAU-layout development folder "
-                       "(meta.csv, audio/, evaluation_setup/), e.g. TAU Urban Acoustic Scenes "
-                       "2020 Mobile's, or leave pretrain_data out")  # fmt: skip
-    try:
-        read_tau(t.pretrain_data)
-    except DataError as e:
-        raise RunError(f"{name}: {e}") from None
 
 
 def run_identity(cfg: SystemConfig, place: RunPlace) -> dict:

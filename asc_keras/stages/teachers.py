@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import N_CLASSES, SystemConfig, TeacherConfig, teacher_architecture
-from asc_keras.data import DataError, read_tau, rebuild_recordings
+from asc_keras.data import DataError
 from asc_keras.data.own import split_by_group
 from asc_keras.data.splits import RecordingSplit
 from asc_keras.data.tau import parse_clip_name
@@ -39,8 +39,9 @@ from asc_keras.distill.targets import (
 from asc_keras.evaluate.target_words import describe_targets
 from asc_keras.files import content_hash, work_lock
 from asc_keras.metrics import classification_metrics, item_right
+from asc_keras.stages.pretrain import kept_from_teachers, pretrain_splits
 from asc_keras.stages.runner import StageRunner
-from asc_keras.stages.shared import RunPlace, Splits, recordings_of
+from asc_keras.stages.shared import RunPlace, Splits
 
 # The entries of a teacher's evaluation that results.json keeps.
 _BRIEF = ("accuracy", "log_loss", "micro_accuracy", "per_device", "per_device_log_loss", "n",
@@ -156,35 +157,16 @@ def teachers_stage(
                 shutil.rmtree(d)
             if not is_trained(d):
                 runner.log(f"-- teacher {name} ({d.name})")
-                if name == "mobilenetv2" and pretrain is None:
-                    pretrain = pretrain_splits(cfg, place)
+                if name == "mobilenetv2" and pretrain is None:  # none of the run's held-out
+                    keep = kept_from_teachers(  # or evaluation clips (stages.pretrain)
+                        held_out_recordings(cfg, splits.train_recordings)[1], splits.eval_recordings
+                    )
+                    pretrain = pretrain_splits(cfg, place, keep, runner.log)
                 train_teacher(name, cfg, learn, own.eval_recordings, run_dir=d,
                               strategy=place.strategy, verbose=place.verbose,
                               pretrain=pretrain if name == "mobilenetv2" else None)  # fmt: skip
         folders[name] = d
     return folders
-
-
-def pretrain_splits(cfg: SystemConfig, place: RunPlace):
-    """(train, evaluation) recordings of ``teachers.pretrain_data`` (fold 1), or None without it,
-    in the MobileNetV2 teacher's features."""
-    from asc_keras.features.cache import extract_features
-    from asc_keras.models.panns_import import teacher_features
-
-    t = cfg.teachers
-    if not t.pretrain_data or t.pretrain_epochs <= 0:
-        return None
-    ds = read_tau(t.pretrain_data)
-    recs, _ = rebuild_recordings(ds.split("all"))
-    if not len(recs):
-        raise DataError(
-            f"{t.pretrain_data}: no complete 10 s recordings to pretrain the teacher on"
-        )
-    features = teacher_features("mobilenetv2", t, cfg.features)
-    cache = extract_features(ds.root, list(recs["files"]), features, place.shared.features,
-                             name="pretrain-recordings", progress=place.progress)  # fmt: skip
-    return (RecordingSplit.from_table(cache, recordings_of(recs, ds.train)),
-            RecordingSplit.from_table(cache, recordings_of(recs, ds.evaluate)))  # fmt: skip
 
 
 def targets_stage(
