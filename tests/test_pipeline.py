@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -462,16 +463,43 @@ def test_clear_errors_before_work(tiny_run, tiny_work, tiny_tau, tmp_path, capsy
         cfg, teachers=dataclasses.replace(cfg.teachers, pretrain_data=str(tiny_tau), pretrain_epochs=3)))  # fmt: skip
 
 
-def test_pretraining_on_a_set_sharing_the_runs_clips_leaves_out_what_the_teachers_must_not_learn(
+def _tau2020_copy(tiny_tau, recs, dest: Path) -> Path:
+    """A TAU 2020-layout folder of 10 s files (``<recording id>.wav``) holding ``recs``' audio as
+    the features cache reads their clips (each resampled to 16 kHz, then joined; float WAV)."""
+    import soundfile as sf
+
+    from asc_keras.data.audio import load_audio
+
+    (dest / "audio").mkdir(parents=True)
+    (dest / "evaluation_setup").mkdir()
+    rows = {"train": [], "evaluate": []}
+    for split, table in recs.items():
+        for rid, scene, files in zip(
+            table["recording_id"], table["scene"], table["files"], strict=True
+        ):
+            audio = np.concatenate([load_audio(tiny_tau / f, 16000, duration=1.0) for f in files])
+            sf.write(dest / "audio" / f"{rid}.wav", audio, 16000, subtype="FLOAT")
+            rows[split].append(f"audio/{rid}.wav\t{scene}")
+    both = rows["train"] + rows["evaluate"]
+    (dest / "meta.csv").write_text("filename\tscene_label\n" + "\n".join(both) + "\n")
+    for split in ("train", "evaluate"):
+        (dest / "evaluation_setup" / f"fold1_{split}.csv").write_text(
+            "filename\tscene_label\n" + "\n".join(rows[split]) + "\n"
+        )
+    return dest
+
+
+def test_pretraining_leaves_out_what_the_teachers_must_not_learn_and_reads_tau_2020(
     tiny_tau, tiny_dataset, tmp_path
 ):
-    """MobileNetV2 pretrained on the run's own set would learn first the recordings held out to
-    weigh the ensemble (and judge the probe): those, and any holding an evaluation clip, are left
-    out of the pretraining's training recordings; a set with nothing else is refused."""
-    from pathlib import Path
+    """MobileNetV2 first trained on a set holding this run's recordings would learn those held out
+    to weigh the ensemble (and judge the probe) first: they, and the evaluation fold's, are left
+    out of its training recordings, matched by recording id -- in the run's own TAU 2022-layout
+    folder and in a TAU 2020-layout one of 10 s files, read whole; a set with nothing else is
+    refused."""
     from types import SimpleNamespace
 
-    from asc_keras.stages.pretrain import kept_from_teachers, pretrain_splits
+    from asc_keras.stages.pretrain import kept_from_teachers, pretrain_splits, read_pretrain_set
     from asc_keras.stages.shared import RunPlace, recordings_of
 
     recs, _ = rebuild_recordings(tiny_dataset.split("all"))
@@ -481,7 +509,7 @@ def test_pretraining_on_a_set_sharing_the_runs_clips_leaves_out_what_the_teacher
     )
     held = SimpleNamespace(files=list(train["files"][:5]))  # five held out from the teachers
     keep = kept_from_teachers(held, SimpleNamespace(files=list(evaluate["files"])))
-    assert len(keep) == 10 * (5 + len(evaluate))  # ten clips a recording, by file name
+    assert keep == set(train["recording_id"][:5]) | set(evaluate["recording_id"])
     cfg = system_config(1, "quick")
     cfg = dataclasses.replace(cfg, teachers=dataclasses.replace(
         cfg.teachers, pretrain_data=str(tiny_tau), pretrain_epochs=1))  # fmt: skip
@@ -490,18 +518,35 @@ def test_pretraining_on_a_set_sharing_the_runs_clips_leaves_out_what_the_teacher
     # The other training recordings, every one of them; the evaluation ones still draw the curve.
     assert sorted(learn.files) == sorted(tuple(f) for f in train["files"][5:])
     assert sorted(judge.files) == sorted(tuple(f) for f in evaluate["files"])
-    assert not keep & {Path(f).name for files in learn.files for f in files}
     assert said == [f"   5 of the {len(train)} training recordings of teachers.pretrain_data left out: "
-                    "they hold clips this run keeps from its teachers (held out to weigh them, or "
-                    "evaluated on)"]  # fmt: skip
-    # Another set (no clip shared) loses nothing and says nothing.
+                    "this run keeps them from its teachers (held out to weigh them, or evaluated on)"]  # fmt: skip
+    # Another set (no recording shared) loses nothing and says nothing.
     said.clear()
-    assert len(pretrain_splits(cfg, place, {"other-0-a.wav"}, said.append)[0]) == len(train)
+    assert len(pretrain_splits(cfg, place, {"other-city-0-0-a"}, said.append)[0]) == len(train)
     assert said == []
     # Every training recording shared: this is the run's own set, not another one.
     everything = kept_from_teachers(SimpleNamespace(files=list(train["files"])), None)
     with pytest.raises(DataError, match="it is this run's own set, not another one to pretrain"):
         pretrain_splits(cfg, place, everything, said.append)
+
+    # TAU 2020's layout: the same recordings as 10 s files, matched by id, each read whole.
+    old = _tau2020_copy(tiny_tau, {"train": train[:8], "evaluate": evaluate[:2]}, tmp_path / "2020")
+    found = read_pretrain_set(old)
+    assert list(found.train["recording_id"]) == list(train["recording_id"][:8])
+    assert all(len(files) == 1 for files in found.train["files"])
+    check_pretrain_data(dataclasses.replace(
+        cfg, teachers=dataclasses.replace(cfg.teachers, pretrain_data=str(old))))  # fmt: skip
+    cfg20 = dataclasses.replace(
+        cfg, teachers=dataclasses.replace(cfg.teachers, pretrain_data=str(old))
+    )
+    said.clear()
+    learn20, judge20 = pretrain_splits(cfg20, place, keep, said.append)
+    assert [f[0] for f in learn20.files] == [f"audio/{r}.wav" for r in train["recording_id"][5:8]]
+    assert len(judge20) == 2 and said[0].startswith("   5 of the 8 training recordings")
+    # A 10 s file's features are its recording's, to the bit (the same samples, the same frames).
+    a = learn20.features[learn20.rows]
+    b = learn.features[learn.rows[[learn.files.index(tuple(f)) for f in train["files"][5:8]]]]
+    assert a.shape == b.shape == (3, 309, 256) and np.array_equal(a, b)
 
 
 @pytest.fixture()
