@@ -77,6 +77,8 @@ def teacher_dir(cfg: SystemConfig, place: RunPlace, data_root: Path, name: str) 
                "train_split": place.train_split, "seed": cfg.seed}  # fmt: skip
     if cfg.teachers.holdout_fraction > 0:  # what is held out: whole locations (held_out_recordings)
         depends["held_out_by"] = "location"
+    if name == "mobilenetv2" and cfg.teachers.pretrain_data:  # its first set less the run's kept
+        depends["pretrain_keeps_out"] = "recording_id"  # recordings (stages.pretrain)
     key = content_hash({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                         for k, v in depends.items()})  # fmt: skip
     return place.shared.teacher(name, key)
