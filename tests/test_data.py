@@ -100,6 +100,10 @@ def test_parse_clip_name():
     assert d["recording_id"] == "street_pedestrian-lyon-1162-44650-s2"
     with pytest.raises(DataError, match="bad-name.wav"):
         parse_clip_name("audio/bad-name.wav")
+    # The 10 s recording that clip came from, as TAU 2020 Mobile names it: told where it serves.
+    with pytest.raises(DataError, match=r"1162-44650-s2.wav: a 10 s recording's name, as in TAU Urban "
+                       r"Acoustic Scenes 2020 Mobile; .* \(--set teachers\.pretrain_data"):  # fmt: skip
+        parse_clip_name("audio/street_pedestrian-lyon-1162-44650-s2.wav")
 
 
 def test_rebuild_recordings_orders_segments(tiny_dataset):

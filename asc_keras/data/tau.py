@@ -73,6 +73,12 @@ def parse_clip_name(filename: str) -> dict:
     """
     stem = Path(filename).stem
     parts = stem.split("-")
+    if len(parts) == 5 and parts[3].isdigit():  # <scene>-<city>-<location>-<segment>-<device>
+        raise DataError(
+            f"{filename}: a 10 s recording's name, as in TAU Urban Acoustic Scenes 2020 Mobile; the "
+            "task's data is 1 s clips (TAU 2022 Mobile's layout). Pass that folder as --data; a "
+            "TAU 2020 folder serves as MobileNetV2's first set (--set teachers.pretrain_data=...)."
+        )
     if len(parts) < 6 or not parts[-2].isdigit():
         raise DataError(
             f"{filename}: file name is not '<scene>-<city>-<location>-<segment>-<index>-<device>.wav' "
