@@ -65,6 +65,11 @@ class TauDataset:
         return getattr(self, name)
 
 
+_A_RECORDING = ("a 10 s recording's name, as in TAU Urban Acoustic Scenes 2020 Mobile; the task's data is 1 s clips "
+                "(TAU 2022 Mobile's layout). Pass that folder as --data; a TAU 2020 folder serves as MobileNetV2's "
+                "first set (--set teachers.pretrain_data=...).")  # fmt: skip
+
+
 def parse_clip_name(filename: str) -> dict:
     """Split ``audio/<scene>-<city>-<location>-<segment>-<index>-<device>.wav`` into fields.
 
@@ -73,17 +78,10 @@ def parse_clip_name(filename: str) -> dict:
     """
     stem = Path(filename).stem
     parts = stem.split("-")
-    if len(parts) == 5 and parts[3].isdigit():  # <scene>-<city>-<location>-<segment>-<device>
-        raise DataError(
-            f"{filename}: a 10 s recording's name, as in TAU Urban Acoustic Scenes 2020 Mobile; the "
-            "task's data is 1 s clips (TAU 2022 Mobile's layout). Pass that folder as --data; a "
-            "TAU 2020 folder serves as MobileNetV2's first set (--set teachers.pretrain_data=...)."
-        )
     if len(parts) < 6 or not parts[-2].isdigit():
-        raise DataError(
-            f"{filename}: file name is not '<scene>-<city>-<location>-<segment>-<index>-<device>.wav' "
-            "as in TAU Urban Acoustic Scenes 2022 Mobile; rename the file or fix the CSV row."
-        )
+        raise DataError(f"{filename}: " + (_A_RECORDING if recording_name_fields(filename) else
+            "file name is not '<scene>-<city>-<location>-<segment>-<index>-<device>.wav' as in TAU Urban "
+            "Acoustic Scenes 2022 Mobile; rename the file or fix the CSV row."))  # fmt: skip
     scene, city, location = parts[0], parts[1], parts[2]
     segment_id = "-".join(parts[3:-2])
     device = parts[-1]
@@ -95,6 +93,15 @@ def parse_clip_name(filename: str) -> dict:
         "segment": int(parts[-2]),
         "recording_id": f"{scene}-{city}-{location}-{segment_id}-{device}",
     }
+
+
+def recording_name_fields(filename: str) -> dict | None:
+    """A 10 s recording's name ``<scene>-<city>-<location>-<segment>-<device>.wav`` (TAU 2020 Mobile's:
+    a 2022 clip's less its 1 s index) -> scene, device, ``recording_id`` (the stem its clips share); else None."""
+    parts = Path(filename).stem.split("-")
+    if len(parts) != 5 or not parts[3].isdigit():
+        return None
+    return {"scene": parts[0], "device": parts[4], "recording_id": "-".join(parts)}
 
 
 def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:

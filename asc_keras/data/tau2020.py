@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from asc_keras.data.errors import DataError
-from asc_keras.data.tau import LABEL_OF, read_table
+from asc_keras.data.tau import LABEL_OF, read_table, recording_name_fields
 
 RECORDING_COLUMNS = ("recording_id", "filename", "files", "label", "device")
 
@@ -36,12 +36,11 @@ class RecordingSet:
 def parse_recording_name(filename: str) -> dict:
     """``audio/<scene>-<city>-<location>-<segment>-<device>.wav`` -> its fields and
     ``recording_id`` (the name's stem); DataError naming the file otherwise."""
-    stem = Path(filename).stem
-    parts = stem.split("-")
-    if len(parts) != 5 or not parts[3].isdigit():
+    fields = recording_name_fields(filename)
+    if fields is None:
         raise DataError(f"{filename}: not a 10 s recording's name, '<scene>-<city>-<location>-"
                         "<segment>-<device>.wav' as in TAU Urban Acoustic Scenes 2020 Mobile")  # fmt: skip
-    return {"scene": parts[0], "device": parts[4], "recording_id": stem}
+    return fields
 
 
 def looks_like_recordings(root: str | Path) -> bool:

@@ -151,7 +151,7 @@ def teachers_stage(
     folders, pretrain = {}, None
     for name in cfg.teachers.names:
         own = splits.of_teacher(name)  # its own front end's features, where it has one
-        learn, _ = held_out_recordings(cfg, own.train_recordings)
+        learn, held = held_out_recordings(cfg, own.train_recordings)
         d = teacher_dir(cfg, place, data_root, name)
         # Runs sharing a work folder train each teacher once: the others wait, then use it.
         with work_lock(d, f"teacher {d.name}", runner.log):
@@ -159,10 +159,8 @@ def teachers_stage(
                 shutil.rmtree(d)
             if not is_trained(d):
                 runner.log(f"-- teacher {name} ({d.name})")
-                if name == "mobilenetv2" and pretrain is None:  # none of the run's held-out
-                    keep = kept_from_teachers(  # or evaluation clips (stages.pretrain)
-                        held_out_recordings(cfg, splits.train_recordings)[1], splits.eval_recordings
-                    )
+                if name == "mobilenetv2" and pretrain is None:  # none of the run's held-out or
+                    keep = kept_from_teachers(held, own.eval_recordings)  # evaluation recordings
                     pretrain = pretrain_splits(cfg, place, keep, runner.log)
                 train_teacher(name, cfg, learn, own.eval_recordings, run_dir=d,
                               strategy=place.strategy, verbose=place.verbose,
