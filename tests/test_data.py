@@ -249,3 +249,50 @@ def test_city_stratified_split_keeps_the_draw_and_spreads_evaluation_over_cities
         held = evaluation_locations(cities, o, 2, True)
         assert len(held) == 2 and len({cities[i] for i in held}) == 2
         assert evaluation_locations(cities, o, 2, False) == set(o[:2].tolist())
+
+
+def _recordings_folder(root, names_labels, source=None):
+    """A TAU 2020-layout folder: meta.csv listing ``names_labels`` (with ``source`` as its
+    source_label column where given), fold 1 = the first three train, the rest evaluate; each
+    listed file present (empty: the reader checks presence, not audio)."""
+    (root / "audio").mkdir(parents=True)
+    (root / "evaluation_setup").mkdir()
+    meta = pd.DataFrame(names_labels, columns=["filename", "scene_label"])
+    if source is not None:
+        meta["source_label"] = source
+    meta.to_csv(root / "meta.csv", sep="\t", index=False)
+    for name in meta["filename"]:
+        (root / name).touch()
+    for split, part in (("train", meta[:3]), ("evaluate", meta[3:])):
+        part[["filename", "scene_label"]].to_csv(
+            root / "evaluation_setup" / f"fold1_{split}.csv", sep="\t", index=False
+        )
+
+
+def test_a_tau_2020_folder_is_checked_as_tau_2022s_is(tmp_path):
+    """The 10 s recordings' reader holds meta.csv to what the 2022 reader does: labels, one row
+    per file, each source_label its name's device -- each failure naming the file and the row."""
+    from asc_keras.data.tau2020 import looks_like_recordings, read_recording_set
+
+    rows = [(f"audio/{s}-helsinki-{i}-{i}0-{d}.wav", s) for i, (s, d) in enumerate(
+        [("park", "a"), ("bus", "b"), ("metro", "a"), ("park", "a")]
+    )]  # fmt: skip
+    good = tmp_path / "good"
+    _recordings_folder(good, rows, source=["a", "b", "a", "a"])
+    found = read_recording_set(good)
+    assert looks_like_recordings(good)
+    assert list(found.train["device"]) == ["a", "b", "a"] and len(found.evaluate) == 1
+    assert found.train["recording_id"].iloc[1] == "bus-helsinki-1-10-b"
+    cases = {
+        "source": ({"source": ["a", "a", "a", "a"]}, r"meta.csv: row 3: source_label 'a' does not "
+                   r"match the device in audio/bus-helsinki-1-10-b.wav"),
+        "dup": ({"rows": rows + rows[:1]}, r"meta.csv: 1 duplicated filename row\(s\), e.g. "
+                r"audio/park-helsinki-0-00-a.wav"),
+        "label": ({"rows": rows[:2] + [(rows[2][0], "beach")] + rows[3:]},
+                  r"meta.csv: unknown scene label 'beach' in row 4"),
+    }  # fmt: skip
+    for case, (change, message) in cases.items():
+        root = tmp_path / case
+        _recordings_folder(root, change.get("rows", rows), change.get("source"))
+        with pytest.raises(DataError, match=message):
+            read_recording_set(root)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.data.errors import DataError
-from asc_keras.data.tau import _outside_dataset
+from asc_keras.data.tables import outside_dataset
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -108,7 +108,7 @@ def _from_csv(path: Path) -> list[tuple[Path, str, str]]:
         name, label = (row.get("filename") or "").strip(), (row.get("label") or "").strip()
         if not name or not label:
             raise DataError(f"{path}: row {number} has an empty filename or label")
-        if _outside_dataset(name):
+        if outside_dataset(name):
             raise DataError(
                 f"{path}: row {number} names {name!r}, outside the CSV's folder; "
                 "file names are relative to it"

@@ -19,8 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from asc_keras.config import SCENE_CLASSES
 from asc_keras.data.errors import DataError
+from asc_keras.data.tables import (
+    LABEL_OF,
+    check_labels,
+    check_meta_rows,
+    check_source_labels,
+    read_table,
+)
 from asc_keras.log import warn
 
 CLIP_COLUMNS = (
@@ -33,7 +39,6 @@ CLIP_COLUMNS = (
     "recording_id",
     "segment",
 )
-LABEL_OF = {name: i for i, name in enumerate(SCENE_CLASSES)}
 SEGMENTS_PER_RECORDING = 10  # TAU 2022: 1 s clips cut from 10 s recordings
 
 
@@ -104,56 +109,6 @@ def recording_name_fields(filename: str) -> dict | None:
     return {"scene": parts[0], "device": parts[4], "recording_id": "-".join(parts)}
 
 
-def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    """A tab-separated TAU table with ``required`` columns, every file name inside the data set."""
-    if not path.is_file():
-        raise DataError(
-            f"{path}: file not found. A TAU 2022 Mobile development folder holds meta.csv, "
-            "audio/ and evaluation_setup/fold1_{train,evaluate,test}.csv; pass that folder."
-        )
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise DataError(
-            f"{path}: cannot parse as a tab-separated CSV with a header line ({e})."
-        ) from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        hint = " (is it tab-separated?)" if len(df.columns) == 1 else ""
-        raise DataError(
-            f"{path}: missing column(s) {missing}; found {list(df.columns)}{hint}. "
-            f"Expected a tab-separated header with {list(required)}."
-        )
-    empty = df["filename"].str.strip() == ""
-    if empty.any():
-        raise DataError(f"{path}: row {int(np.argmax(empty.values)) + 2} has an empty filename.")
-    outside = df["filename"].map(_outside_dataset)
-    if outside.any():
-        row = int(np.argmax(outside.values))
-        raise DataError(
-            f"{path}: row {row + 2} names {df['filename'].iloc[row]!r}, outside the data set folder; "
-            "file names are relative to it (audio/<clip>.wav)."
-        )
-    return df
-
-
-def _outside_dataset(name: str) -> bool:
-    """An absolute path or one that climbs out with '..': not a file of the data set."""
-    p = Path(name)
-    return p.is_absolute() or name.startswith("\\") or ".." in p.parts
-
-
-def _check_labels(df: pd.DataFrame, path: Path) -> None:
-    bad = ~df["scene_label"].isin(LABEL_OF)
-    if bad.any():
-        row = int(np.argmax(bad.values))
-        raise DataError(
-            f"{path}: unknown scene label {df['scene_label'].iloc[row]!r} in row {row + 2} "
-            f"({df['filename'].iloc[row]}); the 10 official labels are {list(SCENE_CLASSES)}. "
-            f"{int(bad.sum())} row(s) affected: fix or remove them."
-        )
-
-
 def _index_clips(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     rows = []
     for f in df["filename"]:
@@ -222,25 +177,9 @@ def read_tau(root: str | Path, fold: int = 1, check_audio: bool = True) -> TauDa
 def _read_meta(meta_path: Path) -> pd.DataFrame:
     """meta.csv, checked (labels, duplicates, devices), as the clip index."""
     meta = read_table(meta_path, ("filename", "scene_label"))
-    _check_labels(meta, meta_path)
-    dup = meta["filename"].duplicated()
-    if dup.any():
-        raise DataError(
-            f"{meta_path}: {int(dup.sum())} duplicated filename row(s), e.g. "
-            f"{meta['filename'][dup].iloc[0]}; remove the duplicates."
-        )
+    check_meta_rows(meta, meta_path)
     clips = _index_clips(meta, meta_path)
-    if "source_label" in meta.columns:
-        disagree = (meta["source_label"].values != clips["device"].values) & (
-            meta["source_label"].values != ""
-        )
-        if disagree.any():
-            r = int(np.argmax(disagree))
-            raise DataError(
-                f"{meta_path}: row {r + 2}: source_label {meta['source_label'].iloc[r]!r} "
-                f"does not match the device in {meta['filename'].iloc[r]}."
-            )
-
+    check_source_labels(meta, clips["device"].values, meta_path)
     return clips
 
 
@@ -256,7 +195,7 @@ def _read_fold(setup: Path, fold: int, clips: pd.DataFrame) -> dict[str, pd.Data
         path = setup / f"fold{fold}_{split}.csv"
         df = read_table(path, required)
         if "scene_label" in df.columns:
-            _check_labels(df, path)
+            check_labels(df, path)
         unknown = ~df["filename"].isin(by_name.index)
         if unknown.any():
             raise DataError(

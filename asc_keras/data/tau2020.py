@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from asc_keras.data.errors import DataError
-from asc_keras.data.tau import LABEL_OF, read_table, recording_name_fields
+from asc_keras.data.tables import LABEL_OF, check_meta_rows, check_source_labels, read_table
+from asc_keras.data.tau import recording_name_fields
 
 RECORDING_COLUMNS = ("recording_id", "filename", "files", "label", "device")
 
@@ -56,9 +57,10 @@ def looks_like_recordings(root: str | Path) -> bool:
 
 def read_recording_set(root: str | Path, fold: int = 1) -> RecordingSet:
     """Index a folder of 10 s recordings (module doc): the fold's train and evaluate lists,
-    checked against meta.csv (labels, the scene in each name) and the audio files' presence."""
+    checked against meta.csv (labels, the scene in each name) and the audio files' presence;
+    meta.csv checked as TAU 2022's reader checks it (labels, duplicates, ``source_label``)."""
     root = Path(root).expanduser()
-    meta = read_table(root / "meta.csv", ("filename", "scene_label"))
+    meta = _read_meta(root / "meta.csv")
     tables = {}
     for split in ("train", "evaluate"):
         path = root / "evaluation_setup" / f"fold{fold}_{split}.csv"
@@ -69,6 +71,19 @@ def read_recording_set(root: str | Path, fold: int = 1) -> RecordingSet:
                             f"{df['filename'][unknown].iloc[0]}")  # fmt: skip
         tables[split] = _recordings(df, path, root)
     return RecordingSet(root, tables["train"], tables["evaluate"])
+
+
+def _read_meta(path: Path) -> pd.DataFrame:
+    meta = read_table(path, ("filename", "scene_label"))
+    check_meta_rows(meta, path)
+    devices = []
+    for r, name in enumerate(meta["filename"]):
+        try:
+            devices.append(parse_recording_name(name)["device"])
+        except DataError as e:
+            raise DataError(f"{path}: row {r + 2}: {e}") from None
+    check_source_labels(meta, np.array(devices, dtype=object), path)
+    return meta
 
 
 def _recordings(df: pd.DataFrame, path: Path, root: Path) -> pd.DataFrame:

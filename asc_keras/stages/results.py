@@ -222,7 +222,7 @@ def predict_eval_set(cfg: SystemConfig, place: RunPlace, runner: StageRunner, pa
     """The int8 student's predictions for every file of the evaluation set ``place.eval_data``."""
     from asc_keras.compress.tflite import TFLiteModel
     from asc_keras.data import DataError
-    from asc_keras.data.tau import read_table
+    from asc_keras.data.tables import read_table
     from asc_keras.evaluate.dcase_files import write_system_output
     from asc_keras.features.cache import extract_features
 
