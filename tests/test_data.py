@@ -291,6 +291,10 @@ def test_a_tau_2020_folder_is_checked_as_tau_2022s_is(tmp_path):
         "label": ({"rows": rows[:2] + [(rows[2][0], "beach")] + rows[3:]},
                   r"meta.csv: unknown scene label 'beach' in row 4"),
     }  # fmt: skip
+    (good / "evaluation_setup" / "fold1_evaluate.csv").unlink()
+    with pytest.raises(DataError, match=r"fold1_evaluate.csv: file not found.*a TAU 2020 one, for "
+                       r"teachers.pretrain_data"):  # fmt: skip
+        read_recording_set(good)
     for case, (change, message) in cases.items():
         root = tmp_path / case
         _recordings_folder(root, change.get("rows", rows), change.get("source"))

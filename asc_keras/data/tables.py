@@ -22,8 +22,9 @@ def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     """A tab-separated TAU table with ``required`` columns, every file name inside the data set."""
     if not path.is_file():
         raise DataError(
-            f"{path}: file not found. A TAU 2022 Mobile development folder holds meta.csv, "
-            "audio/ and evaluation_setup/fold1_{train,evaluate,test}.csv; pass that folder."
+            f"{path}: file not found. A TAU 2022 Mobile development folder (and a TAU 2020 one, for "
+            "teachers.pretrain_data) holds meta.csv, audio/ and evaluation_setup/fold1_train.csv, "
+            "fold1_evaluate.csv (2022's fold1_test.csv too); pass that folder."
         )
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
