@@ -300,3 +300,13 @@ def test_a_tau_2020_folder_is_checked_as_tau_2022s_is(tmp_path):
         _recordings_folder(root, change.get("rows", rows), change.get("source"))
         with pytest.raises(DataError, match=message):
             read_recording_set(root)
+    _recordings_folder(tmp_path / "fold", rows)  # the fold list: a label of the ten, its name's
+    fold = tmp_path / "fold" / "evaluation_setup" / "fold1_train.csv"
+    for label, message in (("beach", r"fold1_train.csv: unknown scene label 'beach' in row 2"),
+                           ("bus", r"fold1_train.csv: row 2: label 'bus' is not the scene of "
+                                   r"audio/park-helsinki-0-00-a.wav")):  # fmt: skip
+        fold.write_text(fold.read_text().replace("a.wav\tpark", f"a.wav\t{label}", 1))
+        with pytest.raises(DataError, match=message):
+            read_recording_set(tmp_path / "fold")
+        fold.write_text(fold.read_text().replace(f"a.wav\t{label}", "a.wav\tpark", 1))
+    assert len(read_recording_set(tmp_path / "fold").train) == 3  # mended: read again

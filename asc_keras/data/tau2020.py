@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 from asc_keras.data.errors import DataError
-from asc_keras.data.tables import LABEL_OF, check_meta_rows, check_source_labels, read_table
+from asc_keras.data.tables import (
+    LABEL_OF,
+    check_labels,
+    check_meta_rows,
+    check_source_labels,
+    read_table,
+)
 from asc_keras.data.tau import recording_name_fields
 
 RECORDING_COLUMNS = ("recording_id", "filename", "files", "label", "device")
@@ -57,14 +63,16 @@ def looks_like_recordings(root: str | Path) -> bool:
 
 def read_recording_set(root: str | Path, fold: int = 1) -> RecordingSet:
     """Index a folder of 10 s recordings (module doc): the fold's train and evaluate lists,
-    checked against meta.csv (labels, the scene in each name) and the audio files' presence;
-    meta.csv checked as TAU 2022's reader checks it (labels, duplicates, ``source_label``)."""
+    checked as TAU 2022's reader checks them (labels, listed in meta.csv), against each name's
+    scene and for the audio files' presence; meta.csv checked as TAU 2022's reader checks it
+    (labels, duplicates, ``source_label``)."""
     root = Path(root).expanduser()
     meta = _read_meta(root / "meta.csv")
     tables = {}
     for split in ("train", "evaluate"):
         path = root / "evaluation_setup" / f"fold{fold}_{split}.csv"
         df = read_table(path, ("filename", "scene_label"))
+        check_labels(df, path)
         unknown = ~df["filename"].isin(set(meta["filename"]))
         if unknown.any():
             raise DataError(f"{path}: {int(unknown.sum())} file(s) not listed in meta.csv, e.g. "
@@ -93,9 +101,9 @@ def _recordings(df: pd.DataFrame, path: Path, root: Path) -> pd.DataFrame:
             f = parse_recording_name(name)
         except DataError as e:
             raise DataError(f"{path}: row {r + 2}: {e}") from None
-        if label not in LABEL_OF or f["scene"] != label:
-            raise DataError(f"{path}: row {r + 2}: label {label!r} is not the scene of {name} "
-                            "(or not one of the 10 official labels); fix the row")  # fmt: skip
+        if f["scene"] != label:  # a label of the ten (check_labels), but not this file's
+            raise DataError(f"{path}: row {r + 2}: label {label!r} is not the scene of {name}; "
+                            "fix the row")  # fmt: skip
         if not (root / name).is_file():
             raise DataError(f"{root / name}: listed audio file does not exist; complete the "
                             "download into audio/, or remove the row")  # fmt: skip
