@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -210,6 +211,8 @@ def test_predict_odd_files_and_corrupt(exported, tmp_path):
 
 
 def test_predict_refuses_non_finite_audio_and_warns_on_silence(exported, tmp_path, capsys):
+    from asc_keras.evaluate.predict import predict_files
+
     rng = np.random.default_rng(2)
     y = rng.normal(0, 0.1, 44100 * 2)
     y[1000:1003] = np.nan
@@ -222,6 +225,19 @@ def test_predict_refuses_non_finite_audio_and_warns_on_silence(exported, tmp_pat
     assert "CSV" not in err and "Check the recording" in err
     assert main(["predict", model, str(tmp_path / "zeros.wav")]) == 0
     assert "zeros.wav: silent or near-silent (peak -inf dBFS)" in capsys.readouterr().err
+    # A float file of integer sample values (a tone at 32767: +90 dBFS) is far louder than any
+    # training clip: classified, and warned about; one with float headroom (+3.5 dBFS) is not.
+    tone = np.sin(2 * np.pi * 440 * np.arange(44100 * 2) / 44100)
+    sf.write(tmp_path / "as_int.wav", 32767 * tone, 44100, subtype="FLOAT")
+    sf.write(tmp_path / "headroom.wav", 1.5 * tone, 44100, subtype="FLOAT")
+    by = {Path(r.path).name: r for r in predict_files(model, [tmp_path / "as_int.wav",
+                                                           tmp_path / "headroom.wav"])}  # fmt: skip
+    assert by["as_int.wav"].scene and by["as_int.wav"].warnings == [
+        f"{tmp_path / 'as_int.wav'}: peak +90 dBFS, above full scale (float samples scaled by "
+        "mistake?): far louder than any training recording, the prediction may be off (rescale "
+        "it to at most 1.0, 0 dBFS)"
+    ]
+    assert by["headroom.wav"].scene and by["headroom.wav"].warnings == []
 
 
 def test_dataset_audio_that_is_not_finite_is_refused_by_name(tmp_path):
@@ -239,6 +255,12 @@ def test_dataset_audio_that_is_not_finite_is_refused_by_name(tmp_path):
     fixes = AudioFixes()
     load_audio(tmp_path / "quiet.wav", 16000, fixes=fixes)
     assert fixes.counts["silent"] == 1 and "1 file silent" in fixes.summary()
+    sf.write(tmp_path / "loud.wav", np.full(44100, 300.0), 44100, subtype="FLOAT")
+    sf.write(tmp_path / "hot.wav", np.full(44100, 1.5), 44100, subtype="FLOAT")
+    load_audio(tmp_path / "loud.wav", 16000, fixes=fixes)
+    load_audio(tmp_path / "hot.wav", 16000, fixes=fixes)
+    assert fixes.counts["over full scale"] == 1
+    assert f"1 file over full scale (e.g. {tmp_path / 'loud.wav'})" in fixes.summary()
 
 
 def test_predict_cli_formats_and_exit_codes(exported, tmp_path, capsys):

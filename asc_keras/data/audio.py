@@ -21,6 +21,11 @@ from asc_keras.data.errors import AudioError
 
 TAU_SAMPLE_RATE = 44100  # TAU Urban Acoustic Scenes 2022 Mobile: 44.1 kHz mono
 SILENCE_PEAK = 1e-5  # a file whose peak is below -100 dBFS is counted (and warned about) as silent
+# A file whose peak is above +6 dBFS is counted (and warned about) as over full scale: integer PCM
+# cannot exceed 0 dBFS, so only a float file can, and one this loud was scaled by mistake (integer
+# sample values stored as float are +90 dBFS); its log-mels sit far above every training clip's.
+# +6 dB, not 0: a float export may keep a little headroom above 1, and resampling overshoots.
+OVER_FULL_SCALE_PEAK = 2.0
 # A data set's clip whose decoded length is under this fraction of the clip length is damaged
 # (truncated), not a short recording: every clip of TAU 2022 Mobile is 1 s long.  A few samples
 # short (an export's rounding) is padded and counted.
@@ -85,7 +90,8 @@ def load_audio(
         duration: if given, the signal is cropped or zero-padded to ``duration`` seconds.
         expected_rate: the dataset's native rate; a file at another rate is counted as
             'resampled' in ``fixes`` (resampling to ``sample_rate`` itself is not a fix-up).
-        fixes: optional counter of repairs (and of silent files, 'silent').
+        fixes: optional counter of repairs (and of silent files, 'silent', and of float files
+            louder than +6 dBFS, 'over full scale').
         context: 'dataset' (a listed clip: the fix is to replace or unlist it) or 'file' (a file
             given to predict): chooses the advice in error messages.
         min_fraction: with ``duration``, a file shorter than this fraction of it is an error
@@ -119,8 +125,11 @@ def load_audio(
         raise AudioError(
             f"{path}: audio is not finite ({bad} of {data.size} samples are NaN or infinite). {hint}"
         )
-    if fixes is not None and float(np.abs(data).max()) < SILENCE_PEAK:
+    peak = float(np.abs(data).max())
+    if fixes is not None and peak < SILENCE_PEAK:
         fixes.add("silent", path)
+    if fixes is not None and peak > OVER_FULL_SCALE_PEAK:
+        fixes.add("over full scale", path)
     if data.shape[1] > 1:
         data = data.mean(axis=1, keepdims=True)
         if fixes is not None:

@@ -226,8 +226,9 @@ def predict_files(
 
 def _audio_warnings(path, y: np.ndarray, win: int, rate: int) -> list[str]:
     """What makes a prediction of ``y`` (``path`` at ``rate`` Hz) doubtful: a file recorded at a
-    lower rate, silence, or less audio than one model window."""
-    from asc_keras.data.audio import SILENCE_PEAK
+    lower rate, silence, a float file scaled far above full scale, or less audio than one model
+    window."""
+    from asc_keras.data.audio import OVER_FULL_SCALE_PEAK, SILENCE_PEAK
 
     notes = []
     source = sf.info(str(path)).samplerate  # the file decoded already (load_audio)
@@ -244,6 +245,12 @@ def _audio_warnings(path, y: np.ndarray, win: int, rate: int) -> list[str]:
         level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
         notes.append(
             f"{path}: silent or near-silent (peak {level} dBFS): the prediction means little"
+        )
+    if peak > OVER_FULL_SCALE_PEAK:
+        notes.append(
+            f"{path}: peak +{20 * np.log10(peak):.0f} dBFS, above full scale (float samples "
+            "scaled by mistake?): far louder than any training recording, the prediction may be "
+            "off (rescale it to at most 1.0, 0 dBFS)"
         )
     if len(y) < win:
         notes.append(
