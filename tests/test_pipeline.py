@@ -691,7 +691,7 @@ def test_the_ablation_table_pairs_kd_with_the_control_and_with_the_born_again_ro
 
 
 def test_tiny_ablation_writes_its_table_and_resumes(
-    tiny_run, damaged_tau, tiny_work, tmp_path, recipe_calls
+    tiny_run, damaged_tau, tiny_work, tmp_path, recipe_calls, monkeypatch
 ):
     # One small teacher per seed: the table's machinery is what is tested, not the recipe.
     args = ["ablation", "--system", "2", "--data", str(damaged_tau[0]), "--work", str(tiny_work), "--out",
@@ -719,6 +719,24 @@ def test_tiny_ablation_writes_its_table_and_resumes(
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Resumable: a second call reads every row back instead of training it again.
     assert main(args) == 0 and len(recipe_calls["fit"]) == 4
+    # Rows that learn from no teacher reach no teacher stage, and the control they train is the
+    # one trained where the teachers were (the same clips, the same seed): to the bit.
+    import asc_keras.orchestration.run as run_module
+
+    def no_teachers(*_a, **_k):
+        raise AssertionError("the teachers' stage ran for rows that need no teacher")
+
+    free = [*args[: args.index("--out") + 1], str(tmp_path / "free"), "--seeds", "0", "--rows",
+            "ce_only", *args[args.index("--quiet") :]]  # fmt: skip
+    before = {k: len(v) for k, v in recipe_calls.items()}  # the calls below count without it
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "teachers_stage", no_teachers)
+        assert main(free) == 0
+    f = json.loads((tmp_path / "free" / "ablation.json").read_text())
+    assert f["teachers"] == {} and f["students"]["ce_only"] == r["students"]["ce_only"][:1]
+    assert "| student, CE only (no teachers) |" in (tmp_path / "free" / "ablation.md").read_text()
+    for k, n in before.items():
+        del recipe_calls[k][n:]
     # The born-again row reuses the seed's control where the ce_only row trained it, and trains
     # the control itself where it has not (a new folder: CE first, then KD from it).
     only = [*args[: args.index("--seeds")], "--seeds", "1", "--rows", "kd_control",
