@@ -3,8 +3,9 @@ student's recipe buys (CE only, KD from each teacher, KD from the ensemble, mixu
 stretching, width 24 vs 32), over several seeds.
 
 Per seed, the shared stages of :func:`asc_keras.orchestration.run.prepare_shared` (data, features,
-teachers, soft targets; cached in ``work`` and reused by every row and by later runs) run once;
-then each student row trains the same SERFR-CNN recipe with one change.  Every row's result is
+teachers, soft targets; cached in ``work`` and reused by every row and by later runs) run once
+(the teachers' only where a row learns from them); then each student row trains the same
+SERFR-CNN recipe with one change.  Every row's result is
 written to ``out/seed<k>/<row>.json`` as soon as it exists, so an interrupted ablation resumes
 with the rows still missing (an interrupted training resumes from its backup).
 
