@@ -727,14 +727,21 @@ def test_tiny_ablation_writes_its_table_and_resumes(
         raise AssertionError("the teachers' stage ran for rows that need no teacher")
 
     free = [*args[: args.index("--out") + 1], str(tmp_path / "free"), "--seeds", "0", "--rows",
-            "ce_only", *args[args.index("--quiet") :]]  # fmt: skip
+            "plain", "ce_only", *args[args.index("--quiet") :]]  # fmt: skip
     before = {k: len(v) for k, v in recipe_calls.items()}  # the calls below count without it
     with monkeypatch.context() as m:
         m.setattr(run_module, "teachers_stage", no_teachers)
         assert main(free) == 0
     f = json.loads((tmp_path / "free" / "ablation.json").read_text())
     assert f["teachers"] == {} and f["students"]["ce_only"] == r["students"]["ce_only"][:1]
-    assert "| student, CE only (no teachers) |" in (tmp_path / "free" / "ablation.md").read_text()
+    md = (tmp_path / "free" / "ablation.md").read_text()
+    assert "| student, CE only (no teachers) |" in md and "None trained: no row of this" in md
+    assert "| teacher |" not in md and "The KD rows learn" not in md
+    d = 100 * (f["students"]["ce_only"][0] - f["students"]["plain"][0])
+    assert (
+        f"The recipe's augmentation (CE only − trained plainly, no augmentation, paired by seed): {d:+.1f}"
+        in md
+    )
     for k, n in before.items():
         del recipe_calls[k][n:]
     # The born-again row reuses the seed's control where the ce_only row trained it, and trains
