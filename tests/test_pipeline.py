@@ -734,6 +734,9 @@ def test_tiny_ablation_writes_its_table_and_resumes(
         assert main(free) == 0
     f = json.loads((tmp_path / "free" / "ablation.json").read_text())
     assert f["teachers"] == {} and f["students"]["ce_only"] == r["students"]["ce_only"][:1]
+    # ... and scored on whole recordings as there: the features' stage is the same without them.
+    on_recordings = f["students_recordings"]["ce_only"]
+    assert on_recordings == r["students_recordings"]["ce_only"][:1] and None not in on_recordings
     md = (tmp_path / "free" / "ablation.md").read_text()
     assert "| student, CE only (no teachers) |" in md and "None trained: no row of this" in md
     assert "| teacher |" not in md and "The KD rows learn" not in md

@@ -203,11 +203,10 @@ def _ablate_seed(cfg: SystemConfig, place, chosen: list[StudentRow], result: dic
     seed_place.out.mkdir(parents=True, exist_ok=True)
     # Rows that learn from no teacher (plain, CE only, the born-again rows) need none: with only
     # such rows the seed's teachers, soft targets and probe are not trained (no teacher rows).
-    shared = cfg
-    if not any(row.teachers is not None for row in chosen):
+    teach = any(row.teachers is not None for row in chosen)
+    if not teach:
         log(f"== seed {seed}: no row named learns from the teachers: they are not trained")
-        shared = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, enabled=False))
-    prep = prepare_shared(shared, seed_place, log=log)
+    prep = prepare_shared(cfg, seed_place, log=log, teachers=teach)
     for name, m in prep.teacher_metrics.items():
         result["teachers"].setdefault(name, []).append(m["accuracy"])
     # Which soft targets the base row learns from, and the control's share of them ('auto' may

@@ -165,16 +165,18 @@ def run_identity(cfg: SystemConfig, place: RunPlace) -> dict:
 
 
 def prepare(cfg: SystemConfig, place: RunPlace, runner: StageRunner,
-            after_features: Callable[[], None] = lambda: None) -> Prepared:  # fmt: skip
+            after_features: Callable[[], None] = lambda: None, teachers: bool = True) -> Prepared:  # fmt: skip
     """Run the shared stages in order: data, features, teachers, targets (``after_features``:
-    called between, e.g. to start the stages that need no teacher beside them)."""
+    called between, e.g. to start the stages that need no teacher beside them; ``teachers``
+    False: the teachers' stages skipped, the features as with them, for students that learn
+    from none)."""
     with runner.stage("data"):
         ds, root = data_stage(cfg, place, runner)
     with runner.stage("features"):
         clip_cache, splits, skipped = features_stage(cfg, place, ds)
     after_features()
-    outputs = TeacherOutputs.none()
-    if cfg.distill.enabled:
+    outputs, teach = TeacherOutputs.none(), cfg.distill.enabled and teachers
+    if teach:
         with runner.stage("teachers"):
             folders = teachers_stage(cfg, place, runner, root, splits)
         with runner.stage("targets"):
@@ -184,7 +186,7 @@ def prepare(cfg: SystemConfig, place: RunPlace, runner: StageRunner,
                 probed = probe_stage(cfg, place, runner, outputs.targets, splits, folders)
             outputs = dataclasses.replace(outputs, targets=probed)
     return Prepared(ds, root, clip_cache, splits, outputs.metrics, outputs.targets, outputs.key, skipped,
-                    folders if cfg.distill.enabled else {})  # fmt: skip
+                    folders if teach else {})  # fmt: skip
 
 
 def run_system(
@@ -258,11 +260,13 @@ def run(
         return run_system(cfg, place, StageRunner(place.out, force, log), label)
 
 
-def prepare_shared(cfg: SystemConfig, place: RunPlace, *, force=frozenset(), log=print) -> Prepared:
-    """The shared stages only (data, features, teachers, targets): for the width search and ablation."""
+def prepare_shared(cfg: SystemConfig, place: RunPlace, *, force=frozenset(), log=print,
+                   teachers: bool = True) -> Prepared:  # fmt: skip
+    """The shared stages only (data, features, teachers, targets): for the width search and
+    ablation (``teachers`` False: without the teachers' stages, :func:`prepare`)."""
     check_run(cfg, place)
     with warnings_to(log):
-        return prepare(cfg, place, StageRunner(place.out, force, log))
+        return prepare(cfg, place, StageRunner(place.out, force, log), teachers=teachers)
 
 
 __all__ = ["STAGES", "RunError", "RunPlace", "check_run", "prepare_shared", "run", "run_system"]
