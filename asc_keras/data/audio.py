@@ -125,11 +125,8 @@ def load_audio(
         raise AudioError(
             f"{path}: audio is not finite ({bad} of {data.size} samples are NaN or infinite). {hint}"
         )
-    peak = float(np.abs(data).max())
-    if fixes is not None and peak < SILENCE_PEAK:
-        fixes.add("silent", path)
-    if fixes is not None and peak > OVER_FULL_SCALE_PEAK:
-        fixes.add("over full scale", path)
+    if fixes is not None:
+        _count_level(float(np.abs(data).max()), path, fixes)
     if data.shape[1] > 1:
         data = data.mean(axis=1, keepdims=True)
         if fixes is not None:
@@ -154,6 +151,14 @@ def load_audio(
     if duration is not None:
         y = fit_length(y, int(round(duration * sample_rate)))
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _count_level(peak: float, path: Path, fixes: AudioFixes) -> None:
+    """Counts a file whose ``peak`` (linear, full scale 1) is silent or over full scale."""
+    if peak < SILENCE_PEAK:
+        fixes.add("silent", path)
+    if peak > OVER_FULL_SCALE_PEAK:
+        fixes.add("over full scale", path)
 
 
 def fit_length(y: np.ndarray, n: int) -> np.ndarray:
