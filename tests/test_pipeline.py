@@ -377,6 +377,17 @@ def test_a_set_sampled_by_clip_stops_the_run_before_the_teachers(tiny_tau, tmp_p
     with pytest.raises(DataError, match="no complete 10 s recording in the evaluation split"):
         check_whole_recordings(sampled, some, some.iloc[:0])
     check_whole_recordings(sampled, some, some)  # one each: no error
+    # Students that learn from no teacher need no recording: the ablation of such rows trains
+    # them on the same set and scores them on clips alone, saying why.
+    free = ["ablation", "--system", "2", "--data", str(sampled), "--work", str(work), "--out",
+            str(tmp_path / "free"), "--seeds", "0", "--rows", "plain", "ce_only", "--quiet", "--set",
+            *TINY, "optim.steps=6", "optim.rounds=1"]  # fmt: skip
+    assert main(free) == 0
+    assert "no complete 10 s recording in both splits" in capsys.readouterr().out
+    f = json.loads((tmp_path / "free" / "ablation.json").read_text())
+    assert f["students_recordings"] == {"plain": [None], "ce_only": [None]}
+    assert all(0 <= f["students"][k][0] <= 1 for k in ("plain", "ce_only"))
+    assert not (work / "teachers").exists()
 
 
 def test_clear_errors_before_work(tiny_run, tiny_work, tiny_tau, tmp_path, capsys):

@@ -173,7 +173,7 @@ def prepare(cfg: SystemConfig, place: RunPlace, runner: StageRunner,
     with runner.stage("data"):
         ds, root = data_stage(cfg, place, runner)
     with runner.stage("features"):
-        clip_cache, splits, skipped = features_stage(cfg, place, ds)
+        clip_cache, splits, skipped = features_stage(cfg, place, ds, teachers)
     after_features()
     outputs, teach = TeacherOutputs.none(), cfg.distill.enabled and teachers
     if teach:

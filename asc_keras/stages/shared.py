@@ -136,9 +136,13 @@ def data_stage(cfg: SystemConfig, place: RunPlace, runner: StageRunner):
     return ds, root
 
 
-def features_stage(cfg: SystemConfig, place: RunPlace, ds: TauDataset):
+def features_stage(cfg: SystemConfig, place: RunPlace, ds: TauDataset, teachers: bool = True):
     """Log-mel caches of every clip (and, with teachers, every rebuilt 10 s recording):
     (cache, splits, skipped clips).
+
+    ``teachers`` False (students that learn from none, :func:`~asc_keras.orchestration.run.prepare`):
+    the recordings are cached as with teachers, to score the students on them, where both splits
+    have complete ones; a set sampled by clip goes on without them (scored on clips only).
 
     Clips that cannot be read (corrupt, not finite) stop the run at this stage, before any
     training, with the list of all of them; with ``place.skip_bad_audio`` they -- and the
@@ -157,14 +161,20 @@ def features_stage(cfg: SystemConfig, place: RunPlace, ds: TauDataset):
     train_clips = ds.split(place.train_split)
     train_clips = train_clips[~train_clips["filename"].isin(bad)].reset_index(drop=True)
     eval_clips = ds.evaluate[~ds.evaluate["filename"].isin(bad)].reset_index(drop=True)
-    train_recs = eval_recs = None
+    train_recs = eval_recs = learn = None
     recs, _ = rebuild_recordings(ds.split("all"))
     recs = recs[[not bad.intersection(files) for files in recs["files"]]] if len(recs) else recs
     if cfg.distill.enabled:
         learn, judge = (
             recordings_of(recs, c) if len(recs) else recs for c in (train_clips, eval_clips)
         )
-        check_whole_recordings(ds.root, learn, judge)
+        if teachers:
+            check_whole_recordings(ds.root, learn, judge)
+        elif not (len(learn) and len(judge)):
+            warn(f"{ds.root}: no complete 10 s recording in both splits (a set sampled by clip): "
+                 "the students are scored on clips only")  # fmt: skip
+            learn = judge = None
+    if learn is not None:
         rec_cache = extract_features(ds.root, list(recs["files"]), cfg.features, root, name="recordings",
                                      progress=place.progress)  # fmt: skip
         train_recs = RecordingSplit.from_table(rec_cache, learn)
