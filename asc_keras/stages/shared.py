@@ -161,24 +161,23 @@ def features_stage(cfg: SystemConfig, place: RunPlace, ds: TauDataset, teachers:
     train_clips = ds.split(place.train_split)
     train_clips = train_clips[~train_clips["filename"].isin(bad)].reset_index(drop=True)
     eval_clips = ds.evaluate[~ds.evaluate["filename"].isin(bad)].reset_index(drop=True)
-    train_recs = eval_recs = learn = None
+    train_recs = eval_recs = None
     recs, _ = rebuild_recordings(ds.split("all"))
     recs = recs[[not bad.intersection(files) for files in recs["files"]]] if len(recs) else recs
     if cfg.distill.enabled:
         learn, judge = (
             recordings_of(recs, c) if len(recs) else recs for c in (train_clips, eval_clips)
         )
-        if teachers:
+        if teachers:  # they need whole recordings; students alone are scored on them if any
             check_whole_recordings(ds.root, learn, judge)
-        elif not (len(learn) and len(judge)):
+        if len(learn) and len(judge):
+            rec_cache = extract_features(ds.root, list(recs["files"]), cfg.features, root, name="recordings",
+                                         progress=place.progress)  # fmt: skip
+            train_recs = RecordingSplit.from_table(rec_cache, learn)
+            eval_recs = RecordingSplit.from_table(rec_cache, judge)
+        else:
             warn(f"{ds.root}: no complete 10 s recording in both splits (a set sampled by clip): "
                  "the students are scored on clips only")  # fmt: skip
-            learn = judge = None
-    if learn is not None:
-        rec_cache = extract_features(ds.root, list(recs["files"]), cfg.features, root, name="recordings",
-                                     progress=place.progress)  # fmt: skip
-        train_recs = RecordingSplit.from_table(rec_cache, learn)
-        eval_recs = RecordingSplit.from_table(rec_cache, judge)
     splits = Splits(
         ClipSplit.from_table(clip_cache, train_clips),
         ClipSplit.from_table(clip_cache, eval_clips),
